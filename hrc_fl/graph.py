@@ -1,0 +1,143 @@
+"""The node graph of a workstation, the aggregator and the plant demo, described once.
+
+Both ``launch/*.launch.py`` (launch_ros, for machines with ``ros2 launch``) and the project's own
+launcher (``hrc-fl launch``, for machines without it) are built from these descriptions, so the two
+cannot drift apart. Plain data only: no ROS import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PACKAGE = "hrc_fl"
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """A launch argument with its default value (always a string, as in ``ros2 launch``)."""
+
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start: ``ros2 run <package> <executable>`` with these ROS arguments."""
+
+    executable: str
+    name: str
+    namespace: str = ""
+    param_files: tuple[str, ...] = ()  # file names in config/, or absolute paths; later ones win
+    parameters: Mapping[str, Any] = field(default_factory=dict)  # applied after the files
+    remappings: tuple[tuple[str, str], ...] = ()
+    package: str = PACKAGE
+
+
+WORKSTATION_ARGUMENTS = (
+    LaunchArgument("workstation_id", "ws1", "Workstation id; also the ROS namespace of its nodes."),
+    LaunchArgument("config_file", "", "Extra parameter YAML applied after the packaged defaults."),
+    LaunchArgument("camera_source", "", "Camera source: device index/path, video file, image folder, "
+                   "'topic:<name>', or empty for the packaged replay photos."),
+    LaunchArgument("fl", "true", "Run the federated-learning client on this workstation."),
+)
+AGGREGATOR_ARGUMENTS = (
+    LaunchArgument("config_file", "", "Extra parameter YAML applied after the packaged defaults."),
+)
+PLANT_ARGUMENTS = (
+    LaunchArgument("workstations", "3", "Number of workstations in the plant demo."),
+    LaunchArgument("config_file", "", "Extra parameter YAML applied after the packaged defaults."),
+    LaunchArgument("fl", "true", "Run federated learning across the workstations."),
+)
+
+
+def _truthy(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean launch argument value: {value!r}")
+
+
+def _files(node_file: str, extra: str) -> tuple[str, ...]:
+    return (node_file, extra) if extra else (node_file,)
+
+
+#: Nodes of one workstation, in start order. Each entry: executable, node name, defaults file.
+WORKSTATION_NODES: tuple[tuple[str, str, str], ...] = (
+    ("camera_node", "camera", "camera.yaml"),
+)
+
+
+def workstation_graph(args: Mapping[str, str]) -> list[NodeSpec]:
+    """Nodes of one workstation, namespaced by its id."""
+    ws = args["workstation_id"]
+    if not ws or not ws.replace("_", "").isalnum() or ws[0].isdigit():
+        raise ValueError(f"workstation_id must be a ROS name token (letters, digits, _): {ws!r}")
+    fl = _truthy(args.get("fl", "true"))
+    nodes: list[NodeSpec] = []
+    for executable, name, defaults in WORKSTATION_NODES:
+        if executable == "fl_client_node" and not fl:
+            continue
+        params: dict[str, Any] = {"workstation_id": ws}
+        if executable == "camera_node" and args.get("camera_source"):
+            params["source"] = args["camera_source"]
+        nodes.append(NodeSpec(executable=executable, name=name, namespace=ws,
+                              param_files=_files(defaults, args.get("config_file", "")),
+                              parameters=params))
+    return nodes
+
+
+AGGREGATOR_NODES: tuple[tuple[str, str, str], ...] = ()
+
+
+def aggregator_graph(args: Mapping[str, str]) -> list[NodeSpec]:
+    """The plant-level aggregator."""
+    return [NodeSpec(executable=e, name=n, namespace="plant",
+                     param_files=_files(d, args.get("config_file", "")))
+            for e, n, d in AGGREGATOR_NODES]
+
+
+def plant_graph(args: Mapping[str, str]) -> list[NodeSpec]:
+    """Aggregator plus N workstations ws1..wsN on one machine."""
+    count = int(args.get("workstations", "3"))
+    if not 1 <= count <= 32:
+        raise ValueError(f"workstations must be 1..32, got {count}")
+    fl = args.get("fl", "true")
+    nodes = aggregator_graph(args) if _truthy(fl) else []
+    for i in range(1, count + 1):
+        nodes += workstation_graph({"workstation_id": f"ws{i}", "config_file": args.get("config_file", ""),
+                                    "camera_source": "", "fl": fl})
+    return nodes
+
+
+@dataclass(frozen=True)
+class GraphDescription:
+    """A named launchable graph: its arguments and the function that yields its nodes."""
+
+    name: str
+    arguments: tuple[LaunchArgument, ...]
+    build: Callable[[Mapping[str, str]], list[NodeSpec]]
+
+    def resolve(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Argument values: defaults with ``overrides`` applied; unknown names raise ValueError."""
+        values = {a.name: a.default for a in self.arguments}
+        for key, value in (overrides or {}).items():
+            if key not in values:
+                known = ", ".join(sorted(values))
+                raise ValueError(f"unknown launch argument {key!r} for {self.name} (known: {known})")
+            values[key] = value
+        return values
+
+    def nodes(self, overrides: Mapping[str, str] | None = None) -> list[NodeSpec]:
+        return self.build(self.resolve(overrides))
+
+
+GRAPHS: dict[str, GraphDescription] = {
+    "workstation": GraphDescription("workstation", WORKSTATION_ARGUMENTS, workstation_graph),
+    "aggregator": GraphDescription("aggregator", AGGREGATOR_ARGUMENTS, aggregator_graph),
+    "plant_demo": GraphDescription("plant_demo", PLANT_ARGUMENTS, plant_graph),
+}

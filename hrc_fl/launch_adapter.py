@@ -1,0 +1,48 @@
+"""Turns a :mod:`hrc_fl.graph` description into a launch_ros ``LaunchDescription``.
+
+Imported only by ``launch/*.launch.py`` under ``ros2 launch``; the launch system is not installable
+from the package registries, so nothing else in hrc_fl imports ``launch``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hrc_fl.graph import GRAPHS, NodeSpec
+from hrc_fl.paths import config_dir
+
+
+def resolve_param_file(name: str) -> str:
+    """A parameter file named in a NodeSpec: absolute paths as given, bare names from config/."""
+    path = Path(name)
+    return str(path if path.is_absolute() else config_dir() / path)
+
+
+def launch_description(graph_name: str):  # -> launch.LaunchDescription
+    """The LaunchDescription of one named graph (``workstation``, ``aggregator``, ``plant_demo``)."""
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+
+    graph = GRAPHS[graph_name]
+
+    def make_node(spec: NodeSpec):
+        return Node(
+            package=spec.package,
+            executable=spec.executable,
+            name=spec.name,
+            namespace=spec.namespace,
+            parameters=[resolve_param_file(f) for f in spec.param_files] + [dict(spec.parameters)],
+            remappings=list(spec.remappings),
+            output="screen",
+        )
+
+    def nodes_for_context(context, *args, **kwargs):
+        values = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.arguments}
+        return [make_node(spec) for spec in graph.build(values)]
+
+    declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+                for a in graph.arguments]
+    return LaunchDescription([*declared, OpaqueFunction(function=nodes_for_context)])

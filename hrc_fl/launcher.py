@@ -1,0 +1,135 @@
+"""``hrc-fl launch``: starts a graph from :mod:`hrc_fl.graph` as processes, for machines without
+``ros2 launch``. Same nodes, names, namespaces and parameter files as ``launch/*.launch.py``.
+
+Children run in their own sessions and die with the launcher (PR_SET_PDEATHSIG), so a killed
+launcher leaves no orphans; Ctrl-C / SIGTERM send SIGINT to every node, wait, then escalate.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hrc_fl.graph import GRAPHS, NodeSpec
+from hrc_fl.launch_adapter import resolve_param_file
+from hrc_fl.paths import config_dir
+
+_PR_SET_PDEATHSIG = 1
+
+
+def executable_path(executable: str) -> str:
+    """The console script of a node, next to this interpreter (the virtual environment's bin/)."""
+    candidate = Path(sys.executable).parent / executable
+    if candidate.is_file():
+        return str(candidate)
+    raise FileNotFoundError(f"node executable {executable!r} not found next to {sys.executable}; "
+                            "is hrc_fl installed in this environment?")
+
+
+def _param_value(value: object) -> str:
+    # ROS parses -p values as YAML; dump so that strings like "1" stay strings.
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
+
+
+def node_command(spec: NodeSpec) -> list[str]:
+    """The argv that runs one node with its name, namespace, parameter files and remappings."""
+    cmd = [executable_path(spec.executable), "--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        cmd += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+    for param_file in spec.param_files:
+        cmd += ["--params-file", resolve_param_file(param_file)]
+    for key, value in spec.parameters.items():
+        cmd += ["-p", f"{key}:={_param_value(value)}"]
+    for src, dst in spec.remappings:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for node processes: the project's Fast DDS profile (large shared-memory segment
+    for images) and localhost discovery unless the user chose otherwise."""
+    env = dict(os.environ if base is None else base)
+    profile = config_dir() / "fastdds.xml"
+    if profile.is_file():
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class RunningNode:
+    spec: NodeSpec
+    process: subprocess.Popen
+
+
+class Launcher:
+    """Starts node processes and stops them all cleanly."""
+
+    def __init__(self, specs: Sequence[NodeSpec], *, env: Mapping[str, str] | None = None,
+                 stop_timeout_s: float = 10.0, log_dir: Path | None = None) -> None:
+        if stop_timeout_s <= 0:
+            raise ValueError("stop_timeout_s must be positive")
+        self._specs = list(specs)
+        self._env = node_environment(env)
+        self._stop_timeout_s = stop_timeout_s
+        self._log_dir = log_dir
+        self.nodes: list[RunningNode] = []
+
+    def start(self) -> None:
+        for spec in self._specs:
+            out = None
+            if self._log_dir is not None:
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+                label = f"{spec.namespace}_{spec.name}".strip("_")
+                out = open(self._log_dir / f"{label}.log", "ab")  # noqa: SIM115 - owned by the child
+            proc = subprocess.Popen(node_command(spec), env=self._env, stdout=out,
+                                    stderr=subprocess.STDOUT if out else None,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+            if out is not None:
+                out.close()
+            self.nodes.append(RunningNode(spec, proc))
+
+    def exited(self) -> list[RunningNode]:
+        """Nodes whose process has ended."""
+        return [n for n in self.nodes if n.process.poll() is not None]
+
+    def stop(self) -> dict[str, int]:
+        """SIGINT every node, wait up to the timeout, then SIGTERM/SIGKILL; returns exit codes."""
+        for node in self.nodes:
+            if node.process.poll() is None:
+                node.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + self._stop_timeout_s
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for node in self.nodes:
+                remaining = max(0.0, deadline - time.monotonic())
+                try:
+                    node.process.wait(timeout=remaining)
+                except subprocess.TimeoutExpired:
+                    node.process.send_signal(sig)
+            deadline = time.monotonic() + 3.0
+        for node in self.nodes:
+            node.process.wait()
+        return {f"{n.spec.namespace}/{n.spec.name}": n.process.returncode for n in self.nodes}
+
+
+def specs_for(graph_name: str, overrides: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes of a named graph; ValueError for an unknown graph or argument."""
+    if graph_name not in GRAPHS:
+        raise ValueError(f"unknown graph {graph_name!r}; choose one of {', '.join(GRAPHS)}")
+    return GRAPHS[graph_name].nodes(overrides)

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: each translates messages and calls a ROS-free core."""

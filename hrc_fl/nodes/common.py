@@ -1,0 +1,172 @@
+"""Pieces every hrc_fl node shares: the main loop, QoS profiles, parameters and diagnostics."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+#: Camera frames and IMU samples: best effort, shallow queue (ROS convention for sensor streams).
+SENSOR_QOS: QoSProfile = qos_profile_sensor_data
+#: Safety state and speed scale: every message matters, keep a few, reliable.
+SAFETY_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+#: Perception results and estimates: reliable, shallow.
+RESULT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+)
+#: State that late joiners need (camera info, model version, FL status).
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+def stamp_to_s(stamp: TimeMsg) -> float:
+    """ROS time stamp -> seconds (float)."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def s_to_stamp(t_s: float) -> TimeMsg:
+    """Seconds -> ROS time stamp. Raises ValueError for non-finite or negative times."""
+    if not math.isfinite(t_s) or t_s < 0.0:
+        raise ValueError(f"cannot make a ROS stamp from {t_s!r} s")
+    sec, nanosec = divmod(round(t_s * 1e9), 1_000_000_000)
+    return TimeMsg(sec=sec, nanosec=nanosec)
+
+
+def declare_parameters(node: Node, spec: Mapping[str, tuple[Any, str]]) -> dict[str, Any]:
+    """Declare each parameter once with its default and description; return the current values.
+
+    ``spec`` maps a parameter name to ``(default, description)``. Defaults live only here (the node),
+    the YAML in config/ overrides them per deployment.
+    """
+    values: dict[str, Any] = {}
+    for name, (default, description) in spec.items():
+        descriptor = ParameterDescriptor(description=description)
+        if isinstance(default, list) and not default:
+            # An empty list has no type; declare as a string array so YAML can fill it.
+            param = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor)
+            values[name] = list(param.value or [])
+            continue
+        param = node.declare_parameter(name, default, descriptor)
+        values[name] = param.value
+    return values
+
+
+@dataclass
+class Diagnostics:
+    """Publishes one ``DiagnosticStatus`` on ``/diagnostics`` at a fixed period.
+
+    Nodes record problems with :meth:`problem` (logged once per occurrence as one line, counted,
+    and raised to WARN/ERROR on the next report) and key values with :meth:`set_value`.
+    """
+
+    node: Node
+    name: str
+    period_s: float = 1.0
+    hardware_id: str = ""
+    _values: dict[str, str] = field(default_factory=dict)
+    _counts: dict[str, int] = field(default_factory=dict)
+    _level: bytes = DiagnosticStatus.OK
+    _message: str = "ok"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timer = self.node.create_timer(self.period_s, self.publish)
+
+    def set_value(self, key: str, value: object) -> None:
+        with self._lock:
+            self._values[key] = str(value)
+
+    def problem(self, key: str, message: str, *, error: bool = False) -> None:
+        """Count, log one clear line and flag the next report (WARN, or ERROR when ``error``)."""
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            level = DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN
+            if level > self._level:
+                self._level = level
+            self._message = f"{key}: {message}"
+        log = self.node.get_logger().error if error else self.node.get_logger().warning
+        log(f"{key}: {message}")
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self._counts.get(key, 0)
+
+    def publish(self) -> None:
+        with self._lock:
+            status = DiagnosticStatus(
+                level=self._level, name=f"{self.node.get_fully_qualified_name()}: {self.name}",
+                message=self._message, hardware_id=self.hardware_id,
+                values=[KeyValue(key=k, value=v) for k, v in self._values.items()]
+                + [KeyValue(key=f"count/{k}", value=str(v)) for k, v in self._counts.items()],
+            )
+            # The level decays back to OK once a period passes without new problems.
+            self._level = DiagnosticStatus.OK
+            self._message = "ok"
+        msg = DiagnosticArray(statuses=[status])
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self._pub.publish(msg)
+
+
+class RateMeter:
+    """Sliding estimate of events per second (for diagnostics), monotonic clock."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self._window_s = window_s
+        self._times: list[float] = []
+
+    def tick(self, now_s: float | None = None) -> None:
+        now = time.monotonic() if now_s is None else now_s
+        self._times.append(now)
+        cutoff = now - self._window_s
+        while self._times and self._times[0] < cutoff:
+            self._times.pop(0)
+
+    def rate_hz(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
+    """Standard main: init, spin until Ctrl-C or external shutdown, destroy, shut down cleanly."""
+    rclpy.init(args=args)
+    node: Node | None = None
+    try:
+        node = factory()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()

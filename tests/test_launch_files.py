@@ -1,0 +1,135 @@
+"""launch/*.launch.py and ``hrc-fl launch`` come from one description and cannot drift."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hrc_fl.graph import GRAPHS
+from hrc_fl.launcher import node_command, specs_for
+from tests import launch_standins
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+OVERRIDES = {
+    "workstation": [{}, {"workstation_id": "cell7", "fl": "false", "camera_source": "/dev/video2"}],
+    "aggregator": [{}],
+    "plant_demo": [{}, {"workstations": "2"}],
+}
+
+
+@pytest.fixture
+def standins():
+    launch_standins.install()
+    try:
+        yield launch_standins
+    finally:
+        launch_standins.uninstall()
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(f"launchfile_{path.stem.replace('.', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+def _argv_from_launch_node(node) -> dict:
+    """What the launch_ros Node would run, in the launcher's terms."""
+    files = [p for p in node.parameters if isinstance(p, str)]
+    params = {k: v for p in node.parameters if isinstance(p, dict) for k, v in p.items()}
+    return {"executable": node.executable, "package": node.package, "name": node.name,
+            "namespace": node.namespace, "param_files": files, "parameters": params,
+            "remappings": [tuple(r) for r in node.remappings]}
+
+
+def _argv_from_launcher(command: list[str]) -> dict:
+    """Parse the launcher's argv back into the same terms."""
+    exe = Path(command[0]).name
+    args = command[command.index("--ros-args") + 1:]
+    out = {"executable": exe, "package": "hrc_fl", "name": None, "namespace": "", "param_files": [],
+           "parameters": {}, "remappings": []}
+    i = 0
+    while i < len(args):
+        flag, value = args[i], args[i + 1]
+        if flag == "--params-file":
+            out["param_files"].append(value)
+        elif flag == "-p":
+            key, _, raw = value.partition(":=")
+            out["parameters"][key] = yaml.safe_load(raw)
+        elif flag == "-r" and value.startswith("__node:="):
+            out["name"] = value.split(":=", 1)[1]
+        elif flag == "-r" and value.startswith("__ns:="):
+            out["namespace"] = value.split(":=", 1)[1].strip("/")
+        elif flag == "-r":
+            src, _, dst = value.partition(":=")
+            out["remappings"].append((src, dst))
+        i += 2
+    return out
+
+
+def test_there_is_a_launch_file_per_graph():
+    assert sorted(p.name for p in LAUNCH_FILES) == sorted(f"{g}.launch.py" for g in GRAPHS)
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_launch_file_yields_exactly_the_launchers_nodes(standins, graph):
+    description = _load(ROOT / "launch" / f"{graph}.launch.py")
+    declared = {e.name: e.default_value for e in description.entities
+                if isinstance(e, standins.DeclareLaunchArgument)}
+    assert declared == {a.name: a.default for a in GRAPHS[graph].arguments}
+    for overrides in OVERRIDES[graph]:
+        from_launch = [_argv_from_launch_node(n) for n in standins.execute(description, overrides)]
+        from_launcher = [_argv_from_launcher(node_command(s)) for s in specs_for(graph, overrides)]
+        assert from_launch == from_launcher, f"{graph} with {overrides}"
+
+
+def test_workstation_arguments_change_the_nodes(standins):
+    description = _load(ROOT / "launch" / "workstation.launch.py")
+    nodes = standins.execute(description, {"workstation_id": "cell7", "fl": "false"})
+    assert nodes, "the workstation graph has no nodes"
+    assert {n.namespace for n in nodes} == {"cell7"}
+    assert all(n.executable != "fl_client_node" for n in nodes)
+    assert all(p.get("workstation_id") == "cell7" for n in nodes for p in n.parameters if isinstance(p, dict))
+
+
+def test_every_parameter_file_exists_and_names_its_node():
+    for graph in GRAPHS:
+        for spec in specs_for(graph):
+            for path in [a for a in node_command(spec) if a.endswith(".yaml")]:
+                content = yaml.safe_load(Path(path).read_text())
+                assert f"/**/{spec.name}" in content, f"{path} has no section for node {spec.name}"
+                assert "ros__parameters" in content[f"/**/{spec.name}"]
+
+
+def test_every_executable_is_an_installed_entry_point():
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts")}
+    executables = {spec.executable for graph in GRAPHS for spec in specs_for(graph)}
+    assert executables, "no nodes in any graph"
+    for exe in executables:
+        assert exe in scripts, f"{exe} is not a console script of hrc_fl"
+        assert callable(scripts[exe].load()), exe
+        assert (Path(sys.executable).parent / exe).is_file(), f"{exe} not installed next to python"
+
+
+def test_unknown_launch_argument_is_refused_with_its_name():
+    result = subprocess.run([str(Path(sys.executable).parent / "hrc-fl"), "launch", "workstation",
+                             "worksation_id:=x", "--print"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "worksation_id" in result.stderr
+
+
+def test_launch_print_shows_the_node_commands():
+    result = subprocess.run([str(Path(sys.executable).parent / "hrc-fl"), "launch", "workstation",
+                             "workstation_id:=ws4", "--print"], capture_output=True, text=True, check=True)
+    lines = [shlex.split(line) for line in result.stdout.splitlines()]
+    assert [Path(c[0]).name for c in lines] == [s.executable for s in specs_for("workstation",
+                                                                                  {"workstation_id": "ws4"})]
+    assert all("__ns:=/ws4" in c for c in lines)
