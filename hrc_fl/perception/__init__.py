@@ -1,0 +1,1 @@
+"""Perception: camera sources, MediaPipe hand and pose wrappers, filters, trackers (ROS-free)."""

@@ -1,0 +1,162 @@
+"""Real data loaders, asset paths and the setup-assets manifest logic.
+
+These tests assume ``hrc-fl setup-assets`` has run (the README's test command runs it first); if not,
+they fail with a message naming the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hrc_fl.data import assets, datasets
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _assets_built():
+    try:
+        assets.require_assets()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def test_watch_data_has_ten_subjects_and_six_channels():
+    # Execute
+    recs = datasets.load_watch()
+
+    # Assert
+    assert len(recs) == 140
+    assert {r.subject for r in recs} == set(range(1, 11))
+    assert {r.side for r in recs} == {"left", "right"}
+    assert {r.label for r in recs} == set(range(len(datasets.WATCH_CLASSES)))
+    for r in recs:
+        assert r.imu.ndim == 2 and r.imu.shape[1] == 6 and r.imu.dtype == np.float32
+        assert r.imu.shape[0] > 100 and np.all(np.isfinite(r.imu))
+        assert r.label_name == datasets.WATCH_CLASSES[r.label] and r.rate_hz == 50.0
+    # accelerations are in g: the gravity vector's norm averages about 1 over a recording
+    mean_norm = np.mean([np.linalg.norm(r.imu[:, :3], axis=1).mean() for r in recs])
+    assert 0.8 < mean_norm < 1.5
+
+
+def test_hand_pose_has_documented_shape_and_image_orientation():
+    # Execute
+    data = datasets.load_hand_pose()
+
+    # Assert
+    assert data.points_xy.shape == (11204, 21, 2) and data.points_xy.dtype == np.float32
+    assert len(data.class_names) == 27 and len(set(data.class_names)) == 27
+    assert data.labels.shape == (11204,) and set(np.unique(data.labels)) == set(range(27))
+    assert set(np.unique(data.handedness)) == {"left", "right"}
+    # y points down like image coordinates: in "Stop" (fingers up) the middle fingertip is above the wrist
+    stop = data.points_xy[data.labels == data.class_names.index("Stop")]
+    assert np.mean(stop[:, 12, 1] < stop[:, 0, 1]) > 0.95
+    # and in "Dislike" (thumb down) the thumb tip is below the index finger base
+    down = data.points_xy[data.labels == data.class_names.index("Dislike")]
+    assert np.mean(down[:, 4, 1] > down[:, 5, 1]) > 0.9
+
+
+def test_body_pose_has_twenty_classes_and_marks_missing_joints():
+    # Execute
+    data = datasets.load_body_pose()
+
+    # Assert
+    assert data.points_xy.shape == (10681, 25, 2)
+    assert len(data.class_names) == 20 and "Traffic_AllStop" in data.class_names
+    assert set(np.unique(data.labels)) == set(range(20))
+    assert np.isnan(data.points_xy).any() and not np.any(np.all(data.points_xy == 0.0, axis=2))
+    stand = data.points_xy[data.labels == data.class_names.index("Stand")]
+    nose, mid_hip = datasets.BODY_25_NAMES.index("nose"), datasets.BODY_25_NAMES.index("mid_hip")
+    ok = np.isfinite(stand[:, nose, 1]) & np.isfinite(stand[:, mid_hip, 1])
+    assert np.all(stand[ok, nose, 1] < stand[ok, mid_hip, 1])  # head above hips: y down
+
+
+@pytest.mark.parametrize("name", [*datasets.PHOTOS, "grace_hopper.jpg"])
+def test_photo_paths_exist_and_decode(name):
+    # Execute
+    path = datasets.photo_path(name)
+
+    # Assert
+    assert path.is_file()
+    if name.endswith(".avi"):
+        cap = cv2.VideoCapture(str(path))
+        ok, frame = cap.read()
+        cap.release()
+        assert ok and frame.ndim == 3
+    else:
+        img = cv2.imread(str(path))
+        assert img is not None and img.ndim == 3 and min(img.shape[:2]) >= 100
+
+
+def test_unknown_names_are_rejected_with_the_known_ones():
+    with pytest.raises(KeyError, match=r"handSrc\.jpg"):
+        datasets.photo_path("nope.jpg")
+    with pytest.raises(KeyError, match=r"hand_landmarker\.task"):
+        assets.asset_path("nope.task")
+
+
+def test_missing_asset_names_the_setup_command(tmp_path, monkeypatch):
+    # Prepare: an empty cache
+    monkeypatch.setenv("HRC_FL_CACHE", str(tmp_path))
+
+    # Execute / Assert
+    with pytest.raises(FileNotFoundError, match="hrc-fl setup-assets"):
+        assets.asset_path("hand_landmarker.task")
+    with pytest.raises(FileNotFoundError, match="hrc-fl setup-assets"):
+        datasets.load_hand_pose()
+    with pytest.raises(FileNotFoundError, match="hrc-fl setup-assets"):
+        assets.require_assets()
+
+
+def test_built_assets_are_valid_in_the_manifest():
+    # Prepare
+    manifest = json.loads(assets.manifest_path().read_text())
+
+    # Execute / Assert: every item's recipe matches and every file has its recorded SHA-256
+    for item in assets.items():
+        assert assets.item_is_valid(item, manifest), item.name
+    for name in assets.ASSET_NAMES:
+        assert assets.asset_path(name).stat().st_size > 0
+
+
+def test_manifest_detects_changed_file_and_changed_recipe(tmp_path, monkeypatch):
+    # Prepare: a cache with one built item recorded in a manifest
+    monkeypatch.setenv("HRC_FL_CACHE", str(tmp_path))
+    built = []
+    item = assets.Item("demo", ("assets/demo.bin",), "recipe-1",
+                       lambda dl, log: (built.append(1), (tmp_path / "assets").mkdir(exist_ok=True),
+                                        (tmp_path / "assets/demo.bin").write_bytes(b"v1")))
+    monkeypatch.setattr(assets, "items", lambda: [item])
+    assert assets.setup_assets(log=lambda m: None) == {"demo": "built"}
+
+    # Execute / Assert: valid -> skipped; tampered -> rebuilt; new recipe -> rebuilt; --force -> rebuilt
+    assert assets.setup_assets(log=lambda m: None) == {"demo": "ok"}
+    (tmp_path / "assets/demo.bin").write_bytes(b"tampered")
+    assert assets.setup_assets(log=lambda m: None) == {"demo": "built"}
+    changed = assets.Item("demo", item.outputs, "recipe-2", item.build)
+    monkeypatch.setattr(assets, "items", lambda: [changed])
+    assert assets.setup_assets(log=lambda m: None) == {"demo": "built"}
+    assert assets.setup_assets(force=True, log=lambda m: None) == {"demo": "built"}
+    assert len(built) == 4
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["items"]["demo"]["recipe"] == "recipe-2"
+
+
+def test_missing_registry_client_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    # Prepare: an empty cache and no npm on PATH; the command gets an item that needs npm
+    monkeypatch.setenv("HRC_FL_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    item = assets.Item("needs_npm", ("assets/x",), "r", lambda dl, log: dl.npm_pose())
+    monkeypatch.setattr(assets, "items", lambda: [item])
+    from hrc_fl.commands import setup_assets as command
+
+    # Execute
+    rc = command.run(argparse.Namespace(force=False))
+
+    # Assert
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and "@mediapipe/pose" in err[0] and "npm" in err[0]
