@@ -69,6 +69,12 @@ def _files(node_file: str, extra: str) -> tuple[str, ...]:
 #: Nodes of one workstation, in start order. Each entry: executable, node name, defaults file.
 WORKSTATION_NODES: tuple[tuple[str, str, str], ...] = (
     ("camera_node", "camera", "camera.yaml"),
+    ("hands_node", "hands", "hands.yaml"),
+    ("pose_node", "pose", "pose.yaml"),
+    ("wearable_node", "wearable", "wearable.yaml"),
+    ("intention_node", "intention", "intention.yaml"),
+    ("safety_node", "safety", "safety.yaml"),
+    ("fl_client_node", "fl_client", "fl_client.yaml"),
 )
 
 
@@ -91,7 +97,9 @@ def workstation_graph(args: Mapping[str, str]) -> list[NodeSpec]:
     return nodes
 
 
-AGGREGATOR_NODES: tuple[tuple[str, str, str], ...] = ()
+AGGREGATOR_NODES: tuple[tuple[str, str, str], ...] = (
+    ("aggregator_node", "aggregator", "aggregator.yaml"),
+)
 
 
 def aggregator_graph(args: Mapping[str, str]) -> list[NodeSpec]:
@@ -102,15 +110,19 @@ def aggregator_graph(args: Mapping[str, str]) -> list[NodeSpec]:
 
 
 def plant_graph(args: Mapping[str, str]) -> list[NodeSpec]:
-    """Aggregator plus N workstations ws1..wsN on one machine."""
+    """Aggregator plus N workstations ws1..wsN, each with a simulated robot, on one machine."""
     count = int(args.get("workstations", "3"))
     if not 1 <= count <= 32:
         raise ValueError(f"workstations must be 1..32, got {count}")
     fl = args.get("fl", "true")
     nodes = aggregator_graph(args) if _truthy(fl) else []
     for i in range(1, count + 1):
-        nodes += workstation_graph({"workstation_id": f"ws{i}", "config_file": args.get("config_file", ""),
+        ws = f"ws{i}"
+        nodes += workstation_graph({"workstation_id": ws, "config_file": args.get("config_file", ""),
                                     "camera_source": "", "fl": fl})
+        # No robot arm here: a simulated cobot per cell closes the loop on the speed scale.
+        nodes.append(NodeSpec(executable="robot_sim_node", name="robot_sim", namespace=ws,
+                              param_files=_files("robot_sim.yaml", args.get("config_file", ""))))
     return nodes
 
 

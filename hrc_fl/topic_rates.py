@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from hrc_fl.tools.msgtypes import import_message_type
+
 #: Best effort + volatile is compatible with every publisher (reliable or not, latched or not).
 MONITOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                          reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-
-
-def import_message_type(type_name: str):
-    """``"pkg/msg/Type"`` -> the Python message class; ValueError when it cannot be imported."""
-    try:
-        package, kind, name = type_name.split("/")
-        return getattr(importlib.import_module(f"{package}.{kind}"), name)
-    except (ValueError, ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import message type {type_name!r}: {exc}") from exc
 
 
 @dataclass

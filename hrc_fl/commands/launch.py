@@ -106,7 +106,7 @@ class _Monitor:
 
         os.environ.update({k: v for k, v in node_environment().items() if k.startswith(("ROS_", "FASTDDS"))})
         self._context = rclpy.Context()
-        rclpy.init(context=self._context)
+        rclpy.init(args=[], context=self._context)
         self._node = rclpy.create_node("hrc_fl_launch_monitor", context=self._context)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)

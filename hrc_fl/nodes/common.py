@@ -126,7 +126,7 @@ class Diagnostics:
             # The level decays back to OK once a period passes without new problems.
             self._level = DiagnosticStatus.OK
             self._message = "ok"
-        msg = DiagnosticArray(statuses=[status])
+        msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self._pub.publish(msg)
 

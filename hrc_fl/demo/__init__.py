@@ -1,0 +1,1 @@
+"""The plant demo: simulated robot, scenario driver, run orchestration and its report."""

@@ -1,0 +1,71 @@
+"""What the demo run observed, as plain data (filled by the driver node, read by the report)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SafetySample:
+    t_s: float                  # scenario time (s)
+    zone: int
+    zone_name: str
+    speed_scale: float
+    min_separation_m: float
+    protective_separation_m: float
+    perception_latency_s: float
+    reset_required: bool
+    reason: str
+    worker_distance_m: float    # scripted distance of the worker's centre from the robot base
+
+
+@dataclass
+class RobotSample:
+    t_s: float
+    tcp_speed_mps: float
+
+
+@dataclass
+class GestureEvent:
+    t_s: float
+    gesture_name: str
+    confidence: float
+    is_command: bool
+
+
+@dataclass
+class FederatedSample:
+    t_s: float
+    node_id: str
+    role: str
+    round: int
+    state: str
+    model_version: str
+    metrics: dict[str, float]
+
+
+@dataclass
+class WorkstationRecord:
+    """Everything seen for one workstation."""
+
+    name: str
+    safety: list[SafetySample] = field(default_factory=list)
+    robot: list[RobotSample] = field(default_factory=list)
+    gestures: list[GestureEvent] = field(default_factory=list)
+    body_age_s: list[float] = field(default_factory=list)    # relay time - image stamp (camera->pose)
+    safety_age_s: list[float] = field(default_factory=list)  # receive time - state stamp
+    bodies_relayed: int = 0
+    warmup_safety_states: int = 0   # states before the scenario started (not in the timeline)
+    images_published: int = 0
+    resets: list[tuple[float, bool, str]] = field(default_factory=list)  # (t, success, message)
+    intentions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DemoRecord:
+    """The whole run."""
+
+    workstations: dict[str, WorkstationRecord] = field(default_factory=dict)
+    federated: list[FederatedSample] = field(default_factory=list)
+    scenario_start_wall_s: float | None = None
+    warmup_s: float = 0.0

@@ -1,0 +1,334 @@
+"""The demo report: Markdown with PNG plots, every number taken from one run (a DemoRun).
+
+Sections whose nodes are not in this build say "not available in this build" instead of numbers.
+A ``summary.json`` next to the report holds the key figures for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord
+from hrc_fl.demo.run import DemoRun
+
+ZONE_NAMES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")
+NOT_AVAILABLE = "not available in this build"
+HUMAN_SPEED_MPS = 1.6  # ISO 13855 walking speed, for the separation a latency implies
+
+
+def _pct(values: list[float], q: float) -> float:
+    """Percentile of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.percentile(finite, q)) if finite else math.nan
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def zone_visits(rec: WorkstationRecord) -> list[tuple[float, str]]:
+    """(scenario time, zone name) at each zone change, in order."""
+    visits: list[tuple[float, str]] = []
+    for s in rec.safety:
+        name = s.zone_name or (ZONE_NAMES[s.zone] if 0 <= s.zone < len(ZONE_NAMES) else str(s.zone))
+        if not visits or visits[-1][1] != name:
+            visits.append((s.t_s, name))
+    return visits
+
+
+def federated_rounds(samples: list[FederatedSample]) -> dict[str, dict[int, dict[str, float]]]:
+    """node_id -> round -> last metrics reported for that round."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for s in samples:
+        if s.metrics:
+            out.setdefault(s.node_id, {}).setdefault(s.round, {}).update(s.metrics)
+    return out
+
+
+def _accuracy_key(metrics: dict[str, float]) -> str | None:
+    keys = [k for k in metrics if "acc" in k.lower()]
+    return sorted(keys, key=len)[0] if keys else None
+
+
+def _plot_safety(rec: WorkstationRecord, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.array([s.t_s for s in rec.safety])
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
+    axes[0].plot(t, [s.min_separation_m for s in rec.safety], label="separation (min, surface) [m]")
+    axes[0].plot(t, [s.protective_separation_m for s in rec.safety], label="S_p [m]")
+    axes[0].plot(t, [s.worker_distance_m for s in rec.safety], "--", label="scripted worker centre distance [m]")
+    axes[0].set_ylabel("m")
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[1].step(t, [s.zone for s in rec.safety], where="post")
+    axes[1].set_yticks(range(len(ZONE_NAMES)), ZONE_NAMES, fontsize=8)
+    axes[1].set_ylabel("zone")
+    for r_t, ok, _msg in rec.resets:
+        axes[1].axvline(r_t, color="green" if ok else "red", ls=":", lw=1)
+    axes[2].plot(t, [s.speed_scale for s in rec.safety], label="speed scale (safety)")
+    if rec.robot:
+        rt = np.array([r.t_s for r in rec.robot])
+        speeds = np.array([r.tcp_speed_mps for r in rec.robot])
+        axes[2].plot(rt, speeds / max(1e-9, float(speeds.max())), alpha=0.7, label="robot TCP speed (normalised)")
+    axes[2].set_ylabel("0..1")
+    axes[2].set_xlabel("scenario time [s]")
+    axes[2].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{rec.name}: safety timeline")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_lines(series: dict[str, tuple[list[float], list[float]]], title: str, ylabel: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (x, y) in sorted(series.items()):
+        ax.plot(x, y, marker="o", label=name)
+    ax.set_xlabel("round")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_latency(rows: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = [n for n, v in rows.items() if v]
+    ax.boxplot([np.asarray(rows[n]) * 1000.0 for n in names], showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=7)
+    ax.set_ylabel("ms")
+    ax.set_title("latencies")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_report(run: DemoRun) -> Path:
+    """Write report.md (+ PNGs, summary.json) into the run folder; returns the report path."""
+    record: DemoRecord = run.record or DemoRecord()
+    out = run.run_dir
+    executables = {s.executable for s in run.specs}
+    lines = ["# hrc_fl plant demo report", "",
+             f"Run of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}: "
+             f"{run.options.workstations} workstation(s), scenario length {run.options.length_s:.0f} s, "
+             f"{run.options.rounds} FL round(s) requested, wall time {run.wall_s:.1f} s "
+             f"(warm-up {record.warmup_s:.1f} s)" + (" — **interrupted by the user**" if run.interrupted else "")
+             + ". Every number below comes from this run.", ""]
+    summary: dict = {"workstations": {}, "wall_s": run.wall_s, "warmup_s": record.warmup_s,
+                     "interrupted": run.interrupted, "nodes": sorted(executables)}
+
+    lines += ["## Scenario (scripted motion on real detections)", "",
+              f"- The camera of each workstation relays real photos: `{run.options.worker_photo}` (a real person) "
+              f"and, during the STOP-gesture window, `{run.options.palm_photo}` (a real open palm).",
+              "- Photos are static, so the worker's approach is scripted: the pose node's real keypoints "
+              "(workstation frame) are translated so that the body centre follows the scripted distance "
+              "(dashed line in the safety plots); shape and frame-to-frame jitter of the detection are kept.",
+              "- The operator reset (`safety/reset`) is pressed at scripted times; the simulated robot "
+              "(robot_sim_node) follows a UR5e joint path scaled by `robot/speed_scale`.", ""]
+
+    # Nodes and resources
+    lines += ["## Nodes", "", "| node | CPU s | CPU share | peak RSS MiB | exit code |", "|---|---:|---:|---:|---:|"]
+    usage = list(run.usage.values()) + ([run.driver_usage] if run.driver_usage else [])
+    for u in sorted(usage, key=lambda u: u.label):
+        share = u.cpu_s / run.wall_s if run.wall_s > 0 else math.nan
+        lines.append(f"| {u.label} | {u.cpu_s:.1f} | {share:.0%} | {u.peak_rss_bytes / 2**20:.0f} | "
+                     f"{'' if u.exit_code is None else u.exit_code} |")
+    summary["cpu_share"] = {u.label: (u.cpu_s / run.wall_s if run.wall_s > 0 else None) for u in usage}
+    summary["peak_rss_mib"] = {u.label: u.peak_rss_bytes / 2**20 for u in usage}
+    if run.early_exit:
+        lines += ["", "Nodes that exited before the end: " + ", ".join(run.early_exit)
+                  + " (see the logs folder)."]
+    lines += ["", f"Node logs: `{out / 'logs'}`", ""]
+
+    # Topics
+    lines += ["## Topics that flowed", ""]
+    if run.topic_rates:
+        lines += ["| topic | type | messages | rate Hz |", "|---|---|---:|---:|"]
+        lines += [f"| {r.topic} | {r.type_name} | {r.count} | {r.rate_hz:.1f} |" for r in run.topic_rates]
+    else:
+        lines.append("No topics were discovered.")
+    summary["topic_counts"] = {r.topic: r.count for r in run.topic_rates}
+    lines.append("")
+
+    # Safety
+    lines += ["## Safety timeline", ""]
+    for ws, rec in record.workstations.items():
+        ws_sum: dict = {}
+        summary["workstations"][ws] = ws_sum
+        lines += [f"### {ws}", ""]
+        ws_sum["images_published"] = rec.images_published
+        ws_sum["bodies_relayed"] = rec.bodies_relayed
+        if not rec.safety:
+            why = ("no safety_node in the graph" if "safety_node" not in executables
+                   else "the safety node published no state")
+            lines += [f"Safety timeline: {NOT_AVAILABLE} ({why}). Bodies relayed from the pose node: "
+                      f"{rec.bodies_relayed}; robot samples: {len(rec.robot)}.", ""]
+            ws_sum["zones_visited"] = []
+            continue
+        png = f"safety_{ws}.png"
+        _plot_safety(rec, out / png)
+        visits = zone_visits(rec)
+        ws_sum["zones_visited"] = sorted({name for _, name in visits})
+        ws_sum["zone_sequence"] = [name for _, name in visits]
+        seps = [s.min_separation_m for s in rec.safety if math.isfinite(s.min_separation_m)]
+        lines += [f"![safety timeline {ws}]({png})", "",
+                  f"({rec.warmup_safety_states} states before the scenario started are left out.)", "",
+                  "Zone sequence: " + " → ".join(f"{name} ({t:.1f} s)" for t, name in visits[:40]), "",
+                  f"- safety states received: {len(rec.safety)}; minimum separation "
+                  f"{_fmt(min(seps) if seps else math.nan)} m; S_p median "
+                  f"{_fmt(_pct([s.protective_separation_m for s in rec.safety], 50))} m",
+                  f"- time with reset required (interlock held): "
+                  f"{_interlock_time(rec):.1f} s; resets pressed: "
+                  + (", ".join(f"{t:.1f} s {'ok' if ok else 'refused'} ({msg})" for t, ok, msg in rec.resets[:12])
+                     + (f" and {len(rec.resets) - 12} more" if len(rec.resets) > 12 else "") or "none"),
+                  ]
+        causes = stop_causes(rec)
+        ws_sum["stop_causes"] = causes
+        if causes:
+            lines.append("- why PROTECTIVE_STOP (share of its states, a state can have several reasons): "
+                         + "; ".join(f"{c} {share:.0%}" for c, share in causes.items()))
+        commands = [g for g in rec.gestures if g.is_command]
+        stop_cmds = [g for g in commands if g.gesture_name.upper() in ("STOP", "OPEN_PALM")]
+        ws_sum["stop_commands"] = len(stop_cmds)
+        lines.append(f"- gesture commands: {len(commands)} (STOP: {len(stop_cmds)}"
+                     + (f", first at {stop_cmds[0].t_s:.1f} s" if stop_cmds else "") + ")"
+                     if "hands_node" in executables else f"- gestures: {NOT_AVAILABLE} (no hands_node)")
+        if rec.robot:
+            lines.append(f"- robot TCP speed: median {_fmt(_pct([r.tcp_speed_mps for r in rec.robot], 50))} m/s, "
+                         f"max {_fmt(max(r.tcp_speed_mps for r in rec.robot))} m/s")
+        lines.append("")
+
+    # Latencies
+    lines += ["## Latencies", ""]
+    lat_rows: dict[str, list[float]] = {}
+    for ws, rec in record.workstations.items():
+        lat_rows[f"{ws} camera→bodies"] = rec.body_age_s
+        lat_rows[f"{ws} safety perception latency"] = [s.perception_latency_s for s in rec.safety
+                                                       if math.isfinite(s.perception_latency_s)]
+        lat_rows[f"{ws} safety state age"] = rec.safety_age_s
+    if any(lat_rows.values()):
+        lines += ["| path | n | median ms | p95 ms | added separation at 1.6 m/s (median) |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, values in lat_rows.items():
+            if values:
+                med = _pct(values, 50)
+                lines.append(f"| {name} | {len(values)} | {med * 1000:.1f} | {_pct(values, 95) * 1000:.1f} | "
+                             f"{HUMAN_SPEED_MPS * med * 1000:.0f} mm |")
+        _plot_latency(lat_rows, out / "latencies.png")
+        lines += ["", "![latencies](latencies.png)", "",
+                  "camera→bodies: image stamp to the bodies message arriving at the demo driver; "
+                  "perception latency: as the safety node computes it (feeds Z_d)."]
+        summary["latency_median_s"] = {n: _pct(v, 50) for n, v in lat_rows.items() if v}
+    else:
+        lines.append(f"Latencies: {NOT_AVAILABLE} (no pose or safety node published).")
+    lines.append("")
+
+    # Federated learning
+    lines += ["## Federated learning", ""]
+    rounds = federated_rounds(record.federated)
+    agg_rounds = [s.round for s in record.federated if s.role == "aggregator"]
+    summary["fl_rounds_completed"] = max(agg_rounds) if agg_rounds else 0
+    if not record.federated:
+        why = "no fl_client_node/aggregator_node in the graph" if not executables & {"fl_client_node",
+                                                                                   "aggregator_node"} \
+            else "no federated/status was published"
+        lines.append(f"Federated learning: {NOT_AVAILABLE} ({why}).")
+        summary["accuracy"] = {}
+    else:
+        acc_series: dict[str, tuple[list[float], list[float]]] = {}
+        bytes_series: dict[str, tuple[list[float], list[float]]] = {}
+        for node_id, by_round in rounds.items():
+            for rnd, metrics in sorted(by_round.items()):
+                key = _accuracy_key(metrics)
+                if key:
+                    acc_series.setdefault(node_id, ([], []))[0].append(rnd)
+                    acc_series[node_id][1].append(metrics[key])
+                for name, value in metrics.items():
+                    if "bytes" in name.lower():
+                        series = bytes_series.setdefault(f"{node_id} {name}", ([], []))
+                        series[0].append(rnd)
+                        series[1].append(value)
+        lines.append(f"Rounds completed (aggregator): {summary['fl_rounds_completed']} of {run.options.rounds}.")
+        if acc_series:
+            _plot_lines(acc_series, "per-worker accuracy over rounds", "accuracy", out / "fl_accuracy.png")
+            lines += ["", "![accuracy](fl_accuracy.png)", "", "| worker | " + " | ".join(
+                f"round {r}" for r in sorted({r for x, _ in acc_series.values() for r in x})) + " |"]
+            all_rounds = sorted({r for x, _ in acc_series.values() for r in x})
+            lines.append("|---|" + "---:|" * len(all_rounds))
+            for node_id, (xs, ys) in sorted(acc_series.items()):
+                by = dict(zip(xs, ys, strict=True))
+                lines.append(f"| {node_id} | " + " | ".join(_fmt(by.get(r, math.nan)) for r in all_rounds) + " |")
+        else:
+            lines.append(f"Per-worker accuracy: {NOT_AVAILABLE} (no accuracy metric in federated/status).")
+        if bytes_series:
+            _plot_lines(bytes_series, "bytes per round", "bytes", out / "fl_bytes.png")
+            lines += ["", "![bytes per round](fl_bytes.png)"]
+        else:
+            lines.append(f"Bytes per round: {NOT_AVAILABLE} (no bytes metric in federated/status).")
+        summary["accuracy"] = {n: dict(zip(x, y, strict=True)) for n, (x, y) in acc_series.items()}
+    lines.append("")
+
+    # Intention
+    lines += ["## Intention", ""]
+    if any(rec.intentions for rec in record.workstations.values()):
+        for ws, rec in record.workstations.items():
+            lines.append(f"- {ws}: " + ", ".join(f"{k}: {v}" for k, v in sorted(rec.intentions.items())))
+    else:
+        lines.append(f"Intention estimates: {NOT_AVAILABLE} (no intention/estimate published).")
+    lines.append("")
+
+    if run.bag_path is not None:
+        lines += ["## Recording", "", f"MCAP bag: `{run.bag_path}` (`hrc-fl play {run.bag_path}`), messages: "
+                  + (", ".join(f"{t} {n}" for t, n in sorted(run.bag_messages.items()) if n) or "none"), ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return report
+
+
+def _reason_kind(clause: str) -> str:
+    """A reason clause without its numbers: "bodies: stale (1.01 s > 1.00 s)" -> "bodies: stale"."""
+    text = re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b", "", clause)
+    text = re.sub(r"\(\s*[<>=]*\s*\)", "", text)
+    return re.sub(r"\s+", " ", text).strip(" ;:")
+
+
+def stop_causes(rec: WorkstationRecord, top: int = 6) -> dict[str, float]:
+    """Reasons the safety node gave while in PROTECTIVE_STOP, numbers removed, as shares of those states."""
+    stops = [s for s in rec.safety if s.zone == len(ZONE_NAMES) - 1]
+    counts: dict[str, int] = {}
+    for s in stops:
+        for clause in {_reason_kind(c) for c in (s.reason or "no reason given").split(";")}:
+            if clause:
+                counts[clause] = counts.get(clause, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return {k: v / len(stops) for k, v in ranked} if stops else {}
+
+
+def _interlock_time(rec: WorkstationRecord) -> float:
+    total = 0.0
+    for a, b in itertools.pairwise(rec.safety):
+        if a.reset_required:
+            total += b.t_s - a.t_s
+    return total

@@ -1,0 +1,78 @@
+"""The demo report from a prepared run record: sections with numbers, and honest absences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hrc_fl.demo.record import DemoRecord, FederatedSample, GestureEvent, SafetySample, WorkstationRecord
+from hrc_fl.demo.report import NOT_AVAILABLE, stop_causes, write_report, zone_visits
+from hrc_fl.demo.run import DemoOptions, DemoRun, NodeUsage
+from hrc_fl.graph import NodeSpec
+
+ZONES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")
+
+
+def _sample(t: float, zone: int, reason: str = "", reset: bool = False) -> SafetySample:
+    return SafetySample(t_s=t, zone=zone, zone_name=ZONES[zone], speed_scale=1.0 - zone / 3,
+                        min_separation_m=4.0 - t / 10, protective_separation_m=1.5, perception_latency_s=0.2,
+                        reset_required=reset, reason=reason, worker_distance_m=4.0 - t / 10)
+
+
+def _run(tmp_path: Path, executables: list[str], record: DemoRecord) -> DemoRun:
+    specs = [NodeSpec(executable=e, name=e.removesuffix("_node"), namespace="ws1") for e in executables]
+    return DemoRun(options=DemoOptions.quick(out_dir=tmp_path), run_dir=tmp_path, specs=specs, wall_s=50.0,
+                   usage={"/ws1/safety": NodeUsage("/ws1/safety", cpu_s=5.0, peak_rss_bytes=2**27, exit_code=0)},
+                   record=record)
+
+
+def test_report_with_safety_and_federated_data(tmp_path):
+    # Prepare: zones walk up and back, one STOP command, two FL rounds from two workers
+    ws = WorkstationRecord("ws1")
+    for t, zone in [(0, 0), (1, 1), (2, 2), (3, 3), (4, 3), (5, 0)]:
+        ws.safety.append(_sample(t, zone, "separation 0.2 m < stop distance 0.3 m" if zone == 3 else "",
+                                 reset=zone == 3))
+    ws.gestures.append(GestureEvent(3.5, "STOP", 0.99, True))
+    ws.resets.append((4.5, True, "reset accepted"))
+    record = DemoRecord(workstations={"ws1": ws})
+    for rnd, (a, b) in enumerate([(0.5, 0.4), (0.7, 0.6)], start=1):
+        record.federated.append(FederatedSample(rnd * 10.0, "ws1", "client", rnd, "done", f"v{rnd}",
+                                                {"accuracy": a, "uplink_bytes": 1000.0 * rnd}))
+        record.federated.append(FederatedSample(rnd * 10.0, "ws2", "client", rnd, "done", f"v{rnd}",
+                                                {"accuracy": b}))
+        record.federated.append(FederatedSample(rnd * 10.0, "aggregator", "aggregator", rnd, "done", "", {}))
+    run = _run(tmp_path, ["safety_node", "hands_node", "pose_node", "fl_client_node", "aggregator_node"], record)
+
+    # Execute
+    report = write_report(run).read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+
+    # Assert
+    assert [name for _, name in zone_visits(ws)] == ["CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP", "CLEAR"]
+    assert summary["workstations"]["ws1"]["zones_visited"] == sorted(ZONES)
+    assert summary["workstations"]["ws1"]["stop_commands"] == 1
+    assert stop_causes(ws) == {"separation < stop distance": 1.0}
+    assert summary["fl_rounds_completed"] == 2
+    assert summary["accuracy"] == {"ws1": {"1": 0.5, "2": 0.7}, "ws2": {"1": 0.4, "2": 0.6}}
+    assert "| ws1 | 0.500 | 0.700 |" in report and "| ws2 | 0.400 | 0.600 |" in report
+    assert "interlock held): 2.0 s" in report
+    assert "| /ws1/safety | 5.0 | 10% | 128 | 0 |" in report
+    for png in ("safety_ws1.png", "fl_accuracy.png", "fl_bytes.png", "latencies.png"):
+        assert (tmp_path / png).stat().st_size > 1000, png
+    assert NOT_AVAILABLE not in report.split("## Intention")[0]
+
+
+def test_report_says_not_available_for_missing_nodes(tmp_path):
+    # Prepare: a build with only a camera and the robot
+    record = DemoRecord(workstations={"ws1": WorkstationRecord("ws1", images_published=10)})
+    run = _run(tmp_path, ["camera_node", "robot_sim_node"], record)
+
+    # Execute
+    report = write_report(run).read_text()
+
+    # Assert
+    safety = report.split("## Safety timeline")[1].split("## Latencies")[0]
+    assert f"{NOT_AVAILABLE} (no safety_node in the graph)" in safety
+    assert f"Federated learning: {NOT_AVAILABLE}" in report
+    assert f"Latencies: {NOT_AVAILABLE}" in report
+    assert not list(tmp_path.glob("*.png"))
