@@ -1,0 +1,314 @@
+"""safety node: ISO/TS 15066 speed and separation monitoring (translator around hrc_fl.safety.monitor).
+
+Subscribes ``humans/bodies/tracked`` (hrc_fl_msgs/BodyPoseArray, RESULT_QOS), ``hands/gesture``
+(hrc_fl_msgs/HandGesture, RESULT_QOS), ``intention/estimate`` (hrc_fl_msgs/IntentionEstimate, RESULT_QOS)
+and, by ``robot_source``, ``robot/joint_states`` (sensor_msgs/JointState) or ``robot/tcp_pose``
+(geometry_msgs/PoseStamped), both best effort so that reliable and best-effort publishers match.
+Publishes ``safety/state`` (hrc_fl_msgs/SafetyZoneState, SAFETY_QOS) at ``publish_rate_hz`` and at once
+on each human/robot message (``evaluate_on_input``), ``robot/speed_scale`` (std_msgs/Float64, SAFETY_QOS)
+with every state, ``safety/markers`` (visualization_msgs/MarkerArray) and ``/diagnostics``.
+Service ``safety/reset`` (std_srvs/Trigger): request leaving PROTECTIVE_STOP; success only if the reset
+was accepted (the restart conditions hold), else the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from geometry_msgs.msg import Point, PoseStamped
+from hrc_fl_msgs.msg import BodyPoseArray, HandGesture, IntentionEstimate, SafetyZoneState
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import ColorRGBA, Float64
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hrc_fl.nodes.common import (
+    RESULT_QOS,
+    SAFETY_QOS,
+    SENSOR_QOS,
+    Diagnostics,
+    declare_parameters,
+    s_to_stamp,
+    stamp_to_s,
+)
+from hrc_fl.paths import config_dir
+from hrc_fl.safety.config import load_robot_model
+from hrc_fl.safety.monitor import (
+    BodiesInput,
+    BodyObservation,
+    GestureInput,
+    IntentionInput,
+    JointInput,
+    SafetyConfig,
+    SafetyDecision,
+    SafetyInputs,
+    SafetyMonitor,
+    TcpInput,
+)
+from hrc_fl.safety.zones import Zone, ZoneConfig
+from hrc_fl.viz.markers import MarkerSpec, safety_markers
+
+PARAMETERS = {
+    "workstation_id": ("ws1", "Workstation id (informational; the namespace carries it)."),
+    "robot_config": ("robot_ur5e.yaml", "Robot model file (DH chain, capsule radii, stopping table): a name "
+                     "in config/ or an absolute path."),
+    "robot_source": ("joints", "Robot state input: 'joints' (robot/joint_states) or 'tcp' (robot/tcp_pose)."),
+    "base_frame": ("base_link", "Robot base frame; human keypoints and the TCP pose must be in it."),
+    "publish_rate_hz": (50.0, "Fixed rate of safety/state and robot/speed_scale, Hz."),
+    "evaluate_on_input": (True, "Also decide and publish at once when a human or robot message arrives."),
+    "markers_rate_hz": (5.0, "Rate of safety/markers, Hz (0 = off)."),
+    "intrusion_distance_m": (0.1, "C: intrusion distance, metres."),
+    "position_uncertainty_k": (3.0, "Coverage factor on the pose node's 1-sigma position uncertainty (Z_d)."),
+    "human_speed_mps": (1.6, "Human approach speed (ISO 13855), m/s."),
+    "human_speed_close_mps": (2.0, "Human speed used below close_separation_m (ISO 13855), m/s."),
+    "close_separation_m": (0.5, "Separation below which human_speed_close_mps applies, metres."),
+    "min_speed_scale": (0.1, "Allowed speed below this fraction of the maximum -> PROTECTIVE_STOP."),
+    "warning_band_m": (0.5, "Width of the warning band outside the reduced-speed distance, metres."),
+    "hysteresis_m": (0.05, "Distance hysteresis for relaxing a zone, metres."),
+    "min_dwell_s": (0.2, "Minimum time in a zone before relaxing it, s."),
+    "restart_interlock": ("manual", "Leaving PROTECTIVE_STOP: 'manual' (safety/reset or THUMB_UP) or "
+                          "'auto' (area clear for auto_reset_clear_s)."),
+    "auto_reset_clear_s": (2.0, "Auto restart: time the area must stay clear, s."),
+    "command_stop_requires_manual_reset": (True, "A STOP gesture / ALL_STOP stop always needs a reset."),
+    "ramp_up_per_s": (0.5, "Speed scale rise rate, 1/s (decrease is immediate)."),
+    "robot_speed_tolerance_mps": (0.05, "Tolerance on the measured robot speed vs. S_p, m/s."),
+    "stop_if_robot_faster_than_allowed": (True, "Stop when separation < S_p at the measured robot speed."),
+    "bodies_max_age_s": (0.3, "Maximum age of humans/bodies/tracked (stamp age), s."),
+    "robot_max_age_s": (0.2, "Maximum age of the robot state, s."),
+    "gesture_max_age_s": (0.5, "Maximum age of a gesture before it expires, s."),
+    "intention_max_age_s": (1.0, "Maximum age of an intention estimate before it expires, s."),
+    "max_future_s": (0.05, "Stamps further than this in the future are faults, s."),
+    "min_body_points": (4, "A body with fewer known keypoints cannot be located -> fault."),
+    "stop_gesture_min_confidence": (0.5, "Minimum confidence of a STOP / THUMB_UP command gesture."),
+    "resume_gesture_enabled": (True, "A THUMB_UP command gesture requests a reset."),
+    "command_hold_s": (0.5, "A stop command stays asserted this long after its last message, s."),
+    "arm_signal_min_confidence": (0.6, "Minimum confidence of an ALL_STOP arm signal."),
+    "arm_signal_min_frames": (3, "Consecutive frames with ALL_STOP before it stops the robot."),
+    "slowdown_intentions": (["approach", "handover"], "Intention labels that lower the speed early."),
+    "intention_min_confidence": (0.6, "Minimum confidence of a slowdown intention."),
+    "intention_speed_scale": (0.5, "Speed scale cap while a slowdown intention holds."),
+}
+
+_MARKER_TYPES = {"sphere_list": Marker.SPHERE_LIST, "cylinder": Marker.CYLINDER,
+                 "line_list": Marker.LINE_LIST, "text": Marker.TEXT_VIEW_FACING}
+
+
+def _config_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else config_dir() / path
+
+
+def _marker(spec: MarkerSpec, frame: str, stamp) -> Marker:
+    m = Marker(ns=spec.ns, id=spec.marker_id, type=_MARKER_TYPES[spec.kind], action=Marker.ADD, text=spec.text)
+    m.header.frame_id = frame
+    m.header.stamp = stamp
+    m.pose.position.x, m.pose.position.y, m.pose.position.z = spec.position
+    (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
+     m.pose.orientation.w) = spec.orientation_xyzw
+    m.scale.x, m.scale.y, m.scale.z = spec.scale
+    m.color = ColorRGBA(r=spec.color[0], g=spec.color[1], b=spec.color[2], a=spec.color[3])
+    m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in spec.points]
+    m.colors = [ColorRGBA(r=c[0], g=c[1], b=c[2], a=c[3]) for c in spec.colors]
+    return m
+
+
+class SafetyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("safety")
+        p = declare_parameters(self, PARAMETERS)
+        robot = load_robot_model(_config_path(p["robot_config"]))
+        if robot.base_frame != p["base_frame"]:
+            raise ValueError(f"robot file base frame {robot.base_frame!r} != base_frame {p['base_frame']!r}")
+        for name in ("publish_rate_hz",):
+            if not p[name] > 0.0:
+                raise ValueError(f"{name} must be > 0, got {p[name]!r}")
+        config = SafetyConfig(
+            robot=robot, robot_source=p["robot_source"], intrusion_distance_m=p["intrusion_distance_m"],
+            position_uncertainty_k=p["position_uncertainty_k"], human_speed_mps=p["human_speed_mps"],
+            human_speed_close_mps=p["human_speed_close_mps"], close_separation_m=p["close_separation_m"],
+            min_speed_scale=p["min_speed_scale"], warning_band_m=p["warning_band_m"],
+            hysteresis_m=p["hysteresis_m"], robot_speed_tolerance_mps=p["robot_speed_tolerance_mps"],
+            stop_if_robot_faster_than_allowed=p["stop_if_robot_faster_than_allowed"],
+            zones=ZoneConfig(min_dwell_s=p["min_dwell_s"], restart_interlock=p["restart_interlock"],
+                             auto_reset_clear_s=p["auto_reset_clear_s"],
+                             command_stop_requires_manual_reset=p["command_stop_requires_manual_reset"],
+                             ramp_up_per_s=p["ramp_up_per_s"]),
+            bodies_max_age_s=p["bodies_max_age_s"], robot_max_age_s=p["robot_max_age_s"],
+            gesture_max_age_s=p["gesture_max_age_s"], intention_max_age_s=p["intention_max_age_s"],
+            max_future_s=p["max_future_s"], min_body_points=p["min_body_points"],
+            stop_gesture_min_confidence=p["stop_gesture_min_confidence"],
+            resume_gesture_enabled=p["resume_gesture_enabled"], command_hold_s=p["command_hold_s"],
+            arm_signal_min_confidence=p["arm_signal_min_confidence"],
+            arm_signal_min_frames=p["arm_signal_min_frames"],
+            slowdown_intentions=tuple(p["slowdown_intentions"]),
+            intention_min_confidence=p["intention_min_confidence"],
+            intention_speed_scale=p["intention_speed_scale"],
+        )
+        self._monitor = SafetyMonitor(config)
+        self._frame = p["base_frame"]
+        self._evaluate_on_input = bool(p["evaluate_on_input"])
+        self._bodies: list[BodiesInput] = []
+        self._robot: list[JointInput | TcpInput] = []
+        self._gestures: list[GestureInput] = []
+        self._intentions: list[IntentionInput] = []
+        self._last_faults: set[str] = set()
+        self._last_zone: Zone | None = None
+        self._last_decision: SafetyDecision | None = None
+
+        self._diag = Diagnostics(self, "safety")
+        self._state_pub = self.create_publisher(SafetyZoneState, "safety/state", SAFETY_QOS)
+        self._scale_pub = self.create_publisher(Float64, "robot/speed_scale", SAFETY_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, "safety/markers", 10)
+        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._on_bodies, RESULT_QOS)
+        self.create_subscription(HandGesture, "hands/gesture", self._on_gesture, RESULT_QOS)
+        self.create_subscription(IntentionEstimate, "intention/estimate", self._on_intention, RESULT_QOS)
+        if config.robot_source == "joints":
+            self.create_subscription(JointState, "robot/joint_states", self._on_joints, SENSOR_QOS)
+        else:
+            self.create_subscription(PoseStamped, "robot/tcp_pose", self._on_tcp, SENSOR_QOS)
+        self.create_service(Trigger, "safety/reset", self._on_reset)
+        self.create_timer(1.0 / p["publish_rate_hz"], self._on_timer)
+        if p["markers_rate_hz"] > 0.0:
+            self.create_timer(1.0 / p["markers_rate_hz"], self._publish_markers)
+        self._diag.set_value("robot", robot.name)
+        self._diag.set_value("restart_interlock", config.zones.restart_interlock)
+        self.get_logger().info(
+            f"safety monitoring robot {robot.name!r} ({config.robot_source}) in {self._frame!r}, "
+            f"{p['publish_rate_hz']:.0f} Hz, restart interlock {config.zones.restart_interlock}; "
+            "starting in PROTECTIVE_STOP")
+
+    # ------------------------------------------------ inputs (translate only)
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_bodies(self, msg: BodyPoseArray) -> None:
+        bodies = tuple(
+            BodyObservation(
+                body_id=b.body_id,
+                points_m=np.asarray(b.workstation_points, dtype=float).reshape(-1, 3),
+                position_uncertainty_m=float(b.position_uncertainty_m), frame=b.workstation_frame,
+                arm_signal=int(b.arm_signal), arm_signal_confidence=float(b.arm_signal_confidence))
+            for b in msg.bodies)
+        self._bodies.append(BodiesInput(stamp_to_s(msg.header.stamp), bodies))
+        if self._evaluate_on_input:
+            self._evaluate()
+
+    def _on_joints(self, msg: JointState) -> None:
+        self._robot.append(JointInput(stamp_to_s(msg.header.stamp), tuple(msg.name),
+                                      tuple(float(v) for v in msg.position)))
+        if self._evaluate_on_input:
+            self._evaluate()
+
+    def _on_tcp(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        self._robot.append(TcpInput(stamp_to_s(msg.header.stamp), msg.header.frame_id, (p.x, p.y, p.z),
+                                    (q.x, q.y, q.z, q.w)))
+        if self._evaluate_on_input:
+            self._evaluate()
+
+    def _on_gesture(self, msg: HandGesture) -> None:
+        self._gestures.append(GestureInput(stamp_to_s(msg.header.stamp), int(msg.gesture),
+                                           float(msg.confidence), bool(msg.is_command)))
+        if msg.is_command:
+            self._evaluate()
+
+    def _on_intention(self, msg: IntentionEstimate) -> None:
+        self._intentions.append(IntentionInput(stamp_to_s(msg.header.stamp), msg.label, float(msg.confidence)))
+
+    def _on_timer(self) -> None:
+        self._evaluate()
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        decision = self._evaluate(reset=True)
+        response.success = bool(decision.reset_accepted)
+        response.message = decision.reset_message
+        self.get_logger().info(f"reset requested: {decision.reset_message}")
+        return response
+
+    # ------------------------------------------------ decide and publish
+    def _publish(self, publisher, msg) -> None:
+        # At shutdown (SIGINT) the context can go invalid while a callback still runs: drop that last
+        # message instead of dying with a traceback; any other publish error still raises.
+        try:
+            publisher.publish(msg)
+        except RCLError:
+            if self.context.ok():
+                raise
+
+    def _evaluate(self, reset: bool = False) -> SafetyDecision:
+        inputs = SafetyInputs(self._bodies, self._robot, self._gestures, self._intentions, reset_requested=reset)
+        self._bodies, self._robot, self._gestures, self._intentions = [], [], [], []
+        decision = self._monitor.step(self._now_s(), inputs)
+        self._publish_state(decision)
+        self._report(decision)
+        self._last_decision = decision
+        return decision
+
+    def _report(self, decision: SafetyDecision) -> None:
+        # One log line per fault kind when it appears ("bodies: stale"), not one per cycle.
+        kinds: dict[str, str] = {}
+        for fault in decision.faults:
+            source, _, text = fault.partition(": ")
+            kinds[f"{source}: {text.split(' ', 1)[0]}"] = fault
+        for kind in sorted(set(kinds) - self._last_faults):
+            source, _, text = kinds[kind].partition(": ")
+            self._diag.problem(source, text, error=True)
+        self._last_faults = set(kinds)
+        if decision.zone != self._last_zone:
+            self.get_logger().info(f"zone {decision.zone.name}: {decision.reason or 'clear'}")
+            self._last_zone = decision.zone
+        self._diag.set_value("zone", decision.zone.name)
+        self._diag.set_value("speed_scale", f"{decision.speed_scale:.3f}")
+        self._diag.set_value("min_separation_m", f"{decision.min_separation_m:.3f}")
+        self._diag.set_value("protective_separation_m", f"{decision.protective_separation_m:.3f}")
+
+    def _publish_state(self, d: SafetyDecision) -> None:
+        msg = SafetyZoneState(zone=int(d.zone), zone_name=d.zone.name, speed_scale=float(d.speed_scale),
+                              reason=d.reason, reset_required=d.reset_required)
+        msg.header.stamp = s_to_stamp(d.stamp_s)
+        msg.header.frame_id = self._frame
+        msg.min_separation_m = d.min_separation_m  # +inf: nobody in view; NaN: unknown
+        msg.protective_separation_m = d.protective_separation_m
+        t = d.terms
+        if t is not None:
+            msg.s_h_m, msg.s_r_m, msg.s_s_m = t.s_h_m, t.s_r_m, t.s_s_m
+            msg.c_m, msg.z_d_m, msg.z_r_m = t.c_m, t.z_d_m, t.z_r_m
+            msg.human_speed_mps, msg.robot_speed_mps = t.human_speed_mps, t.robot_speed_mps
+            msg.perception_latency_s = t.perception_latency_s
+        else:
+            for name in ("s_h_m", "s_r_m", "s_s_m", "c_m", "z_d_m", "z_r_m", "human_speed_mps",
+                         "robot_speed_mps", "perception_latency_s"):
+                setattr(msg, name, math.nan)
+        msg.allowed_robot_speed_mps = d.allowed_robot_speed_mps
+        msg.max_robot_speed_mps = d.max_robot_speed_mps
+        msg.stop_distance_m = d.stop_distance_m
+        msg.reduced_speed_distance_m = d.reduced_speed_distance_m
+        msg.warning_distance_m = d.warning_distance_m
+        msg.closest_body_id = d.closest_body_id
+        msg.faults = list(d.faults)
+        self._publish(self._state_pub, msg)
+        self._publish(self._scale_pub, Float64(data=float(d.speed_scale)))
+
+    def _publish_markers(self) -> None:
+        decision = self._last_decision
+        if decision is None:
+            return
+        stamp = s_to_stamp(decision.stamp_s)
+        clear = Marker(action=Marker.DELETEALL)
+        clear.header.frame_id = self._frame
+        markers = [clear] + [_marker(s, self._frame, stamp) for s in safety_markers(decision)]
+        self._publish(self._marker_pub, MarkerArray(markers=markers))
+
+
+def main(args: list[str] | None = None) -> None:
+    from hrc_fl.nodes.common import run_node
+
+    run_node(lambda: SafetyNode(), args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,490 @@
+"""The composed safety function: ``SafetyMonitor.step(now_s, inputs) -> SafetyDecision``.
+
+Plain inputs (numpy arrays, dataclasses), no ROS, no I/O, time passed in. Each step (1) checks every
+arriving message with the watchdog and keeps the good ones, (2) computes the minimum human-robot
+separation, S_p and the allowed robot speed, (3) advances the zone state machine. Anything doubtful
+(a fault, missing data, an unknown frame, an unlocatable human) yields PROTECTIVE_STOP in that step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hrc_fl.safety.geometry import (
+    Capsules,
+    DhChain,
+    RobotModel,
+    SeparationResult,
+    ToolCapsule,
+    min_separation,
+    tcp_capsules,
+)
+from hrc_fl.safety.separation import (
+    SeparationParameters,
+    SeparationTerms,
+    allowed_robot_speed_mps,
+    protective_separation_distance,
+    protective_separation_m,
+    stopping_table_from_rows,
+)
+from hrc_fl.safety.watchdog import InputSpec, Watchdog
+from hrc_fl.safety.zones import Zone, ZoneConfig, ZoneMachine
+
+# Gesture and arm-signal codes (equal to the HandGesture / BodyPose message constants).
+GESTURE_STOP = 1
+GESTURE_THUMB_UP = 4
+ARM_SIGNAL_ALL_STOP = 1
+
+BODIES, ROBOT, GESTURE, INTENTION = "bodies", "robot", "gesture", "intention"
+
+
+# ---------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class BodyObservation:
+    """One tracked body: keypoints (K,3) in ``frame`` (metres, NaN rows = unknown points)."""
+
+    body_id: str
+    points_m: np.ndarray
+    position_uncertainty_m: float
+    frame: str
+    arm_signal: int = 0
+    arm_signal_confidence: float = 0.0
+
+
+@dataclass(frozen=True)
+class BodiesInput:
+    """All bodies of one processed camera frame (empty tuple: nobody seen). ``stamp_s``: image time."""
+
+    stamp_s: float
+    bodies: tuple[BodyObservation, ...] = ()
+
+
+@dataclass(frozen=True)
+class JointInput:
+    stamp_s: float
+    names: tuple[str, ...]
+    positions_rad: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TcpInput:
+    stamp_s: float
+    frame: str
+    position_m: tuple[float, float, float]
+    orientation_xyzw: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class GestureInput:
+    stamp_s: float
+    gesture: int
+    confidence: float
+    is_command: bool
+
+
+@dataclass(frozen=True)
+class IntentionInput:
+    stamp_s: float
+    label: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SafetyInputs:
+    """Messages that arrived since the previous step, in arrival order, plus a reset request."""
+
+    bodies: Sequence[BodiesInput] = ()
+    robot: Sequence[JointInput | TcpInput] = ()
+    gestures: Sequence[GestureInput] = ()
+    intentions: Sequence[IntentionInput] = ()
+    reset_requested: bool = False
+
+
+# ---------------------------------------------------------------- config
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Everything the monitor needs; units in names. Built by the node from parameters + robot file."""
+
+    robot: RobotModel
+    robot_source: str = "joints"                  # "joints" (DH chain) or "tcp" (tool capsule only)
+    intrusion_distance_m: float = 0.1             # C
+    position_uncertainty_k: float = 3.0
+    human_speed_mps: float = 1.6
+    human_speed_close_mps: float = 2.0
+    close_separation_m: float = 0.5
+    min_speed_scale: float = 0.1                  # below this allowed scale the robot is stopped instead
+    warning_band_m: float = 0.5
+    hysteresis_m: float = 0.05
+    robot_speed_tolerance_mps: float = 0.05
+    stop_if_robot_faster_than_allowed: bool = True
+    zones: ZoneConfig = field(default_factory=ZoneConfig)
+    bodies_max_age_s: float = 0.3
+    robot_max_age_s: float = 0.2
+    gesture_max_age_s: float = 0.5
+    intention_max_age_s: float = 1.0
+    max_future_s: float = 0.05
+    min_body_points: int = 4
+    stop_gesture_min_confidence: float = 0.5
+    resume_gesture_enabled: bool = True
+    command_hold_s: float = 0.5
+    arm_signal_min_confidence: float = 0.6
+    arm_signal_min_frames: int = 3
+    slowdown_intentions: tuple[str, ...] = ("approach", "handover")
+    intention_min_confidence: float = 0.6
+    intention_speed_scale: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.robot_source not in ("joints", "tcp"):
+            raise ValueError(f"robot_source must be 'joints' or 'tcp', got {self.robot_source!r}")
+        for name in ("min_speed_scale", "intention_speed_scale", "stop_gesture_min_confidence",
+                     "arm_signal_min_confidence", "intention_min_confidence"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f"{name} must be within 0..1, got {value!r}")
+        for name in ("warning_band_m", "hysteresis_m", "robot_speed_tolerance_mps", "command_hold_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if self.min_body_points < 1 or self.arm_signal_min_frames < 1:
+            raise ValueError("min_body_points and arm_signal_min_frames must be >= 1")
+
+    def separation_parameters(self) -> SeparationParameters:
+        r = self.robot
+        return SeparationParameters(
+            reaction_time_s=r.reaction_time_s,
+            stopping=stopping_table_from_rows(r.stopping_speeds_mps, r.stopping_times_s, r.stopping_distances_m),
+            intrusion_distance_m=self.intrusion_distance_m,
+            robot_position_uncertainty_m=r.position_uncertainty_m,
+            position_uncertainty_k=self.position_uncertainty_k,
+            human_speed_mps=self.human_speed_mps,
+            human_speed_close_mps=self.human_speed_close_mps,
+            close_separation_m=self.close_separation_m,
+        )
+
+
+# ---------------------------------------------------------------- output
+@dataclass(frozen=True)
+class SafetyDecision:
+    """One cycle's verdict. Distances in metres in the robot base frame; NaN where unknown."""
+
+    stamp_s: float
+    zone: Zone
+    speed_scale: float
+    reset_required: bool
+    min_separation_m: float                     # NaN: unknown; inf: nobody in view
+    terms: SeparationTerms | None               # at the measured robot speed; None before any data
+    allowed_robot_speed_mps: float
+    max_robot_speed_mps: float
+    stop_distance_m: float
+    reduced_speed_distance_m: float
+    warning_distance_m: float
+    closest_body_id: str
+    reasons: tuple[str, ...]
+    faults: tuple[str, ...]
+    reset_accepted: bool | None
+    reset_message: str
+    human_points_m: np.ndarray                  # (N,3) keypoints used (for markers)
+    separation: SeparationResult | None         # geometry of the minimum (per-point distances on demand)
+    capsules: Capsules | None
+    closest_human_point_m: np.ndarray | None
+    closest_robot_point_m: np.ndarray | None
+
+    @property
+    def protective_separation_m(self) -> float:
+        return math.nan if self.terms is None else self.terms.protective_separation_m
+
+    @property
+    def point_distances_m(self) -> np.ndarray:
+        """(N,) separation of each keypoint in ``human_points_m`` (empty when unknown)."""
+        return np.zeros(0) if self.separation is None else self.separation.point_distances_m
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float,
+                        params: SeparationParameters, min_speed_mps: float, max_speed_mps: float,
+                        warning_band_m: float) -> tuple[Zone, float, float, float]:
+    """(zone, stop distance, reduced-speed distance, warning distance) for a separation, by the distance
+    thresholds S_p(min speed), S_p(max speed) and S_p(max speed) + warning band (v_h chosen at that
+    separation). NaN separation -> PROTECTIVE_STOP."""
+    def sp(speed: float) -> float:
+        return protective_separation_m(separation_m=separation_m, robot_speed_mps=speed,
+                                       position_uncertainty_m=sigma_m, perception_latency_s=latency_s,
+                                       params=params)
+
+    stop_m, reduced_m = sp(min_speed_mps), sp(max_speed_mps)
+    warning_m = reduced_m + warning_band_m
+    if not separation_m >= stop_m:  # NaN included
+        zone = Zone.PROTECTIVE_STOP
+    elif separation_m < reduced_m:
+        zone = Zone.REDUCED_SPEED
+    elif separation_m < warning_m:
+        zone = Zone.WARNING
+    else:
+        zone = Zone.CLEAR
+    return zone, stop_m, reduced_m, warning_m
+
+
+# ---------------------------------------------------------------- monitor
+class SafetyMonitor:
+    """Speed and separation monitoring for one robot cell. Not thread-safe: call from one thread."""
+
+    def __init__(self, config: SafetyConfig) -> None:
+        self.config = config
+        self.params = config.separation_parameters()
+        self.chain: DhChain = config.robot.chain
+        self.tcp_tool: ToolCapsule = config.robot.tcp_tool
+        self.max_speed_mps = config.robot.max_speed_mps
+        self.watchdog = Watchdog([
+            InputSpec(BODIES, config.bodies_max_age_s, required=True),
+            InputSpec(ROBOT, config.robot_max_age_s, required=True),
+            InputSpec(GESTURE, config.gesture_max_age_s, required=False),
+            InputSpec(INTENTION, config.intention_max_age_s, required=False),
+        ], max_future_s=config.max_future_s)
+        self.zones = ZoneMachine(config.zones)
+        self._points = np.zeros((0, 3))
+        self._point_body: list[str] = []
+        self._sigma_m = 0.0
+        self._bodies_stamp_s: float | None = None
+        self._capsules: Capsules | None = None
+        self._robot_stamp_s: float | None = None
+        self._robot_speed_mps: float | None = None
+        self._last_stop_command_s = -math.inf
+        self._arm_stop_frames = 0
+        self._intention: IntentionInput | None = None
+        self._last_now_s: float | None = None
+        self._human_version = 0
+        self._robot_version = 0
+        self._cache_key: tuple[int, int] | None = None
+        self._cache = None
+
+    # ------------------------------------------------ ingest
+    def _ingest_bodies(self, msg: BodiesInput, now_s: float) -> str | None:
+        problem = ""
+        points: list[np.ndarray] = []
+        owners: list[str] = []
+        sigma = 0.0
+        arm_stop = False
+        for body in msg.bodies:
+            pts = np.asarray(body.points_m, dtype=float)
+            if pts.ndim != 2 or pts.shape[1:] != (3,):
+                problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
+                break
+            finite = np.isfinite(pts)
+            all_known = bool(finite.all())
+            known = None if all_known else finite.all(axis=1)  # NaN rows: unknown keypoints, dropped
+            n_known = pts.shape[0] if all_known else int(known.sum())
+            if body.frame != self.config.robot.base_frame:
+                problem = f"body {body.body_id!r} in frame {body.frame!r}, need {self.config.robot.base_frame!r}"
+            elif not all_known and np.isinf(pts).any():
+                problem = f"body {body.body_id!r}: infinite keypoint"
+            elif n_known < self.config.min_body_points:
+                problem = (f"body {body.body_id!r}: only {n_known} known keypoints "
+                           f"(< {self.config.min_body_points}), cannot locate the human")
+            elif not (math.isfinite(body.position_uncertainty_m) and body.position_uncertainty_m >= 0.0):
+                problem = f"body {body.body_id!r}: invalid position uncertainty {body.position_uncertainty_m!r}"
+            elif not math.isfinite(body.arm_signal_confidence):
+                problem = f"body {body.body_id!r}: non-finite arm signal confidence"
+            if problem:
+                break
+            points.append(pts if all_known else pts[known])
+            owners += [body.body_id] * n_known
+            sigma = max(sigma, body.position_uncertainty_m)
+            if (body.arm_signal == ARM_SIGNAL_ALL_STOP
+                    and body.arm_signal_confidence >= self.config.arm_signal_min_confidence):
+                arm_stop = True
+        fault = self.watchdog.accept(BODIES, msg.stamp_s, now_s, content_ok=not problem, content_problem=problem)
+        if arm_stop and fault is None:
+            self._arm_stop_frames += 1
+        elif fault is None:
+            self._arm_stop_frames = 0
+        if self._arm_stop_frames >= self.config.arm_signal_min_frames:
+            self._last_stop_command_s = max(self._last_stop_command_s, now_s)
+        if fault is not None:
+            return fault
+        if len(points) == 1:
+            self._points = points[0]
+        else:
+            self._points = np.concatenate(points, axis=0) if points else np.zeros((0, 3))
+        self._point_body = owners
+        self._sigma_m = sigma
+        self._bodies_stamp_s = msg.stamp_s
+        self._human_version += 1
+        return None
+
+    def _robot_capsules(self, msg: JointInput | TcpInput) -> Capsules:
+        if isinstance(msg, TcpInput):
+            if self.config.robot_source != "tcp":
+                raise ValueError("TCP pose received but robot_source is 'joints'")
+            if msg.frame != self.config.robot.base_frame:
+                raise ValueError(f"TCP pose in frame {msg.frame!r}, need {self.config.robot.base_frame!r}")
+            return tcp_capsules(msg.position_m, msg.orientation_xyzw, tool=self.tcp_tool,
+                                static=self.config.robot.static)
+        if self.config.robot_source != "joints":
+            raise ValueError("joint state received but robot_source is 'tcp'")
+        return self.chain.capsules(self.chain.positions_from(msg.names, msg.positions_rad))
+
+    def _ingest_robot(self, msg: JointInput | TcpInput, now_s: float) -> str | None:
+        try:
+            capsules = self._robot_capsules(msg)
+            problem = ""
+        except ValueError as exc:
+            capsules, problem = None, str(exc)
+        fault = self.watchdog.accept(ROBOT, msg.stamp_s, now_s, content_ok=capsules is not None,
+                                     content_problem=problem)
+        if fault is not None or capsules is None:
+            return fault
+        if self._capsules is not None and self._robot_stamp_s is not None:
+            dt = msg.stamp_s - self._robot_stamp_s
+            if dt > 0.0:
+                moved = np.linalg.norm(capsules.endpoints - self._capsules.endpoints, axis=1)
+                self._robot_speed_mps = float(moved.max()) / dt
+        self._capsules = capsules
+        self._robot_stamp_s = msg.stamp_s
+        self._robot_version += 1
+        return None
+
+    def _ingest_gesture(self, msg: GestureInput, now_s: float) -> tuple[str | None, bool]:
+        ok = math.isfinite(msg.confidence)
+        fault = self.watchdog.accept(GESTURE, msg.stamp_s, now_s, content_ok=ok,
+                                     content_problem="non-finite gesture confidence")
+        if not msg.is_command or not ok:
+            return fault, False
+        if msg.gesture == GESTURE_STOP and msg.confidence >= self.config.stop_gesture_min_confidence:
+            # A stop is honoured even if the message is otherwise faulty: stopping is always safe.
+            self._last_stop_command_s = max(self._last_stop_command_s, now_s)
+            return fault, False
+        resume = (fault is None and msg.gesture == GESTURE_THUMB_UP and self.config.resume_gesture_enabled
+                  and msg.confidence >= self.config.stop_gesture_min_confidence)
+        return fault, resume
+
+    def _ingest_intention(self, msg: IntentionInput, now_s: float) -> str | None:
+        ok = math.isfinite(msg.confidence) and 0.0 <= msg.confidence <= 1.0
+        fault = self.watchdog.accept(INTENTION, msg.stamp_s, now_s, content_ok=ok,
+                                     content_problem=f"invalid intention confidence {msg.confidence!r}")
+        if fault is None:
+            self._intention = msg
+        return fault
+
+    # ------------------------------------------------ step
+    def step(self, now_s: float, inputs: SafetyInputs | None = None) -> SafetyDecision:
+        """Ingest ``inputs`` (arrived since the last step) and decide for time ``now_s`` (seconds, the
+        clock of the message stamps)."""
+        cfg = self.config
+        inputs = SafetyInputs() if inputs is None else inputs
+        faults: list[str] = []
+        if not math.isfinite(now_s):
+            faults.append(f"clock: invalid time {now_s!r}")
+            now_s = self._last_now_s if self._last_now_s is not None else 0.0
+        elif self._last_now_s is not None and now_s < self._last_now_s:
+            faults.append(f"clock: went back by {self._last_now_s - now_s:.3f} s")
+            now_s = self._last_now_s
+        self._last_now_s = now_s
+
+        for msg in inputs.bodies:
+            self._ingest_bodies(msg, now_s)
+        for msg in inputs.robot:
+            self._ingest_robot(msg, now_s)
+        resume = False
+        for msg in inputs.gestures:
+            resume = self._ingest_gesture(msg, now_s)[1] or resume
+        for msg in inputs.intentions:
+            self._ingest_intention(msg, now_s)
+        faults += self.watchdog.faults(now_s)
+
+        reasons: list[str] = []
+        stop_command = now_s - self._last_stop_command_s <= cfg.command_hold_s
+        if stop_command:
+            reasons.append("stop command (STOP gesture or ALL_STOP arm signal)")
+
+        v_max = self.max_speed_mps
+        v_min = cfg.min_speed_scale * v_max
+        terms: SeparationTerms | None = None
+        d = math.nan
+        allowed = 0.0
+        stop_m = reduced_m = warning_m = math.nan
+        distance_zone = relaxed_zone = Zone.PROTECTIVE_STOP
+        target_scale = 0.0
+        body_id = ""
+        closest_h = closest_r = None
+        sep: SeparationResult | None = None
+        have_data = self._capsules is not None and self._bodies_stamp_s is not None
+        if have_data:
+            key = (self._human_version, self._robot_version)
+            if key != self._cache_key:
+                self._cache = min_separation(self._points, self._capsules)
+                self._cache_key = key
+            sep = self._cache
+            d = sep.min_distance_m
+            if sep.point_index >= 0:
+                body_id = self._point_body[sep.point_index]
+                closest_h = self._points[sep.point_index]
+                closest_r = sep.closest_robot_point
+            latency = max(0.0, now_s - self._bodies_stamp_s)
+            v_meas = v_max if self._robot_speed_mps is None else self._robot_speed_mps
+            terms = protective_separation_distance(
+                separation_m=d, robot_speed_mps=v_meas, position_uncertainty_m=self._sigma_m,
+                perception_latency_s=latency, params=self.params)
+            allowed = allowed_robot_speed_mps(
+                separation_m=d, position_uncertainty_m=self._sigma_m, perception_latency_s=latency,
+                params=self.params, max_speed_mps=v_max)
+            zone_args = dict(sigma_m=self._sigma_m, latency_s=latency, params=self.params,
+                             min_speed_mps=v_min, max_speed_mps=v_max, warning_band_m=cfg.warning_band_m)
+            distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(d, **zone_args)
+            relaxed_zone = zone_for_separation(d - cfg.hysteresis_m, **zone_args)[0]
+            target_scale = allowed / v_max
+            if distance_zone == Zone.PROTECTIVE_STOP:
+                reasons.append(f"separation {d:.3f} m < stop distance {stop_m:.3f} m")
+            elif distance_zone == Zone.REDUCED_SPEED:
+                reasons.append(f"separation {d:.3f} m < S_p at full speed {reduced_m:.3f} m: "
+                               f"speed limited to {allowed:.3f} m/s")
+            elif distance_zone == Zone.WARNING:
+                reasons.append(f"separation {d:.3f} m within the warning band (< {warning_m:.3f} m)")
+            if cfg.stop_if_robot_faster_than_allowed and distance_zone != Zone.PROTECTIVE_STOP:
+                # ISO/TS 15066: the current separation must stay >= S_p at the robot's actual speed.
+                lenient_sp_m = protective_separation_m(
+                    separation_m=d, robot_speed_mps=max(0.0, v_meas - cfg.robot_speed_tolerance_mps),
+                    position_uncertainty_m=self._sigma_m, perception_latency_s=latency, params=self.params)
+                if d < lenient_sp_m:
+                    distance_zone = relaxed_zone = Zone.PROTECTIVE_STOP
+                    reasons.append(f"robot speed {v_meas:.3f} m/s too high: separation {d:.3f} m "
+                                   f"< S_p {terms.protective_separation_m:.3f} m")
+        elif not faults:
+            faults.append("no human or robot data yet")
+
+        intention_capped = False
+        intent = self._intention
+        if (intent is not None and self.watchdog.is_fresh(INTENTION, now_s)
+                and intent.label in cfg.slowdown_intentions and intent.confidence >= cfg.intention_min_confidence
+                and target_scale > cfg.intention_speed_scale):
+            target_scale = cfg.intention_speed_scale
+            intention_capped = True
+            reasons.append(f"intention {intent.label!r} ({intent.confidence:.2f}): speed capped at "
+                           f"{cfg.intention_speed_scale:.2f}")
+
+        update = self.zones.update(now_s, distance_zone=distance_zone, relaxed_zone=relaxed_zone,
+                                   target_scale=target_scale, stop_command=stop_command, fault=bool(faults),
+                                   reset_request=inputs.reset_requested or resume)
+        zone = update.zone
+        if intention_capped and zone < Zone.REDUCED_SPEED:
+            zone = Zone.REDUCED_SPEED  # reported only: the speed is reduced, the distance state is unchanged
+        if faults:
+            reasons = [*faults, *reasons]
+        if update.zone == Zone.PROTECTIVE_STOP and update.not_ready_reason == "" and not faults:
+            reasons.append("restart interlock: waiting for reset" if update.reset_required
+                           else "restart interlock: waiting for the area to stay clear")
+        return SafetyDecision(
+            stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
+            min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
+            stop_distance_m=stop_m, reduced_speed_distance_m=reduced_m, warning_distance_m=warning_m,
+            closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults),
+            reset_accepted=update.reset_accepted, reset_message=update.reset_message,
+            human_points_m=self._points, separation=sep, capsules=self._capsules,
+            closest_human_point_m=closest_h, closest_robot_point_m=closest_r,
+        )

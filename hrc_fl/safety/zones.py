@@ -1,0 +1,157 @@
+"""Zone state machine with safety-laser-scanner semantics.
+
+Zones, least to most restrictive: CLEAR, WARNING (warns only, full speed), REDUCED_SPEED (speed scaled by
+the separation rule), PROTECTIVE_STOP (speed 0). Rules:
+
+- Entering a more restrictive zone is immediate. Relaxing needs the zone computed at
+  ``separation - hysteresis_m`` to be less restrictive, after at least ``min_dwell_s`` in the current zone.
+- PROTECTIVE_STOP is forced by: the distance rule, a stop command (STOP gesture / ALL_STOP arm signal),
+  or any input fault. Leaving it needs "ready" (no fault, no stop command asserted, the hysteresis
+  distance zone is not PROTECTIVE_STOP, ``min_dwell_s`` in the stop) AND the restart interlock:
+  ``manual``: a reset request while ready; ``auto``: ready without interruption for ``auto_reset_clear_s``.
+  A stop caused by a command needs a manual reset even in ``auto`` mode when
+  ``command_stop_requires_manual_reset`` is set. A reset request that arrives while not ready is refused
+  and forgotten (it never arms a later restart).
+- Speed scale: drops at once to the target; rises at most ``ramp_up_per_s`` (scale units per second).
+- The machine starts in PROTECTIVE_STOP (nothing is known at start-up).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Zone(IntEnum):
+    """Values equal the SafetyZoneState constants; larger is more restrictive."""
+
+    CLEAR = 0
+    WARNING = 1
+    REDUCED_SPEED = 2
+    PROTECTIVE_STOP = 3
+
+
+INTERLOCK_MODES = ("manual", "auto")
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    min_dwell_s: float = 0.2
+    restart_interlock: str = "manual"
+    auto_reset_clear_s: float = 2.0
+    command_stop_requires_manual_reset: bool = True
+    ramp_up_per_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.restart_interlock not in INTERLOCK_MODES:
+            raise ValueError(f"restart_interlock must be one of {INTERLOCK_MODES}, got {self.restart_interlock!r}")
+        for name in ("min_dwell_s", "auto_reset_clear_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if not (math.isfinite(self.ramp_up_per_s) and self.ramp_up_per_s > 0.0):
+            raise ValueError(f"ramp_up_per_s must be > 0, got {self.ramp_up_per_s!r}")
+
+
+@dataclass(frozen=True)
+class ZoneUpdate:
+    """Result of one update."""
+
+    zone: Zone
+    speed_scale: float
+    reset_required: bool          # in PROTECTIVE_STOP and a manual reset is needed to leave
+    ready_to_reset: bool          # the conditions for leaving the stop hold now
+    not_ready_reason: str         # why not ready ("" when ready)
+    reset_accepted: bool | None   # None: no reset requested this update
+    reset_message: str
+
+
+class ZoneMachine:
+    """Holds the zone, its timers and the speed-scale ramp. Time is passed in (seconds)."""
+
+    def __init__(self, config: ZoneConfig) -> None:
+        self.config = config
+        self.zone = Zone.PROTECTIVE_STOP
+        self._since_s: float | None = None      # when the current zone was entered (None: at start)
+        self._ready_since_s: float | None = None
+        self._command_latched = False
+        self._scale = 0.0
+        self._last_s: float | None = None
+
+    def _manual_needed(self) -> bool:
+        return self.config.restart_interlock == "manual" or (
+            self._command_latched and self.config.command_stop_requires_manual_reset)
+
+    def _enter(self, zone: Zone, now_s: float) -> None:
+        self.zone = zone
+        self._since_s = now_s
+        if zone == Zone.PROTECTIVE_STOP:
+            self._ready_since_s = None
+
+    def update(self, now_s: float, *, distance_zone: Zone, relaxed_zone: Zone, target_scale: float,
+               stop_command: bool, fault: bool, reset_request: bool = False) -> ZoneUpdate:
+        """Advance to ``now_s``.
+
+        ``distance_zone``: zone of the current separation; ``relaxed_zone``: zone at separation minus the
+        hysteresis (never less restrictive than ``distance_zone``); ``target_scale``: speed scale the
+        separation rule allows (0..1); ``stop_command``: a stop command is asserted now; ``fault``: an
+        input fault this cycle; ``reset_request``: a reset (service or resume gesture) arrived.
+        """
+        if not math.isfinite(now_s):
+            raise ValueError(f"time must be finite, got {now_s!r}")
+        relaxed_zone = max(relaxed_zone, distance_zone)
+        if stop_command:
+            self._command_latched = True
+        must_stop = fault or stop_command or distance_zone == Zone.PROTECTIVE_STOP
+        if must_stop and self.zone != Zone.PROTECTIVE_STOP:
+            self._enter(Zone.PROTECTIVE_STOP, now_s)
+
+        dwell_s = math.inf if self._since_s is None else now_s - self._since_s
+        reset_accepted: bool | None = None
+        reset_message = ""
+        ready = False
+        reason = ""
+        if self.zone == Zone.PROTECTIVE_STOP:
+            if fault:
+                reason = "input fault"
+            elif stop_command:
+                reason = "stop command asserted"
+            elif relaxed_zone == Zone.PROTECTIVE_STOP:
+                reason = "human inside the stop distance (plus hysteresis)"
+            elif dwell_s < self.config.min_dwell_s:
+                reason = f"minimum dwell {self.config.min_dwell_s:.2f} s not elapsed"
+            ready = reason == ""
+            if not ready:
+                self._ready_since_s = None
+            elif self._ready_since_s is None:
+                self._ready_since_s = now_s
+            leave = False
+            if reset_request:
+                reset_accepted = ready
+                reset_message = "reset accepted" if ready else f"reset refused: {reason}"
+                leave = ready
+            elif ready and not self._manual_needed():
+                leave = now_s - self._ready_since_s >= self.config.auto_reset_clear_s
+            if leave:
+                self._command_latched = False
+                self._enter(relaxed_zone, now_s)
+        else:
+            if reset_request:
+                reset_accepted, reset_message = True, "no protective stop active"
+            if distance_zone > self.zone:
+                self._enter(distance_zone, now_s)
+            elif relaxed_zone < self.zone and dwell_s >= self.config.min_dwell_s:
+                self._enter(relaxed_zone, now_s)
+
+        target = 0.0 if self.zone == Zone.PROTECTIVE_STOP else min(1.0, max(0.0, target_scale))
+        dt_s = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
+        self._last_s = now_s
+        self._scale = target if target <= self._scale else min(target, self._scale + self.config.ramp_up_per_s * dt_s)
+        in_stop = self.zone == Zone.PROTECTIVE_STOP
+        return ZoneUpdate(
+            zone=self.zone, speed_scale=self._scale,
+            reset_required=in_stop and self._manual_needed(),
+            ready_to_reset=in_stop and ready, not_ready_reason=reason if in_stop else "",
+            reset_accepted=reset_accepted, reset_message=reset_message,
+        )

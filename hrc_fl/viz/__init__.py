@@ -1,0 +1,1 @@
+"""Visualisation helpers: marker builders, plots and reports (ROS-free)."""

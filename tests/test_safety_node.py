@@ -1,0 +1,221 @@
+"""The safety node as a real process over real DDS: zones in order and back with the restart interlock,
+a STOP gesture stops, and a killed pose publisher stops the robot (stale input)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+NS = "ws1"
+UPRIGHT = [0.0, -math.pi / 2, 0.0, -math.pi / 2, 0.0, 0.0]
+JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
+          "wrist_3_joint"]
+# Human column positions (x, m) against the upright UR5e with the shipped defaults: surface distance is
+# x - 0.21 m (upper-arm capsule); thresholds there are about stop 0.46, reduced 1.11, warning 1.61 m.
+X_CLEAR, X_WARNING, X_REDUCED, X_STOP = 2.6, 1.6, 1.0, 0.45
+NODE_PARAMS = {"restart_interlock": "manual", "min_dwell_s": 0.0, "ramp_up_per_s": 10.0,
+               "bodies_max_age_s": 0.6, "robot_max_age_s": 0.6, "command_hold_s": 0.3,
+               "publish_rate_hz": 50.0, "markers_rate_hz": 2.0}
+
+POSE_PUBLISHER = r"""
+import sys, time
+import rclpy
+from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
+from hrc_fl.nodes.common import RESULT_QOS
+rclpy.init()
+node = rclpy.create_node("fake_pose")
+pub = node.create_publisher(BodyPoseArray, sys.argv[1], RESULT_QOS)
+x = float(sys.argv[2])
+while True:
+    msg = BodyPoseArray()
+    msg.header.stamp = node.get_clock().now().to_msg()
+    msg.header.frame_id = "base_link"
+    body = BodyPose(body_id="p1", workstation_frame="base_link", position_uncertainty_m=0.02)
+    body.workstation_points = [v for i in range(33) for v in (x, 0.0, 0.1 + 1.7 * i / 32)]
+    msg.bodies = [body]
+    pub.publish(msg)
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture(scope="module")
+def safety_process(tmp_path_factory):
+    from tests.rosutil import NodeProcesses
+
+    log_dir = tmp_path_factory.mktemp("safety_logs")
+    procs = NodeProcesses()
+    procs.start("safety_node", namespace=NS, param_files=("safety.yaml",), parameters=NODE_PARAMS,
+                log_dir=log_dir)
+    try:
+        yield log_dir / f"{NS}_safety.log"
+    finally:
+        procs.stop_all()
+
+
+class Cell:
+    """Probe-side stand-ins for perception and the robot, plus the safety outputs."""
+
+    def __init__(self, probe) -> None:
+        from hrc_fl_msgs.msg import BodyPoseArray, HandGesture, SafetyZoneState
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64
+        from std_srvs.srv import Trigger
+
+        from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS
+
+        self.probe = probe
+        self.bodies_pub = probe.publisher(BodyPoseArray, f"/{NS}/humans/bodies/tracked", RESULT_QOS)
+        self.gesture_pub = probe.publisher(HandGesture, f"/{NS}/hands/gesture", RESULT_QOS)
+        self.joints_pub = probe.publisher(JointState, f"/{NS}/robot/joint_states", 10)
+        self.states = probe.collect(SafetyZoneState, f"/{NS}/safety/state", SAFETY_QOS)
+        self.scales = probe.collect(Float64, f"/{NS}/robot/speed_scale", SAFETY_QOS)
+        self.reset_client = probe.node.create_client(Trigger, f"/{NS}/safety/reset")
+        self.x: float | None = X_CLEAR
+        for pub in (self.bodies_pub, self.joints_pub, self.gesture_pub):
+            probe.wait_for_subscribers(pub, timeout_s=20.0)
+        probe.wait_for_publishers(f"/{NS}/safety/state", timeout_s=20.0)
+        assert self.reset_client.wait_for_service(timeout_sec=20.0)
+
+    def _now(self):
+        return self.probe.node.get_clock().now().to_msg()
+
+    def publish_once(self) -> None:
+        from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
+        from sensor_msgs.msg import JointState
+
+        if self.x is not None:
+            msg = BodyPoseArray()
+            msg.header.stamp = self._now()
+            body = BodyPose(body_id="p1", workstation_frame="base_link", position_uncertainty_m=0.02)
+            body.workstation_points = [v for i in range(33) for v in (self.x, 0.0, 0.1 + 1.7 * i / 32)]
+            msg.bodies = [body]
+            self.bodies_pub.publish(msg)
+        joints = JointState(name=JOINTS, position=UPRIGHT)
+        joints.header.stamp = self._now()
+        self.joints_pub.publish(joints)
+
+    def drive_until(self, predicate, timeout_s: float = 10.0, what: str = ""):
+        """Publish at about 20 Hz until the newest state satisfies ``predicate``; return it."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            self.publish_once()
+            self.probe.spin_for(0.05)
+            if self.states and predicate(self.states[-1]):
+                return self.states[-1]
+        last = self.states[-1] if self.states else None
+        raise AssertionError(f"timed out waiting for {what}; last state: "
+                             f"{None if last is None else (last.zone_name, last.reason)}")
+
+    def zone_at(self, x: float, zone_name: str, timeout_s: float = 10.0):
+        self.x = x
+        return self.drive_until(lambda s: s.zone_name == zone_name, timeout_s, f"{zone_name} at x={x}")
+
+    def reset(self):
+        from std_srvs.srv import Trigger
+
+        future = self.reset_client.call_async(Trigger.Request())
+        end = time.monotonic() + 10.0
+        while not future.done() and time.monotonic() < end:
+            self.publish_once()
+            self.probe.spin_for(0.05)
+        assert future.done(), "safety/reset did not answer"
+        return future.result()
+
+    def reset_to_clear(self) -> None:
+        self.x = X_CLEAR
+        self.drive_until(lambda s: not s.faults, what="fault-free state")
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if self.reset().success:
+                break
+        self.zone_at(X_CLEAR, "CLEAR")
+
+
+def _zone_sequence(states) -> list[str]:
+    seq: list[str] = []
+    for s in states:
+        if not seq or seq[-1] != s.zone_name:
+            seq.append(s.zone_name)
+    return seq
+
+
+def test_approach_walks_the_zones_in_order_and_back_with_interlock(safety_process, ros_probe):
+    cell = Cell(ros_probe)
+    # Start-up: PROTECTIVE_STOP with the reset required.
+    first = cell.drive_until(lambda s: True, what="any state")
+    assert first.zone_name == "PROTECTIVE_STOP"
+    cell.reset_to_clear()
+    start = len(cell.states) - 1  # from the last CLEAR state on
+    # Approach.
+    for x, zone in ((X_WARNING, "WARNING"), (X_REDUCED, "REDUCED_SPEED"), (X_STOP, "PROTECTIVE_STOP")):
+        state = cell.zone_at(x, zone)
+    assert state.speed_scale == 0.0 and state.reset_required
+    assert _zone_sequence(cell.states[start:]) == ["CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP"]
+    reduced = [s for s in cell.states[start:] if s.zone_name == "REDUCED_SPEED"]
+    assert all(0.0 < s.speed_scale < 1.0 for s in reduced[-3:])
+    assert all(s.min_separation_m < s.reduced_speed_distance_m for s in reduced)
+    # Inside the stop distance a reset is refused.
+    refused = cell.reset()
+    assert not refused.success and "refused" in refused.message
+    # Walking back out does not release the stop (restart interlock) ...
+    cell.x = X_REDUCED
+    cell.drive_until(lambda s: s.min_separation_m > s.stop_distance_m + 0.1, what="human out of the stop band")
+    held = cell.drive_until(lambda s: True)
+    assert held.zone_name == "PROTECTIVE_STOP" and held.reset_required
+    # ... until the reset is accepted; then the zones relax in reverse order.
+    assert cell.reset().success
+    back = len(cell.states)
+    cell.zone_at(X_REDUCED, "REDUCED_SPEED")
+    cell.zone_at(X_WARNING, "WARNING")
+    final = cell.zone_at(X_CLEAR, "CLEAR")
+    assert _zone_sequence(cell.states[back:])[-3:] == ["REDUCED_SPEED", "WARNING", "CLEAR"]
+    assert final.speed_scale == pytest.approx(1.0)
+    assert cell.scales and cell.scales[-1].data == pytest.approx(final.speed_scale, abs=0.2)
+
+
+def test_stop_gesture_stops_the_robot(safety_process, ros_probe):
+    from hrc_fl_msgs.msg import HandGesture
+
+    cell = Cell(ros_probe)
+    cell.reset_to_clear()
+    gesture = HandGesture(gesture=HandGesture.STOP, gesture_name="STOP", confidence=0.95, is_command=True)
+    gesture.header.stamp = ros_probe.node.get_clock().now().to_msg()
+    cell.gesture_pub.publish(gesture)
+    state = cell.drive_until(lambda s: s.zone_name == "PROTECTIVE_STOP", what="stop after STOP gesture")
+    assert state.speed_scale == 0.0 and state.reset_required
+    assert "stop command" in state.reason
+    # The human is far away, yet the stop holds until a reset.
+    cell.probe.spin_for(0.5)
+    assert cell.drive_until(lambda s: True).zone_name == "PROTECTIVE_STOP"
+    assert cell.reset().success
+    cell.zone_at(X_CLEAR, "CLEAR")
+
+
+def test_killed_pose_publisher_stops_the_robot(safety_process, ros_probe):
+    cell = Cell(ros_probe)
+    cell.x = None  # bodies come from a separate process that we kill
+    proc = subprocess.Popen([sys.executable, "-c", POSE_PUBLISHER, f"/{NS}/humans/bodies/tracked", str(X_CLEAR)],
+                            env=dict(os.environ), start_new_session=True)
+    try:
+        cell.drive_until(lambda s: not s.faults, timeout_s=25.0, what="bodies from the pose process")
+        assert cell.reset().success
+        cell.drive_until(lambda s: s.zone_name == "CLEAR", what="CLEAR with the pose process")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed_at = time.monotonic()
+        state = cell.drive_until(lambda s: s.zone_name == "PROTECTIVE_STOP", what="stop after the kill")
+        assert any(f.startswith("bodies: stale") for f in state.faults)
+        assert state.speed_scale == 0.0
+        assert time.monotonic() - killed_at < 5.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
