@@ -1,0 +1,174 @@
+"""hands node: MediaPipe hand landmarks and debounced gesture commands from camera images.
+
+Subscribes ``camera/image_raw`` (sensor_msgs/Image, SENSOR_QOS). Publishes per detected hand
+``hands/landmarks`` (hrc_fl_msgs/HandLandmarks) and ``hands/gesture`` (hrc_fl_msgs/HandGesture), both
+RESULT_QOS and stamped with the image stamp. Only the newest frame is processed; bad frames give one
+log line and a diagnostic and are skipped.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from hrc_fl_msgs.msg import HandGesture, HandLandmarks
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, RateMeter, declare_parameters
+from hrc_fl.perception.debounce import CommandDebouncer
+from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
+from hrc_fl.perception.latest_worker import LatestOnlyWorker
+from hrc_fl.perception.mediapipe_hands import DetectedHand, HandDetector, NonIncreasingTimestampError
+from hrc_fl.perception.scene_cut import SceneCutDetector
+
+PARAMETERS = {
+    "workstation_id": ("ws1", "Workstation id (informational; the namespace carries it)."),
+    "image_topic": ("camera/image_raw", "Image topic to process."),
+    "model_path": ("", "HandLandmarker .task file; '' = the built asset hand_landmarker.task."),
+    "gesture_model_path": ("", "Gesture classifier weights; '' = the built asset."),
+    "num_hands": (2, "Maximum number of hands to detect."),
+    "min_detection_confidence": (0.5, "MediaPipe palm detection confidence, 0..1."),
+    "min_presence_confidence": (0.5, "MediaPipe hand presence confidence, 0..1."),
+    "min_tracking_confidence": (0.5, "MediaPipe tracking confidence, 0..1 (below: detect again)."),
+    "gesture_min_confidence": (0.6, "Below this classifier probability the gesture is NONE."),
+    "command_hold_frames": (3, "Frames a gesture must hold before it is published as a command."),
+    "scene_cut_threshold": (40.0, "Mean grey-level change (0..255) of 32x24 thumbnails that counts as a scene cut "
+                                  "(tracks are dropped, the frame is detected afresh); 0 = never."),
+    "max_image_width_px": (4096, "Frames wider than this are rejected."),
+    "max_image_height_px": (4096, "Frames taller than this are rejected."),
+}
+
+
+def stamp_ms(stamp) -> int:
+    """ROS stamp -> integer milliseconds (MediaPipe VIDEO-mode timestamps)."""
+    return int(stamp.sec) * 1000 + int(stamp.nanosec) // 1_000_000
+
+
+def landmarks_message(hand: DetectedHand, header) -> HandLandmarks:
+    msg = HandLandmarks()
+    msg.header = header
+    msg.handedness = hand.handedness
+    msg.score = float(hand.score)
+    msg.image_points = hand.image_points.astype(np.float32).ravel().tolist()
+    msg.world_points = hand.world_points_m.astype(np.float32).ravel().tolist()
+    return msg
+
+
+class HandsNode(Node):
+    def __init__(self) -> None:
+        super().__init__("hands")
+        self.params = p = declare_parameters(self, PARAMETERS)
+        from hrc_fl.perception.gesture_classifier import GESTURE_NAMES, GestureClassifier
+
+        if not 0.0 <= p["gesture_min_confidence"] <= 1.0:
+            raise ValueError("gesture_min_confidence must be in [0, 1]")
+        self.gesture_names = GESTURE_NAMES
+        self.classifier = GestureClassifier.load(p["gesture_model_path"] or None)
+        model = p["model_path"]
+        if not model:
+            from hrc_fl.data.assets import asset_path
+
+            model = asset_path("hand_landmarker.task")
+        self.detector = HandDetector(
+            model, num_hands=p["num_hands"], min_detection_confidence=p["min_detection_confidence"],
+            min_presence_confidence=p["min_presence_confidence"],
+            min_tracking_confidence=p["min_tracking_confidence"])
+        self.limits = ImageLimits(p["max_image_width_px"], p["max_image_height_px"])
+        self.scene_cuts = SceneCutDetector(threshold=p["scene_cut_threshold"])
+        self.debouncers: dict[str, CommandDebouncer] = {}
+        self.diag = Diagnostics(self, "hands")
+        self.rate = RateMeter()
+        self._cuts = 0
+        self.landmarks_pub = self.create_publisher(HandLandmarks, "hands/landmarks", RESULT_QOS)
+        self.gesture_pub = self.create_publisher(HandGesture, "hands/gesture", RESULT_QOS)
+        self.worker: LatestOnlyWorker[Image] = LatestOnlyWorker(self._process, name="hands",
+                                                              on_error=self._on_worker_error)
+        self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
+        self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}")
+
+    def _process(self, msg: Image) -> None:
+        t0 = time.perf_counter()
+        wait_ms = (time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1e3
+        try:
+            rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
+                                   data=msg.data, is_bigendian=msg.is_bigendian, limits=self.limits)
+        except ImageError as exc:
+            self.diag.problem(exc.key, f"frame skipped: {exc}")
+            return
+        t_decoded = time.perf_counter()
+        new_scene = self.scene_cuts.is_cut(rgb)
+        try:
+            hands = self.detector.detect(rgb, stamp_ms(msg.header.stamp), new_scene=new_scene)
+        except NonIncreasingTimestampError as exc:
+            self.diag.problem(exc.key, str(exc))
+            return
+        t1 = time.perf_counter()
+        seen: set[str] = set()
+        for index, hand in enumerate(hands):
+            key = hand.handedness or f"hand{index}"
+            if key in seen:  # two hands labelled alike: keep their debouncers apart
+                key = f"{key}{index}"
+            seen.add(key)
+            landmarks = landmarks_message(hand, msg.header)
+            self.landmarks_pub.publish(landmarks)
+            self.gesture_pub.publish(self._gesture(hand, key, landmarks, msg.width / msg.height))
+        for key in list(self.debouncers):
+            if key not in seen:
+                self.debouncers[key].reset()
+        self.rate.tick()
+        self.diag.set_value("fps", f"{self.rate.rate_hz():.1f}")
+        self.diag.set_value("hands", len(hands))
+        # Stage times for the benchmark: stamp -> processing start (transport + waiting), decode, detect.
+        self.diag.set_value("wait_ms", f"{wait_ms:.1f}")
+        self.diag.set_value("decode_ms", f"{(t_decoded - t0) * 1e3:.1f}")
+        self.diag.set_value("detect_ms", f"{(t1 - t_decoded) * 1e3:.1f}")
+        self.diag.set_value("post_ms", f"{(time.perf_counter() - t1) * 1e3:.1f}")
+        self.diag.set_value("total_ms", f"{(time.perf_counter() - t0) * 1e3:.1f}")
+        self.diag.set_value("dropped_frames", self.worker.dropped)
+        if new_scene:
+            self._cuts += 1
+            self.diag.set_value("scene_cuts", self._cuts)
+
+    def _gesture(self, hand: DetectedHand, key: str, landmarks: HandLandmarks,
+                 aspect_ratio: float) -> HandGesture:
+        try:
+            probs = np.asarray(self.classifier.predict_proba(hand.image_points, hand.handedness,
+                                                             aspect_ratio=aspect_ratio), dtype=np.float64)
+        except ValueError as exc:  # degenerate landmarks (e.g. all points on one spot)
+            self.diag.problem("gesture_classifier", f"hand not classified: {exc}")
+            probs = np.zeros(len(self.gesture_names))
+        probs = np.where(np.isfinite(probs), probs, 0.0)
+        code = int(np.argmax(probs))
+        if probs[code] < self.params["gesture_min_confidence"]:
+            code = 0  # not sure enough: NONE, reported with the probability the classifier gave NONE
+        confidence = float(probs[code])
+        debouncer = self.debouncers.setdefault(
+            key, CommandDebouncer(hold_frames=self.params["command_hold_frames"], none_label=0))
+        state = debouncer.update(code)
+        msg = HandGesture()
+        msg.header = landmarks.header
+        msg.handedness = hand.handedness
+        msg.gesture = code
+        msg.gesture_name = self.gesture_names[code]
+        msg.confidence = confidence
+        msg.is_command = state.is_command
+        msg.landmarks = landmarks
+        return msg
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self.diag.problem("internal_error", f"frame processing failed: {type(exc).__name__}: {exc}", error=True)
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.detector.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    from hrc_fl.nodes.common import run_node
+
+    run_node(lambda: HandsNode(), args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""Real perception nodes as processes, real DDS, real photos.
+
+The hands and pose nodes are started once for this module (model loading takes seconds); every test
+publishes frames with fresh, increasing stamps and waits for the results that carry those stamps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+# The probe publishes images too: give it the nodes' Fast DDS profile (large shared-memory segment), or
+# frames above 512 kB are fragmented over UDP and often lost (best effort). Read when this process
+# creates its first DDS participant, so it helps whenever this module's tests come first in a worker.
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
+                      str(Path(__file__).resolve().parent.parent / "config" / "fastdds.xml"))
+
+MAX_IMAGE_PX = 1024  # the nodes under test reject frames beyond this (huge-image test)
+
+
+def _photo(name: str) -> np.ndarray:
+    from hrc_fl.data.datasets import photo_path
+
+    img = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
+    assert img is not None, name
+    return img
+
+
+def _no_person_photo() -> np.ndarray:
+    """A real photo without a person: matplotlib's bundled sample of a gift package."""
+    import matplotlib.cbook
+
+    path = matplotlib.cbook.get_sample_data("Minduka_Present_Blue_Pack.png", asfileobj=False)
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+_clock = itertools.count(1)
+
+
+def _stamp():
+    """Strictly increasing stamps across the module (MediaPipe VIDEO mode needs them)."""
+    from builtin_interfaces.msg import Time
+
+    t_ms = int(time.time() * 1000) + next(_clock)
+    return Time(sec=t_ms // 1000, nanosec=(t_ms % 1000) * 1_000_000)
+
+
+def _image(frame_bgr: np.ndarray, stamp=None):
+    from hrc_fl.nodes.camera import image_message
+
+    return image_message(frame_bgr, "camera_optical_frame", stamp or _stamp())
+
+
+def _same(a, b) -> bool:
+    return a.sec == b.sec and a.nanosec == b.nanosec
+
+
+@pytest.fixture(scope="module")
+def perception_nodes(tmp_path_factory):
+    from tests.rosutil import NodeProcesses
+
+    log_dir = tmp_path_factory.mktemp("perception_logs")
+    procs = NodeProcesses()
+    limits = {"max_image_width_px": MAX_IMAGE_PX, "max_image_height_px": MAX_IMAGE_PX}
+    procs.start("hands_node", namespace="ws1", param_files=("hands.yaml",),
+                parameters={**limits, "command_hold_frames": 3}, log_dir=log_dir)
+    procs.start("pose_node", namespace="ws1", param_files=("pose.yaml",), parameters=limits, log_dir=log_dir)
+    try:
+        yield {"hands": log_dir / "ws1_hands.log", "pose": log_dir / "ws1_pose.log"}
+    finally:
+        procs.stop_all()
+
+
+class Session:
+    """Probe-side publishers/subscribers for one test."""
+
+    def __init__(self, probe) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from hrc_fl_msgs.msg import BodyPoseArray, HandGesture, HandLandmarks
+        from sensor_msgs.msg import Image
+
+        from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS
+
+        self.probe = probe
+        self.image_pub = probe.publisher(Image, "/ws1/camera/image_raw", SENSOR_QOS)
+        self.bodies = probe.collect(BodyPoseArray, "/ws1/humans/bodies/tracked", RESULT_QOS)
+        self.gestures = probe.collect(HandGesture, "/ws1/hands/gesture", RESULT_QOS)
+        self.landmarks = probe.collect(HandLandmarks, "/ws1/hands/landmarks", RESULT_QOS)
+        self.diagnostics = probe.collect(DiagnosticArray, "/diagnostics", 10)
+        probe.wait_for_subscribers(self.image_pub, count=2, timeout_s=30.0)
+        probe.wait_for_publishers("/ws1/humans/bodies/tracked", timeout_s=30.0)
+        probe.wait_for_publishers("/ws1/hands/gesture", timeout_s=30.0)
+
+    def send_until(self, frame_bgr: np.ndarray, done, *, timeout_s: float = 30.0, what: str = "",
+                   resend_s: float = 0.5) -> object:
+        """Publish ``frame_bgr`` with a new stamp (again every ``resend_s``: best-effort QoS) until
+        ``done(stamp)`` holds; returns the last stamp."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            stamp = _stamp()
+            self.image_pub.publish(_image(frame_bgr, stamp))
+            step_end = min(end, time.monotonic() + resend_s)
+            while time.monotonic() < step_end:
+                if done(stamp):
+                    return stamp
+                self.probe.spin_for(0.02)
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+    def pose_for(self, stamp):
+        return [m for m in self.bodies if _same(m.header.stamp, stamp)]
+
+    def landmarks_for(self, stamp):
+        return [m for m in self.landmarks if _same(m.header.stamp, stamp)]
+
+    def diag_count(self, node: str, key: str) -> int:
+        best = 0
+        for array in self.diagnostics:
+            for status in array.status:
+                if status.name.startswith(f"/ws1/{node}:"):
+                    for kv in status.values:
+                        if kv.key == f"count/{key}":
+                            best = max(best, int(kv.value))
+        return best
+
+
+@pytest.fixture
+def session(perception_nodes, ros_probe):
+    return Session(ros_probe)
+
+
+# ---------------------------------------------------------------- acceptance on real photos
+
+
+@pytest.mark.slow
+def test_open_palm_photos_give_a_stop_command(session):
+    from hrc_fl_msgs.msg import HandGesture
+
+    from hrc_fl.data.datasets import OPEN_PALM_PHOTOS
+
+    for name in OPEN_PALM_PHOTOS:
+        frame = _photo(name)
+        session.send_until(
+            frame, lambda stamp: any(_same(g.header.stamp, stamp) and g.gesture == HandGesture.STOP
+                                     and g.is_command for g in session.gestures),
+            what=f"a debounced STOP HandGesture for {name}", resend_s=0.15)
+    stops = [g for g in session.gestures if g.is_command]
+    assert all(g.gesture_name == "STOP" and g.confidence >= 0.6 for g in stops)
+    assert all(len(g.landmarks.image_points) == 63 and np.all(np.isfinite(g.landmarks.world_points))
+               for g in stops)
+
+
+@pytest.mark.slow
+def test_people_photo_gives_body_pose_with_33_points(session, ros_probe):
+    from hrc_fl_msgs.msg import BodyPose
+
+    from hrc_fl.nodes.common import RESULT_QOS
+
+    frame = _photo("messi5.jpg")
+    stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)),
+                               what="a BodyPoseArray with a body for messi5.jpg")
+    (array,) = session.pose_for(stamp)
+    body = array.bodies[0]
+    assert len(body.image_points) == 99 and len(body.world_points) == 99 and len(body.visibility) == 33
+    image = np.asarray(body.image_points).reshape(33, 3)
+    assert np.all((image[:, :2] > -0.5) & (image[:, :2] < 1.5))
+    assert body.body_id and body.workstation_frame == "base_link"
+    ws = np.asarray(body.workstation_points).reshape(33, 3)
+    assert np.all(np.isfinite(ws)) and 0.0 < body.position_uncertainty_m < 5.0 and not body.depth_used
+    # The person stands in front of the camera (camera at x = 2 m looking towards -x).
+    assert ws[:, 0].mean() < 2.0
+    # ... and on the per-body ROS4HRI topic.
+    per_body = ros_probe.collect(BodyPose, f"/ws1/humans/bodies/{body.body_id}/pose", RESULT_QOS)
+    session.send_until(frame, lambda s: any(_same(m.header.stamp, s) for m in per_body),
+                       what=f"humans/bodies/{body.body_id}/pose")
+    assert per_body[-1].body_id == body.body_id and len(per_body[-1].workstation_points) == 99
+
+
+@pytest.mark.slow
+def test_image_without_person_gives_empty_result_and_no_error(session, perception_nodes):
+    sizes = {k: path.stat().st_size for k, path in perception_nodes.items()}
+    frame = _no_person_photo()
+    stamps = []
+    for _ in range(3):
+        stamps.append(session.send_until(frame, lambda s: bool(session.pose_for(s)),
+                                         what="a BodyPoseArray for the no-person photo"))
+    for stamp in stamps:
+        assert session.pose_for(stamp)[0].bodies == []
+        assert not session.landmarks_for(stamp)
+        assert not [g for g in session.gestures if _same(g.header.stamp, stamp)]
+    for node, path in perception_nodes.items():
+        new_text = path.read_bytes()[sizes[node]:].decode(errors="replace")
+        assert "WARN" not in new_text and "ERROR" not in new_text, new_text
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad_frames() -> dict[str, tuple[str, object]]:
+    """kind -> (diagnostic key, message factory)."""
+    from sensor_msgs.msg import Image
+
+    def raw(**fields):
+        def make(stamp):
+            msg = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(64 * 48 * 3))
+            for key, value in fields.items():
+                setattr(msg, key, value)
+            msg.header.stamp = stamp
+            return msg
+        return make
+
+    huge = np.random.default_rng(1).integers(0, 255, (MAX_IMAGE_PX + 200, 1400, 3), dtype=np.uint8)
+    garbage = np.random.default_rng(2).integers(0, 255, 5000, dtype=np.uint8).tobytes()
+    return {
+        "wrong_encoding": ("unsupported_encoding", raw(encoding="yuv422", step=64 * 2,
+                                                       data=bytes(64 * 48 * 2))),
+        "zero_size": ("empty_image", raw(height=0, width=0, step=0, data=b"")),
+        "wrong_step": ("bad_step", raw(step=64 * 3 - 3, data=bytes((64 * 3 - 3) * 48))),
+        "huge_image": ("image_too_large", lambda stamp: _image(huge, stamp)),
+        "garbage_bytes": ("bad_image_data", raw(data=garbage)),
+    }
+
+
+def _log_lines(path: Path, key: str) -> list[str]:
+    return [line for line in path.read_text(errors="replace").splitlines() if f"{key}:" in line]
+
+
+def _send_bad_once_per_try(session, make, key, timeout_s: float = 40.0) -> None:
+    """Publish the bad frame, one at a time, until both nodes have counted it in /diagnostics."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        session.image_pub.publish(make(_stamp()))
+        step_end = time.monotonic() + 2.5  # diagnostics come at 1 Hz
+        while time.monotonic() < step_end:
+            if session.diag_count("hands", key) >= 1 and session.diag_count("pose", key) >= 1:
+                return
+            session.probe.spin_for(0.05)
+    raise AssertionError(f"no /diagnostics count for {key} from both nodes")
+
+
+def _assert_recovers(session) -> None:
+    frame = _photo("messi5.jpg")
+    session.send_until(frame, lambda s: bool(session.pose_for(s)) and bool(session.landmarks_for(s)),
+                       what="pose and hand results for a good frame after the bad one")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["wrong_encoding", "zero_size", "wrong_step", "huge_image", "garbage_bytes"])
+def test_bad_frame_is_logged_once_diagnosed_and_skipped(session, perception_nodes, kind):
+    key, make = _bad_frames()[kind]
+    before = {node: len(_log_lines(path, key)) for node, path in perception_nodes.items()}
+    counts_before = {node: session.diag_count(node, key) for node in perception_nodes}
+
+    _send_bad_once_per_try(session, make, key)
+    _assert_recovers(session)
+    session.probe.spin_for(1.2)  # one more diagnostics period: counts include every delivered bad frame
+
+    for node, path in perception_nodes.items():
+        lines = _log_lines(path, key)[before[node]:]
+        delivered = session.diag_count(node, key) - counts_before[node]
+        assert delivered >= 1
+        assert len(lines) == delivered, lines  # exactly one log line per bad frame
+        assert "frame skipped" in lines[0]
+
+
+@pytest.mark.slow
+def test_non_increasing_stamp_is_logged_diagnosed_and_next_frame_processed(session, perception_nodes):
+    from hrc_fl.nodes.hands import stamp_ms
+
+    key = "non_increasing_stamp"
+    frame = _photo("messi5.jpg")
+    before = {node: len(_log_lines(path, key)) for node, path in perception_nodes.items()}
+    # A frame both nodes processed; then the same stamp again (and an older one).
+    stamp = session.send_until(frame, lambda s: bool(session.pose_for(s)) and bool(session.landmarks_for(s)),
+                               what="a processed frame")
+    end = time.monotonic() + 40.0
+    while not (session.diag_count("hands", key) >= 1 and session.diag_count("pose", key) >= 1):
+        assert time.monotonic() < end, "no non_increasing_stamp diagnostics"
+        session.image_pub.publish(_image(frame, stamp))
+        session.probe.spin_for(1.5)
+    assert not [m for m in session.bodies if _same(m.header.stamp, stamp)][1:]  # not processed twice
+    _assert_recovers(session)
+    for node, path in perception_nodes.items():
+        lines = _log_lines(path, key)[before[node]:]
+        assert lines and str(stamp_ms(stamp)) in lines[0] and "not after" in lines[0]
+
+
+# ---------------------------------------------------------------- camera node
+
+
+@pytest.mark.slow
+def test_camera_node_publishes_frames_and_matching_camera_info(node_processes, ros_probe, tmp_path):
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from hrc_fl.nodes.common import SENSOR_QOS
+
+    for i, name in enumerate(("messi5.jpg", "handSrc.jpg")):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), _photo(name))
+    images = ros_probe.collect(Image, "/ws1/camera/image_raw", SENSOR_QOS)
+    infos = ros_probe.collect(CameraInfo, "/ws1/camera/camera_info", SENSOR_QOS)
+    node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),
+                         parameters={"source": str(tmp_path), "rate_hz": 20.0, "still_hold_s": 0.1})
+    ros_probe.wait_until(lambda: len(images) >= 6 and len(infos) >= 6, 30.0, "camera frames")
+    img = images[-1]
+    assert (img.width, img.height, img.encoding, img.step) == (640, 480, "bgr8", 1920)
+    assert img.header.frame_id == "camera_optical_frame" and len(img.data) == 640 * 480 * 3
+    # Each CameraInfo carries the stamp of the image it belongs to (best effort: some may be lost).
+    matched = [i for i in infos if any(_same(i.header.stamp, m.header.stamp) for m in images)]
+    assert matched
+    info = matched[-1]
+    assert info.k[0] == pytest.approx(554.3) and (info.width, info.height) == (640, 480)
+    assert info.header.frame_id == "camera_optical_frame"
+    # Two different photos alternate (the folder loops).
+    means = {round(float(np.frombuffer(bytes(m.data), np.uint8).mean()), 1) for m in images}
+    assert len(means) >= 2
+
+
+@pytest.mark.slow
+def test_camera_node_reports_missing_device_and_keeps_retrying(node_processes, ros_probe):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    diags = ros_probe.collect(DiagnosticArray, "/diagnostics", 10)
+    node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),
+                         parameters={"source": "/dev/video_hrc_fl_missing", "reopen_initial_backoff_s": 0.2,
+                                     "reopen_max_backoff_s": 0.4})
+
+    def failures() -> int:
+        return max([int(kv.value) for a in diags for s in a.status if s.name.startswith("/ws1/camera:")
+                    for kv in s.values if kv.key == "count/source_open_failed"] or [0])
+
+    ros_probe.wait_until(lambda: failures() >= 3, 30.0, "repeated open failures on /diagnostics")
+    errors = [s for a in diags for s in a.status
+              if s.name.startswith("/ws1/camera:") and s.level == DiagnosticStatus.ERROR]
+    assert errors and "video_hrc_fl_missing" in errors[-1].message
+
+
+@pytest.mark.slow
+def test_camera_node_relays_a_driver_topic_with_its_own_frame_id(node_processes, ros_probe):
+    from sensor_msgs.msg import Image
+
+    from hrc_fl.nodes.common import SENSOR_QOS
+
+    relayed = ros_probe.collect(Image, "/ws1/camera/image_raw", SENSOR_QOS)
+    driver = ros_probe.publisher(Image, "/ws1/driver/image", SENSOR_QOS)
+    node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),
+                         parameters={"source": "topic:driver/image"})
+    ros_probe.wait_for_subscribers(driver, timeout_s=30.0)
+    frame = _photo("messi5.jpg")
+    msg = _image(frame)
+    msg.header.frame_id = "driver_frame"
+    end = time.monotonic() + 20.0
+    while not relayed and time.monotonic() < end:
+        driver.publish(msg)
+        ros_probe.spin_for(0.3)
+    assert relayed, "no relayed image"
+    out = relayed[0]
+    assert _same(out.header.stamp, msg.header.stamp) and out.header.frame_id == "camera_optical_frame"
+    assert (out.width, out.height) == (frame.shape[1], frame.shape[0]) and bytes(out.data) == frame.tobytes()
