@@ -51,5 +51,7 @@ fi
 bash "$root/scripts/build_msgs.sh"
 
 "$venv/bin/hrc-fl" setup-assets
+# The base intention model that seeds every workstation's model store (trained on the real data above).
+"$venv/bin/hrc-fl" train-intention --if-missing
 
 echo "[setup] ready in $((SECONDS - t0)) s"

@@ -108,8 +108,11 @@ class Diagnostics:
             if level > self._level:
                 self._level = level
             self._message = f"{key}: {message}"
-        log = self.node.get_logger().error if error else self.node.get_logger().warning
-        log(f"{key}: {message}")
+        # rclpy refuses a second severity from one call site, so each severity has its own line.
+        if error:
+            self.node.get_logger().error(f"{key}: {message}")
+        else:
+            self.node.get_logger().warning(f"{key}: {message}")
 
     def count(self, key: str) -> int:
         with self._lock:

@@ -1,0 +1,1 @@
+"""Multimodal intention model (shared encoders + personal head), alignment, features, model store."""

@@ -1,0 +1,1 @@
+"""Wearable IMU sources (serial, UDP, replay), validation and clock mapping, without ROS."""
