@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from hrc_fl.perception.body_features import (
     normalise_bodies,
     normalise_body,
 )
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP
+
+if TYPE_CHECKING:
+    from hrc_fl.perception.landmark_mlp import LandmarkMLP
 
 #: Index == ``hrc_fl_msgs/BodyPose.ARM_SIGNAL_*`` code.
 ARM_SIGNAL_NAMES: tuple[str, ...] = ("NONE", "ALL_STOP")
@@ -35,7 +40,7 @@ DEFAULT_TEST_FRACTION = 0.2
 class ArmSignalClassifier:
     """Trained posture MLP reduced to :data:`ARM_SIGNAL_NAMES`. Build with :meth:`load`."""
 
-    def __init__(self, model, meta: dict) -> None:
+    def __init__(self, model: NumpyLandmarkMLP | LandmarkMLP, meta: dict) -> None:
         if meta.get("format") != FORMAT:
             raise ValueError(f"not an arm-signal classifier file (format {meta.get('format')!r})")
         self._model = model
@@ -46,14 +51,19 @@ class ArmSignalClassifier:
     @classmethod
     def load(cls, path: Path | str | None = None) -> ArmSignalClassifier:
         """Load weights (default: the asset built by ``hrc-fl setup-assets``) and the JSON meta beside them."""
-        from hrc_fl.perception.landmark_mlp import load_model
-
         if path is None:
             from hrc_fl.data.assets import asset_path
 
             path = asset_path("arm_signal_classifier.safetensors")
-        model, meta = load_model(Path(path))
+        model, meta = NumpyLandmarkMLP.load(Path(path))  # numpy: the nodes must not import torch
         return cls(model, meta)
+
+    def _mlp_proba(self, features: np.ndarray) -> np.ndarray:
+        if isinstance(self._model, NumpyLandmarkMLP):
+            return self._model.predict_proba(features)
+        from hrc_fl.perception.landmark_mlp import predict_proba  # a torch LandmarkMLP (training, tests)
+
+        return predict_proba(self._model, features)
 
     def _reduce(self, posture_proba: np.ndarray) -> np.ndarray:
         stop = posture_proba[:, self._stop_index]
@@ -67,22 +77,18 @@ class ArmSignalClassifier:
         (33,) 0..1; ``aspect_ratio``: image width / height. When the shoulders are not visible the
         answer is [1, 0] (no signal can be read).
         """
-        from hrc_fl.perception.landmark_mlp import predict_proba
-
         try:
             feats = normalise_body(image_points, visibility, aspect_ratio, min_visibility)
         except ValueError as exc:
             if "not usable" not in str(exc):
                 raise
             return np.array([1.0, 0.0])
-        return self._reduce(predict_proba(self._model, feats[None]))[0]
+        return self._reduce(self._mlp_proba(feats[None]))[0]
 
     def predict_proba_batch(self, points: np.ndarray, visibility: np.ndarray, aspect_ratio: float = 1.0) -> np.ndarray:
         """(N, 2) for (N, 33, 2) points and (N, 33) visibilities; unusable bodies get [1, 0]."""
-        from hrc_fl.perception.landmark_mlp import predict_proba
-
         feats, usable = normalise_bodies(points, visibility, aspect_ratio)
-        out = self._reduce(predict_proba(self._model, feats))
+        out = self._reduce(self._mlp_proba(feats))
         out[~usable] = (1.0, 0.0)
         return out
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hrc_fl.perception.hand_features import HAND_FEATURE_DIM, augment_hands, normalise_hand, normalise_hands
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP
+
+if TYPE_CHECKING:
+    from hrc_fl.perception.landmark_mlp import LandmarkMLP
 
 #: Index == ``hrc_fl_msgs/HandGesture`` code.
 GESTURE_NAMES: tuple[str, ...] = ("NONE", "STOP", "CLOSED_FIST", "POINTING", "THUMB_UP", "THUMB_DOWN", "OK")
@@ -75,7 +80,7 @@ def decide(proba: np.ndarray, min_confidence: float = DEFAULT_MIN_CONFIDENCE) ->
 class GestureClassifier:
     """Trained gesture MLP + its class mapping. Build with :meth:`load`."""
 
-    def __init__(self, model, meta: dict) -> None:
+    def __init__(self, model: NumpyLandmarkMLP | LandmarkMLP, meta: dict) -> None:
         if meta.get("format") != FORMAT:
             raise ValueError(f"not a gesture classifier file (format {meta.get('format')!r})")
         self._model = model
@@ -86,14 +91,19 @@ class GestureClassifier:
     @classmethod
     def load(cls, path: Path | str | None = None) -> GestureClassifier:
         """Load weights (default: the asset built by ``hrc-fl setup-assets``) and the JSON meta beside them."""
-        from hrc_fl.perception.landmark_mlp import load_model
-
         if path is None:
             from hrc_fl.data.assets import asset_path
 
             path = asset_path("gesture_classifier.safetensors")
-        model, meta = load_model(Path(path))
+        model, meta = NumpyLandmarkMLP.load(Path(path))  # numpy: the nodes must not import torch
         return cls(model, meta)
+
+    def _mlp_proba(self, features: np.ndarray) -> np.ndarray:
+        if isinstance(self._model, NumpyLandmarkMLP):
+            return self._model.predict_proba(features)
+        from hrc_fl.perception.landmark_mlp import predict_proba  # a torch LandmarkMLP (training, tests)
+
+        return predict_proba(self._model, features)
 
     def predict_proba(self, image_points: np.ndarray, handedness: str, *, aspect_ratio: float = 1.0) -> np.ndarray:
         """(7,) probabilities over :data:`GESTURE_NAMES` for one hand.
@@ -103,16 +113,12 @@ class GestureClassifier:
         :func:`hrc_fl.perception.hand_features.augment_hands`). ``aspect_ratio``: image width / height,
         so both axes are in one unit. ValueError on a malformed or degenerate hand.
         """
-        from hrc_fl.perception.landmark_mlp import predict_proba
-
         feats = normalise_hand(image_points, handedness, aspect_ratio)[None]
-        return fine_to_hrc_proba(predict_proba(self._model, feats), self._hrc_of_fine)[0]
+        return fine_to_hrc_proba(self._mlp_proba(feats), self._hrc_of_fine)[0]
 
     def predict_proba_batch(self, points_xy: np.ndarray, left: np.ndarray, aspect_ratio: float = 1.0) -> np.ndarray:
         """(N, 7) probabilities for a batch (N, 21, 2) with per-hand mirror flags ``left`` (N,)."""
-        from hrc_fl.perception.landmark_mlp import predict_proba
-
-        return fine_to_hrc_proba(predict_proba(self._model, normalise_hands(points_xy, left, aspect_ratio)),
+        return fine_to_hrc_proba(self._mlp_proba(normalise_hands(points_xy, left, aspect_ratio)),
                                  self._hrc_of_fine)
 
 

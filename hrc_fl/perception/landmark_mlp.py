@@ -1,6 +1,8 @@
 """A small MLP over landmark features, its training loop, safetensors storage and evaluation reports.
 
-Shared by the gesture and arm-signal classifiers. ROS-free; torch on CPU.
+Shared by the gesture and arm-signal classifiers. ROS-free; torch on CPU, for training. The nodes run
+the saved models without torch through :mod:`hrc_fl.perception.landmark_mlp_numpy` (same files); keep
+the two forward passes in step when the architecture changes (a test compares them).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hrc_fl.data.atomic_io import atomic_write_bytes, atomic_write_text
 
 
 class LandmarkMLP(nn.Module):
-    """features (B, in_dim) -> logits (B, num_classes); two hidden layers with LayerNorm input."""
+    """features (B, in_dim) -> logits (B, num_classes); two ReLU hidden layers with dropout, no normalisation."""
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int = 128, dropout: float = 0.1) -> None:
         super().__init__()
@@ -109,8 +111,10 @@ def load_model(weights_path: Path) -> tuple[LandmarkMLP, dict]:
     """Model and meta saved by :func:`save_model`; ValueError on a mismatched file."""
     from safetensors.torch import load_file
 
+    from hrc_fl.perception.landmark_mlp_numpy import read_meta
+
     meta_path = Path(weights_path).with_suffix(".json")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(weights_path)
     model = LandmarkMLP(int(meta["in_dim"]), int(meta["num_classes"]), int(meta["hidden"]))
     try:
         model.load_state_dict(load_file(str(weights_path)))
