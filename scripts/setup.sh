@@ -53,5 +53,7 @@ bash "$root/scripts/build_msgs.sh"
 "$venv/bin/hrc-fl" setup-assets
 # The base intention model that seeds every workstation's model store (trained on the real data above).
 "$venv/bin/hrc-fl" train-intention --if-missing
+# The federation's CA and per-node TLS certificates (mutual TLS between workstations and aggregator).
+"$venv/bin/hrc-fl" fl-certs --if-missing
 
 echo "[setup] ready in $((SECONDS - t0)) s"

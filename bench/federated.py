@@ -1,0 +1,232 @@
+"""Federated benchmark: FedML round overhead (10 clients, loopback, mutual TLS), idle CPU, aggregation
+time for 100 clients, and uplink bytes per compression option.
+
+1. Round overhead: a real aggregator process (``hrc-fl aggregator``) and 10 clients over the hardened
+   FedML/gRPC path: 9 clients as threads of one host process (2 cores cannot start 10 FedML processes
+   quickly: ``import fedml`` alone costs ~10 CPU-s) and 1 client as its own process. Synthetic learner
+   (ms of local training). Overhead per round = round wall time (open -> aggregated) minus the slowest
+   client's local training time; first round excluded (warm-up).
+2. Idle CPU: an 11th configured client never starts, so after the 10 announce themselves the aggregator
+   waits ``start_wait_s``; during that window psutil measures the CPU of the aggregator and of the
+   single-client process (% of one core).
+3. Aggregation of 100 simulated clients' intention-model encoders (FedAvg and trimmed mean), in process.
+4. Bytes per client per round on the wire (safe codec, TLS framing excluded) of the intention model:
+   shared-layer delta fp32 / fp16 / int8 vs full-model fp32 FedAvg.
+
+    .venv/bin/python bench/federated.py --quick    # < 1 min on an idle 2-core machine
+    .venv/bin/python bench/federated.py            # more rounds
+
+Last line: one JSON object (round_overhead_s, idle_cpu_pct_client, idle_cpu_pct_server,
+aggregate_100_clients_s, uplink_ratio_int8, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _federation_config(root: Path, clients: int, rounds: int, start_wait_s: float) -> Path:
+    import yaml
+
+    sys.path.insert(0, str(REPO))
+    from tests.fl_fedml_harness import free_ports
+
+    names = ["aggregator", *[f"ws{i}" for i in range(1, clients + 2)]]  # the last one never starts
+    ports = free_ports(len(names))
+    config = {
+        "federation": {"nodes": [{"name": n, "rank": r, "host": "127.0.0.1", "port": ports[r]}
+                                 for r, n in enumerate(names)],
+                       "cert_dir": str(root / "certs"), "state_dir": str(root / "state")},
+        "rounds": {"num_rounds": rounds, "quorum": clients, "deadline_s": 120.0, "start_wait_s": start_wait_s},
+        "strategy": {"name": "fedavg"},
+        "client": {"epochs": 1, "lr": 0.01, "batch_size": 32, "uplink_encoding": "int8", "min_samples": 1},
+        "transport": {"rpc_timeout_s": 10.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
+                      "max_message_bytes": 8_000_000, "server_workers": 8},
+        "learner": {"module": "hrc_fl.federated.synthetic_learner", "options": {"hidden": 64}},
+        "seed": 0,
+    }
+    path = root / "federated.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_clients_host(config_path: str, names: list[str]) -> int:
+    """Hidden mode: run several clients as threads of this process."""
+    import logging
+
+    from hrc_fl.federated.fedml_adapter import run_client
+    from hrc_fl.federated.fl_config import load_config
+    from hrc_fl.federated.learner import load_learner_module
+
+    logging.basicConfig(level=logging.WARNING)
+    config = load_config(config_path)
+    module = load_learner_module(config.learner_module)
+    threads = [threading.Thread(target=run_client, args=(config, n, module.make_learner(n, config.learner_options,
+                                                                                         config.seed)))
+               for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return 0
+
+
+def bench_rounds(clients: int, rounds: int, idle_window_s: float) -> dict[str, float]:
+    import psutil
+
+    root = Path(tempfile.mkdtemp(prefix="hrc_fl_bench_fed_"))
+    start_wait_s = idle_window_s + 4.0
+    config = _federation_config(root, clients, rounds, start_wait_s)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", HRC_FL_RUNTIME=str(root / "runtime"))
+    cli = [sys.executable, "-m", "hrc_fl.cli"]
+    subprocess.run([*cli, "fl-certs", "--config", str(config)], check=True, env=env, cwd=REPO, capture_output=True)
+    names = [f"ws{i}" for i in range(1, clients + 1)]
+    server_log = open(root / "aggregator.log", "w")  # noqa: SIM115 - closed in finally after the processes
+    server = subprocess.Popen([*cli, "aggregator", "--config", str(config), "--log-level", "WARNING"],
+                              stdout=subprocess.PIPE, stderr=server_log, env=env, cwd=REPO, text=True)
+    single = subprocess.Popen([*cli, "fl-client", "--config", str(config), "--node", names[-1], "--log-level",
+                               "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    host = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--clients-host", str(config),
+                             "--names", ",".join(names[:-1])], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    statuses: list[dict] = []
+    idle: dict[str, float] = {}
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if not line.startswith("{"):
+                continue
+            status = json.loads(line)["status"]
+            statuses.append(status)
+            if status["state"] == "waiting" and len(status["participants"]) == clients and not idle:
+                # All 10 online, the 11th never comes: both sides now wait with nothing to do.
+                procs = {"server": psutil.Process(server.pid), "client": psutil.Process(single.pid)}
+                before = {k: p.cpu_times() for k, p in procs.items()}
+                time.sleep(idle_window_s)
+                after = {k: p.cpu_times() for k, p in procs.items()}
+                idle = {f"idle_cpu_pct_{k}": 100.0 * ((after[k].user + after[k].system) -
+                                                       (before[k].user + before[k].system)) / idle_window_s
+                        for k in procs}
+            if status["state"] == "finished":
+                break
+        server.wait(timeout=60)
+    finally:
+        for proc in (server, single, host):
+            if proc.poll() is None:
+                proc.kill()
+        server_log.close()
+    done = [s for s in statuses if s["state"] == "done"]
+    overheads = [s["metrics"]["round_s"] - s["metrics"]["max_train_s"] for s in done[1:]]
+    round_s = [s["metrics"]["round_s"] for s in done[1:]]
+    train_s = [s["metrics"]["max_train_s"] for s in done[1:]]
+    if not overheads:
+        raise RuntimeError(f"no rounds completed; see {root / 'aggregator.log'}")
+    return {"round_overhead_s": statistics.median(overheads), "round_overhead_max_s": max(overheads),
+            "round_s": statistics.median(round_s), "max_train_s": statistics.median(train_s),
+            "rounds_measured": len(overheads), **idle}
+
+
+def _intention_shared() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    import torch
+
+    from hrc_fl.federated.split import shared_state
+    from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
+
+    torch.manual_seed(0)
+    model = IntentionModel(IntentionModelConfig(num_classes=7))
+    full = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()
+            if torch.is_floating_point(v)}
+    return shared_state(model, SHARED_PREFIXES), full
+
+
+def bench_aggregation(repeats: int) -> dict[str, float]:
+    from hrc_fl.federated import ClientUpdate, make_strategy
+
+    shared, _ = _intention_shared()
+    rng = np.random.default_rng(0)
+    updates = [ClientUpdate(f"c{i}", 1, int(rng.integers(10, 100)),
+                            {k: (v + rng.normal(0, 0.01, v.shape)).astype(np.float32) for k, v in shared.items()})
+               for i in range(100)]
+    out = {}
+    for name, cfg in (("fedavg", {"name": "fedavg"}), ("trimmed_mean", {"name": "trimmed_mean", "trim_fraction": 0.1})):
+        strategy = make_strategy(cfg)
+        times = []
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            strategy.aggregate(1, updates, shared)
+            times.append(time.perf_counter() - tick)
+        out[f"aggregate_100_clients_{name}_s"] = statistics.median(times)
+        out[f"aggregate_100_clients_{name}_spread_s"] = max(times) - min(times)
+    out["aggregate_100_clients_s"] = out["aggregate_100_clients_fedavg_s"]
+    return out
+
+
+def bench_bytes() -> dict[str, float]:
+    from hrc_fl.federated import wire
+    from hrc_fl.federated.compression import ErrorFeedbackCompressor
+    from hrc_fl.federated.fedml_adapter import encode_uplink
+
+    shared, full = _intention_shared()
+    rng = np.random.default_rng(1)
+    delta = {k: rng.normal(0, 0.01, v.shape).astype(np.float32) for k, v in shared.items()}
+    out: dict[str, float] = {}
+    for scheme in ("fp32", "fp16", "int8"):
+        payload = encode_uplink(ErrorFeedbackCompressor(scheme=scheme).compress(delta))
+        out[f"uplink_bytes_{scheme}"] = float(len(wire.encode({"msg_type": 3, "model_params": payload})))
+    out["uplink_bytes_full_model_fp32"] = float(len(wire.encode({"msg_type": 3, "model_params": full})))
+    out["uplink_ratio_int8"] = out["uplink_bytes_int8"] / out["uplink_bytes_full_model_fp32"]
+    out["uplink_ratio_fp16"] = out["uplink_bytes_fp16"] / out["uplink_bytes_full_model_fp32"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds (< 1 min on an idle machine)")
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--clients-host", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--names", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.clients_host:
+        return run_clients_host(args.clients_host, args.names.split(","))
+    rounds = 4 if args.quick else 12
+    sizes = bench_bytes()
+    agg = bench_aggregation(3 if args.quick else 10)
+    fed = bench_rounds(args.clients, rounds, idle_window_s=3.0 if args.quick else 8.0)
+    clients = args.clients
+    print(f"{'measure':<58}{'median':>12}{'spread':>12}")
+    print(f"{f'FedML round overhead, {clients} clients, loopback TLS (s)':<58}{fed['round_overhead_s']:>12.3f}"
+          f"{fed['round_overhead_max_s'] - fed['round_overhead_s']:>12.3f}")
+    print(f"{'  round wall time (s) / slowest local training (s)':<58}{fed['round_s']:>12.3f}"
+          f"{fed['max_train_s']:>12.3f}")
+    print(f"{'idle CPU, aggregator (% of a core)':<58}{fed.get('idle_cpu_pct_server', float('nan')):>12.2f}")
+    print(f"{'idle CPU, one client process (% of a core)':<58}{fed.get('idle_cpu_pct_client', float('nan')):>12.2f}")
+    for name in ("fedavg", "trimmed_mean"):
+        print(f"{f'aggregate 100 clients, {name} (s)':<58}{agg[f'aggregate_100_clients_{name}_s']:>12.4f}"
+              f"{agg[f'aggregate_100_clients_{name}_spread_s']:>12.4f}")
+    for scheme in ("fp32", "fp16", "int8"):
+        print(f"{f'uplink bytes per client-round, shared delta {scheme}':<58}{sizes[f'uplink_bytes_{scheme}']:>12.0f}")
+    full = sizes["uplink_bytes_full_model_fp32"]
+    print(f"{'uplink bytes per client-round, full model fp32 (FedAvg)':<58}{full:>12.0f}")
+    print(f"per round with {clients} clients: int8 {sizes['uplink_bytes_int8'] * clients:.0f} B, "
+          f"full fp32 {full * clients:.0f} B; rounds measured {fed['rounds_measured']}")
+    result = {**fed, **agg, **sizes, "clients": clients}
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Engine-independent federated-learning core (no FedML import here; see fedml_adapter* for that).
+
+Contract for transports: :class:`ClientUpdate`, :class:`AggregationResult`, :class:`Strategy`,
+:func:`make_strategy`; client side: :mod:`.split`, :mod:`.training`, :mod:`.compression`.
+"""
+
+from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, FedProx, Strategy, TrimmedMean, make_strategy
+from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays
+
+__all__ = ["AggregationResult", "ClientUpdate", "CoordinateMedian", "FedAvg", "FedProx", "NDArrays",
+           "Strategy", "TrimmedMean", "make_strategy"]

@@ -1,0 +1,141 @@
+"""The federation's configuration (config/federated.yaml), parsed once into validated dataclasses.
+
+One file describes the whole federation and is shared by the aggregator and every workstation: the nodes
+(certificate name, FedML rank, address), the round plan (rounds, quorum, deadline), the strategy, the
+client's local training and uplink encoding, and the transport's limits. FedML never sees this file; the
+adapter translates what it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hrc_fl import paths
+from hrc_fl.federated.transport import Peer, TransportConfig
+
+UPLINK_ENCODINGS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """How rounds run: ``num_rounds`` total; a round closes when every selected client answered, or at
+    ``deadline_s`` after it opened if at least ``quorum`` valid updates arrived (else it waits another
+    deadline). The first round starts when all clients are online, or ``start_wait_s`` after ``quorum``
+    of them are."""
+
+    num_rounds: int
+    quorum: int
+    deadline_s: float
+    start_wait_s: float
+
+    def __post_init__(self) -> None:
+        if self.num_rounds < 1 or self.quorum < 1:
+            raise ValueError(f"num_rounds and quorum must be >= 1, got {self.num_rounds}, {self.quorum}")
+        if not self.deadline_s > 0 or not self.start_wait_s >= 0:
+            raise ValueError("deadline_s must be > 0 and start_wait_s >= 0")
+
+
+@dataclass(frozen=True)
+class ClientTraining:
+    """Local training per round on a workstation and how its shared-layer update is encoded."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    uplink_encoding: str
+    min_samples: int
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.min_samples < 1:
+            raise ValueError("epochs, batch_size, min_samples must be >= 1 and lr > 0")
+        if self.uplink_encoding not in UPLINK_ENCODINGS:
+            raise ValueError(f"uplink_encoding must be one of {UPLINK_ENCODINGS}, got {self.uplink_encoding!r}")
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Everything a federated process needs (see config/federated.yaml for the meaning of each key)."""
+
+    nodes: dict[int, Peer]
+    cert_dir: Path
+    state_dir: Path
+    rounds: RoundPlan
+    strategy: dict[str, Any]
+    client: ClientTraining
+    transport: TransportConfig
+    seed: int
+    learner_module: str
+    learner_options: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if 0 not in self.nodes:
+            raise ValueError("the aggregator must have rank 0")
+        if len(self.nodes) < 2:
+            raise ValueError("a federation needs the aggregator and at least one client")
+        if self.rounds.quorum > len(self.client_ranks):
+            raise ValueError(f"quorum {self.rounds.quorum} exceeds the {len(self.client_ranks)} clients")
+
+    @property
+    def client_ranks(self) -> list[int]:
+        return sorted(r for r in self.nodes if r != 0)
+
+    def rank_of(self, name: str) -> int:
+        for rank, peer in self.nodes.items():
+            if peer.name == name:
+                return rank
+        raise ValueError(f"node {name!r} is not in the federation ({[p.name for p in self.nodes.values()]})")
+
+
+def _resolve(path_text: str, default: Path, base: Path) -> Path:
+    if not path_text:
+        return default
+    path = Path(path_text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_config(data: Mapping[str, Any], base_dir: Path) -> FederationConfig:
+    """Mapping (as loaded from YAML) -> FederationConfig; relative paths are relative to ``base_dir``."""
+    try:
+        fed = data["federation"]
+        nodes: dict[int, Peer] = {}
+        for entry in fed["nodes"]:
+            peer = Peer(str(entry["name"]), int(entry["rank"]), str(entry["host"]), int(entry["port"]))
+            if peer.rank in nodes:
+                raise ValueError(f"duplicate rank {peer.rank}")
+            nodes[peer.rank] = peer
+        r = data["rounds"]
+        c = data["client"]
+        t = data["transport"]
+        return FederationConfig(
+            nodes=nodes,
+            cert_dir=_resolve(str(fed.get("cert_dir", "")), paths.runtime_dir() / "fl_certs", base_dir),
+            state_dir=_resolve(str(fed.get("state_dir", "")), paths.runtime_dir() / "federated", base_dir),
+            rounds=RoundPlan(int(r["num_rounds"]), int(r["quorum"]), float(r["deadline_s"]),
+                             float(r["start_wait_s"])),
+            strategy=dict(data.get("strategy") or {"name": "fedavg"}),
+            client=ClientTraining(int(c["epochs"]), float(c["lr"]), int(c["batch_size"]),
+                                  str(c["uplink_encoding"]), int(c["min_samples"])),
+            transport=TransportConfig(float(t["rpc_timeout_s"]), float(t["retry_initial_s"]),
+                                      float(t["retry_max_s"]), float(t["send_give_up_s"]),
+                                      int(t["max_message_bytes"]), int(t["server_workers"])),
+            seed=int(data.get("seed", 0)),
+            learner_module=str(data["learner"]["module"]),
+            learner_options=dict(data["learner"].get("options") or {}),
+        )
+    except KeyError as exc:
+        raise ValueError(f"federation config is missing key {exc}") from exc
+
+
+def load_config(path: Path | str | None = None) -> FederationConfig:
+    """Load a federation YAML (default: the packaged config/federated.yaml)."""
+    path = Path(path) if path else paths.config_file("federated.yaml")
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: not a YAML mapping")
+    return parse_config(data, path.parent)

@@ -1,0 +1,115 @@
+"""The workstation's federated learner for the intention model (FedML-free; the fl_client node uses it).
+
+Shared part = ``IntentionModel.encoders`` (aggregated across the plant); personal part = ``head`` (never
+leaves the device). Each round trains on the worker's labelled windows from the local
+:class:`~hrc_fl.federated.sample_store.SampleStore`; every new global model is combined with the local head
+and written as a new version to the local :class:`~hrc_fl.intention.model_store.ModelStore`, after which
+``on_model(version)`` lets the node tell the intention node to hot-swap.
+
+As a learner module (config ``learner.module: hrc_fl.federated.intention_learner``) the options are:
+``labels`` (label space), ``model`` (IntentionModelConfig fields other than num_classes), ``epochs``,
+``lr``, ``batch_size``, ``sample_db`` and ``model_store_dir`` ('' = runtime defaults per workstation),
+``max_samples_per_worker``, ``max_age_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hrc_fl.federated.sample_store import SampleStore
+from hrc_fl.federated.split import load_shared, shared_state
+from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
+from hrc_fl.intention.model_store import ModelStore, ModelStoreError
+from hrc_fl.intention.training import Samples, train_model
+
+DEFAULT_LABELS = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
+
+
+class IntentionLearner:
+    """A :class:`~hrc_fl.federated.learner.LocalLearner` over the intention model of one worker."""
+
+    def __init__(self, *, worker_id: str, labels: Sequence[str], model_config: IntentionModelConfig,
+                 model_store: ModelStore, sample_store: SampleStore, epochs: int, lr: float, batch_size: int,
+                 seed: int, on_model: Callable[[str], None] | None = None) -> None:
+        if len(labels) != model_config.num_classes:
+            raise ValueError(f"{len(labels)} labels for a model with {model_config.num_classes} classes")
+        if epochs < 1 or batch_size < 1 or not lr > 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        self.worker_id = worker_id
+        self.labels = tuple(labels)
+        self.store = model_store
+        self.samples = sample_store
+        self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
+        self.on_model = on_model
+        self.model = self._initial_model(model_config)
+
+    def _initial_model(self, config: IntentionModelConfig) -> IntentionModel:
+        try:
+            loaded = self.store.load_latest(labels=self.labels, config=config)
+        except ModelStoreError:
+            loaded = None  # an unusable stored model: start from a fresh one (the global encoders arrive)
+        if loaded is not None:
+            return loaded.model
+        torch.manual_seed(self.seed)
+        return IntentionModel(config)
+
+    def get_shared(self) -> dict[str, np.ndarray]:
+        return shared_state(self.model, SHARED_PREFIXES)
+
+    def set_shared(self, tensors: Mapping[str, np.ndarray]) -> None:
+        load_shared(self.model, tensors, SHARED_PREFIXES)
+
+    def local_samples(self) -> Samples | None:
+        c = self.model.config
+        stored = self.samples.load(self.worker_id, self.labels, imu_window=c.imu_window, hands_dim=c.hands_dim,
+                                   pose_dim=c.pose_dim)
+        if stored is None:
+            return None
+        return Samples(y=stored.y, imu=stored.imu, hands=stored.hands, pose=stored.pose, present=stored.present)
+
+    def train_round(self, server_round: int, config: Mapping[str, float]) -> tuple[int, dict[str, float]]:
+        data = self.local_samples()
+        if data is None:
+            return 0, {}
+        result = train_model(self.model, data, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                             seed=self.seed + server_round)
+        return len(data), {"loss": float(result.final_loss)}
+
+    def on_global_model(self, server_round: int, version: str) -> None:
+        local_version = self.store.save(self.model, self.labels, info={"federated_round": server_round,
+                                                                       "global_version": version})
+        if self.on_model is not None:
+            self.on_model(local_version)
+
+
+def _model_config(options: Mapping[str, Any]) -> IntentionModelConfig:
+    labels = list(options.get("labels") or DEFAULT_LABELS)
+    return IntentionModelConfig(num_classes=len(labels), **dict(options.get("model") or {}))
+
+
+def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarray]:
+    """Round-0 global encoders: a fresh model from ``seed`` (clients start from the same weights)."""
+    torch.manual_seed(seed)
+    return shared_state(IntentionModel(_model_config(options)), SHARED_PREFIXES)
+
+
+def make_learner(name: str, options: Mapping[str, Any], seed: int,
+                 on_model: Callable[[str], None] | None = None) -> IntentionLearner:
+    """Learner of workstation ``name`` with its default (or configured) sample and model stores."""
+    from hrc_fl.intention.model_store import default_store_dir
+    from hrc_fl.paths import runtime_dir
+
+    sample_db = str(options.get("sample_db") or runtime_dir() / "samples" / f"{name}.sqlite")
+    store_dir = str(options.get("model_store_dir") or default_store_dir(name))
+    return IntentionLearner(
+        worker_id=str(options.get("worker_id") or name), labels=list(options.get("labels") or DEFAULT_LABELS),
+        model_config=_model_config(options), model_store=ModelStore(Path(store_dir)),
+        sample_store=SampleStore(sample_db, max_samples_per_worker=int(options.get("max_samples_per_worker", 5000)),
+                                 max_age_s=float(options.get("max_age_s", 30 * 86400.0))),
+        epochs=int(options.get("epochs", 2)), lr=float(options.get("lr", 3e-3)),
+        batch_size=int(options.get("batch_size", 32)), seed=seed, on_model=on_model)

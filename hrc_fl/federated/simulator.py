@@ -1,0 +1,290 @@
+"""In-process federated simulator over the same core (split, training, compression, strategies).
+
+For fast sweeps without processes or sockets: every client keeps its own model (so personal heads
+persist between rounds), the server keeps the shared tensors, and each round runs exactly what a real
+round does: load shared -> train locally -> compress the shared delta -> strategy.aggregate. Seeded:
+the simulator owns a ``np.random.Generator`` and every loader a ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hrc_fl.federated import split, training
+from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes
+from hrc_fl.federated.strategies import Strategy, make_strategy
+from hrc_fl.federated.update import ClientUpdate, NDArrays, add, difference
+
+METHOD_KINDS = ("local", "federated", "centralised")
+PERSONALISATION = ("none", "fedper", "fedrep")
+ATTACKS = {"none": 1.0, "scale100": 100.0, "sign_flip": -1.0}  # factor on the attacking client's delta
+
+
+class ArrayLoader:
+    """Mini-batches ``({key: x}, y)`` over in-memory arrays, reshuffled by its own generator each pass."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool, seed: int = 0,
+                 feature_key: str = "imu") -> None:
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows, y has {len(y)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        self.y = torch.from_numpy(np.asarray(y, np.int64))
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.feature_key = feature_key
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        n = len(self)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for i in range(0, n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield {self.feature_key: self.x[idx]}, self.y[idx]
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One simulated client: labelled training windows and its test windows (same subject, later)."""
+
+    client_id: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One training method of a comparison.
+
+    kind: "local" (no communication), "federated" or "centralised" (pooled data, the reference).
+    personalisation: "none" (the whole model is federated), "fedper" (shared encoders + personal head
+    trained jointly, Arivazhagan et al. 2019) or "fedrep" (head first with the encoder frozen, then the
+    encoder with the head frozen, Collins et al. 2021). attack: what the first client does to its delta
+    ("none", "scale100": x100, "sign_flip": x-1), for robustness checks. fine_tune_epochs > 0 fine-tunes the personal
+    head on local labels before every evaluation (FedAvg + FT). strategy: a :func:`make_strategy` config.
+    """
+
+    name: str
+    kind: str = "federated"
+    personalisation: str = "none"
+    local_epochs: int = 1
+    head_epochs: int = 2
+    fine_tune_epochs: int = 0
+    compression: str = "fp32"
+    strategy: Mapping[str, Any] = field(default_factory=lambda: {"name": "fedavg"})
+    attack: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.kind not in METHOD_KINDS:
+            raise ValueError(f"kind must be one of {METHOD_KINDS}, got {self.kind!r}")
+        if self.personalisation not in PERSONALISATION:
+            raise ValueError(f"personalisation must be one of {PERSONALISATION}, got {self.personalisation!r}")
+        if self.attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {tuple(ATTACKS)}, got {self.attack!r}")
+        if self.local_epochs < 1 or self.head_epochs < 0 or self.fine_tune_epochs < 0:
+            raise ValueError("local_epochs must be >= 1, head_epochs and fine_tune_epochs >= 0")
+
+
+@dataclass
+class RoundRecord:
+    """Per-client scores after one round, bytes sent up in it and its wall time (s)."""
+
+    round: int
+    accuracy: list[float]
+    macro_f1: list[float]
+    uplink_bytes: int
+    wall_s: float
+    epsilon: float | None = None
+    server_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class MethodResult:
+    """Everything one method produced; the summary figures use the last round."""
+
+    name: str
+    rounds: list[RoundRecord]
+    client_ids: list[str]
+
+    @property
+    def final(self) -> RoundRecord:
+        return self.rounds[-1]
+
+    def client_scores(self, last_evaluations: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Per-client (accuracy, macro-F1) averaged over the last ``last_evaluations`` evaluated rounds
+        (smooths round-to-round noise the same way for every method)."""
+        rows = [r for r in self.rounds if r.accuracy][-max(1, last_evaluations):]
+        return (np.mean([r.accuracy for r in rows], axis=0), np.mean([r.macro_f1 for r in rows], axis=0))
+
+    def summary(self, last_evaluations: int = 1) -> dict[str, float]:
+        """mean/worst client accuracy and F1 (see :meth:`client_scores`), uplink bytes, wall time (s)."""
+        last = self.final
+        acc, f1 = self.client_scores(last_evaluations)
+        sent = [r.uplink_bytes for r in self.rounds]
+        out = {"mean_acc": float(np.mean(acc)), "worst_acc": float(np.min(acc)),
+               "mean_f1": float(np.mean(f1)), "worst_f1": float(np.min(f1)),
+               "uplink_bytes_per_round": float(np.mean(sent)) if sent else 0.0,
+               "wall_s": float(sum(r.wall_s for r in self.rounds)), "rounds": float(len(self.rounds))}
+        if last.epsilon is not None:
+            out["epsilon"] = float(last.epsilon)
+        return out
+
+
+class Simulator:
+    """Runs :class:`MethodSpec` s over a fixed set of clients and a model factory.
+
+    ``model_factory(seed)`` returns a fresh model whose state-dict names carry the split given by
+    ``shared_prefixes`` (default: the model's ``SHARED_PREFIXES``).
+    """
+
+    def __init__(self, *, clients: Sequence[ClientData], model_factory: Callable[[int], nn.Module],
+                 lr: float = 3e-3, batch_size: int = 32, seed: int = 0,
+                 shared_prefixes: Sequence[str] | None = None) -> None:
+        if not clients:
+            raise ValueError("at least one client is needed")
+        if len({c.client_id for c in clients}) != len(clients):
+            raise ValueError("client ids must be unique")
+        if not lr > 0 or batch_size < 1:
+            raise ValueError(f"lr must be > 0 and batch_size >= 1, got {lr}, {batch_size}")
+        self.clients = list(clients)
+        self.model_factory = model_factory
+        self.lr = float(lr)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        probe = model_factory(seed)
+        self.shared_prefixes = tuple(shared_prefixes) if shared_prefixes else split.shared_prefixes_of(probe)
+
+    def _loaders(self) -> tuple[list[ArrayLoader], list[ArrayLoader]]:
+        train = [ArrayLoader(c.train_x, c.train_y, batch_size=self.batch_size, shuffle=True,
+                             seed=self.seed * 1000 + i) for i, c in enumerate(self.clients)]
+        test = [ArrayLoader(c.test_x, c.test_y, batch_size=512, shuffle=False) for c in self.clients]
+        return train, test
+
+    def run(self, method: MethodSpec, *, rounds: int, eval_every: int = 1,
+            strategy: Strategy | None = None, progress: Any = None) -> MethodResult:
+        """Run ``rounds`` rounds of ``method``; scores every ``eval_every`` rounds and at the last one.
+
+        ``strategy`` overrides ``method.strategy`` (e.g. a DP wrapper whose accountant you keep);
+        ``progress`` is an optional tqdm-like object whose ``update(1)`` is called per round.
+        """
+        if rounds < 1 or eval_every < 1:
+            raise ValueError(f"rounds and eval_every must be >= 1, got {rounds}, {eval_every}")
+        # every method sees the same batch order: variants (e.g. int8 vs fp32) differ only in what they change
+        train_loaders, test_loaders = self._loaders()
+        records: list[RoundRecord] = []
+        ids = [c.client_id for c in self.clients]
+        if method.kind == "centralised":
+            return self._run_centralised(method, rounds, eval_every, train_loaders, test_loaders, progress)
+        prefixes = split.ALL_PARAMETERS if method.personalisation == "none" else self.shared_prefixes
+        # all clients start from the same initial model (as after the server's first broadcast)
+        models = [self.model_factory(self.seed) for _ in self.clients]
+        strategy = strategy or make_strategy(method.strategy)
+        compressors = [ErrorFeedbackCompressor(scheme=method.compression) for _ in self.clients]
+        global_shared = split.shared_state(models[0], prefixes)
+        for server_round in range(1, rounds + 1):
+            start = time.perf_counter()
+            sent = 0
+            epsilon = None
+            server_metrics: dict[str, float] = {}
+            if method.kind == "local":
+                for model, loader in zip(models, train_loaders, strict=True):
+                    training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr)
+            else:
+                config = strategy.client_config(server_round)
+                mu = float(config.get("proximal_mu", 0.0))
+                updates: list[ClientUpdate] = []
+                for k, (model, loader) in enumerate(zip(models, train_loaders, strict=True)):
+                    split.load_shared(model, global_shared, prefixes)
+                    result = self._train_client(model, loader, method, prefixes, mu, global_shared)
+                    new_shared = split.shared_state(model, prefixes)
+                    split.assert_only_shared(new_shared, prefixes)
+                    delta = difference(new_shared, global_shared)
+                    if k == 0 and method.attack != "none":
+                        delta = {name: value * np.float32(ATTACKS[method.attack]) for name, value in delta.items()}
+                    wire = compressors[k].compress(delta)
+                    sent += payload_bytes(wire)
+                    updates.append(ClientUpdate(ids[k], server_round, result.num_samples,
+                                                add(global_shared, dequantize_update(wire))))
+                aggregated = strategy.aggregate(server_round, updates, global_shared)
+                global_shared = aggregated.tensors
+                epsilon = aggregated.metrics.get("epsilon")
+                server_metrics = dict(aggregated.metrics)
+            wall = time.perf_counter() - start
+            acc: list[float] = []
+            f1: list[float] = []
+            if server_round % eval_every == 0 or server_round == rounds:
+                acc, f1 = self._evaluate_all(models, method, prefixes, global_shared, train_loaders,
+                                             test_loaders)
+            records.append(RoundRecord(server_round, acc, f1, sent, wall, epsilon, server_metrics))
+            if progress is not None:
+                progress.update(1)
+        return MethodResult(method.name, records, ids)
+
+    def _train_client(self, model: nn.Module, loader: ArrayLoader, method: MethodSpec,
+                      prefixes: Sequence[str], mu: float, reference: NDArrays) -> training.TrainResult:
+        if method.personalisation == "fedrep":
+            personal = tuple(n for n, _ in model.named_parameters() if not split.is_shared(n, prefixes))
+            if method.head_epochs:
+                training.train_local(model, loader, epochs=method.head_epochs, lr=self.lr,
+                                     trainable_prefixes=personal)
+            return training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr,
+                                        proximal_mu=mu, shared_reference=reference, shared_prefixes=prefixes,
+                                        trainable_prefixes=prefixes)
+        return training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr, proximal_mu=mu,
+                                    shared_reference=reference, shared_prefixes=prefixes)
+
+    def _evaluate_all(self, models: list[nn.Module], method: MethodSpec, prefixes: Sequence[str],
+                      global_shared: NDArrays, train_loaders: list[ArrayLoader],
+                      test_loaders: list[ArrayLoader]) -> tuple[list[float], list[float]]:
+        acc: list[float] = []
+        f1: list[float] = []
+        for model, train_loader, test_loader in zip(models, train_loaders, test_loaders, strict=True):
+            if method.kind == "federated":
+                # what the workstation would run: the new global shared part with its own head
+                model = copy.deepcopy(model)
+                split.load_shared(model, global_shared, prefixes)
+                if method.fine_tune_epochs:
+                    training.fine_tune_personal(model, train_loader, epochs=method.fine_tune_epochs,
+                                                lr=self.lr, shared_prefixes=self.shared_prefixes)
+            scores = training.evaluate(model, test_loader)
+            acc.append(scores.accuracy)
+            f1.append(scores.macro_f1)
+        return acc, f1
+
+    def _run_centralised(self, method: MethodSpec, rounds: int, eval_every: int,
+                         train_loaders: list[ArrayLoader], test_loaders: list[ArrayLoader],
+                         progress: Any) -> MethodResult:
+        model = self.model_factory(self.seed)
+        pooled = ArrayLoader(np.concatenate([c.train_x for c in self.clients]),
+                             np.concatenate([c.train_y for c in self.clients]), batch_size=self.batch_size,
+                             shuffle=True, seed=self.seed)
+        records: list[RoundRecord] = []
+        for server_round in range(1, rounds + 1):
+            start = time.perf_counter()
+            training.train_local(model, pooled, epochs=method.local_epochs, lr=self.lr)
+            wall = time.perf_counter() - start
+            acc: list[float] = []
+            f1: list[float] = []
+            if server_round % eval_every == 0 or server_round == rounds:
+                for loader in test_loaders:
+                    scores = training.evaluate(model, loader)
+                    acc.append(scores.accuracy)
+                    f1.append(scores.macro_f1)
+            records.append(RoundRecord(server_round, acc, f1, 0, wall))
+            if progress is not None:
+                progress.update(1)
+        return MethodResult(method.name, records, [c.client_id for c in self.clients])

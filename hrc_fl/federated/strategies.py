@@ -1,0 +1,174 @@
+"""Server-side strategies (Flower-like): validate client updates, combine them, return new tensors.
+
+Transport-independent: a strategy never sees gRPC, FedML or torch. A strategy aggregates only what it is
+given; which tensors are shared (personalisation by layer split, FedPer/FedRep) is decided on the client
+by :mod:`hrc_fl.federated.split`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hrc_fl.federated import aggregation
+from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, copy_arrays, difference, global_norm
+
+
+class Strategy(ABC):
+    """Interface every strategy implements (also the DP wrapper)."""
+
+    def client_config(self, server_round: int) -> dict[str, float]:
+        """Settings sent to clients with a round (e.g. ``proximal_mu``)."""
+        return {"proximal_mu": 0.0}
+
+    @abstractmethod
+    def aggregate(self, server_round: int, updates: Sequence[ClientUpdate],
+                  current: Mapping[str, np.ndarray]) -> AggregationResult:
+        """New shared tensors from the round's updates; ``current`` is what clients started from."""
+
+
+class FedAvg(Strategy):
+    """Sample-weighted federated averaging (McMahan et al. 2017, "Communication-efficient learning of
+    deep networks from decentralized data", AISTATS).
+
+    Every update is checked first and refused with a reason when it answers another round, has no
+    samples, different names or shapes, or non-finite values. With ``max_update_norm`` the delta of each
+    client is clipped to that L2 norm before combining. With fewer than ``min_accepted`` valid updates
+    the current tensors are kept.
+    """
+
+    def __init__(self, *, max_update_norm: float | None = None, min_accepted: int = 1) -> None:
+        if max_update_norm is not None and not max_update_norm > 0:
+            raise ValueError(f"max_update_norm must be > 0 or None, got {max_update_norm}")
+        if min_accepted < 1:
+            raise ValueError(f"min_accepted must be >= 1, got {min_accepted}")
+        self.max_update_norm = max_update_norm
+        self.min_accepted = int(min_accepted)
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> NDArrays:
+        """Combine accepted client deltas (the one step robust rules override)."""
+        return aggregation.weighted_average(list(zip(deltas, weights, strict=True)))
+
+    def aggregate(self, server_round: int, updates: Sequence[ClientUpdate],
+                  current: Mapping[str, np.ndarray]) -> AggregationResult:
+        rejected: dict[str, str] = {}
+        accepted: list[ClientUpdate] = []
+        seen: set[str] = set()
+        for update in updates:
+            reason = self._reason_to_reject(server_round, update, current, seen)
+            if reason is None:
+                accepted.append(update)
+                seen.add(update.client_id)
+            else:
+                rejected[update.client_id] = reason
+        if len(accepted) < self.min_accepted:
+            return AggregationResult(copy_arrays(current), [], rejected,
+                                     {"num_accepted": float(len(accepted)), "kept_current": 1.0})
+        deltas = [difference(u.tensors, current) for u in accepted]
+        norms = [global_norm(d) for d in deltas]
+        clipped = 0
+        if self.max_update_norm is not None:
+            for i, delta in enumerate(deltas):
+                deltas[i], factor = aggregation.clip_to_norm(delta, self.max_update_norm)
+                clipped += int(factor < 1.0)
+        combined = self.combine(deltas, [u.num_samples for u in accepted])
+        return AggregationResult(add(current, combined), [u.client_id for u in accepted], rejected,
+                                 {"num_accepted": float(len(accepted)), "num_clipped": float(clipped),
+                                  "kept_current": 0.0, "median_update_norm": float(np.median(norms)),
+                                  "max_update_norm": float(np.max(norms))})
+
+    @staticmethod
+    def _reason_to_reject(server_round: int, update: ClientUpdate, current: Mapping[str, np.ndarray],
+                          seen: set[str]) -> str | None:
+        if update.client_id in seen:
+            return "duplicate update from the same client in this round"
+        if update.round != server_round:
+            return f"stale round: update for round {update.round}, server is in round {server_round}"
+        if update.num_samples <= 0:
+            return f"num_samples must be > 0, got {update.num_samples}"
+        return aggregation.validate_tensors(update.tensors, current)
+
+
+class FedProx(FedAvg):
+    """FedAvg whose clients add the proximal term (mu/2)||w - w_global||^2 to their local loss
+    (Li et al. 2020, "Federated optimization in heterogeneous networks", MLSys). Server side is FedAvg.
+    """
+
+    def __init__(self, *, proximal_mu: float, max_update_norm: float | None = None,
+                 min_accepted: int = 1) -> None:
+        super().__init__(max_update_norm=max_update_norm, min_accepted=min_accepted)
+        if not proximal_mu >= 0:
+            raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
+        self.proximal_mu = float(proximal_mu)
+
+    def client_config(self, server_round: int) -> dict[str, float]:
+        return {"proximal_mu": self.proximal_mu}
+
+
+class CoordinateMedian(FedAvg):
+    """Coordinate-wise median of client deltas (Yin et al. 2018, ICML); ignores sample counts."""
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> NDArrays:
+        return aggregation.coordinate_median(deltas)
+
+
+class TrimmedMean(FedAvg):
+    """Coordinate-wise trimmed mean of client deltas (Yin et al. 2018, ICML); ignores sample counts."""
+
+    def __init__(self, *, trim_fraction: float = 0.1, max_update_norm: float | None = None,
+                 min_accepted: int = 1) -> None:
+        super().__init__(max_update_norm=max_update_norm, min_accepted=min_accepted)
+        if not 0.0 <= trim_fraction < 0.5:
+            raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
+        self.trim_fraction = float(trim_fraction)
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> NDArrays:
+        return aggregation.trimmed_mean(deltas, trim_fraction=self.trim_fraction)
+
+
+_RULES = {"fedavg": FedAvg, "fedprox": FedProx, "median": CoordinateMedian, "trimmed_mean": TrimmedMean}
+_RULE_KEYS = {"fedavg": set(), "fedprox": {"proximal_mu"}, "median": set(), "trimmed_mean": {"trim_fraction"}}
+_COMMON_KEYS = {"max_update_norm", "min_accepted"}
+_DP_KEYS = {"clip_norm", "noise_multiplier", "delta", "sample_rate", "seed"}
+
+
+def make_strategy(config: Mapping[str, Any]) -> Strategy:
+    """Build a strategy from a plain mapping (e.g. a YAML section).
+
+    Keys: ``name`` in {fedavg, fedprox, median, trimmed_mean} (default fedavg); ``max_update_norm``
+    (None/0 = off); ``min_accepted``; ``proximal_mu`` (fedprox); ``trim_fraction`` (trimmed_mean);
+    ``dp``: optional mapping with ``clip_norm``, ``noise_multiplier``, ``delta``, ``sample_rate``, ``seed``
+    (wraps the strategy in :class:`hrc_fl.federated.privacy.DPStrategy`; needs a mean rule). Unknown keys
+    raise ValueError so that a typo in a config file is not silently ignored.
+    """
+    name = str(config.get("name", "fedavg")).lower()
+    if name not in _RULES:
+        raise ValueError(f"unknown strategy name {name!r}; choose one of {sorted(_RULES)}")
+    allowed = {"name", "dp"} | _COMMON_KEYS | _RULE_KEYS[name]
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(f"unknown keys for strategy {name!r}: {unknown}")
+    kwargs: dict[str, Any] = {}
+    norm = config.get("max_update_norm")
+    kwargs["max_update_norm"] = float(norm) if norm else None
+    kwargs["min_accepted"] = int(config.get("min_accepted", 1))
+    if name == "fedprox":
+        kwargs["proximal_mu"] = float(config.get("proximal_mu", 0.01))
+    if name == "trimmed_mean":
+        kwargs["trim_fraction"] = float(config.get("trim_fraction", 0.1))
+    strategy: Strategy = _RULES[name](**kwargs)
+    dp = config.get("dp")
+    if dp:
+        from hrc_fl.federated.privacy import DPStrategy
+
+        unknown_dp = sorted(set(dp) - _DP_KEYS)
+        if unknown_dp:
+            raise ValueError(f"unknown keys in dp: {unknown_dp}")
+        strategy = DPStrategy(strategy, clip_norm=float(dp["clip_norm"]),
+                              noise_multiplier=float(dp["noise_multiplier"]),
+                              delta=float(dp.get("delta", 1e-5)), sample_rate=float(dp.get("sample_rate", 1.0)),
+                              seed=int(dp.get("seed", 0)))
+    return strategy

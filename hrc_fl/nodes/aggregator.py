@@ -1,0 +1,78 @@
+"""aggregator node (namespace /plant): the plant's federated aggregator, publishing its progress.
+
+Runs the FedML server (:func:`hrc_fl.federated.fedml_adapter.run_server`) in a background thread with the
+strategy, quorum, deadline and rounds from the federation config; checkpoints every round and resumes
+after a restart. Publishes ``federated/status`` (hrc_fl_msgs/FederatedStatus, LATCHED_QOS) on every state
+change and ``/diagnostics``. The CLI twin is ``hrc-fl aggregator``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+from hrc_fl_msgs.msg import FederatedStatus
+from rclpy.node import Node
+
+from hrc_fl.federated.fl_config import load_config
+from hrc_fl.federated.learner import load_learner_module
+from hrc_fl.nodes.common import LATCHED_QOS, Diagnostics, declare_parameters
+
+PARAMETERS = {
+    "federation_config": ("", "Federation YAML ('' = packaged config/federated.yaml)."),
+    "state_dir": ("", "Checkpoint + model registry folder ('' = the config's state_dir)."),
+    "audit_path": ("", "Append one JSON line per received update (tensor names, norms); '' = off."),
+}
+
+
+class AggregatorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("aggregator")
+        p = declare_parameters(self, PARAMETERS)
+        self._diag = Diagnostics(self, "aggregator")
+        config = load_config(str(p["federation_config"]) or None)
+        if p["state_dir"]:
+            config = dataclasses.replace(config, state_dir=Path(str(p["state_dir"])))
+        module = load_learner_module(config.learner_module)
+        self._initial = module.initial_shared(config.learner_options, config.seed)
+        self._audit = Path(str(p["audit_path"])) if p["audit_path"] else None
+        self._pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
+        self._diag.set_value("state_dir", config.state_dir)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(config,), name="fl-aggregator", daemon=True)
+        self._thread.start()
+
+    def _run(self, config) -> None:
+        from hrc_fl.federated.fedml_adapter import run_server  # FedML only in this (FL) process
+
+        try:
+            version = run_server(config, self._initial, on_status=self._publish, audit_path=self._audit,
+                                 stop_event=self._stop)
+            self.get_logger().info(f"federation finished with global model {version}")
+        except (OSError, RuntimeError, ValueError) as exc:
+            self._diag.problem("federation_failed", f"aggregator stopped: {exc}", error=True)
+
+    def _publish(self, status) -> None:
+        msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
+                              model_version=status.model_version, state=status.state,
+                              participants=list(status.participants), metric_names=list(status.metrics),
+                              metric_values=[float(v) for v in status.metrics.values()])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._pub.publish(msg)
+        self._diag.set_value("round", status.round)
+        self._diag.set_value("state", status.state)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+def main(args=None) -> None:
+    from hrc_fl.nodes.common import run_node
+
+    run_node(lambda: AggregatorNode(), args)
+
+
+if __name__ == "__main__":
+    main()

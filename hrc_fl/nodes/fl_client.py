@@ -1,0 +1,215 @@
+"""fl_client node: collects the worker's labelled windows and runs the workstation's federated client.
+
+Subscribes ``task/events`` (hrc_fl_msgs/TaskEvent, RESULT_QOS: a labelled event; the window of
+``window_s`` before its stamp carries the label) and the intention node's streams ``wearable/imu``
+(SENSOR_QOS), ``hands/landmarks`` and ``humans/bodies/tracked`` (RESULT_QOS), aligned exactly as the
+intention node does (:mod:`hrc_fl.intention.alignment`, :mod:`hrc_fl.intention.features`). Labelled windows
+go to a local SQLite store (:mod:`hrc_fl.federated.sample_store`); they never leave the device.
+
+A background thread runs the FedML client (:func:`hrc_fl.federated.fedml_adapter.run_client`) with an
+:class:`~hrc_fl.federated.intention_learner.IntentionLearner`: it trains when the aggregator opens a round,
+sends only the shared encoders, and writes every new global model (with the local personal head) to the
+local model store. Publishes ``intention/model_available`` (std_msgs/String = version, LATCHED_QOS) so the
+intention node hot-swaps, and ``federated/status`` (hrc_fl_msgs/FederatedStatus, LATCHED_QOS).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+from hrc_fl_msgs.msg import BodyPoseArray, FederatedStatus, HandLandmarks, TaskEvent
+from rclpy.node import Node
+from sensor_msgs.msg import Imu
+from std_msgs.msg import String
+
+from hrc_fl.federated.fl_config import load_config
+from hrc_fl.federated.intention_learner import IntentionLearner
+from hrc_fl.federated.sample_store import SampleStore
+from hrc_fl.intention.alignment import AlignmentConfig, StreamAligner
+from hrc_fl.intention.features import hand_features, pose_features
+from hrc_fl.intention.model import IntentionModelConfig
+from hrc_fl.intention.model_store import ModelStore, default_store_dir
+from hrc_fl.nodes.common import (
+    LATCHED_QOS,
+    RESULT_QOS,
+    SENSOR_QOS,
+    Diagnostics,
+    declare_parameters,
+    stamp_to_s,
+)
+from hrc_fl.paths import runtime_dir
+
+PARAMETERS = {
+    "workstation_id": ("ws1", "Workstation id = this client's node name in the federation config."),
+    "worker_id": ("worker1", "Worker whose samples this workstation stores (events for others are dropped)."),
+    "labels": (["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"], "Label space (must match the intention node)."),
+    "federation_config": ("", "Federation YAML ('' = packaged config/federated.yaml)."),
+    "run_federation": (True, "Run the FedML client (false = only collect labelled samples)."),
+    "sample_db": ("", "SQLite sample store ('' = <runtime>/samples/<workstation_id>.sqlite)."),
+    "model_store_dir": ("", "Model store folder ('' = <runtime>/intention_models/<workstation_id>)."),
+    "max_samples_per_worker": (5000, "Retention: newest samples kept per worker."),
+    "max_age_days": (30.0, "Retention: samples older than this are deleted, days."),
+    "sample_step_s": (0.5, "Spacing of the windows stored inside one labelled event window, s."),
+    "imu_window": (100, "IMU samples per window (must match the intention model)."),
+    "imu_rate_hz": (50.0, "IMU sample rate the windows assume, Hz."),
+    "imu_max_age_s": (0.2, "Newest IMU sample older than this -> IMU absent, s."),
+    "hands_max_age_s": (0.5, "Newest hand observation older than this -> hands absent, s."),
+    "pose_max_age_s": (0.5, "Newest pose observation older than this -> pose absent, s."),
+    "imu_max_span_factor": (1.5, "IMU window spanning more than this times its nominal length -> absent."),
+    "min_pose_visibility": (0.5, "Pose joints below this visibility are treated as unseen."),
+    "imu_buffer_samples": (3000, "Capacity of the IMU buffer (samples; must cover the longest event window)."),
+    "observation_buffer": (256, "Capacity of the hands and pose buffers (observations)."),
+}
+
+
+class FlClientNode(Node):
+    def __init__(self) -> None:
+        super().__init__("fl_client")
+        p = declare_parameters(self, PARAMETERS)
+        self._diag = Diagnostics(self, "fl_client")
+        self._ws = str(p["workstation_id"])
+        self._worker_id = str(p["worker_id"])
+        self._labels = [str(v) for v in p["labels"]]
+        self._step_s = float(p["sample_step_s"])
+        if not self._step_s > 0:
+            raise ValueError("sample_step_s must be > 0")
+        self._min_visibility = float(p["min_pose_visibility"])
+        self._window = int(p["imu_window"])
+        self._aligner = StreamAligner(AlignmentConfig(
+            imu_window=self._window, imu_rate_hz=float(p["imu_rate_hz"]),
+            imu_max_age_s=float(p["imu_max_age_s"]), hands_max_age_s=float(p["hands_max_age_s"]),
+            pose_max_age_s=float(p["pose_max_age_s"]), max_span_factor=float(p["imu_max_span_factor"]),
+            imu_capacity=int(p["imu_buffer_samples"]), observation_capacity=int(p["observation_buffer"])))
+        self._lock = threading.Lock()
+        sample_db = str(p["sample_db"]) or str(runtime_dir() / "samples" / f"{self._ws}.sqlite")
+        self._samples = SampleStore(sample_db, max_samples_per_worker=int(p["max_samples_per_worker"]),
+                                    max_age_s=float(p["max_age_days"]) * 86400.0)
+        self._diag.set_value("sample_db", sample_db)
+        self._diag.set_value("samples", self._samples.count(self._worker_id))
+
+        self._status_pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
+        self._model_pub = self.create_publisher(String, "intention/model_available", LATCHED_QOS)
+        self.create_subscription(TaskEvent, "task/events", self._on_event, RESULT_QOS)
+        self.create_subscription(Imu, "wearable/imu", self._on_imu, SENSOR_QOS)
+        self.create_subscription(HandLandmarks, "hands/landmarks", self._on_hands, RESULT_QOS)
+        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._on_bodies, RESULT_QOS)
+
+        self._stop = threading.Event()
+        self._fl_thread: threading.Thread | None = None
+        if bool(p["run_federation"]):
+            config = load_config(str(p["federation_config"]) or None)
+            store_dir = str(p["model_store_dir"]) or str(default_store_dir(self._ws))
+            learner = IntentionLearner(
+                worker_id=self._worker_id, labels=self._labels,
+                model_config=IntentionModelConfig(num_classes=len(self._labels), imu_window=self._window,
+                                                  imu_rate_hz=float(p["imu_rate_hz"])),
+                model_store=ModelStore(Path(store_dir)), sample_store=self._samples,
+                epochs=config.client.epochs, lr=config.client.lr, batch_size=config.client.batch_size, seed=config.seed,
+                on_model=self._publish_model)
+            self._fl_thread = threading.Thread(target=self._run_federation, args=(config, learner),
+                                               name="fl-client", daemon=True)
+            self._fl_thread.start()
+
+    # ----- federation ----------------------------------------------------------------------------
+    def _run_federation(self, config, learner: IntentionLearner) -> None:
+        from hrc_fl.federated.fedml_adapter import run_client  # FedML only in this (FL) process
+
+        try:
+            version = run_client(config, self._ws, learner, on_status=self._publish_status, stop_event=self._stop)
+            self.get_logger().info(f"federation finished; local model {version}")
+        except (OSError, RuntimeError, ValueError) as exc:
+            self._diag.problem("federation_failed", f"federated client stopped: {exc}", error=True)
+
+    def _publish_status(self, status) -> None:
+        msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
+                              model_version=status.model_version, state=status.state,
+                              participants=list(status.participants), metric_names=list(status.metrics),
+                              metric_values=[float(v) for v in status.metrics.values()])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._status_pub.publish(msg)
+        self._diag.set_value("round", status.round)
+        self._diag.set_value("state", status.state)
+
+    def _publish_model(self, version: str) -> None:
+        self._model_pub.publish(String(data=version))
+        self.get_logger().info(f"new personalised model {version} available")
+
+    # ----- labelled samples ----------------------------------------------------------------------
+    def _on_event(self, msg: TaskEvent) -> None:
+        t_end_s = stamp_to_s(msg.header.stamp)
+        if msg.label not in self._labels:
+            self._diag.problem("unknown_label", f"task event label {msg.label!r} not in the label space")
+            return
+        if msg.worker_id and msg.worker_id != self._worker_id:
+            self._diag.problem("other_worker", f"task event for worker {msg.worker_id!r} ignored")
+            return
+        if not math.isfinite(msg.window_s) or msg.window_s < 0:
+            self._diag.problem("bad_window", f"task event window_s={msg.window_s!r} is not a duration")
+            return
+        stored = 0
+        for k in range(int(msg.window_s // self._step_s) + 1):
+            with self._lock:
+                inputs = self._aligner.at(t_end_s - k * self._step_s)
+            if not inputs.any_present:
+                continue
+            self._samples.add(self._worker_id, msg.label, inputs.t_s, imu=inputs.imu, hands=inputs.hands,
+                              pose=inputs.pose)
+            stored += 1
+        if stored == 0:
+            self._diag.problem("no_inputs", f"no aligned inputs for the event at {t_end_s:.3f} s; nothing stored")
+        self._diag.set_value("samples", self._samples.count(self._worker_id))
+
+    def _on_imu(self, msg: Imu) -> None:
+        t_s = stamp_to_s(msg.header.stamp)
+        a, w = msg.linear_acceleration, msg.angular_velocity
+        sample = np.array([a.x, a.y, a.z, w.x, w.y, w.z], dtype=np.float32)
+        with self._lock:
+            reason = self._aligner.add_imu(t_s, sample)
+        if reason is not None:
+            self._diag.problem(f"imu_{reason}", f"dropped IMU message stamped {t_s:.6f} ({reason})")
+
+    def _on_hands(self, msg: HandLandmarks) -> None:
+        t_s = stamp_to_s(msg.header.stamp)
+        try:
+            features = hand_features(np.asarray(msg.image_points, dtype=np.float64), msg.handedness)
+        except ValueError as exc:
+            self._diag.problem("hands_invalid", f"hand landmarks stamped {t_s:.6f} unusable: {exc}")
+            features = None
+        with self._lock:
+            reason = self._aligner.add_hands(t_s, features)
+        if reason is not None:
+            self._diag.problem(f"hands_{reason}", f"dropped hand landmarks stamped {t_s:.6f} ({reason})")
+
+    def _on_bodies(self, msg: BodyPoseArray) -> None:
+        t_s = stamp_to_s(msg.header.stamp)
+        features = None
+        if msg.bodies:
+            body = max(msg.bodies, key=lambda b: b.score if math.isfinite(b.score) else -1.0)
+            try:
+                features = pose_features(np.asarray(body.image_points, dtype=np.float64),
+                                         np.asarray(body.visibility, dtype=np.float64), self._min_visibility)
+            except ValueError as exc:
+                self._diag.problem("pose_invalid", f"body pose stamped {t_s:.6f} unusable: {exc}")
+        with self._lock:
+            reason = self._aligner.add_pose(t_s, features)
+        if reason is not None:
+            self._diag.problem(f"pose_{reason}", f"dropped body poses stamped {t_s:.6f} ({reason})")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._fl_thread is not None:
+            self._fl_thread.join(timeout=5.0)
+        self._samples.close()
+
+
+def main(args=None) -> None:
+    from hrc_fl.nodes.common import run_node
+
+    run_node(lambda: FlClientNode(), args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Loaded by every Python process of an FL test run (PYTHONPATH): refuse non-loopback connections."""
+
+import os
+
+if os.environ.get("HRC_FL_NET_GUARD_LOG"):
+    from hrc_fl.federated.net_guard import install
+
+    install(os.environ["HRC_FL_NET_GUARD_LOG"])

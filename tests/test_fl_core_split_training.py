@@ -1,0 +1,122 @@
+"""Shared/personal split never leaks the head; local training, FedProx term and evaluation helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hrc_fl.federated import split, training
+from hrc_fl.federated.simulator import ArrayLoader
+from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # tiny models on a shared 2-core machine: more intra-op threads only add contention
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _model(seed: int = 0) -> IntentionModel:
+    torch.manual_seed(seed)
+    return IntentionModel(IntentionModelConfig(num_classes=3, imu_window=32))
+
+
+def _loader(n: int = 48, seed: int = 0) -> ArrayLoader:
+    # separable toy task: class = which axis carries a constant offset
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, 32, 6)).astype(np.float32)
+    x[np.arange(n), :, y] += 2.0
+    return ArrayLoader(x, y, batch_size=16, shuffle=True, seed=seed)
+
+
+def test_shared_state_holds_only_encoder_tensors_and_all_of_them():
+    model = _model()
+    shared = split.shared_state(model)
+    assert shared and all(name.startswith("encoders.") for name in shared)
+    expected = {n for n, v in model.state_dict().items() if n.startswith("encoders.") and v.is_floating_point()}
+    assert set(shared) == expected
+    assert not any(name.startswith("head.") for name in shared)
+
+
+def test_assert_only_shared_and_load_shared_refuse_head_tensors():
+    model = _model()
+    payload = split.shared_state(model)
+    payload["head.net.0.weight"] = np.zeros((1, 1), np.float32)
+    with pytest.raises(split.PersonalTensorLeak, match=r"head\.net\.0\.weight"):
+        split.assert_only_shared(payload, split.shared_prefixes_of(model))
+    with pytest.raises(split.PersonalTensorLeak):
+        split.load_shared(model, payload)
+
+
+def test_load_shared_changes_encoders_but_never_the_head():
+    a, b = _model(0), _model(1)
+    head_before = {k: v.clone() for k, v in b.state_dict().items() if k.startswith("head.")}
+    split.load_shared(b, split.shared_state(a))
+    for name, value in split.shared_state(a).items():
+        np.testing.assert_array_equal(b.state_dict()[name].numpy(), value)
+    for name, value in head_before.items():
+        assert torch.equal(b.state_dict()[name], value)
+
+
+def test_load_shared_rejects_wrong_shape_and_missing_names():
+    model = _model()
+    shared = split.shared_state(model)
+    name = next(iter(shared))
+    bad = dict(shared, **{name: np.zeros((1, 2, 3), np.float32)})
+    with pytest.raises(ValueError, match="wrong shape"):
+        split.load_shared(model, bad)
+    shared.pop(name)
+    with pytest.raises(ValueError, match="names differ"):
+        split.load_shared(model, shared)
+
+
+def test_train_local_learns_toy_task_and_evaluate_reports_it():
+    model = _model()
+    loader = _loader()
+    before = training.evaluate(model, _loader(seed=5))
+    result = training.train_local(model, loader, epochs=15, lr=1e-2)
+    after = training.evaluate(model, _loader(seed=5))
+    assert result.num_samples == 48 and result.steps == 15 * 3
+    assert after.accuracy > 0.9 and after.accuracy > before.accuracy
+    assert 0.0 <= after.macro_f1 <= 1.0
+
+
+def test_proximal_term_keeps_shared_weights_closer_to_reference():
+    reference = split.shared_state(_model())
+    distances = {}
+    for mu in (0.0, 10.0):
+        model = _model()
+        training.train_local(model, _loader(), epochs=5, lr=1e-2, proximal_mu=mu, shared_reference=reference,
+                             shared_prefixes=("encoders.",))
+        new = split.shared_state(model)
+        distances[mu] = sum(float(np.sum((new[k] - reference[k]) ** 2)) for k in reference)
+    assert distances[10.0] < distances[0.0] * 0.5
+
+
+def test_fine_tune_personal_moves_only_the_head():
+    model = _model()
+    encoders_before = split.shared_state(model)
+    head_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+    training.fine_tune_personal(model, _loader(), epochs=2, lr=1e-2, shared_prefixes=("encoders.",))
+    for name, value in split.shared_state(model).items():
+        np.testing.assert_array_equal(value, encoders_before[name])
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in head_before.items())
+
+
+def test_macro_f1_by_hand():
+    truth = np.array([0, 0, 1, 1])
+    guess = np.array([0, 1, 1, 1])
+    # class 0: tp1 fp0 fn1 -> 2/3; class 1: tp2 fp1 fn0 -> 4/5; mean = 11/15
+    assert training.macro_f1(truth, guess) == pytest.approx(11 / 15)
+
+
+def test_train_local_validates_arguments():
+    with pytest.raises(ValueError, match="shared_reference"):
+        training.train_local(_model(), _loader(), epochs=1, lr=1e-3, proximal_mu=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        training.train_local(_model(), _loader(), epochs=1, lr=0.0)

@@ -1,0 +1,125 @@
+"""The simulator and the fl-report command end to end (quick mode, through the CLI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hrc_fl.federated import split
+from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
+from hrc_fl.federated.strategies import CoordinateMedian, FedAvg
+from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # tiny models on a shared 2-core machine: more intra-op threads only add contention
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _clients(n: int = 3) -> list[ClientData]:
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(n):
+        y = rng.integers(0, 3, 60)
+        x = rng.normal(0, 0.3, (60, 32, 6)).astype(np.float32)
+        x[np.arange(60), :, y] += 2.0
+        out.append(ClientData(f"c{k}", x[:40], y[:40], x[40:], y[40:]))
+    return out
+
+
+def _factory(seed: int) -> IntentionModel:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return IntentionModel(IntentionModelConfig(num_classes=3, imu_window=32))
+
+
+def test_personalised_sync_equalises_encoders_keeps_heads_and_is_reproducible():
+    sim = Simulator(clients=_clients(), model_factory=_factory, seed=4)
+    spec = MethodSpec("p", personalisation="fedrep", compression="int8")
+    first = sim.run(spec, rounds=2)
+    second = sim.run(spec, rounds=2)
+    assert first.final.accuracy == second.final.accuracy
+    shared_bytes = sum(v.size for v in split.shared_state(_factory(0)).values())
+    # int8 payload: one byte per shared value (+4-byte scales) per client, no head tensors
+    assert 3 * shared_bytes <= first.final.uplink_bytes < 3 * shared_bytes * 1.1
+    assert all(0.0 <= a <= 1.0 for a in first.final.accuracy)
+
+
+class _RecordingFedAvg(FedAvg):
+    """FedAvg that remembers every tensor name it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def aggregate(self, server_round, updates, current):
+        for update in updates:
+            self.names.update(update.tensors)
+        return super().aggregate(server_round, updates, current)
+
+
+def test_personalised_uplink_never_carries_head_tensors():
+    sim = Simulator(clients=_clients(), model_factory=_factory)
+    spy = _RecordingFedAvg()
+    sim.run(MethodSpec("p", personalisation="fedper"), rounds=2, strategy=spy)
+    assert spy.names and all(name.startswith("encoders.") for name in spy.names)
+    full = _RecordingFedAvg()
+    sim.run(MethodSpec("fedavg"), rounds=1, strategy=full)
+    assert any(name.startswith("head.") for name in full.names)  # the spy would have seen a leak
+
+
+def test_median_resists_a_scaled_attacker_where_fedavg_does_not():
+    sim = Simulator(clients=_clients(5), model_factory=_factory, lr=1e-2)
+    scores = {}
+    for rule in ("median", "fedavg"):
+        spec = MethodSpec(rule, local_epochs=2, strategy={"name": rule}, attack="scale100")
+        strategy = CoordinateMedian() if rule == "median" else FedAvg()
+        scores[rule] = float(np.mean(sim.run(spec, rounds=3, strategy=strategy).final.accuracy))
+    assert scores["median"] > 0.8
+    assert scores["median"] > scores["fedavg"]
+
+
+def test_fedavg_beats_chance_on_toy_task():
+    sim = Simulator(clients=_clients(), model_factory=_factory, lr=1e-2)
+    result = sim.run(MethodSpec("fedavg", local_epochs=2), rounds=3)
+    assert np.mean(result.final.accuracy) > 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fl_report_quick_through_cli_writes_all_methods(tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "hrc_fl.cli", "fl-report", "--out", str(out), "--quick",
+                           "--no-progress"], capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    for regime in ("full", "scarce"):
+        methods = results["regimes"][regime]["methods"]
+        assert set(methods) == {"local", "fedavg", "fedavg_ft", "fedprox", "personalised", "centralised"}
+        for name, entry in methods.items():
+            for key in ("mean_acc", "worst_acc", "mean_f1"):
+                assert 0.0 <= entry[key] <= 1.0, (regime, name, key)
+            assert entry["worst_acc"] <= entry["mean_acc"]
+            assert entry["uplink_bytes_per_round"] >= 0
+        assert methods["local"]["uplink_bytes_per_round"] == 0
+        assert methods["personalised"]["uplink_bytes_per_round"] < methods["fedavg"]["uplink_bytes_per_round"]
+    scarce = results["regimes"]["scarce"]
+    assert len(scarce["dp"]) == 3
+    assert {"median/scale100", "fedavg/scale100"} <= set(scarce["robustness"])
+    eps = [p["epsilon"] for p in sorted(scarce["dp"], key=lambda p: p["noise_multiplier"])]
+    assert eps[0] > eps[1] > eps[2] > 0
+    assert scarce["compression"]["int8"]["uplink_bytes_per_round"] < \
+        0.3 * scarce["methods"]["personalised"]["uplink_bytes_per_round"]
+    assert (out / "report.md").read_text().count("|") > 20
+    assert (out / "curves_scarce.png").stat().st_size > 1000
+    assert set(results["targets"]) >= {"scarce_mean_acc_gain", "scarce_worst_client", "full_not_below_best",
+                                       "int8_uplink"}
