@@ -1,20 +1,30 @@
 """Safety benchmark: core compute per cycle and input message -> SafetyZoneState latency through ROS.
 
-1. Core (in process, no ROS): for 75 human keypoints x 8 robot capsules (UR5e chain: 6 links + tool +
-   mounting capsule) the vectorised distance alone, and one full ``SafetyMonitor.step`` with a new
-   BodyPoseArray-equivalent and a new joint state every cycle (ingest + watchdog + DH kinematics + distance
-   + S_p + allowed speed + zone machine): median, p99.
-2. ROS: the real safety node as a process (Fast DDS profile from config/fastdds.xml, evaluate_on_input),
-   this process publishing humans/bodies/tracked and robot/joint_states at 50 Hz; latency = arrival of the
-   SafetyZoneState computed from a body message - that message's stamp (same host clock). The state is
-   matched to its input by ``header.stamp - perception_latency_s == body stamp``.
+1. Core (in process, no ROS), 75 human keypoints x 8 robot capsules (UR5e chain: 6 links + tool + mounting
+   capsule), each as wall time (perf_counter) and this thread's CPU time (thread_time: excludes the time the
+   scheduler gave to other processes, which on a shared machine dominates the wall-clock spread):
+   - distance only: ``min_separation`` (augmenting the keypoints included);
+   - ``SafetyMonitor.step``, changed inputs: a new BodyPoseArray-equivalent AND a new joint state every
+     cycle (ingest + watchdog + DH kinematics + distance + S_p + allowed speed + zone machine). This is the
+     "core" of the JSON (the worst case per cycle);
+   - ``SafetyMonitor.step``, unchanged robot: new keypoints, the same joint state (kinematics cached);
+   - ``SafetyMonitor.step``, no new input (the fixed-rate heartbeat: distance cached, S_p and zones only);
+   - the node's whole input callback in process (``SafetyNode._on_bodies``: message -> arrays, step,
+     SafetyZoneState + speed scale published, diagnostics), CPU time.
+2. ROS between processes: the real safety node as a process (Fast DDS profile from config/fastdds.xml,
+   evaluate_on_input, markers off), this process publishing humans/bodies/tracked at 50 Hz and
+   robot/joint_states at 50 Hz half a period later from a thread; latency = arrival of the SafetyZoneState
+   computed from a body message - that message's stamp (same host clock), matched by
+   ``header.stamp - perception_latency_s == body stamp``. Baseline in the same run: an echo process that
+   answers each body message with a SafetyZoneState at once (same message types, QoS and executor, no
+   safety computation), so ros - echo is what the safety node adds on this machine at this load.
 
-    .venv/bin/python bench/safety.py --quick     # about 30 s
+    .venv/bin/python bench/safety.py --quick     # about 40 s
     .venv/bin/python bench/safety.py             # longer runs
 
-Last line: one JSON object (core_p50_us, core_p99_us, distance_p50_us, distance_p99_us, ros_p50_ms,
-ros_p99_ms, and *_cpu_* variants measured with the thread's CPU clock). core_* are wall-clock times; on a
-shared machine they include time the scheduler gave to other processes, the *_cpu_* figures do not.
+Last line: one JSON object: core_p50_us / core_p99_us (step with changed inputs, wall) and the other
+figures (keys named after the table rows; *_cpu_* = thread CPU time), ros_p50_ms / ros_p99_ms,
+echo_p50_ms / echo_p99_ms.
 """
 
 from __future__ import annotations
@@ -23,8 +33,11 @@ import argparse
 import json
 import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,12 +46,24 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
+          "wrist_3_joint"]
+
 
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1)))]
+
+
+def _summary(out: dict[str, float], name: str, wall_us: list[float], cpu_us: list[float] | None) -> None:
+    warm = len(wall_us) // 10
+    out[f"{name}_p50_us"] = statistics.median(wall_us[warm:])
+    out[f"{name}_p99_us"] = _pct(wall_us[warm:], 99)
+    if cpu_us is not None:
+        out[f"{name}_cpu_p50_us"] = statistics.median(cpu_us[warm:])
+        out[f"{name}_cpu_p99_us"] = _pct(cpu_us[warm:], 99)
 
 
 def bench_core(iterations: int) -> dict[str, float]:
@@ -61,33 +86,43 @@ def bench_core(iterations: int) -> dict[str, float]:
     capsules = robot.chain.capsules(q0)
     assert capsules.starts.shape[0] == 8, capsules.starts.shape
     points = rng.uniform([0.3, -0.8, 0.0], [1.5, 0.8, 1.8], (75, 3))
+    clouds = [points + rng.normal(0.0, 0.005, points.shape) for _ in range(64)]  # made before timing
 
-    # Wall time (perf_counter) and this thread's CPU time (thread_time: excludes time the scheduler gave to
-    # other processes, which on a shared 2-core machine dominates the wall-clock spread).
-    dist_us, dist_cpu_us = [], []
-    for _ in range(iterations):
-        c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
-        min_separation(points, capsules)
-        t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
-        dist_us.append((t1 - t0) / 1e3)
-        dist_cpu_us.append((c1 - c0) / 1e3)
-
-    mon = SafetyMonitor(SafetyConfig(robot=robot, zones=ZoneConfig(restart_interlock="auto",
-                                                                   auto_reset_clear_s=0.0, min_dwell_s=0.0)))
-    names = robot.chain.joint_names
-    step_us, step_cpu_us = [], []
-    t = 1000.0
+    out: dict[str, float] = {}
+    wall, cpu = [], []
     for i in range(iterations):
-        t += 0.02
-        pts = points + rng.normal(0.0, 0.005, points.shape)
-        q = tuple(float(v) for v in q0 + 0.001 * math.sin(i * 0.01))
-        inputs = SafetyInputs(bodies=[BodiesInput(t - 0.03, (BodyObservation("b1", pts, 0.02, "base_link"),))],
-                              robot=[JointInput(t - 0.005, names, q)])
+        pts = clouds[i % len(clouds)]
         c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
-        mon.step(t, inputs)
+        min_separation(pts, capsules)
         t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
-        step_us.append((t1 - t0) / 1e3)
-        step_cpu_us.append((c1 - c0) / 1e3)
+        wall.append((t1 - t0) / 1e3)
+        cpu.append((c1 - c0) / 1e3)
+    _summary(out, "distance", wall, cpu)
+
+    names = robot.chain.joint_names
+    for name, robot_moves, new_input in (("core", True, True), ("step_same_robot", False, True),
+                                         ("step_no_input", False, False)):
+        mon = SafetyMonitor(SafetyConfig(robot=robot, zones=ZoneConfig(restart_interlock="auto",
+                                                                       auto_reset_clear_s=0.0, min_dwell_s=0.0)))
+        wall, cpu = [], []
+        t = 1000.0
+        for i in range(iterations):
+            t += 0.02 if new_input or i < 2 else 1e-4  # heartbeat cycles stay within the inputs' max age
+            q = tuple(float(v) for v in q0 + (0.001 * math.sin(i * 0.01) if robot_moves else 0.0))
+            if new_input or i < 2:
+                inputs = SafetyInputs(
+                    bodies=[BodiesInput(t - 0.03, (BodyObservation("b1", clouds[i % len(clouds)], 0.02,
+                                                                   "base_link"),))],
+                    robot=[JointInput(t - 0.005, names, q)])
+            else:
+                inputs = SafetyInputs()
+            c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+            mon.step(t, inputs)
+            t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
+            wall.append((t1 - t0) / 1e3)
+            cpu.append((c1 - c0) / 1e3)
+        _summary(out, name, wall, cpu)
+
     # Reference: one tiny numpy operation, to scale the figures to another machine (the core is a few dozen
     # such operations plus Python; on an idle desktop this is about 0.5-1 us).
     x, y, z = np.ones((75, 16)), np.ones((75, 16)), np.empty((75, 16))
@@ -96,29 +131,104 @@ def bench_core(iterations: int) -> dict[str, float]:
         t0 = time.perf_counter_ns()
         np.add(x, y, out=z)
         ref_ns.append(time.perf_counter_ns() - t0)
-    warm = iterations // 10
-    out = {"numpy_op_p50_us": statistics.median(ref_ns[warm:]) / 1e3}
-    for name, values in (("distance", dist_us), ("distance_cpu", dist_cpu_us), ("core", step_us),
-                         ("core_cpu", step_cpu_us)):
-        out[f"{name}_p50_us"] = statistics.median(values[warm:])
-        out[f"{name}_p99_us"] = _pct(values[warm:], 99)
+    out["numpy_op_p50_us"] = statistics.median(ref_ns[len(ref_ns) // 10:]) / 1e3
     return out
 
 
-def bench_ros(duration_s: float, rate_hz: float) -> dict[str, float]:
+def _body_message(node, x_m: float = 1.2):
+    from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
+
+    body = BodyPose(body_id="b1", workstation_frame="base_link", position_uncertainty_m=0.02)
+    body.workstation_points = [v for i in range(75) for v in (x_m, 0.0, 0.1 + 1.7 * i / 74)]
+    msg = BodyPoseArray(bodies=[body])
+    msg.header.frame_id = "base_link"
+    return msg
+
+
+def bench_node_callback(iterations: int) -> dict[str, float]:
+    """The node's body-message callback in process (no subscriber on its outputs): CPU and wall time."""
     import rclpy
-    from hrc_fl_msgs.msg import BodyPose, BodyPoseArray, SafetyZoneState
+    from sensor_msgs.msg import JointState
+
+    from hrc_fl.nodes.safety import SafetyNode
+    from hrc_fl.paths import config_file
+
+    rclpy.init(args=["--ros-args", "--params-file", str(config_file("safety.yaml")), "-p",
+                     "markers_rate_hz:=0.0", "-p", "restart_interlock:=auto", "-p", "auto_reset_clear_s:=0.0"])
+    try:
+        node = SafetyNode()
+        msg = _body_message(node)
+        joints = JointState(name=JOINTS, position=[0.0, -1.57, 0.0, -1.57, 0.0, 0.0])
+        wall, cpu = [], []
+        for _ in range(iterations):
+            stamp = node.get_clock().now().to_msg()
+            joints.header.stamp = stamp
+            node._on_joints(joints)
+            msg.header.stamp = stamp
+            c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+            node._on_bodies(msg)
+            t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
+            wall.append((t1 - t0) / 1e3)
+            cpu.append((c1 - c0) / 1e3)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    out: dict[str, float] = {}
+    _summary(out, "node_callback", wall, cpu)
+    return out
+
+
+def run_echo(namespace: str) -> None:
+    """Baseline process: answer each body message with a SafetyZoneState (no safety computation)."""
+    import rclpy
+    from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
+
+    from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, run_node, stamp_to_s
+
+    def make():
+        node = rclpy.create_node("echo", namespace=namespace)
+        pub = node.create_publisher(SafetyZoneState, "safety/state", SAFETY_QOS)
+
+        def on_bodies(msg: BodyPoseArray) -> None:
+            out = SafetyZoneState()
+            out.header.stamp = node.get_clock().now().to_msg()
+            out.perception_latency_s = stamp_to_s(out.header.stamp) - stamp_to_s(msg.header.stamp)
+            pub.publish(out)
+
+        node.create_subscription(BodyPoseArray, "humans/bodies/tracked", on_bodies, RESULT_QOS)
+        return node
+
+    run_node(make)
+
+
+def bench_ros(duration_s: float, rate_hz: float, echo: bool) -> dict[str, float]:
+    import rclpy
+    from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
 
     from hrc_fl.graph import NodeSpec
-    from hrc_fl.launcher import Launcher
+    from hrc_fl.launcher import Launcher, node_environment
     from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, stamp_to_s
 
-    launcher = Launcher([NodeSpec("safety_node", "safety", namespace="bench", param_files=("safety.yaml",),
-                                  parameters={"restart_interlock": "auto", "auto_reset_clear_s": 0.0,
-                                              "markers_rate_hz": 0.0})], stop_timeout_s=5.0)
-    launcher.start()
+    ns = "bench_echo" if echo else "bench"
+    if echo:
+        env = {**os.environ, **node_environment()}
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--echo-node", ns], env=env)
+
+        def stop() -> None:
+            proc.send_signal(signal.SIGINT)  # run_node's clean shutdown
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    else:
+        launcher = Launcher([NodeSpec("safety_node", "safety", namespace=ns, param_files=("safety.yaml",),
+                                      parameters={"restart_interlock": "auto", "auto_reset_clear_s": 0.0,
+                                                  "markers_rate_hz": 0.0})], stop_timeout_s=5.0)
+        launcher.start()
+        stop = launcher.stop
     rclpy.init()
     node = rclpy.create_node("safety_bench")
     executor = SingleThreadedExecutor()
@@ -128,32 +238,37 @@ def bench_ros(duration_s: float, rate_hz: float) -> dict[str, float]:
     def on_state(msg: SafetyZoneState) -> None:
         arrivals.append((time.time(), stamp_to_s(msg.header.stamp), float(msg.perception_latency_s)))
 
-    node.create_subscription(SafetyZoneState, "/bench/safety/state", on_state, SAFETY_QOS)
-    bodies_pub = node.create_publisher(BodyPoseArray, "/bench/humans/bodies/tracked", RESULT_QOS)
-    joints_pub = node.create_publisher(JointState, "/bench/robot/joint_states", 10)
+    node.create_subscription(SafetyZoneState, f"/{ns}/safety/state", on_state, SAFETY_QOS)
+    bodies_pub = node.create_publisher(BodyPoseArray, f"/{ns}/humans/bodies/tracked", RESULT_QOS)
+    joints_pub = node.create_publisher(JointState, f"/{ns}/robot/joint_states", 10)
     sent: list[float] = []
-    body = BodyPose(body_id="b1", workstation_frame="base_link", position_uncertainty_m=0.02)
-    body.workstation_points = [v for i in range(33) for v in (1.2, 0.0, 0.1 + 1.7 * i / 32)]
-    names = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
-             "wrist_3_joint"]
+    msg = _body_message(node)
+    joints = JointState(name=JOINTS, position=[0.0, -1.57, 0.0, -1.57, 0.0, 0.0])
+    running = threading.Event()
+    period_s = 1.0 / rate_hz
 
-    def publish() -> None:
-        joints = JointState(name=names, position=[0.0, -1.57, 0.0, -1.57, 0.0, 0.0])
-        joints.header.stamp = node.get_clock().now().to_msg()
-        joints_pub.publish(joints)
-        msg = BodyPoseArray(bodies=[body])
-        msg.header.stamp = node.get_clock().now().to_msg()
-        msg.header.frame_id = "base_link"
-        sent.append(stamp_to_s(msg.header.stamp))
-        bodies_pub.publish(msg)
+    def publish_loop() -> None:
+        # Own thread, paced by the clock: publishing never waits for the receiving executor.
+        next_s = time.monotonic()
+        while running.is_set():
+            next_s += period_s
+            time.sleep(max(0.0, next_s - period_s / 2 - time.monotonic()))
+            joints.header.stamp = node.get_clock().now().to_msg()
+            joints_pub.publish(joints)
+            time.sleep(max(0.0, next_s - time.monotonic()))
+            msg.header.stamp = node.get_clock().now().to_msg()
+            sent.append(stamp_to_s(msg.header.stamp))
+            bodies_pub.publish(msg)
 
+    publisher = threading.Thread(target=publish_loop, daemon=True)
     try:
         deadline = time.monotonic() + 30.0
-        while (bodies_pub.get_subscription_count() < 1 or node.count_publishers("/bench/safety/state") < 1):
+        while (bodies_pub.get_subscription_count() < 1 or node.count_publishers(f"/{ns}/safety/state") < 1):
             if time.monotonic() > deadline:
-                raise RuntimeError("safety node did not come up")
+                raise RuntimeError(f"{'echo' if echo else 'safety'} node did not come up")
             executor.spin_once(timeout_sec=0.1)
-        node.create_timer(1.0 / rate_hz, publish)
+        running.set()
+        publisher.start()
         warmup_end = time.monotonic() + 3.0
         while time.monotonic() < warmup_end:
             executor.spin_once(timeout_sec=0.05)
@@ -162,35 +277,48 @@ def bench_ros(duration_s: float, rate_hz: float) -> dict[str, float]:
         end = time.monotonic() + duration_s
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
+        running.clear()
+        publisher.join(timeout=2.0)
         for _ in range(20):
             executor.spin_once(timeout_sec=0.01)
     finally:
+        running.clear()
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
-        launcher.stop()
+        stop()
 
-    first_arrival: dict[float, float] = {}
+    first_arrival: dict[float, tuple[float, float]] = {}
     sent_set = {round(s, 6): s for s in sent}
     for arrival, stamp, latency in arrivals:
         key = round(stamp - latency, 6)
         if key in sent_set and key not in first_arrival:
-            first_arrival[key] = arrival - sent_set[key]
-    lat_ms = [v * 1e3 for v in first_arrival.values()]
-    return {"ros_p50_ms": statistics.median(lat_ms) if lat_ms else math.nan, "ros_p99_ms": _pct(lat_ms, 99),
-            "ros_samples": len(lat_ms), "ros_sent": len(sent),
-            "state_rate_hz": len(arrivals) / duration_s}
+            first_arrival[key] = (arrival - sent_set[key], latency)
+    lat_ms = [v[0] * 1e3 for v in first_arrival.values()]
+    # Split: message stamp -> decision in the node (the state's perception_latency_s) and decision -> arrival.
+    in_ms = [v[1] * 1e3 for v in first_arrival.values()]
+    prefix = "echo" if echo else "ros"
+    return {f"{prefix}_p50_ms": statistics.median(lat_ms) if lat_ms else math.nan,
+            f"{prefix}_p99_ms": _pct(lat_ms, 99),
+            f"{prefix}_to_decision_p50_ms": statistics.median(in_ms) if in_ms else math.nan,
+            f"{prefix}_to_decision_p99_ms": _pct(in_ms, 99),
+            f"{prefix}_samples": len(lat_ms), f"{prefix}_sent": len(sent),
+            f"{prefix}_state_rate_hz": len(arrivals) / duration_s}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short run (< 1 min)")
     parser.add_argument("--iterations", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=None, help="ROS measurement duration")
+    parser.add_argument("--seconds", type=float, default=None, help="ROS measurement duration (safety node)")
     parser.add_argument("--rate-hz", type=float, default=50.0, help="input publish rate")
+    parser.add_argument("--echo-node", metavar="NAMESPACE", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    iterations = args.iterations or (5000 if args.quick else 50000)
-    duration_s = args.seconds or (15.0 if args.quick else 120.0)
+    if args.echo_node:
+        run_echo(args.echo_node)
+        return 0
+    iterations = args.iterations or (3000 if args.quick else 30000)
+    duration_s = args.seconds or (12.0 if args.quick else 90.0)
     os.environ.setdefault("ROS_DOMAIN_ID", str(80 + os.getpid() % 9))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from hrc_fl.launcher import node_environment
@@ -198,20 +326,37 @@ def main() -> int:
     os.environ.update({k: v for k, v in node_environment().items() if k == "FASTDDS_DEFAULT_PROFILES_FILE"})
 
     core = bench_core(iterations)
-    ros = bench_ros(duration_s, args.rate_hz)
-    print(f"{'measure':<44}{'median':>12}{'p99':>12}")
-    print(f"{'distance 75 keypoints x 8 capsules (us)':<44}{core['distance_p50_us']:>12.1f}"
-          f"{core['distance_p99_us']:>12.1f}")
-    print(f"{'  same, thread CPU time (us)':<44}{core['distance_cpu_p50_us']:>12.1f}"
-          f"{core['distance_cpu_p99_us']:>12.1f}")
-    print(f"{'SafetyMonitor.step, new inputs (us)':<44}{core['core_p50_us']:>12.1f}{core['core_p99_us']:>12.1f}")
-    print(f"{'  same, thread CPU time (us)':<44}{core['core_cpu_p50_us']:>12.1f}{core['core_cpu_p99_us']:>12.1f}")
-    print(f"{'reference: one np.add on (75,16) (us)':<44}{core['numpy_op_p50_us']:>12.2f}")
-    print(f"{'BodyPoseArray -> SafetyZoneState (ms)':<44}{ros['ros_p50_ms']:>12.3f}{ros['ros_p99_ms']:>12.3f}")
-    print(f"matched {ros['ros_samples']} of {ros['ros_sent']} inputs; state rate {ros['state_rate_hz']:.1f} Hz "
-          f"(timer 50 Hz + one per input); {iterations} core iterations; shared 2-core machine")
-    print(json.dumps({**{k: round(v, 3) if isinstance(v, float) else v for k, v in {**core, **ros}.items()},
-                      "iterations": iterations, "duration_s": duration_s}))
+    callback = bench_node_callback(max(500, iterations // 5))
+    echo = bench_ros(duration_s / 2, args.rate_hz, echo=True)
+    ros = bench_ros(duration_s, args.rate_hz, echo=False)
+    figures = {**core, **callback, **echo, **ros}
+    rows = [
+        ("distance 75 keypoints x 8 capsules (us)", "distance"),
+        ("step, changed human + robot = core (us)", "core"),
+        ("step, changed human, unchanged robot (us)", "step_same_robot"),
+        ("step, no new input (heartbeat) (us)", "step_no_input"),
+    ]
+    print(f"{'measure':<50}{'median':>10}{'p99':>10}{'cpu med':>10}{'cpu p99':>10}")
+    for label, key in rows:
+        print(f"{label:<50}{figures[key + '_p50_us']:>10.1f}{figures[key + '_p99_us']:>10.1f}"
+              f"{figures[key + '_cpu_p50_us']:>10.1f}{figures[key + '_cpu_p99_us']:>10.1f}")
+    print(f"{'node body callback in process (us)':<50}{figures['node_callback_p50_us']:>10.1f}"
+          f"{figures['node_callback_p99_us']:>10.1f}{figures['node_callback_cpu_p50_us']:>10.1f}"
+          f"{figures['node_callback_cpu_p99_us']:>10.1f}")
+    print(f"{'BodyPoseArray -> SafetyZoneState, processes (ms)':<50}{ros['ros_p50_ms']:>10.3f}"
+          f"{ros['ros_p99_ms']:>10.3f}")
+    print(f"{'  of which message stamp -> decision (ms)':<50}{ros['ros_to_decision_p50_ms']:>10.3f}"
+          f"{ros['ros_to_decision_p99_ms']:>10.3f}")
+    print(f"{'  baseline: echo process, same run (ms)':<50}{echo['echo_p50_ms']:>10.3f}{echo['echo_p99_ms']:>10.3f}")
+    print(f"{'    of which message stamp -> echo callback (ms)':<50}{echo['echo_to_decision_p50_ms']:>10.3f}"
+          f"{echo['echo_to_decision_p99_ms']:>10.3f}")
+    print(f"{'reference: one np.add on (75,16) (us)':<50}{core['numpy_op_p50_us']:>10.2f}")
+    load = os.getloadavg()[0]
+    print(f"matched {ros['ros_samples']} of {ros['ros_sent']} inputs (echo {echo['echo_samples']} of "
+          f"{echo['echo_sent']}); state rate {ros['ros_state_rate_hz']:.1f} Hz (timer 50 Hz + one per input); "
+          f"{iterations} core iterations; load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(json.dumps({**{k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()},
+                      "iterations": iterations, "duration_s": duration_s, "load_average": round(load, 2)}))
     return 0
 
 

@@ -92,3 +92,21 @@ def test_tcp_capsule_points_back_along_tool_z():
     assert caps.starts[0] == pytest.approx([0.5, 0.0, 0.5])
     with pytest.raises(ValueError):
         tcp_capsules((0.5, 0.0, 0.3), (0.0, 0.0, 0.0, 0.0), tool=ToolCapsule(0.2, 0.05))
+
+
+def test_capsule_distance_constants_from_python_points_match_the_numpy_form():
+    # Prepare: the same random capsules built both ways (DH path: plain Python; generic path: numpy),
+    # including a zero-length capsule (sphere).
+    rng = np.random.default_rng(5)
+    starts, ends = rng.uniform(-1, 1, (7, 3)), rng.uniform(-1, 1, (7, 3))
+    ends[3] = starts[3]
+    radii = rng.uniform(0.02, 0.2, 7)
+    points = rng.uniform(-2, 2, (40, 3))
+    # Execute
+    fast = Capsules.from_points([tuple(p) for p in starts.tolist()], [tuple(p) for p in ends.tolist()], radii)
+    generic = Capsules(starts, ends, radii)
+    # Assert: same geometry, same distance constants, same distances
+    assert fast.starts == pytest.approx(starts) and fast.ends == pytest.approx(ends)
+    for a, b in zip(fast._distance_terms, generic._distance_terms, strict=True):
+        assert a == pytest.approx(b, abs=1e-12)
+    assert point_capsule_distances(points, fast) == pytest.approx(point_capsule_distances(points, generic), abs=1e-12)

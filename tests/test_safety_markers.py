@@ -77,3 +77,24 @@ def test_safety_yaml_only_sets_declared_parameters_with_matching_types():
     for name, value in params.items():
         default = PARAMETERS[name][0]
         assert type(value) is type(default) or (isinstance(default, float) and isinstance(value, int)), name
+
+
+def test_a_reused_marker_message_equals_a_freshly_built_one():
+    # Prepare: the node keeps Marker messages between publishes and refills them; a keypoint marker
+    # (points, per-point colours) refilled with the label (text, no points) must carry nothing over.
+    from builtin_interfaces.msg import Time
+
+    from hrc_fl.nodes.safety import _marker
+
+    specs = safety_markers(_decision(2.5))
+    keypoints = next(s for s in specs if s.ns == "human_keypoints")
+    label = next(s for s in specs if s.ns == "label")
+    stamp = Time(sec=5, nanosec=7)
+    reused = _marker(keypoints, "base_link", stamp)
+    assert len(reused.points) == keypoints.points.shape[0] and len(reused.colors) == len(keypoints.colors)
+    # Execute
+    refilled = _marker(label, "base_link", stamp, reuse=reused)
+    # Assert
+    assert refilled is reused
+    assert refilled == _marker(label, "base_link", stamp)
+    assert list(refilled.points) == [] and refilled.text == label.text

@@ -286,3 +286,56 @@ def test_moving_the_human_closer_never_allows_more_speed(x, closer, sigma, laten
     assume(near.min_separation_m <= far.min_separation_m)
     assert near.allowed_robot_speed_mps <= far.allowed_robot_speed_mps
     assert near.zone >= far.zone
+
+
+def _robot_only(t: float, positions, bodies=None) -> SafetyInputs:
+    bodies = (_body(1.0),) if bodies is None else bodies
+    return SafetyInputs(bodies=[BodiesInput(t - 0.03, tuple(bodies))],
+                        robot=[JointInput(t - 0.01, ROBOT.chain.joint_names, tuple(positions))])
+
+
+def test_cached_geometry_follows_a_new_joint_state():
+    # Prepare: a monitor that has seen the upright arm, and a turned pose (shoulder pan 90 deg). The
+    # reference for the turned pose is a fresh monitor that never cached anything.
+    mon = SafetyMonitor(_config())
+    turned = (math.pi / 2, *UPRIGHT[1:])
+    first = mon.step(T0, _robot_only(T0, UPRIGHT))
+    # Execute: the same human, a new joint state (the distance cache must not survive it), then the same
+    # joint state again (reused kinematics), then back.
+    moved = mon.step(T0 + 0.1, _robot_only(T0 + 0.1, turned))
+    again = mon.step(T0 + 0.2, _robot_only(T0 + 0.2, turned))
+    back = mon.step(T0 + 0.3, _robot_only(T0 + 0.3, UPRIGHT))
+    fresh = SafetyMonitor(_config()).step(T0 + 0.1, _robot_only(T0 + 0.1, turned))
+    # Assert: the geometry is that of the newest joint state every time.
+    assert moved.min_separation_m == pytest.approx(fresh.min_separation_m, abs=1e-12)
+    assert moved.capsules.ends == pytest.approx(fresh.capsules.ends, abs=1e-12)
+    assert not np.allclose(moved.capsules.ends, first.capsules.ends)
+    assert again.capsules.ends == pytest.approx(moved.capsules.ends, abs=1e-12)
+    assert back.min_separation_m == pytest.approx(first.min_separation_m, abs=1e-12)
+    assert back.capsules.ends == pytest.approx(first.capsules.ends, abs=1e-12)
+
+
+def test_robot_speed_is_measured_from_changed_joint_states_and_zero_when_unchanged():
+    # Prepare: the shoulder pan turns by 0.1 rad in 0.1 s between two states, then holds.
+    mon = SafetyMonitor(_config())
+    turned = (0.1, *UPRIGHT[1:])
+    mon.step(T0, _robot_only(T0, UPRIGHT))
+    # Execute
+    moving = mon.step(T0 + 0.1, _robot_only(T0 + 0.1, turned))
+    held = mon.step(T0 + 0.2, _robot_only(T0 + 0.2, turned))
+    # Assert: the fastest capsule end point moved r * 0.1 rad (chord) in 0.1 s, r = its distance from the
+    # pan axis; with the state unchanged the robot is measured as standing still.
+    ends = np.concatenate([moving.capsules.starts, moving.capsules.ends])[:, :2]
+    radius_m = float(np.linalg.norm(ends, axis=1).max())
+    assert moving.terms.robot_speed_mps == pytest.approx(2.0 * radius_m * math.sin(0.05) / 0.1, rel=1e-6)
+    assert held.terms.robot_speed_mps == 0.0
+
+
+def test_cached_distance_follows_new_keypoints_with_an_unchanged_robot():
+    # Prepare: the same joint state every cycle, the human steps closer by 0.3 m.
+    mon = SafetyMonitor(_config())
+    far = mon.step(T0, _robot_only(T0, UPRIGHT, bodies=(_body(1.5),)))
+    # Execute
+    near = mon.step(T0 + 0.1, _robot_only(T0 + 0.1, UPRIGHT, bodies=(_body(1.2),)))
+    # Assert: a vertical column at x moves 0.3 m closer to every capsule it is closest to.
+    assert near.min_separation_m == pytest.approx(far.min_separation_m - 0.3, abs=1e-9)

@@ -102,23 +102,39 @@ def _config_path(name: str) -> Path:
     return path if path.is_absolute() else config_dir() / path
 
 
-def _marker(spec: MarkerSpec, frame: str, stamp) -> Marker:
-    m = Marker(ns=spec.ns, id=spec.marker_id, type=_MARKER_TYPES[spec.kind], action=Marker.ADD, text=spec.text)
+def _marker(spec: MarkerSpec, frame: str, stamp, reuse: Marker | None = None) -> Marker:
+    """Marker message for ``spec``; fills ``reuse`` (a Marker of an earlier publish) when given: building
+    the nested message objects costs more than setting their fields."""
+    m = Marker() if reuse is None else reuse
+    m.ns, m.id, m.type, m.action, m.text = spec.ns, spec.marker_id, _MARKER_TYPES[spec.kind], Marker.ADD, spec.text
     m.header.frame_id = frame
     m.header.stamp = stamp
     m.pose.position.x, m.pose.position.y, m.pose.position.z = spec.position
     (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
      m.pose.orientation.w) = spec.orientation_xyzw
     m.scale.x, m.scale.y, m.scale.z = spec.scale
-    m.color = ColorRGBA(r=spec.color[0], g=spec.color[1], b=spec.color[2], a=spec.color[3])
-    m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in spec.points]
-    m.colors = [ColorRGBA(r=c[0], g=c[1], b=c[2], a=c[3]) for c in spec.colors]
+    m.color = _color(spec.color)
+    m.points = [Point(x=x, y=y, z=z) for x, y, z in spec.points.tolist()]
+    m.colors = [_color(c) for c in spec.colors]
     return m
+
+
+_COLORS: dict[tuple[float, float, float, float], ColorRGBA] = {}
+
+
+def _color(rgba: tuple[float, float, float, float]) -> ColorRGBA:
+    # A handful of distinct colours: one message object each, shared by the lists (serialised by value).
+    color = _COLORS.get(rgba)
+    if color is None:
+        color = _COLORS[rgba] = ColorRGBA(r=float(rgba[0]), g=float(rgba[1]), b=float(rgba[2]), a=float(rgba[3]))
+    return color
 
 
 class SafetyNode(Node):
     def __init__(self) -> None:
-        super().__init__("safety")
+        # No parameter services: parameters are read once here (no runtime reconfiguration), and the six
+        # services would sit in every executor wait set, adding latency to each input (bench/safety.py).
+        super().__init__("safety", start_parameter_services=False)
         p = declare_parameters(self, PARAMETERS)
         robot = load_robot_model(_config_path(p["robot_config"]))
         if robot.base_frame != p["base_frame"]:
@@ -158,6 +174,7 @@ class SafetyNode(Node):
         self._last_faults: set[str] = set()
         self._last_zone: Zone | None = None
         self._last_decision: SafetyDecision | None = None
+        self._marker_messages: dict[tuple[str, int], Marker] = {}
 
         self._diag = Diagnostics(self, "safety")
         self._state_pub = self.create_publisher(SafetyZoneState, "safety/state", SAFETY_QOS)
@@ -300,7 +317,14 @@ class SafetyNode(Node):
         stamp = s_to_stamp(decision.stamp_s)
         clear = Marker(action=Marker.DELETEALL)
         clear.header.frame_id = self._frame
-        markers = [clear] + [_marker(s, self._frame, stamp) for s in safety_markers(decision)]
+        # Markers are drawn at markers_rate_hz from the latest decision (never per input): the marker
+        # message objects are kept between publishes and refilled.
+        reuse = self._marker_messages
+        markers = [clear]
+        for spec in safety_markers(decision):
+            key = (spec.ns, spec.marker_id)
+            reuse[key] = _marker(spec, self._frame, stamp, reuse.get(key))
+            markers.append(reuse[key])
         self._publish(self._marker_pub, MarkerArray(markers=markers))
 
 

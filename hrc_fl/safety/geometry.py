@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -34,27 +35,81 @@ class Capsules:
 
     @cached_property
     def _distance_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-capsule constants of the distance computation, computed once per robot state:
-        W (4, 2M) with columns [-2a; |a|^2] and [u; -a.u], |u|^2 (M,), 1/|u|^2 (M,) (0 for a sphere)."""
-        m = self.starts.shape[0]
-        axis = self.ends - self.starts
-        length_sq = np.einsum("ij,ij->i", axis, axis)
-        inv = np.divide(1.0, length_sq, out=np.zeros_like(length_sq), where=length_sq > 0.0)
-        w = np.empty((4, 2 * m))
-        w[:3, :m] = -2.0 * self.starts.T
-        w[3, :m] = np.einsum("ij,ij->i", self.starts, self.starts)
-        w[:3, m:] = axis.T
-        w[3, m:] = -np.einsum("ij,ij->i", self.starts, axis)
-        return w, length_sq, inv
+        """Per-capsule constants of the distance computation, computed once per robot state (see
+        :func:`point_capsule_distances`): W (5, 2M), |u|^2 (M,), -1/(2|u|^2) (M,) (0 for a sphere)."""
+        return _distance_terms(self.starts, self.ends)
+
+    @classmethod
+    def from_points(cls, starts: Sequence[tuple[float, float, float]], ends: Sequence[tuple[float, float, float]],
+                    radii_m: np.ndarray) -> Capsules:
+        """Capsules from Python-float end points, with the distance constants computed in plain Python and
+        everything in one array (for a handful of capsules several times faster than the numpy form;
+        same values)."""
+        m = len(starts)
+        n2 = 2 * m
+        # Flat row-major (6, 2M): rows 0-4 W, row 5 [|u|^2 | -1/(2|u|^2)]; then the 2M end points.
+        w = [0.0] * (6 * n2)
+        for i, ((ax, ay, az), (bx, by, bz)) in enumerate(zip(starts, ends, strict=True)):
+            ux, uy, uz = bx - ax, by - ay, bz - az
+            length_sq = ux * ux + uy * uy + uz * uz
+            j = m + i
+            w[i], w[n2 + i], w[2 * n2 + i] = -2.0 * ax, -2.0 * ay, -2.0 * az
+            w[3 * n2 + i], w[4 * n2 + i] = 1.0, ax * ax + ay * ay + az * az
+            w[j], w[n2 + j], w[2 * n2 + j] = -2.0 * ux, -2.0 * uy, -2.0 * uz
+            w[4 * n2 + j] = 2.0 * (ax * ux + ay * uy + az * uz)
+            w[5 * n2 + i], w[5 * n2 + j] = length_sq, (-0.5 / length_sq if length_sq > 0.0 else 0.0)
+        w.extend(chain.from_iterable(starts))
+        w.extend(chain.from_iterable(ends))
+        flat = np.array(w, dtype=float)
+        terms = flat[:6 * n2].reshape(6, n2)
+        endpoints = flat[6 * n2:].reshape(n2, 3)
+        capsules = cls(endpoints[:m], endpoints[m:], radii_m)
+        # Frozen dataclass: fill the cached properties directly (what functools.cached_property stores).
+        capsules.__dict__["_distance_terms"] = (terms[:5], terms[5, :m], terms[5, m:])
+        capsules.__dict__["endpoints"] = endpoints
+        return capsules
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.starts).all() and np.isfinite(self.ends).all()
                     and np.isfinite(self.radii_m).all())
 
-    @property
+    @cached_property
     def endpoints(self) -> np.ndarray:
         """(2M,3) all segment end points (used for the robot speed estimate)."""
         return np.concatenate([self.starts, self.ends], axis=0)
+
+
+def _distance_terms(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W (5, 2M) such that [p, |p|^2, 1] @ W = [|p - a|^2 | -2 (p - a).u] for capsule starts a and axes
+    u = end - start, plus |u|^2 (M,) and -1/(2|u|^2) (M,) (0 for a zero-length capsule: t = 0)."""
+    m = starts.shape[0]
+    axis = ends - starts
+    length_sq = np.einsum("ij,ij->i", axis, axis)
+    neg_half_inv = np.divide(-0.5, length_sq, out=np.zeros_like(length_sq), where=length_sq > 0.0)
+    w = np.empty((5, 2 * m))
+    w[:3, :m] = -2.0 * starts.T
+    w[3, :m] = 1.0
+    w[4, :m] = np.einsum("ij,ij->i", starts, starts)
+    w[:3, m:] = -2.0 * axis.T
+    w[3, m:] = 0.0
+    w[4, m:] = 2.0 * np.einsum("ij,ij->i", starts, axis)
+    return w, length_sq, neg_half_inv
+
+
+def augment_points(points: np.ndarray) -> np.ndarray:
+    """(N,5) rows [x, y, z, |p|^2, 1] of keypoints (N,3): the form :func:`point_capsule_distances` takes,
+    built once per human observation so that each distance evaluation is a single product."""
+    out = np.empty((points.shape[0], 5))
+    out[:, :3] = points
+    np.einsum("ij,ij->i", points, points, out=out[:, 3])
+    out[:, 4] = 1.0
+    return out
+
+
+# np.clip on numpy 1.x goes through a Python wrapper that costs about as much as the ufunc itself;
+# the ufunc does the same arithmetic (clip(x, lo, hi) = min(max(x, lo), hi)).
+_clip = getattr(getattr(np, "core", None), "umath", None)
+_clip = getattr(_clip, "clip", np.clip)
 
 
 @dataclass(frozen=True)
@@ -64,8 +119,25 @@ class SeparationResult:
     min_distance_m: float          # min over all pairs of |p - segment| - radius (negative: inside)
     point_index: int               # index of the closest human keypoint
     capsule_index: int             # index of the closest capsule
-    closest_robot_point: np.ndarray  # (3,) closest point on that capsule's surface
     pair_distances_m: np.ndarray   # (N,M) every keypoint-capsule surface distance
+    closest_point_m: np.ndarray | None = None  # (3,) the closest human keypoint (None without points)
+    capsules: Capsules | None = None           # the capsules measured against
+
+    @cached_property
+    def closest_robot_point(self) -> np.ndarray:
+        """(3,) closest point on the closest capsule's surface (computed on demand: only markers need it)."""
+        if self.capsules is None or self.closest_point_m is None or self.capsule_index < 0:
+            return np.full(3, np.nan)
+        m, caps = self.capsule_index, self.capsules
+        a, b, p = caps.starts[m].tolist(), caps.ends[m].tolist(), self.closest_point_m.tolist()
+        ab = [b[k] - a[k] for k in range(3)]
+        denom = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2]
+        t = 0.0 if denom == 0.0 else min(1.0, max(0.0, sum((p[k] - a[k]) * ab[k] for k in range(3)) / denom))
+        on_axis = [a[k] + t * ab[k] for k in range(3)]
+        direction = [p[k] - on_axis[k] for k in range(3)]
+        norm = math.sqrt(sum(c * c for c in direction))
+        scale = 0.0 if norm == 0.0 else float(caps.radii_m[m]) / norm
+        return np.array([on_axis[k] + direction[k] * scale for k in range(3)])
 
     @cached_property
     def point_distances_m(self) -> np.ndarray:
@@ -75,54 +147,44 @@ class SeparationResult:
         return self.pair_distances_m.min(axis=1)
 
 
-def point_capsule_distances(points: np.ndarray, capsules: Capsules) -> np.ndarray:
+def point_capsule_distances(points: np.ndarray, capsules: Capsules, *,
+                            augmented: np.ndarray | None = None) -> np.ndarray:
     """(N,M) surface distance from each point (N,3) to each capsule (negative inside a capsule).
 
-    Expanded so that the work is one (N,4)x(4,2M) product plus a few (N,M) element-wise operations:
-    with a = start, u = end - start, t = clip((p - a).u / |u|^2, 0, 1) (t = 0 for a zero-length capsule),
-    |p - a - t u|^2 = |p|^2 - 2 p.a + |a|^2 + t (t |u|^2 - 2 (p - a).u).
+    With a = start, u = end - start, t = clip((p - a).u / |u|^2, 0, 1) (t = 0 for a zero-length capsule):
+    |p - a - t u|^2 = |p - a|^2 + t (t |u|^2 - 2 (p - a).u). Both |p - a|^2 and -2 (p - a).u for all pairs
+    come from one (N,5)x(5,2M) product of the augmented points [p, |p|^2, 1] (``augmented``, from
+    :func:`augment_points`; built here when not given); the rest is a few (N,M) element-wise operations,
+    in place (about a dozen numpy calls in all: their fixed cost, not the arithmetic, dominates).
     """
-    w, length_sq, inv = capsules._distance_terms
+    w, length_sq, neg_half_inv = capsules._distance_terms
     m = length_sq.shape[0]
-    prod = points @ w[:3]                                          # (N,2M): -2p.a | p.u
-    prod += w[3]                                                   # + |a|^2 | - a.u
-    proj = prod[:, m:]                                             # (p - a).u
-    t = proj * inv
-    np.maximum(t, 0.0, out=t)
-    np.minimum(t, 1.0, out=t)
-    # In place: dist_sq = t (t |u|^2 - 2 (p - a).u) + (|a|^2 - 2 p.a) + |p|^2
+    prod = (augment_points(points) if augmented is None else augmented) @ w   # (N,2M)
+    q = prod[:, m:]                                                # -2 (p - a).u
+    t = q * neg_half_inv                                           # (p - a).u / |u|^2
+    _clip(t, 0.0, 1.0, out=t)
     dist = t * length_sq
-    dist -= proj
-    dist -= proj
+    dist += q
     dist *= t
-    dist += prod[:, :m]
-    dist += np.einsum("ij,ij->i", points, points)[:, None]
-    np.maximum(dist, 0.0, out=dist)
+    dist += prod[:, :m]                                            # + |p - a|^2
+    np.maximum(dist, 0.0, out=dist)                                # rounding can give -1e-17
     np.sqrt(dist, out=dist)
     dist -= capsules.radii_m
     return dist
 
 
-def min_separation(points: np.ndarray, capsules: Capsules) -> SeparationResult:
-    """Minimum surface distance between keypoints (N,3) and capsules, vectorised over all pairs."""
+def min_separation(points: np.ndarray, capsules: Capsules, *,
+                   augmented: np.ndarray | None = None) -> SeparationResult:
+    """Minimum surface distance between keypoints (N,3) and capsules, vectorised over all pairs.
+    ``augmented``: the points as :func:`augment_points` returns them, when the caller keeps them."""
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"human keypoints must be (N,3), got {points.shape}")
     if points.shape[0] == 0:
-        return SeparationResult(math.inf, -1, -1, np.full(3, np.nan), np.zeros((0, capsules.starts.shape[0])))
-    dist = point_capsule_distances(points, capsules)
-    flat = int(np.argmin(dist))
+        return SeparationResult(math.inf, -1, -1, np.zeros((0, capsules.starts.shape[0])))
+    dist = point_capsule_distances(points, capsules, augmented=augmented)
+    flat = int(dist.argmin())
     n, m = divmod(flat, dist.shape[1])
-    # Only the closest pair is needed as points (markers): plain Python on 3-vectors.
-    a, b, p = capsules.starts[m].tolist(), capsules.ends[m].tolist(), points[n].tolist()
-    ab = [b[k] - a[k] for k in range(3)]
-    denom = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2]
-    t = 0.0 if denom == 0.0 else min(1.0, max(0.0, sum((p[k] - a[k]) * ab[k] for k in range(3)) / denom))
-    on_axis = [a[k] + t * ab[k] for k in range(3)]
-    direction = [p[k] - on_axis[k] for k in range(3)]
-    norm = math.sqrt(sum(c * c for c in direction))
-    scale = 0.0 if norm == 0.0 else float(capsules.radii_m[m]) / norm
-    surface = np.array([on_axis[k] + direction[k] * scale for k in range(3)])
-    return SeparationResult(float(dist[n, m]), n, m, surface, dist)
+    return SeparationResult(float(dist.flat[flat]), n, m, dist, points[n], capsules)
 
 
 def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
@@ -221,50 +283,72 @@ class DhChain:
                             ("_sin_alpha", tuple(math.sin(a) for a in self.alpha_rad)),
                             ("_radii", np.array([*self.link_radii_m, self.tool.radius_m,
                                                 *(c.radius_m for c in self.static)])),
-                            ("_static", _static_arrays(self.static))):
+                            ("_static", _static_arrays(self.static)),
+                            ("_static_lists", ([tuple(map(float, c.start)) for c in self.static],
+                                               [tuple(map(float, c.end)) for c in self.static]))):
             object.__setattr__(self, name, value)
 
-    def frame_origins(self, joint_positions_rad: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-        """Origins (n+1,3) of frames 0..n and the flange rotation (3,3), base frame."""
-        q = [float(v) for v in np.asarray(joint_positions_rad, dtype=float).reshape(-1).tolist()]
+    def _check_positions(self, joint_positions_rad: Sequence[float]) -> list[float]:
+        try:  # lists/tuples of numbers (the hot path) without a numpy round trip
+            q = [float(v) for v in joint_positions_rad]
+        except TypeError:
+            q = [float(v) for v in np.asarray(joint_positions_rad, dtype=float).reshape(-1).tolist()]
         if len(q) != len(self.joint_names) or not all(math.isfinite(v) for v in q):
             raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {joint_positions_rad!r}")
-        # Plain Python floats: for a 6-joint chain this is several times faster than small numpy products.
-        rot = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+        return q
+
+    def _origins(self, q: list[float]) -> tuple[list[tuple[float, float, float]], tuple[tuple[float, ...], ...]]:
+        """Frame origins 0..n and the flange rotation (rows) as Python floats (``q`` already checked)."""
+        # Plain Python floats, rotation written out: for a 6-joint chain this is several times faster than
+        # small numpy products.
+        r00, r01, r02, r10, r11, r12, r20, r21, r22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
         px = py = pz = 0.0
         origins = [(0.0, 0.0, 0.0)]
         for qi, off, a, d, ca, sa in zip(q, self.theta_offset_rad, self.a_m, self.d_m,
                                          self._cos_alpha, self._sin_alpha, strict=True):
             ct, st = math.cos(qi + off), math.sin(qi + off)
-            # Link rotation columns and translation of Rz(theta) Tz(d) Tx(a) Rx(alpha).
-            c0, c1, c2 = (ct, st, 0.0), (-st * ca, ct * ca, sa), (st * sa, -ct * sa, ca)
-            t_link = (a * ct, a * st, d)
-            r0, r1, r2 = rot
-            px += r0[0] * t_link[0] + r0[1] * t_link[1] + r0[2] * t_link[2]
-            py += r1[0] * t_link[0] + r1[1] * t_link[1] + r1[2] * t_link[2]
-            pz += r2[0] * t_link[0] + r2[1] * t_link[1] + r2[2] * t_link[2]
-            rot = [[r[0] * c[0] + r[1] * c[1] + r[2] * c[2] for c in (c0, c1, c2)] for r in (r0, r1, r2)]
+            # Rz(theta) Tz(d) Tx(a) Rx(alpha): translation (a ct, a st, d), rotation columns
+            # (ct, st, 0), (-st ca, ct ca, sa), (st sa, -ct sa, ca).
+            tx, ty = a * ct, a * st
+            px += r00 * tx + r01 * ty + r02 * d
+            py += r10 * tx + r11 * ty + r12 * d
+            pz += r20 * tx + r21 * ty + r22 * d
+            b0, b1, b2 = -st * ca, ct * ca, sa
+            e0, e1, e2 = st * sa, -ct * sa, ca
+            r00, r01, r02 = r00 * ct + r01 * st, r00 * b0 + r01 * b1 + r02 * b2, r00 * e0 + r01 * e1 + r02 * e2
+            r10, r11, r12 = r10 * ct + r11 * st, r10 * b0 + r11 * b1 + r12 * b2, r10 * e0 + r11 * e1 + r12 * e2
+            r20, r21, r22 = r20 * ct + r21 * st, r20 * b0 + r21 * b1 + r22 * b2, r20 * e0 + r21 * e1 + r22 * e2
             origins.append((px, py, pz))
+        return origins, ((r00, r01, r02), (r10, r11, r12), (r20, r21, r22))
+
+    def frame_origins(self, joint_positions_rad: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Origins (n+1,3) of frames 0..n and the flange rotation (3,3), base frame."""
+        origins, rot = self._origins(self._check_positions(joint_positions_rad))
         return np.array(origins), np.array(rot)
 
     def capsules(self, joint_positions_rad: Sequence[float]) -> Capsules:
-        origins, flange_rot = self.frame_origins(joint_positions_rad)
-        tip = origins[-1] + flange_rot[:, 2] * self.tool.length_m
-        s_starts, s_ends, _ = self._static
-        starts = np.concatenate([origins, s_starts])               # link starts + flange (tool start)
-        ends = np.concatenate([origins[1:], tip[None, :], s_ends])
-        return Capsules(starts, ends, self._radii)
+        """Link capsules, the tool capsule and the static capsules for joint positions (chain order, rad)."""
+        origins, rot = self._origins(self._check_positions(joint_positions_rad))
+        (fx, fy, fz), zx, zy, zz = origins[-1], rot[0][2], rot[1][2], rot[2][2]
+        length = self.tool.length_m
+        s_starts, s_ends = self._static_lists
+        # Link starts + flange (tool start), then static capsules.
+        return Capsules.from_points(origins + s_starts,
+                                    [*origins[1:], (fx + zx * length, fy + zy * length, fz + zz * length), *s_ends],
+                                    self._radii)
 
-    def positions_from(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
-        """Joint positions in chain order from a JointState-like (names, positions); ValueError if a
-        chain joint is missing or the lists differ in length."""
+    def positions_from(self, names: Sequence[str], positions: Sequence[float]) -> list[float]:
+        """Joint positions (rad, Python floats) in chain order from a JointState-like (names, positions);
+        ValueError if a chain joint is missing or the lists differ in length."""
         if len(names) != len(positions):
             raise ValueError(f"joint names ({len(names)}) and positions ({len(positions)}) differ in length")
+        if tuple(names) == self.joint_names:  # the usual case: the driver publishes in chain order
+            return [float(v) for v in positions]
         index = {n: i for i, n in enumerate(names)}
         missing = [n for n in self.joint_names if n not in index]
         if missing:
             raise ValueError(f"joint state lacks joints {missing}")
-        return np.array([positions[index[n]] for n in self.joint_names], dtype=float)
+        return [float(positions[index[n]]) for n in self.joint_names]
 
 
 @dataclass(frozen=True)

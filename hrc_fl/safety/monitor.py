@@ -20,6 +20,7 @@ from hrc_fl.safety.geometry import (
     RobotModel,
     SeparationResult,
     ToolCapsule,
+    augment_points,
     min_separation,
     tcp_capsules,
 )
@@ -29,6 +30,7 @@ from hrc_fl.safety.separation import (
     allowed_robot_speed_mps,
     protective_separation_distance,
     protective_separation_m,
+    protective_separation_with_stopping_m,
     stopping_table_from_rows,
 )
 from hrc_fl.safety.watchdog import InputSpec, Watchdog
@@ -190,8 +192,18 @@ class SafetyDecision:
     human_points_m: np.ndarray                  # (N,3) keypoints used (for markers)
     separation: SeparationResult | None         # geometry of the minimum (per-point distances on demand)
     capsules: Capsules | None
-    closest_human_point_m: np.ndarray | None
-    closest_robot_point_m: np.ndarray | None
+
+    @property
+    def closest_human_point_m(self) -> np.ndarray | None:
+        """(3,) the keypoint closest to the robot; None when unknown or nobody in view."""
+        sep = self.separation
+        return None if sep is None or sep.point_index < 0 else sep.closest_point_m
+
+    @property
+    def closest_robot_point_m(self) -> np.ndarray | None:
+        """(3,) the closest point on the robot's capsule surface (computed on demand, for markers)."""
+        sep = self.separation
+        return None if sep is None or sep.point_index < 0 else sep.closest_robot_point
 
     @property
     def protective_separation_m(self) -> float:
@@ -209,16 +221,24 @@ class SafetyDecision:
 
 def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float,
                         params: SeparationParameters, min_speed_mps: float, max_speed_mps: float,
-                        warning_band_m: float) -> tuple[Zone, float, float, float]:
+                        warning_band_m: float,
+                        stopping_at_min_max: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                        ) -> tuple[Zone, float, float, float]:
     """(zone, stop distance, reduced-speed distance, warning distance) for a separation, by the distance
     thresholds S_p(min speed), S_p(max speed) and S_p(max speed) + warning band (v_h chosen at that
-    separation). NaN separation -> PROTECTIVE_STOP."""
-    def sp(speed: float) -> float:
-        return protective_separation_m(separation_m=separation_m, robot_speed_mps=speed,
-                                       position_uncertainty_m=sigma_m, perception_latency_s=latency_s,
-                                       params=params)
-
-    stop_m, reduced_m = sp(min_speed_mps), sp(max_speed_mps)
+    separation). NaN separation -> PROTECTIVE_STOP. ``stopping_at_min_max``: ``params.stopping.at`` of
+    the two speeds when the caller has them already (they are constant per robot)."""
+    if stopping_at_min_max is None:
+        stopping_at_min_max = (params.stopping.at(min_speed_mps), params.stopping.at(max_speed_mps))
+    (ts_min, ss_min), (ts_max, ss_max) = stopping_at_min_max
+    stop_m = protective_separation_with_stopping_m(
+        separation_m=separation_m, robot_speed_mps=min_speed_mps, stopping_time_s=ts_min,
+        stopping_distance_m=ss_min, position_uncertainty_m=sigma_m, perception_latency_s=latency_s,
+        params=params)
+    reduced_m = protective_separation_with_stopping_m(
+        separation_m=separation_m, robot_speed_mps=max_speed_mps, stopping_time_s=ts_max,
+        stopping_distance_m=ss_max, position_uncertainty_m=sigma_m, perception_latency_s=latency_s,
+        params=params)
     warning_m = reduced_m + warning_band_m
     if not separation_m >= stop_m:  # NaN included
         zone = Zone.PROTECTIVE_STOP
@@ -249,6 +269,7 @@ class SafetyMonitor:
         ], max_future_s=config.max_future_s)
         self.zones = ZoneMachine(config.zones)
         self._points = np.zeros((0, 3))
+        self._points_augmented = augment_points(self._points)
         self._point_body: list[str] = []
         self._sigma_m = 0.0
         self._bodies_stamp_s: float | None = None
@@ -262,7 +283,14 @@ class SafetyMonitor:
         self._human_version = 0
         self._robot_version = 0
         self._cache_key: tuple[int, int] | None = None
-        self._cache = None
+        self._cache: SeparationResult | None = None
+        # Last robot input and the capsules built from it: an unchanged joint state / TCP pose reuses them
+        # (no kinematics, and the cached distance stays valid if the humans did not change either).
+        self._robot_input_key: tuple | None = None
+        self._robot_input_capsules: Capsules | None = None
+        v_max = self.max_speed_mps
+        self._stopping_at_min_max = (self.params.stopping.at(config.min_speed_scale * v_max),
+                                     self.params.stopping.at(v_max))
 
     # ------------------------------------------------ ingest
     def _ingest_bodies(self, msg: BodiesInput, now_s: float) -> str | None:
@@ -276,9 +304,9 @@ class SafetyMonitor:
             if pts.ndim != 2 or pts.shape[1:] != (3,):
                 problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
                 break
-            finite = np.isfinite(pts)
-            all_known = bool(finite.all())
-            known = None if all_known else finite.all(axis=1)  # NaN rows: unknown keypoints, dropped
+            # A finite sum means every entry is finite (NaN and inf propagate): one reduction in the usual case.
+            all_known = math.isfinite(float(pts.sum())) or bool(np.isfinite(pts).all())
+            known = None if all_known else np.isfinite(pts).all(axis=1)  # NaN rows: unknown keypoints, dropped
             n_known = pts.shape[0] if all_known else int(known.sum())
             if body.frame != self.config.robot.base_frame:
                 problem = f"body {body.body_id!r} in frame {body.frame!r}, need {self.config.robot.base_frame!r}"
@@ -312,6 +340,7 @@ class SafetyMonitor:
             self._points = points[0]
         else:
             self._points = np.concatenate(points, axis=0) if points else np.zeros((0, 3))
+        self._points_augmented = augment_points(self._points)  # once per message, not per cycle
         self._point_body = owners
         self._sigma_m = sigma
         self._bodies_stamp_s = msg.stamp_s
@@ -324,11 +353,22 @@ class SafetyMonitor:
                 raise ValueError("TCP pose received but robot_source is 'joints'")
             if msg.frame != self.config.robot.base_frame:
                 raise ValueError(f"TCP pose in frame {msg.frame!r}, need {self.config.robot.base_frame!r}")
-            return tcp_capsules(msg.position_m, msg.orientation_xyzw, tool=self.tcp_tool,
-                                static=self.config.robot.static)
-        if self.config.robot_source != "joints":
-            raise ValueError("joint state received but robot_source is 'tcp'")
-        return self.chain.capsules(self.chain.positions_from(msg.names, msg.positions_rad))
+            key = (tuple(msg.position_m), tuple(msg.orientation_xyzw))
+            if key == self._robot_input_key and self._robot_input_capsules is not None:
+                return self._robot_input_capsules
+            capsules = tcp_capsules(msg.position_m, msg.orientation_xyzw, tool=self.tcp_tool,
+                                    static=self.config.robot.static)
+        else:
+            if self.config.robot_source != "joints":
+                raise ValueError("joint state received but robot_source is 'tcp'")
+            positions = self.chain.positions_from(msg.names, msg.positions_rad)
+            key = tuple(positions)
+            # NaN != NaN, so a non-finite state never hits the cache and is rejected by the chain.
+            if key == self._robot_input_key and self._robot_input_capsules is not None:
+                return self._robot_input_capsules
+            capsules = self.chain.capsules(positions)
+        self._robot_input_key, self._robot_input_capsules = key, capsules
+        return capsules
 
     def _ingest_robot(self, msg: JointInput | TcpInput, now_s: float) -> str | None:
         try:
@@ -343,11 +383,16 @@ class SafetyMonitor:
         if self._capsules is not None and self._robot_stamp_s is not None:
             dt = msg.stamp_s - self._robot_stamp_s
             if dt > 0.0:
-                moved = np.linalg.norm(capsules.endpoints - self._capsules.endpoints, axis=1)
-                self._robot_speed_mps = float(moved.max()) / dt
+                if capsules is self._capsules:  # same joint state / pose as before: not moving
+                    moved_max_m = 0.0
+                else:
+                    moved = capsules.endpoints - self._capsules.endpoints
+                    moved_max_m = math.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
+                self._robot_speed_mps = moved_max_m / dt
+        if capsules is not self._capsules:
+            self._robot_version += 1  # invalidates the cached distance
         self._capsules = capsules
         self._robot_stamp_s = msg.stamp_s
-        self._robot_version += 1
         return None
 
     def _ingest_gesture(self, msg: GestureInput, now_s: float) -> tuple[str | None, bool]:
@@ -412,20 +457,17 @@ class SafetyMonitor:
         distance_zone = relaxed_zone = Zone.PROTECTIVE_STOP
         target_scale = 0.0
         body_id = ""
-        closest_h = closest_r = None
         sep: SeparationResult | None = None
         have_data = self._capsules is not None and self._bodies_stamp_s is not None
         if have_data:
             key = (self._human_version, self._robot_version)
-            if key != self._cache_key:
-                self._cache = min_separation(self._points, self._capsules)
+            if key != self._cache_key or self._cache is None:
+                self._cache = min_separation(self._points, self._capsules, augmented=self._points_augmented)
                 self._cache_key = key
             sep = self._cache
             d = sep.min_distance_m
             if sep.point_index >= 0:
                 body_id = self._point_body[sep.point_index]
-                closest_h = self._points[sep.point_index]
-                closest_r = sep.closest_robot_point
             latency = max(0.0, now_s - self._bodies_stamp_s)
             v_meas = v_max if self._robot_speed_mps is None else self._robot_speed_mps
             terms = protective_separation_distance(
@@ -435,7 +477,8 @@ class SafetyMonitor:
                 separation_m=d, position_uncertainty_m=self._sigma_m, perception_latency_s=latency,
                 params=self.params, max_speed_mps=v_max)
             zone_args = dict(sigma_m=self._sigma_m, latency_s=latency, params=self.params,
-                             min_speed_mps=v_min, max_speed_mps=v_max, warning_band_m=cfg.warning_band_m)
+                             min_speed_mps=v_min, max_speed_mps=v_max, warning_band_m=cfg.warning_band_m,
+                             stopping_at_min_max=self._stopping_at_min_max)
             distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(d, **zone_args)
             relaxed_zone = zone_for_separation(d - cfg.hysteresis_m, **zone_args)[0]
             target_scale = allowed / v_max
@@ -486,5 +529,4 @@ class SafetyMonitor:
             closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults),
             reset_accepted=update.reset_accepted, reset_message=update.reset_message,
             human_points_m=self._points, separation=sep, capsules=self._capsules,
-            closest_human_point_m=closest_h, closest_robot_point_m=closest_r,
         )

@@ -184,9 +184,22 @@ def protective_separation_m(*, separation_m: float, robot_speed_mps: float, posi
                             perception_latency_s: float, params: SeparationParameters) -> float:
     """S_p only (m), same formula and inputs as :func:`protective_separation_distance` without building the
     terms (hot path: zone thresholds are evaluated several times per cycle). Inputs must be valid."""
-    v_h = human_speed_mps(separation_m, params)
     t_s, s_s = params.stopping.at(robot_speed_mps)
-    return (v_h * (params.reaction_time_s + t_s) + robot_speed_mps * params.reaction_time_s + s_s
+    return protective_separation_with_stopping_m(
+        separation_m=separation_m, robot_speed_mps=robot_speed_mps, stopping_time_s=t_s, stopping_distance_m=s_s,
+        position_uncertainty_m=position_uncertainty_m, perception_latency_s=perception_latency_s, params=params)
+
+
+def protective_separation_with_stopping_m(
+    *, separation_m: float, robot_speed_mps: float, stopping_time_s: float, stopping_distance_m: float,
+    position_uncertainty_m: float, perception_latency_s: float, params: SeparationParameters,
+) -> float:
+    """S_p (m) as :func:`protective_separation_m` with the stopping time/distance at ``robot_speed_mps``
+    given (``params.stopping.at(robot_speed_mps)``): the zone thresholds use fixed speeds, so the monitor
+    looks them up once instead of every cycle."""
+    v_h = human_speed_mps(separation_m, params)
+    t_r = params.reaction_time_s
+    return (v_h * (t_r + stopping_time_s) + robot_speed_mps * t_r + stopping_distance_m
             + params.intrusion_distance_m + params.position_uncertainty_k * position_uncertainty_m
             + v_h * perception_latency_s + params.robot_position_uncertainty_m)
 

@@ -61,23 +61,43 @@ def align_z_quaternion(direction: np.ndarray) -> tuple[float, float, float, floa
     return (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
 
 
+@dataclass(frozen=True)
+class CapsuleGeometry:
+    """What the capsule markers need of one capsule, in Python floats (computed once per decision and
+    shared by the robot and the three zone shells)."""
+
+    mid: tuple[float, float, float]
+    orientation_xyzw: tuple[float, float, float, float]
+    length_m: float
+    radius_m: float
+    ends: np.ndarray  # (2,3) start and end point
+
+
+def capsule_geometry(capsules: Capsules) -> list[CapsuleGeometry]:
+    out = []
+    for start, end, radius in zip(capsules.starts.tolist(), capsules.ends.tolist(), capsules.radii_m.tolist(),
+                                  strict=True):
+        axis = np.array([end[k] - start[k] for k in range(3)])
+        out.append(CapsuleGeometry(tuple((start[k] + end[k]) / 2.0 for k in range(3)), align_z_quaternion(axis),
+                                   math.sqrt(float(axis @ axis)), float(radius), np.array([start, end])))
+    return out
+
+
 def capsule_markers(capsules: Capsules, *, ns: str, inflate_m: float,
-                    color: tuple[float, float, float, float], first_id: int = 0) -> list[MarkerSpec]:
-    """Each capsule inflated by ``inflate_m``: a cylinder plus a sphere list for its two end caps."""
+                    color: tuple[float, float, float, float], first_id: int = 0,
+                    geometry: list[CapsuleGeometry] | None = None) -> list[MarkerSpec]:
+    """Each capsule inflated by ``inflate_m``: a cylinder plus a sphere list for its two end caps.
+    ``geometry``: :func:`capsule_geometry` of ``capsules`` when the caller has it already."""
     out: list[MarkerSpec] = []
-    mid = (capsules.starts + capsules.ends) / 2.0
-    for i in range(capsules.starts.shape[0]):
-        diameter = 2.0 * (float(capsules.radii_m[i]) + inflate_m)
+    for i, g in enumerate(capsule_geometry(capsules) if geometry is None else geometry):
+        diameter = 2.0 * (g.radius_m + inflate_m)
         if not math.isfinite(diameter) or diameter <= 0.0:
             continue
-        axis = capsules.ends[i] - capsules.starts[i]
-        length = float(np.linalg.norm(axis))
-        if length > 0.0:
-            out.append(MarkerSpec(ns, first_id + 2 * i, "cylinder", tuple(map(float, mid[i])),
-                                  align_z_quaternion(axis), (diameter, diameter, length), color))
-        ends = np.stack([capsules.starts[i], capsules.ends[i]])
+        if g.length_m > 0.0:
+            out.append(MarkerSpec(ns, first_id + 2 * i, "cylinder", g.mid, g.orientation_xyzw,
+                                  (diameter, diameter, g.length_m), color))
         out.append(MarkerSpec(ns, first_id + 2 * i + 1, "sphere_list", scale=(diameter, diameter, diameter),
-                              color=color, points=ends))
+                              color=color, points=g.ends))
     return out
 
 
@@ -113,7 +133,8 @@ def safety_markers(decision: SafetyDecision, *, zone_alpha: float = 0.12,
     out: list[MarkerSpec] = []
     caps = decision.capsules
     if caps is not None:
-        out += capsule_markers(caps, ns="robot", inflate_m=0.0, color=ROBOT_COLOR)
+        geometry = capsule_geometry(caps)
+        out += capsule_markers(caps, ns="robot", inflate_m=0.0, color=ROBOT_COLOR, geometry=geometry)
         bands = ((Zone.PROTECTIVE_STOP, decision.stop_distance_m),
                  (Zone.REDUCED_SPEED, decision.reduced_speed_distance_m),
                  (Zone.WARNING, decision.warning_distance_m))
@@ -121,12 +142,12 @@ def safety_markers(decision: SafetyDecision, *, zone_alpha: float = 0.12,
             if math.isfinite(distance):
                 r, g, b, _ = ZONE_COLORS[zone]
                 out += capsule_markers(caps, ns=f"zone_{zone.name.lower()}", inflate_m=distance,
-                                       color=(r, g, b, zone_alpha))
+                                       color=(r, g, b, zone_alpha), geometry=geometry)
     points = decision.human_points_m
     if points.shape[0] > 0:
         colors = []
-        for dist in decision.point_distances_m:
-            zone = point_zone(float(dist), decision)
+        for dist in decision.point_distances_m.tolist():
+            zone = point_zone(dist, decision)
             colors.append(UNKNOWN_COLOR if zone is None else ZONE_COLORS[zone])
         out.append(MarkerSpec("human_keypoints", 0, "sphere_list",
                               scale=(keypoint_diameter_m,) * 3, color=(1.0, 1.0, 1.0, 1.0),
