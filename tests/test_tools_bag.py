@@ -98,7 +98,12 @@ def test_record_decode_and_play(ros_probe, tmp_path):
     # Assert 2: every recorded message arrives once, in order, unchanged
     assert [m.min_separation_m for m in got] == seps
     assert [m.zone_name for m in got] == [m.zone_name for _, m in states]
-    assert len(got_scale) >= len(decoded["/ws1/robot/speed_scale"]) - 1  # best effort may drop one
+    # A best-effort reader may lose messages when the machine is busy, but what arrives is the
+    # recorded data, in order, and most of it arrives.
+    recorded_scale = [m.data for _, m in decoded["/ws1/robot/speed_scale"]]
+    received_scale = [m.data for m in got_scale]
+    assert received_scale == sorted(received_scale) and set(received_scale) <= set(recorded_scale)
+    assert len(received_scale) >= 0.8 * len(recorded_scale)
 
 
 def test_player_filters_topics_and_rejects_bad_rate(tmp_path, ros_context):
