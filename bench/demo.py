@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--extra-nodes", default="", help="as `hrc-fl demo --extra-nodes`")
     args = parser.parse_args()
 
+    from hrc_fl.demo.record import rounds_completed
     from hrc_fl.demo.report import write_report
     from hrc_fl.demo.run import DemoOptions, run_demo
 
@@ -62,6 +63,8 @@ def main() -> int:
         "cpu_share": {u.label: round(u.cpu_s / run.wall_s, 3) for u in usage},
         "camera_to_safety_latency_median_s": finite(med), "camera_to_safety_latency_p95_s": finite(p95),
         "added_separation_m_at_1_6_mps": finite(HUMAN_SPEED_MPS * med),
+        "fl_rounds_completed": rounds_completed(run.record.federated),
+        "fl_uplink_bytes_per_round": {str(r): b for r, b in sorted(run.fl_uplink_bytes.items())},
     }))
     return 0
 

@@ -68,12 +68,12 @@ def _sections(report: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(560)
 def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
     # Execute
     out = tmp_path / "run"
-    proc = subprocess.run([HRC_FL, "demo", "--quick", "--length-s", "30", "--out", str(out)],
-                          capture_output=True, text=True, timeout=380)
+    proc = subprocess.run([HRC_FL, "demo", "--quick", "--length-s", "40", "--out", str(out)],
+                          capture_output=True, text=True, timeout=540)
 
     # Assert: exit 0, last line is the report, progress was shown
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -98,6 +98,9 @@ def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
     ws1 = summary["workstations"]["ws1"]
     if "safety_node" in nodes and "pose_node" in nodes:
         assert {"CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP"} <= set(ws1["zones_visited"])
+        # ... and back to CLEAR after the stop (the interlock was reset)
+        sequence = ws1["zone_sequence"]
+        assert "CLEAR" in sequence[sequence.index("PROTECTIVE_STOP"):], sequence
         assert (out / "safety_ws1.png").stat().st_size > 0
         assert "ok (reset accepted)" in sections["Safety timeline"] or "reset" in sections["Safety timeline"]
     else:
@@ -112,17 +115,22 @@ def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
     else:
         assert NOT_AVAILABLE in sections["Latencies"]
 
-    # Federated learning: two rounds with accuracies in range, or absent
+    # Federated learning: the two requested rounds, accuracies over rounds in range, bytes every round
     if {"fl_client_node", "aggregator_node"} <= nodes:
-        assert summary["fl_rounds_completed"] >= 2
-        accs = [a for per_round in summary["accuracy"].values() for a in per_round.values()]
-        assert accs and all(0.0 <= a <= 1.0 for a in accs)
+        assert summary["fl_rounds_completed"] == 2
+        assert "ws1" in summary["accuracy"], sections["Federated learning"]
+        per_round = {int(r): a for r, a in summary["accuracy"]["ws1"].items()}
+        assert {1, 2} <= set(per_round) and all(0.0 <= a <= 1.0 for a in per_round.values())
+        uplink = {int(r): b for r, b in summary["uplink_bytes_per_round"].items()}
+        assert set(uplink) == {1, 2} and all(b > 0 for b in uplink.values())
+        assert summary["workstations"]["ws1"]["task_event_labels"] >= 1  # labels came from the replay
+        assert (out / "fl_accuracy.png").stat().st_size > 0 and (out / "fl_bytes.png").stat().st_size > 0
     else:
         assert NOT_AVAILABLE in sections["Federated learning"]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(320)
 def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     # Prepare
     import psutil
@@ -145,7 +153,7 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
 
         # Execute: Ctrl-C
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
+        rest, _ = proc.communicate(timeout=150)  # stop nodes (<= 16 s), close the bag, plots; slow under load
     finally:
         if proc.poll() is None:
             proc.kill()

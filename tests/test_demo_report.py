@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hrc_fl.demo.fl_eval import VersionAccuracy
 from hrc_fl.demo.record import DemoRecord, FederatedSample, GestureEvent, SafetySample, WorkstationRecord
 from hrc_fl.demo.report import NOT_AVAILABLE, stop_causes, write_report, zone_visits
 from hrc_fl.demo.run import DemoOptions, DemoRun, NodeUsage
@@ -35,13 +36,19 @@ def test_report_with_safety_and_federated_data(tmp_path):
     ws.gestures.append(GestureEvent(3.5, "STOP", 0.99, True))
     ws.resets.append((4.5, True, "reset accepted"))
     record = DemoRecord(workstations={"ws1": ws})
-    for rnd, (a, b) in enumerate([(0.5, 0.4), (0.7, 0.6)], start=1):
-        record.federated.append(FederatedSample(rnd * 10.0, "ws1", "client", rnd, "done", f"v{rnd}",
-                                                {"accuracy": a, "uplink_bytes": 1000.0 * rnd}))
-        record.federated.append(FederatedSample(rnd * 10.0, "ws2", "client", rnd, "done", f"v{rnd}",
-                                                {"accuracy": b}))
-        record.federated.append(FederatedSample(rnd * 10.0, "aggregator", "aggregator", rnd, "done", "", {}))
+    accs = [(0.5, 0.4), (0.7, 0.6)]
+    for rnd in (1, 2):
+        record.federated.append(FederatedSample(rnd * 10.0, "ws1", "client", rnd, "sent", f"v{rnd}",
+                                                {"loss": 1.0 / rnd, "train_s": 0.5}))
+        record.federated.append(FederatedSample(rnd * 10.0, "aggregator", "aggregator", rnd, "done", "",
+                                                {"num_accepted": 1.0}))
+    # round 3 opened but never closed: not completed; num_accepted is no accuracy
+    record.federated.append(FederatedSample(30.0, "aggregator", "aggregator", 3, "training", "", {}))
     run = _run(tmp_path, ["safety_node", "hands_node", "pose_node", "fl_client_node", "aggregator_node"], record)
+    run.fl_accuracy = {"ws1": [VersionAccuracy("base-0001", None, 0.8, 40), VersionAccuracy("v0001", 0, 0.2, 40)]
+                       + [VersionAccuracy(f"v000{r + 1}", r, a, 40) for r, (a, _) in enumerate(accs, start=1)],
+                       "ws2": [VersionAccuracy(f"v000{r}", r, b, 40) for r, (_, b) in enumerate(accs, start=1)]}
+    run.fl_uplink_bytes = {1: 3000, 2: 3100}
 
     # Execute
     report = write_report(run).read_text()
@@ -53,8 +60,11 @@ def test_report_with_safety_and_federated_data(tmp_path):
     assert summary["workstations"]["ws1"]["stop_commands"] == 1
     assert stop_causes(ws) == {"separation < stop distance": 1.0}
     assert summary["fl_rounds_completed"] == 2
-    assert summary["accuracy"] == {"ws1": {"1": 0.5, "2": 0.7}, "ws2": {"1": 0.4, "2": 0.6}}
-    assert "| ws1 | 0.500 | 0.700 |" in report and "| ws2 | 0.400 | 0.600 |" in report
+    assert summary["accuracy"] == {"ws1": {"0": 0.2, "1": 0.5, "2": 0.7}, "ws2": {"1": 0.4, "2": 0.6}}
+    assert summary["accuracy_base"] == {"ws1": 0.8}
+    assert "| ws1 (subject 1) | 0.800 | 0.200 | 0.500 | 0.700 |" in report
+    assert "| ws2 (subject 2) | n/a | n/a | 0.400 | 0.600 |" in report
+    assert summary["uplink_bytes_per_round"] == {"1": 3000, "2": 3100} and "| 2 | 3100 |" in report
     assert "interlock held): 2.0 s" in report
     assert "| /ws1/safety | 5.0 | 10% | 128 | 0 |" in report
     for png in ("safety_ws1.png", "fl_accuracy.png", "fl_bytes.png", "latencies.png"):
@@ -76,3 +86,44 @@ def test_report_says_not_available_for_missing_nodes(tmp_path):
     assert f"Federated learning: {NOT_AVAILABLE}" in report
     assert f"Latencies: {NOT_AVAILABLE}" in report
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_uplink_bytes_per_round_from_the_audit(tmp_path):
+    # Prepare: two clients in round 1 (int8, fp32), one refused update, one garbage line
+    from hrc_fl.demo.fl_eval import uplink_bytes_per_round
+
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("\n".join([
+        json.dumps({"round": 1, "client": "ws1", "tensors": ["a", "b"], "scheme": "int8", "delta_norm": 1.0}),
+        json.dumps({"round": 1, "client": "ws2", "tensors": ["a", "b"], "scheme": "fp32", "delta_norm": 1.0}),
+        json.dumps({"round": 2, "client": "ws1", "tensors": [], "scheme": "malformed", "delta_norm": None}),
+        "not json"]) + "\n")
+
+    # Execute
+    sizes = uplink_bytes_per_round(audit, {"a": 10, "b": 5})
+
+    # Assert: int8 = 15 bytes + 2 scales x 4 bytes; fp32 = 15 x 4 bytes; nothing for the refused update
+    assert sizes == {1: (15 + 8) + 60}
+
+
+def test_evaluate_store_scores_stored_versions_on_held_out_windows(tmp_path):
+    # Prepare: a store with a fresh model noted as holding global round 3
+    from hrc_fl.data.datasets import WATCH_CLASSES, load_watch
+    from hrc_fl.demo.fl_eval import evaluate_store, heldout_windows
+    from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+    from hrc_fl.intention.model_store import ModelStore
+
+    store = ModelStore(tmp_path / "store")
+    model = IntentionModel(IntentionModelConfig(num_classes=len(WATCH_CLASSES)))
+    store.save(model, WATCH_CLASSES, info={"federated_round": 4, "global_version": "v00003"})
+
+    # Execute
+    results = evaluate_store(tmp_path / "store", 4, WATCH_CLASSES)
+    _x, y = heldout_windows(4, WATCH_CLASSES)
+
+    # Assert: one result, round parsed, every held-out window scored; windows lie after the 70 % cut
+    assert len(results) == 1 and results[0].after_round == 3
+    assert 0.0 <= results[0].accuracy <= 1.0 and results[0].windows == len(y) > 0
+    recordings = [r for r in load_watch() if r.subject == 4]
+    held_out = sum(len(r.imu) - int(len(r.imu) * 0.7) for r in recordings)
+    assert len(y) <= held_out / 50 and set(y.tolist()) == set(range(len(WATCH_CLASSES)))

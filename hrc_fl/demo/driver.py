@@ -18,6 +18,7 @@ from hrc_fl.demo.record import (
     RobotSample,
     SafetySample,
     WorkstationRecord,
+    rounds_completed,
 )
 from hrc_fl.demo.scenario import BodyShifter, Scenario
 from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, SENSOR_QOS, stamp_to_s
@@ -52,7 +53,14 @@ class DemoDriver(Node):
         super().__init__("hrc_fl_demo_driver", context=context)
         from builtin_interfaces.msg import Time  # noqa: F401 - ensures message support is loaded
         from geometry_msgs.msg import PoseStamped
-        from hrc_fl_msgs.msg import BodyPoseArray, FederatedStatus, HandGesture, IntentionEstimate, SafetyZoneState
+        from hrc_fl_msgs.msg import (
+            BodyPoseArray,
+            FederatedStatus,
+            HandGesture,
+            IntentionEstimate,
+            SafetyZoneState,
+            TaskEvent,
+        )
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float64
         from std_srvs.srv import Trigger
@@ -98,9 +106,16 @@ class DemoDriver(Node):
                                      lambda m, w=ws: self._on_gesture(w, m), RESULT_QOS)
             self.create_subscription(IntentionEstimate, ns + "intention/estimate",
                                      lambda m, w=ws: self._on_intention(w, m), RESULT_QOS)
+            self.create_subscription(TaskEvent, ns + "task/events", lambda m, w=ws: self._on_task_event(w, m),
+                                     RESULT_QOS)
             # Reliable + volatile matches latched (transient-local) and volatile reliable publishers.
             self.create_subscription(FederatedStatus, ns + "federated/status", self._on_federated, RESULT_QOS)
         self.create_subscription(FederatedStatus, "/plant/federated/status", self._on_federated, RESULT_QOS)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        #: workstation -> labelled samples its FL client has stored (its /diagnostics value "samples").
+        self.fl_samples: dict[str, int] = {}
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.rates = TopicRateMonitor(self)
         self.create_timer(1.0 / image_rate_hz, self._on_image_timer)
         self.create_timer(1.0, self.rates.discover)
@@ -222,9 +237,29 @@ class DemoDriver(Node):
         counts = self.record.workstations[ws].intentions
         counts[msg.label] = counts.get(msg.label, 0) + 1
 
+    def _on_task_event(self, ws: str, msg) -> None:
+        counts = self.record.workstations[ws].task_events
+        counts[msg.label] = counts.get(msg.label, 0) + 1
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            # name: "/<ws>/fl_client: fl_client" (hrc_fl.nodes.common.Diagnostics)
+            parts = status.name.split("/")
+            if len(parts) < 3 or not status.name.endswith("fl_client: fl_client"):
+                continue
+            if parts[1] not in self.record.workstations:
+                continue
+            for kv in status.values:
+                if kv.key == "samples" and kv.value.isdigit():
+                    self.fl_samples[parts[1]] = int(kv.value)
+
+    def labels_seen(self, ws: str) -> set[str]:
+        """Labels of the task events seen on ``ws`` so far."""
+        return set(self.record.workstations[ws].task_events)
+
     def fl_rounds_done(self) -> int:
-        """Highest round the aggregator reported."""
-        return max((f.round for f in self.record.federated if f.role == "aggregator"), default=0)
+        """Highest round the aggregator reported closed (state "done"; an opened round is not done)."""
+        return rounds_completed(self.record.federated)
 
     def _on_federated(self, msg) -> None:
         metrics = {n: float(v) for n, v in zip(msg.metric_names, msg.metric_values, strict=False) if math.isfinite(v)}

@@ -59,6 +59,7 @@ class WorkstationRecord:
     images_published: int = 0
     resets: list[tuple[float, bool, str]] = field(default_factory=list)  # (t, success, message)
     intentions: dict[str, int] = field(default_factory=dict)
+    task_events: dict[str, int] = field(default_factory=dict)  # label -> replay TaskEvents seen
 
 
 @dataclass
@@ -69,3 +70,8 @@ class DemoRecord:
     federated: list[FederatedSample] = field(default_factory=list)
     scenario_start_wall_s: float | None = None
     warmup_s: float = 0.0
+
+
+def rounds_completed(samples: list[FederatedSample]) -> int:
+    """Highest round an aggregator status reported as closed ("done"), 0 before the first."""
+    return max((f.round for f in samples if f.role == "aggregator" and f.state == "done"), default=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord
+from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord, rounds_completed
 from hrc_fl.demo.run import DemoRun
 
 ZONE_NAMES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")
@@ -53,8 +53,84 @@ def federated_rounds(samples: list[FederatedSample]) -> dict[str, dict[int, dict
 
 
 def _accuracy_key(metrics: dict[str, float]) -> str | None:
-    keys = [k for k in metrics if "acc" in k.lower()]
+    # "accuracy", "val_acc", "acc" - not "num_accepted"
+    keys = [k for k in metrics if re.search(r"(^|_)acc(uracy)?($|_)", k.lower())]
     return sorted(keys, key=len)[0] if keys else None
+
+
+def _federated_section(run: DemoRun, rounds: dict[str, dict[int, dict[str, float]]], summary: dict,
+                       out: Path) -> list[str]:
+    """Rounds, per-worker accuracy over rounds and uplink bytes per round, all from this run."""
+    lines = [f"Rounds completed (aggregator): {summary['fl_rounds_completed']} of {run.options.rounds}."]
+    if run.fl_started_s is not None:
+        lines.append(f"The aggregator was started at scenario time {run.fl_started_s:.0f} s, once every FL "
+                     f"client had stored {run.options.fl_start_samples} replay-labelled samples or samples of "
+                     "every class (or at the scenario's end).")
+    lines += [f"- note: {n}" for n in run.fl_notes]
+    record = run.record
+    if record is not None and any(r.task_events for r in record.workstations.values()):
+        lines += ["", "Replay task events (labels) per workstation: " + "; ".join(
+            f"{ws} (subject {ws.removeprefix('ws')}): {sum(r.task_events.values())} events, "
+            f"{len(r.task_events)} classes" for ws, r in record.workstations.items())]
+    acc_series: dict[str, tuple[list[float], list[float]]] = {}
+    base: dict[str, float] = {}
+    for ws, results in sorted(run.fl_accuracy.items()):
+        for r in results:
+            if r.after_round is None:
+                base[ws] = r.accuracy
+        by_round = {r.after_round: r.accuracy for r in results if r.after_round is not None}
+        if by_round:
+            acc_series[ws] = (sorted(by_round), [by_round[k] for k in sorted(by_round)])
+    # Accuracy metrics published on federated/status (none in this build's FL nodes) are shown as well.
+    for node_id, by_round in rounds.items():
+        for rnd, metrics in sorted(by_round.items()):
+            key = _accuracy_key(metrics)
+            if key:
+                series = acc_series.setdefault(f"{node_id} ({key})", ([], []))
+                series[0].append(rnd)
+                series[1].append(metrics[key])
+    if acc_series:
+        _plot_lines(acc_series, "per-worker accuracy over rounds", "accuracy", out / "fl_accuracy.png")
+        all_rounds = sorted({r for x, _ in acc_series.values() for r in x})
+        lines += ["", "Per-worker accuracy of the personalised model (global shared encoders after round r + "
+                  "the worker's own head) that the FL client stored during the run, on the held-out last 30 % "
+                  "of its own subject's real watch recordings (IMU windows never replayed in the run; "
+                  "round 0 = the federation's initial encoders). `base` = the seeded base model before FL.",
+                  "", "![accuracy](fl_accuracy.png)", "",
+                  "| worker (subject) | base | " + " | ".join(f"round {r}" for r in all_rounds) + " |",
+                  "|---|---:|" + "---:|" * len(all_rounds)]
+        for name, (xs, ys) in sorted(acc_series.items()):
+            by = dict(zip(xs, ys, strict=True))
+            subject = f" (subject {name.removeprefix('ws')})" if name in run.fl_accuracy else ""
+            lines.append(f"| {name}{subject} | {_fmt(base.get(name, math.nan))} | "
+                         + " | ".join(_fmt(by.get(r, math.nan)) for r in all_rounds) + " |")
+    else:
+        lines.append(f"Per-worker accuracy: {NOT_AVAILABLE} (no model version was stored by an FL client).")
+    summary["accuracy"] = {n: dict(zip(x, y, strict=True)) for n, (x, y) in acc_series.items()}
+    summary["accuracy_base"] = base
+    bytes_series: dict[str, tuple[list[float], list[float]]] = {}
+    if run.fl_uplink_bytes:
+        xs = sorted(run.fl_uplink_bytes)
+        bytes_series["uplink, all clients"] = (xs, [float(run.fl_uplink_bytes[r]) for r in xs])
+    for node_id, by_round in rounds.items():
+        for rnd, metrics in sorted(by_round.items()):
+            for name, value in metrics.items():
+                if "bytes" in name.lower():
+                    series = bytes_series.setdefault(f"{node_id} {name}", ([], []))
+                    series[0].append(rnd)
+                    series[1].append(value)
+    summary["uplink_bytes_per_round"] = {str(r): b for r, b in sorted(run.fl_uplink_bytes.items())}
+    if bytes_series:
+        _plot_lines(bytes_series, "bytes per round", "bytes", out / "fl_bytes.png")
+        lines += ["", "![bytes per round](fl_bytes.png)", ""]
+        if run.fl_uplink_bytes:
+            lines += ["Uplink bytes per round: tensor payload of every update the aggregator received (its audit "
+                      "file: tensor names and encoding per update; sizes from the run's global model; "
+                      "wire framing and TLS not included).", "", "| round | uplink bytes (all clients) |",
+                      "|---:|---:|"] + [f"| {r} | {b} |" for r, b in sorted(run.fl_uplink_bytes.items())]
+    else:
+        lines.append(f"Bytes per round: {NOT_AVAILABLE} (no update was received by the aggregator).")
+    return lines
 
 
 def _plot_safety(rec: WorkstationRecord, path: Path) -> None:
@@ -179,6 +255,8 @@ def write_report(run: DemoRun) -> Path:
         lines += [f"### {ws}", ""]
         ws_sum["images_published"] = rec.images_published
         ws_sum["bodies_relayed"] = rec.bodies_relayed
+        ws_sum["task_events"] = dict(sorted(rec.task_events.items()))
+        ws_sum["task_event_labels"] = len(rec.task_events)
         if not rec.safety:
             why = ("no safety_node in the graph" if "safety_node" not in executables
                    else "the safety node published no state")
@@ -247,8 +325,7 @@ def write_report(run: DemoRun) -> Path:
     # Federated learning
     lines += ["## Federated learning", ""]
     rounds = federated_rounds(record.federated)
-    agg_rounds = [s.round for s in record.federated if s.role == "aggregator"]
-    summary["fl_rounds_completed"] = max(agg_rounds) if agg_rounds else 0
+    summary["fl_rounds_completed"] = rounds_completed(record.federated)
     if not record.federated:
         why = "no fl_client_node/aggregator_node in the graph" if not executables & {"fl_client_node",
                                                                                    "aggregator_node"} \
@@ -256,37 +333,7 @@ def write_report(run: DemoRun) -> Path:
         lines.append(f"Federated learning: {NOT_AVAILABLE} ({why}).")
         summary["accuracy"] = {}
     else:
-        acc_series: dict[str, tuple[list[float], list[float]]] = {}
-        bytes_series: dict[str, tuple[list[float], list[float]]] = {}
-        for node_id, by_round in rounds.items():
-            for rnd, metrics in sorted(by_round.items()):
-                key = _accuracy_key(metrics)
-                if key:
-                    acc_series.setdefault(node_id, ([], []))[0].append(rnd)
-                    acc_series[node_id][1].append(metrics[key])
-                for name, value in metrics.items():
-                    if "bytes" in name.lower():
-                        series = bytes_series.setdefault(f"{node_id} {name}", ([], []))
-                        series[0].append(rnd)
-                        series[1].append(value)
-        lines.append(f"Rounds completed (aggregator): {summary['fl_rounds_completed']} of {run.options.rounds}.")
-        if acc_series:
-            _plot_lines(acc_series, "per-worker accuracy over rounds", "accuracy", out / "fl_accuracy.png")
-            lines += ["", "![accuracy](fl_accuracy.png)", "", "| worker | " + " | ".join(
-                f"round {r}" for r in sorted({r for x, _ in acc_series.values() for r in x})) + " |"]
-            all_rounds = sorted({r for x, _ in acc_series.values() for r in x})
-            lines.append("|---|" + "---:|" * len(all_rounds))
-            for node_id, (xs, ys) in sorted(acc_series.items()):
-                by = dict(zip(xs, ys, strict=True))
-                lines.append(f"| {node_id} | " + " | ".join(_fmt(by.get(r, math.nan)) for r in all_rounds) + " |")
-        else:
-            lines.append(f"Per-worker accuracy: {NOT_AVAILABLE} (no accuracy metric in federated/status).")
-        if bytes_series:
-            _plot_lines(bytes_series, "bytes per round", "bytes", out / "fl_bytes.png")
-            lines += ["", "![bytes per round](fl_bytes.png)"]
-        else:
-            lines.append(f"Bytes per round: {NOT_AVAILABLE} (no bytes metric in federated/status).")
-        summary["accuracy"] = {n: dict(zip(x, y, strict=True)) for n, (x, y) in acc_series.items()}
+        lines += _federated_section(run, rounds, summary, out)
     lines.append("")
 
     # Intention

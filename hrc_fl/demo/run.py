@@ -24,6 +24,10 @@ from hrc_fl.graph import NodeSpec
 BAG_TOPICS = ("safety/state", "robot/speed_scale", "humans/bodies/tracked", "hands/gesture",
               "intention/estimate", "federated/status", "robot/tcp_pose")
 FL_EXECUTABLES = ("fl_client_node", "aggregator_node")
+#: Subjects in the real watch data set (seglearn load_watch).
+WATCH_SUBJECTS = 10
+#: The aggregator's audit of received updates, in the run folder (uplink bytes per round come from it).
+FL_AUDIT = "fl_audit.jsonl"
 #: Demo overrides in config/ applied after every node's defaults (the graph's ``config_file``).
 DEMO_CONFIG = "demo.yaml"
 
@@ -38,6 +42,11 @@ class DemoOptions:
     image_rate_hz: float = 5.0
     warmup_timeout_s: float = 90.0
     fl_grace_s: float = 180.0          # after the scenario, wait this long at most for the FL rounds
+    fl_deadline_s: float = 90.0        # a round closes this long after it opened (with quorum) at the latest
+    #: The aggregator starts once every FL client stored this many labelled samples (or, with at least
+    #: client.min_samples, has seen every class or the scenario ended); FedML's start-up (10-20 s) still
+    #: adds samples before round 1. A client below min_samples would skip round 1 and stall it.
+    fl_start_samples: int = 24
     fl: bool = True
     record_bag: bool = True
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
@@ -91,11 +100,26 @@ class DemoRun:
     bag_path: Path | None = None
     bag_messages: dict[str, int] = field(default_factory=dict)
     record: DemoRecord | None = None
+    fl_started_s: float | None = None  # scenario time the aggregator was started (None: never)
+    fl_config: Path | None = None
+    fl_notes: list[str] = field(default_factory=list)
+    #: workstation -> accuracy of every model version its FL client stored (held-out real data).
+    fl_accuracy: dict = field(default_factory=dict)
+    fl_uplink_bytes: dict[int, int] = field(default_factory=dict)  # round -> bytes (all clients)
 
 
-def demo_specs(options: DemoOptions, fl_config: Path | None = None) -> list[NodeSpec]:
+def replay_subject(workstation: str) -> int:
+    """Real watch subject replayed on a workstation: ws1 -> 1, ws2 -> 2, ... (10 subjects, then again)."""
+    return (int(workstation.removeprefix("ws")) - 1) % WATCH_SUBJECTS + 1
+
+
+def demo_specs(options: DemoOptions, fl_config: Path | None = None, run_dir: Path | None = None) -> list[NodeSpec]:
     """The plant graph adapted for the demo: the camera relays the scenario's images, the pose
-    node's bodies go through the scenario driver, and each workstation gets a simulated robot."""
+    node's bodies go through the scenario driver, and each workstation gets a simulated robot.
+
+    Each workstation replays another real subject's watch data (non-IID, as in a plant) for its own
+    worker; with ``run_dir`` the FL sample stores, model stores and the aggregator's state live in the
+    run folder, so every run starts fresh and leaves the deployment's stores alone."""
     from hrc_fl.launcher import specs_for
     from hrc_fl.paths import config_dir
 
@@ -111,6 +135,19 @@ def demo_specs(options: DemoOptions, fl_config: Path | None = None) -> list[Node
             remaps.append(("humans/bodies/tracked", "humans/bodies/detected"))
         elif spec.executable in FL_EXECUTABLES and fl_config is not None:
             params["federation_config"] = str(fl_config)
+        ws = spec.namespace
+        if spec.executable in ("wearable_node", "fl_client_node") and ws.startswith("ws"):
+            params["worker_id"] = f"worker{ws.removeprefix('ws')}"
+        if spec.executable == "wearable_node" and ws.startswith("ws"):
+            params["replay_subject"] = replay_subject(ws)
+        if run_dir is not None:
+            if spec.executable in ("intention_node", "fl_client_node"):
+                params["model_store_dir"] = str(run_dir / "models" / ws)
+            if spec.executable == "fl_client_node":
+                params["sample_db"] = str(run_dir / "samples" / f"{ws}.sqlite")
+            if spec.executable == "aggregator_node":
+                params["state_dir"] = str(run_dir / "federated")
+                params["audit_path"] = str(run_dir / FL_AUDIT)
         out.append(dataclasses.replace(spec, parameters=params, remappings=tuple(remaps)))
     for i in range(1, options.workstations + 1):
         ws = f"ws{i}"
@@ -134,21 +171,86 @@ def _start_event(executables: set[str]) -> str:
     return "safety" if "safety_node" in executables else "robot"
 
 
+def _free_tcp_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _certs_cover(cert_dir: Path, names: list[str]) -> bool:
+    return (cert_dir / "ca.crt").is_file() and all(
+        (cert_dir / f"{n}.crt").is_file() and (cert_dir / f"{n}.key").is_file() for n in names)
+
+
 def write_fl_config(options: DemoOptions, run_dir: Path) -> Path | None:
-    """A copy of config/federated.yaml with the demo's round count and short waits."""
-    from hrc_fl.paths import config_dir
+    """The run's federation file: config/federated.yaml with the demo's workstations (free loopback
+    ports), ``--rounds``, a quorum and deadline for N workstations on one small machine, the run folder
+    as state dir, and certificates that cover every node (the setup's ones for ws1..ws3, otherwise a
+    CA and certificates generated for this run into ``<run>/fl_certs``)."""
+    from hrc_fl.paths import config_dir, runtime_dir
 
     source = config_dir() / "federated.yaml"
     if not source.is_file():
         return None
     config = yaml.safe_load(source.read_text()) or {}
+    fed = config.setdefault("federation", {})
+    names = ["aggregator"] + [f"ws{i}" for i in range(1, options.workstations + 1)]
+    ports = _free_tcp_ports(len(names))
+    fed["nodes"] = [{"name": n, "rank": r, "host": "127.0.0.1", "port": p}
+                    for r, (n, p) in enumerate(zip(names, ports, strict=True))]
+    configured = Path(fed.get("cert_dir") or runtime_dir() / "fl_certs")
+    if not _certs_cover(configured, names):
+        from hrc_fl.federated.certs import generate_federation
+
+        configured = run_dir / "fl_certs"
+        generate_federation(configured, names, valid_days=7, ca_name="hrc_fl demo run CA")
+    fed["cert_dir"] = str(configured)
+    fed["state_dir"] = str(run_dir / "federated")
     rounds = config.setdefault("rounds", {})
     rounds["num_rounds"] = options.rounds
-    rounds["start_wait_s"] = min(float(rounds.get("start_wait_s", 10.0)), 10.0)
-    rounds["quorum"] = min(int(rounds.get("quorum", 1)), options.workstations)
+    # Every client is up long before the aggregator starts (it waits for labelled data), so a short
+    # start wait; a round needs all but one workstation (all of one), and closes early once all answered.
+    rounds["start_wait_s"] = 10.0
+    rounds["quorum"] = max(1, options.workstations - 1)
+    rounds["deadline_s"] = options.fl_deadline_s
     target = run_dir / "federated_demo.yaml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
+
+
+def fl_labels(fl_config: Path) -> list[str]:
+    """Label space the federation's learner trains (the fl_client nodes' ``labels`` must match)."""
+    config = yaml.safe_load(fl_config.read_text()) or {}
+    options = (config.get("learner") or {}).get("options") or {}
+    return [str(v) for v in options.get("labels") or ()]
+
+
+def fl_min_samples(fl_config: Path) -> int:
+    """Labelled samples a client needs to take part in a round (``client.min_samples``)."""
+    config = yaml.safe_load(fl_config.read_text()) or {}
+    return int((config.get("client") or {}).get("min_samples", 1))
+
+
+def _seed_model_stores(run_dir: Path, workstations: list[str]) -> None:
+    # The run's stores start from the base model (hrc-fl train-intention) when there is one, before any
+    # node starts, so the FL client's starting head does not depend on which node came up first.
+    from hrc_fl.intention.model_store import ModelStore, base_store_dir, seed_from
+
+    base = ModelStore(base_store_dir())
+    for ws in workstations:
+        store = ModelStore(run_dir / "models" / ws)
+        store.root.mkdir(parents=True, exist_ok=True)
+        seed_from(store, base)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
 
 
 def _sample_usage(launcher, usage: dict[str, NodeUsage]) -> None:
@@ -179,8 +281,13 @@ def _progress_line(driver, options: DemoOptions, elapsed_s: float) -> str:
                          f"scale={latest.speed_scale:.2f}")
         else:
             parts.append(f"{ws} no safety state")
-    rounds = [f.round for f in driver.record.federated if f.role == "aggregator"]
-    fl = f" | FL round {max(rounds)}/{options.rounds}" if rounds else ""
+    fl = ""
+    if any(f.role == "aggregator" for f in driver.record.federated):
+        fl = f" | FL rounds done {driver.fl_rounds_done()}/{options.rounds}"
+    elif driver.record.workstations and options.fl:
+        labels = "; ".join(f"{ws} {len(r.task_events)}" for ws, r in driver.record.workstations.items())
+        samples = "; ".join(f"{ws} {n}" for ws, n in sorted(driver.fl_samples.items()))
+        fl = f" | FL waiting for labelled samples ({samples or 'none yet'}; classes seen: {labels})"
     return head + " | " + " | ".join(parts) + fl
 
 
@@ -199,8 +306,19 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     run_dir = options.out_dir or runtime_dir() / "demo" / time.strftime("%Y%m%d_%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     fl_config = write_fl_config(options, run_dir) if options.fl else None
-    specs = demo_specs(options, fl_config)
-    result = DemoRun(options=options, run_dir=run_dir, specs=specs)
+    workstations = [f"ws{i}" for i in range(1, options.workstations + 1)]
+    _seed_model_stores(run_dir, workstations)
+    specs = demo_specs(options, fl_config, run_dir)
+    result = DemoRun(options=options, run_dir=run_dir, specs=specs, fl_config=fl_config)
+    labels = set(fl_labels(fl_config)) if fl_config is not None else set()
+    result.fl_notes += _label_space_notes(labels)
+    for note in result.fl_notes:
+        progress(f"[demo] WARNING: {note}")
+    # The aggregator starts once every workstation has labelled samples of every class (a client with
+    # too few samples skips a round, and a round waits for its quorum), at the latest when the scenario ends.
+    agg_specs = [s for s in specs if s.executable == "aggregator_node"]
+    min_samples = fl_min_samples(fl_config) if fl_config is not None else 0
+    node_specs = [s for s in specs if s.executable != "aggregator_node"]
     stop = {"signal": None}
 
     def request_stop(signum, _frame) -> None:
@@ -210,7 +328,6 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     os.environ.update({k: v for k, v in node_environment().items() if k.startswith(("ROS_", "FASTDDS"))})
     context = rclpy.Context()
     rclpy.init(context=context)
-    workstations = [f"ws{i}" for i in range(1, options.workstations + 1)]
     driver = DemoDriver(workstations, Scenario(ScenarioConfig(length_s=options.length_s)),
                         image_rate_hz=options.image_rate_hz, worker_photo=photo_path(options.worker_photo),
                         palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
@@ -225,7 +342,8 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         result.bag_path = run_dir / "bag"
         topics = [f"/{ws}/{t}" for ws in workstations for t in BAG_TOPICS] + ["/plant/federated/status"]
         recorder = BagRecorder(driver, result.bag_path, topics, log=lambda _line: None)
-    launcher = Launcher(specs, log_dir=run_dir / "logs")
+    launcher = Launcher(node_specs, log_dir=run_dir / "logs")
+    agg_launcher = Launcher(agg_specs, log_dir=run_dir / "logs")
     progress(f"[demo] {len(specs)} node processes: "
              + ", ".join(sorted({s.executable for s in specs})) + f"; logs in {run_dir / 'logs'}")
     start = time.monotonic()
@@ -237,20 +355,32 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         while stop["signal"] is None:
             executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
+            if agg_specs and result.fl_started_s is None and driver.started and (
+                    all(driver.fl_samples.get(ws, 0) >= options.fl_start_samples for ws in workstations)
+                    or (all(driver.fl_samples.get(ws, 0) >= min_samples for ws in workstations)
+                        and (all(driver.labels_seen(ws) >= labels for ws in workstations)
+                             or driver.scenario_time_s() >= options.length_s))):
+                result.fl_started_s = driver.scenario_time_s()
+                progress(f"[demo] starting the aggregator at {result.fl_started_s:.0f} s; labelled samples: "
+                         + "; ".join(f"{ws} {driver.fl_samples.get(ws, 0)} of {len(driver.labels_seen(ws) & labels)}"
+                                     f"/{len(labels)} classes" for ws in workstations))
+                agg_launcher.start()
+            fl_wait_from = max(options.length_s, result.fl_started_s or 0.0)
             if driver.started and driver.scenario_time_s() >= options.length_s:
                 if not fl_in_graph or driver.fl_rounds_done() >= options.rounds:
                     break
-                if driver.scenario_time_s() >= options.length_s + options.fl_grace_s:
+                if driver.scenario_time_s() >= fl_wait_from + options.fl_grace_s:
                     progress(f"[demo] FL reached round {driver.fl_rounds_done()} of {options.rounds} "
-                             f"within {options.fl_grace_s:.0f} s after the scenario; stopping")
+                             f"within {options.fl_grace_s:.0f} s after the scenario / aggregator start; stopping")
                     break
             if now >= next_progress:
                 next_progress += 2.0
                 _sample_usage(launcher, result.usage)
+                _sample_usage(agg_launcher, result.usage)
                 progress(_progress_line(driver, options, now - start))
                 dead = [f"/{n.spec.namespace}/{n.spec.name} (exit {n.process.returncode})"
-                        for n in launcher.exited()]
-                if dead and len(dead) == len(launcher.nodes):
+                        for n in launcher.exited() + agg_launcher.exited()]
+                if dead and len(dead) == len(launcher.nodes) + len(agg_launcher.nodes):
                     result.early_exit = dead
                     progress("[demo] every node has exited; stopping")
                     break
@@ -260,7 +390,8 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         if result.interrupted:
             progress("[demo] interrupted: stopping every node")
         _sample_usage(launcher, result.usage)
-        codes = launcher.stop()
+        _sample_usage(agg_launcher, result.usage)
+        codes = {**agg_launcher.stop(), **launcher.stop()}
         for label, code in codes.items():
             key = "/" + label.strip("/")
             result.usage.setdefault(key, NodeUsage(key)).exit_code = code
@@ -277,4 +408,46 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     result.record = driver.record
+    if fl_config is not None:
+        _evaluate_fl(result, workstations, sorted(labels), progress)
     return result
+
+
+def _label_space_notes(fl_label_space: set[str]) -> list[str]:
+    """Mismatches between the replay's classes, the federation's labels and the nodes' ``labels``."""
+    from hrc_fl.data.datasets import WATCH_CLASSES
+    from hrc_fl.paths import config_dir
+
+    notes = []
+    if fl_label_space and not set(WATCH_CLASSES) <= fl_label_space:
+        notes.append(f"replayed classes {sorted(set(WATCH_CLASSES) - fl_label_space)} are not in the "
+                     f"federation's label space; their events are dropped")
+    for name in ("fl_client", "intention"):
+        path = config_dir() / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        node_labels = ((data or {}).get(f"/**/{name}") or {}).get("ros__parameters", {}).get("labels")
+        if node_labels is not None and fl_label_space and set(node_labels) != fl_label_space:
+            notes.append(f"config/{name}.yaml labels {node_labels} differ from the federation's "
+                         f"{sorted(fl_label_space)}")
+    return notes
+
+
+def _evaluate_fl(result: DemoRun, workstations: list[str], labels: list[str],
+                 progress: Callable[[str], None]) -> None:
+    """Per-worker accuracy of the stored models on held-out real data, and uplink bytes per round."""
+    from hrc_fl.demo.fl_eval import evaluate_store, global_tensor_sizes, uplink_bytes_per_round
+
+    run_dir = result.run_dir
+    progress("[demo] evaluating the stored models on held-out real data")
+    if result.fl_config is not None:
+        labels = fl_labels(result.fl_config) or labels  # keep the learner's label order
+    for ws in workstations:
+        try:
+            result.fl_accuracy[ws] = evaluate_store(run_dir / "models" / ws, replay_subject(ws), labels)
+        except (OSError, ValueError, RuntimeError) as exc:
+            result.fl_notes.append(f"{ws}: model evaluation failed: {exc}")
+    try:
+        result.fl_uplink_bytes = uplink_bytes_per_round(run_dir / FL_AUDIT,
+                                                        global_tensor_sizes(run_dir / "federated"))
+    except (OSError, ValueError) as exc:
+        result.fl_notes.append(f"uplink bytes unavailable: {exc}")

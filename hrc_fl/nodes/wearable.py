@@ -3,7 +3,10 @@
 Publishes ``wearable/imu`` (sensor_msgs/Imu, SENSOR_QOS, frame ``frame_id`` = ``wrist_imu``; stamp =
 device time mapped to ROS time with the estimated clock offset; orientation unknown, so
 orientation_covariance[0] = -1) and ``wearable/state`` (hrc_fl_msgs/WearableState, RESULT_QOS, at
-``state_rate_hz``), plus ``/diagnostics`` with drop counters per reason, link state and clock offset.
+``state_rate_hz``), optionally ``task/events`` (hrc_fl_msgs/TaskEvent, RESULT_QOS, source "replay":
+with ``replay_task_events``, one event at the end of each real recording naming its exercise class, so
+the FL client can store labelled windows), plus ``/diagnostics`` with drop counters per reason, link
+state and clock offset.
 Sources, validation and the clock mapping are ROS-free (:mod:`hrc_fl.wearable`); a reader thread
 drives the source so that publishing follows the device rate.
 """
@@ -14,7 +17,7 @@ import math
 import threading
 import time
 
-from hrc_fl_msgs.msg import WearableState
+from hrc_fl_msgs.msg import TaskEvent, WearableState
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
 
@@ -38,6 +41,13 @@ PARAMETERS = {
     "replay_subject": (1, "Replay: subject of the watch data set (1..10)."),
     "replay_side": ("both", "Replay: arm of the recordings ('left', 'right', 'both')."),
     "replay_loop": (True, "Replay: start over at the end."),
+    "replay_clip_s": (0.0, "Replay: play only the first this many seconds of each recording (0 = all), s."),
+    "replay_max_fraction": (1.0, "Replay: play only this first fraction of each recording (0.7 = the "
+                            "training part of the subject-wise time-ordered split)."),
+    "replay_task_events": (False, "Replay: publish a TaskEvent (source 'replay') with the recording's "
+                           "exercise class at the end of each recording (labels for federated learning)."),
+    "replay_event_margin_s": (2.0, "Replay: TaskEvent.window_s = recording length minus this, s (the IMU "
+                              "window length, so every labelled window lies inside one recording)."),
     "serial_port": ("/dev/ttyACM0", "Serial: device path."),
     "serial_baudrate": (115200, "Serial: baud rate."),
     "udp_host": ("127.0.0.1", "UDP: address to bind (loopback by default; 0.0.0.0 exposes it)."),
@@ -78,7 +88,13 @@ class WearableNode(Node):
         self._lock = threading.Lock()
         self._imu_pub = self.create_publisher(Imu, "wearable/imu", SENSOR_QOS)
         self._state_pub = self.create_publisher(WearableState, "wearable/state", RESULT_QOS)
+        self._stretch_ends: dict[int, tuple[str, float]] = {}  # replay index of a recording's last sample
+        self._replay_len = 0
+        self._event_pub = None
         source = self._make_source(p)
+        if self._stretch_ends and bool(p["replay_task_events"]):
+            self._event_pub = self.create_publisher(TaskEvent, "task/events", RESULT_QOS)
+        self._events_published = 0
         self._diag = Diagnostics(self, "wearable", hardware_id=source.description)
         self._source = ReconnectingSource(source, backoff_initial_s=float(p["backoff_initial_s"]),
                                           backoff_max_s=float(p["backoff_max_s"]), on_event=self._on_link_event)
@@ -97,9 +113,18 @@ class WearableNode(Node):
     def _make_source(self, p: dict) -> ImuSource:
         kind = str(p["source"])
         if kind == "replay":
-            from hrc_fl.wearable.replay_data import WATCH_RATE_HZ, subject_imu
+            from hrc_fl.wearable.replay_data import WATCH_RATE_HZ, subject_replay
 
-            data = subject_imu(int(p["replay_subject"]), str(p["replay_side"]))
+            margin_s = float(p["replay_event_margin_s"])
+            if not (math.isfinite(margin_s) and margin_s >= 0):
+                raise ValueError(f"replay_event_margin_s must be >= 0, got {margin_s}")
+            data, stretches = subject_replay(int(p["replay_subject"]), str(p["replay_side"]),
+                                             clip_s=float(p["replay_clip_s"]),
+                                             max_fraction=float(p["replay_max_fraction"]))
+            self._replay_len = len(data)
+            self._replay_rate_hz = WATCH_RATE_HZ
+            self._stretch_ends = {s.end - 1: (s.label, max((s.end - s.start) / WATCH_RATE_HZ - margin_s, 0.0))
+                                  for s in stretches}
             return ReplaySource(data, WATCH_RATE_HZ, loop=bool(p["replay_loop"]),
                                 description=f"replay:watch-subject-{int(p['replay_subject'])}")
         if kind == "serial":
@@ -126,6 +151,8 @@ class WearableNode(Node):
                 stamped, dropped = self._stream.process(batch, rx_s)
             for sample in stamped:
                 self._publish_imu(sample)
+                if self._event_pub is not None:
+                    self._maybe_publish_event(sample)
             for drop in dropped:
                 self._report_drop(drop.reason, drop.detail)
 
@@ -156,6 +183,19 @@ class WearableNode(Node):
         self._imu_pub.publish(msg)
         self._published += 1
 
+    def _maybe_publish_event(self, stamped: StampedSample) -> None:
+        # The replay's device time is sample index / rate (over loops), so the index is exact.
+        index = round(stamped.sample.t_device_s * self._replay_rate_hz) % self._replay_len
+        end = self._stretch_ends.get(index)
+        if end is None or not math.isfinite(stamped.t_ros_s):
+            return
+        label, window_s = end
+        msg = TaskEvent(worker_id=self._worker_id, label=label, source="replay", window_s=float(window_s))
+        msg.header.stamp = s_to_stamp(stamped.t_ros_s)
+        msg.header.frame_id = self._frame_id
+        self._event_pub.publish(msg)
+        self._events_published += 1
+
     def _publish_state(self) -> None:
         now_s = self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
@@ -183,6 +223,8 @@ class WearableNode(Node):
         self._diag.set_value("gaps", gaps)
         self._diag.set_value("missing_samples", missing)
         self._diag.set_value("published", self._published)
+        if self._event_pub is not None:
+            self._diag.set_value("task_events", self._events_published)
         self._diag.set_value("connected", self._source.connected)
         self._diag.set_value("reconnects", self._source.reconnects)
         self._diag.set_value("link_quality", f"{quality:.2f}")
