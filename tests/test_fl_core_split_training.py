@@ -108,6 +108,42 @@ def test_fine_tune_personal_moves_only_the_head():
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in head_before.items())
 
 
+def _heads(model: IntentionModel) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("encoders.")}
+
+
+def test_fedrep_head_phase_freezes_encoders_and_encoder_phase_freezes_head():
+    head_only, encoders_only = _model(), _model()
+    encoders_before, head_before = split.shared_state(head_only), _heads(head_only)
+    # Execute: only the head phase (no encoder epochs), then only the encoder phase (no head epochs)
+    training.train_fedrep(head_only, _loader(), head_epochs=2, epochs=0, lr=1e-2, shared_prefixes=("encoders.",))
+    result = training.train_fedrep(encoders_only, _loader(), head_epochs=0, epochs=2, lr=1e-2,
+                                   shared_prefixes=("encoders.",))
+    # Assert
+    for name, value in split.shared_state(head_only).items():
+        np.testing.assert_array_equal(value, encoders_before[name])
+    assert any(not torch.equal(head_only.state_dict()[k], v) for k, v in head_before.items())
+    for name, value in _heads(encoders_only).items():
+        assert torch.equal(value, head_before[name]), name
+    moved = split.shared_state(encoders_only)
+    assert any(not np.array_equal(moved[k], encoders_before[k]) for k in moved)
+    assert result.num_samples == 48 and result.steps == 2 * 3
+
+
+def test_fedrep_proximal_term_applies_to_the_encoder_phase():
+    reference = split.shared_state(_model())
+    distances = {}
+    for mu in (0.0, 10.0):
+        model = _model()
+        training.train_fedrep(model, _loader(), head_epochs=1, epochs=5, lr=1e-2, shared_prefixes=("encoders.",),
+                              proximal_mu=mu, shared_reference=reference)
+        new = split.shared_state(model)
+        distances[mu] = sum(float(np.sum((new[k] - reference[k]) ** 2)) for k in reference)
+    assert distances[10.0] < distances[0.0] * 0.5
+    with pytest.raises(ValueError, match="head_epochs"):
+        training.train_fedrep(_model(), _loader(), head_epochs=-1, epochs=1, lr=1e-2, shared_prefixes=("encoders.",))
+
+
 def test_macro_f1_by_hand():
     truth = np.array([0, 0, 1, 1])
     guess = np.array([0, 1, 1, 1])

@@ -77,9 +77,10 @@ def _run_federation(root: Path) -> dict:
     (root / "certs" / "ws9.key").rename(intruder_dir / "ws9.key")
     attacks: dict[str, grpc.StatusCode | None] = {}
     try:
-        # Execute: a client first (it must retry), then the server, attacks, then the other clients.
+        # Execute: the clients first (they must retry; their FedML imports overlap), then the server, attacks.
         run.start_client("ws1")
-        run.wait_for_log("ws1", r"not reachable .* retrying with back-off", 180)
+        run.start_clients("ws2_ws3", CLIENTS[1:])  # two clients in one process (fewer FedML imports)
+        run.wait_for_log("ws1", r"not reachable .* retrying with back-off", 400)  # imports crawl under load
         run.start_aggregator()
         run.wait_for_log("aggregator", r"listening with mutual TLS", 180)
         pickle_payload = pickle.dumps(_TouchMarker(marker))
@@ -89,7 +90,6 @@ def _run_federation(root: Path) -> dict:
         hello = wire.encode({"msg_type": 5, "sender": 2, "receiver": 0, "client_status": "ONLINE"})
         attacks["rogue_ca"] = _call(_tls_channel(run, rogue_dir, "ws2"), hello)
         attacks["unknown_member"] = _call(_tls_channel(run, intruder_dir, "ws9"), hello)
-        run.start_clients("ws2_ws3", CLIENTS[1:])  # two clients in one process (fewer FedML imports)
         codes = {key: run.wait_exit(key, 240) for key in ["aggregator", "ws1", "ws2_ws3"]}
     finally:
         run.stop_all()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.fl_fedml_harness import free_ports
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(500)
 
 
 def _config(tmp_path):
@@ -24,7 +24,7 @@ def _config(tmp_path):
             "rounds": {"num_rounds": 1, "quorum": 1, "deadline_s": 3.0, "start_wait_s": 0.5},
             "strategy": {"name": "fedavg"},
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "fp32", "min_samples": 1},
-            "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 30.0,
+            "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
                           "max_message_bytes": 1_000_000, "server_workers": 2},
             "learner": {"module": "hrc_fl.federated.synthetic_learner"}}
     return parse_config(data, tmp_path)
@@ -61,15 +61,17 @@ def test_stale_round_update_is_ignored_and_round_closes_at_deadline_with_quorum(
         syncs = {}
         for rank, transport in clients.items():
             while rank not in syncs:
-                envelope = transport.receive(timeout_s=60)
+                envelope = transport.receive(timeout_s=120)
                 assert envelope is not None, "no round was opened"
+                if envelope.params["msg_type"] == 6:  # the server's status request (it started after our hello)
+                    transport.send(0, {"msg_type": 5, "receiver": 0, "client_status": "ONLINE", "session": f"s{rank}"})
                 if envelope.params["msg_type"] == 2:
                     syncs[rank] = envelope.params
         clients[2].send(0, _update(0, np.full(3, 5.0, np.float32)))  # answers a round that is not open
         clients[1].send(0, _update(1, np.ones(3, np.float32)))
-        finish = clients[1].receive(timeout_s=60)
+        finish = clients[1].receive(timeout_s=150)
         while finish is not None and finish.params["msg_type"] != 7:
-            finish = clients[1].receive(timeout_s=60)
+            finish = clients[1].receive(timeout_s=150)
         server.join(timeout=30)
     finally:
         for transport in clients.values():

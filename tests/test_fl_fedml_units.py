@@ -228,7 +228,11 @@ def test_uplink_decoding_refuses_malformed_updates(bad):
 
 
 # ------------------------------------------------------------------------------------ intention learner
-def test_intention_learner_shares_only_encoders_and_writes_a_model_per_global_version(tmp_path):
+def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_head_before_saving(
+        tmp_path, monkeypatch):
+    import torch
+
+    from hrc_fl.federated import training
     from hrc_fl.federated.intention_learner import IntentionLearner
     from hrc_fl.federated.sample_store import SampleStore
     from hrc_fl.intention.model import IntentionModelConfig
@@ -243,16 +247,94 @@ def test_intention_learner_shares_only_encoders_and_writes_a_model_per_global_ve
     learner = IntentionLearner(worker_id="w1", labels=["A", "B"],
                                model_config=IntentionModelConfig(num_classes=2, imu_window=32),
                                model_store=ModelStore(tmp_path / "models"), sample_store=samples, epochs=1, lr=0.01,
-                               batch_size=4, seed=0, on_model=announced.append)
+                               batch_size=4, seed=0, head_epochs=1, fine_tune_epochs=2, on_model=announced.append)
+    calls: list[dict] = []
+    real_train_local = training.train_local
+
+    def spy(model, loader, **kwargs):
+        calls.append(kwargs)
+        return real_train_local(model, loader, **kwargs)
+
+    monkeypatch.setattr(training, "train_local", spy)  # the core's loop must be the one that trains
     shared = learner.get_shared()
     head_before = {k: v.clone() for k, v in learner.model.head.state_dict().items()}
-    num, metrics = learner.train_round(1, {})
-    learner.set_shared({k: np.zeros_like(v) for k, v in shared.items()})
+    # Execute: one FedRep round with a FedProx term, then a new global model arrives
+    num, metrics = learner.train_round(1, {"proximal_mu": 0.5})
+    trained_shared = learner.get_shared()
+    round_calls = list(calls)
+    head_after_round = {k: v.clone() for k, v in learner.model.head.state_dict().items()}
+    global_shared = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32) for k, v in shared.items()}
+    learner.set_shared(global_shared)
     learner.on_global_model(1, "v00001")
+    # Assert: head first with encoders frozen, then encoders with head frozen and the proximal term
+    assert [c["epochs"] for c in round_calls] == [1, 1]
+    head_phase, encoder_phase = round_calls
+    assert head_phase["trainable_prefixes"] and not any(n.startswith("encoders.")
+                                                        for n in head_phase["trainable_prefixes"])
+    assert tuple(encoder_phase["trainable_prefixes"]) == ("encoders.",)
+    assert encoder_phase["proximal_mu"] == 0.5
+    assert all(np.array_equal(encoder_phase["shared_reference"][k], v) for k, v in shared.items())
     assert shared and all(k.startswith("encoders.") for k in shared)
+    assert any(not np.array_equal(trained_shared[k], shared[k]) for k in shared)
     assert num == 12 and np.isfinite(metrics["loss"])
-    assert any(not np.allclose(head_before[k], v) for k, v in learner.model.head.state_dict().items())
+    assert any(not np.allclose(head_before[k], v) for k, v in head_after_round.items())
+    # ... and on the new global model the head is refreshed (encoders frozen) before the version is written
+    assert calls[2]["epochs"] == 2 and calls[2]["trainable_prefixes"] == head_phase["trainable_prefixes"]
     assert announced and announced[0] in ModelStore(tmp_path / "models").versions()
-    stored = ModelStore(tmp_path / "models").load(announced[0])
-    assert all(not v.any() for k, v in stored.model.state_dict().items() if k.startswith("encoders.")
-               and v.is_floating_point())
+    stored = ModelStore(tmp_path / "models").load(announced[0]).model.state_dict()
+    for name, value in global_shared.items():
+        np.testing.assert_array_equal(stored[name].numpy(), value)
+    assert any(not torch.equal(stored[f"head.{k}"], v) for k, v in head_after_round.items())
+
+
+# ------------------------------------------------------------------------------- DP state in the checkpoint
+def test_restarted_aggregator_restores_dp_accountant_and_noise_state_from_the_checkpoint(tmp_path):
+    from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
+    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.update import ClientUpdate
+
+    config = {"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 0.8, "delta": 1e-5, "seed": 7}}
+    initial = {"encoders.w": np.zeros(16, np.float32)}
+
+    def updates(round_index: int) -> list[ClientUpdate]:
+        return [ClientUpdate(f"ws{i}", round_index, 10, {"encoders.w": np.full(16, 0.1 * i, np.float32)})
+                for i in (1, 2, 3)]
+
+    # Prepare: an aggregator runs 2 rounds, checkpointing each (what RoundServerManager does)
+    uninterrupted = make_strategy(config)
+    registry = ModelRegistry(tmp_path / "state")
+    current, first_round, _ = resume_from_checkpoint(registry, uninterrupted, initial)
+    for round_index in (1, 2):
+        result = uninterrupted.aggregate(round_index, updates(round_index), current)
+        registry.commit_round(round_index, result.tensors, round_meta(result, uninterrupted))
+        current = result.tensors
+    # Execute: a restarted aggregator (fresh strategy from the same config) resumes from the checkpoint
+    restarted = make_strategy(config)
+    resumed, next_round, version = resume_from_checkpoint(ModelRegistry(tmp_path / "state"), restarted, initial)
+    after_restart = restarted.aggregate(3, updates(3), resumed)
+    without_restart = uninterrupted.aggregate(3, updates(3), current)
+    # Assert: round and model continue, epsilon keeps counting, and the noise is not replayed from the seed
+    assert (first_round, next_round, version) == (1, 3, "v00002")
+    np.testing.assert_array_equal(resumed["encoders.w"], current["encoders.w"])
+    assert after_restart.metrics["epsilon"] == pytest.approx(without_restart.metrics["epsilon"])
+    assert after_restart.metrics["epsilon"] > registry.load("v00002").meta["metrics"]["epsilon"] > 0
+    np.testing.assert_array_equal(after_restart.tensors["encoders.w"], without_restart.tensors["encoders.w"])
+
+
+def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, caplog):
+    from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
+    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.update import ClientUpdate
+
+    dp = make_strategy({"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0}})
+    registry = ModelRegistry(tmp_path / "state")
+    current, _, _ = resume_from_checkpoint(registry, dp, {"encoders.w": np.zeros(4, np.float32)})
+    result = dp.aggregate(1, [ClientUpdate("ws1", 1, 5, {"encoders.w": np.ones(4, np.float32)})], current)
+    registry.commit_round(1, result.tensors, round_meta(result, dp))
+    # Execute: the config now names a rule without DP
+    with caplog.at_level("WARNING"):
+        _, next_round, _ = resume_from_checkpoint(registry, make_strategy({"name": "median"}), current)
+    assert next_round == 2
+    assert "strategy state in checkpoint v00001 not restored" in caplog.text

@@ -501,10 +501,8 @@ def _server_manager_class() -> type:
             result = self.aggregator.aggregate_round(current.index, [u for u in updates if u.tensors])
             aggregate_s = time.perf_counter() - tick
             result.rejected.update(current.refused)
-            self.version = self.registry.commit_round(
-                current.index, result.tensors,
-                {"accepted": result.accepted_ids, "rejected": result.rejected,
-                 "metrics": {k: float(v) for k, v in result.metrics.items()}})
+            self.version = self.registry.commit_round(current.index, result.tensors,
+                                                      round_meta(result, self.aggregator.strategy))
             for client, reason in result.rejected.items():
                 LOG.warning("round %d rejected update from %s: %s", current.index, client, reason)
             LOG.info("round %d closed (%s): accepted %s, version %s, %.1f s", current.index, why,
@@ -541,6 +539,35 @@ def _server_manager_class() -> type:
     return RoundServerManager
 
 
+STRATEGY_STATE_KEY = "strategy_state"
+
+
+def round_meta(result: AggregationResult, strategy: Strategy) -> dict[str, Any]:
+    """Registry metadata of a completed round: accepted and rejected clients, metrics, and the strategy's
+    state (e.g. the DP accountant) so that a restarted aggregator continues from it."""
+    return {"accepted": result.accepted_ids, "rejected": result.rejected,
+            "metrics": {k: float(v) for k, v in result.metrics.items()},
+            STRATEGY_STATE_KEY: strategy.state_dict()}
+
+
+def resume_from_checkpoint(registry: ModelRegistry, strategy: Strategy,
+                           initial_shared: NDArrays) -> tuple[NDArrays, int, str]:
+    """(global tensors, first round to run, version) from the registry's checkpoint, restoring the strategy's
+    state saved with it; a fresh federation commits ``initial_shared`` as round 0."""
+    latest = registry.latest()
+    if latest is None:
+        global_tensors = {k: np.asarray(v, np.float32) for k, v in initial_shared.items()}
+        return global_tensors, 1, registry.commit_round(0, global_tensors, {"initial": True})
+    LOG.info("resuming from checkpoint: round %d completed (version %s)", latest.round, latest.version)
+    state = latest.meta.get(STRATEGY_STATE_KEY)
+    if state:
+        try:
+            strategy.load_state_dict(state)
+        except ValueError as exc:  # e.g. the strategy in the config changed: say so, keep serving
+            LOG.warning("strategy state in checkpoint %s not restored: %s", latest.version, exc)
+    return latest.tensors, latest.round + 1, latest.version
+
+
 def run_server(config: FederationConfig, initial_shared: NDArrays, *, on_status: StatusCallback | None = None,
                audit_path: Path | None = None, stop_event: threading.Event | None = None) -> str:
     """Run the aggregator until all rounds are done (or ``stop_event``); return the final model version.
@@ -549,13 +576,8 @@ def run_server(config: FederationConfig, initial_shared: NDArrays, *, on_status:
     checkpoint in ``config.state_dir`` the federation resumes after the last completed round.
     """
     registry = ModelRegistry(config.state_dir)
-    latest = registry.latest()
-    if latest is None:
-        global_tensors = {k: np.asarray(v, np.float32) for k, v in initial_shared.items()}
-        first_round, version = 1, registry.commit_round(0, global_tensors, {"initial": True})
-    else:
-        global_tensors, first_round, version = latest.tensors, latest.round + 1, latest.version
-        LOG.info("resuming from checkpoint: round %d completed (version %s)", latest.round, version)
+    strategy = make_strategy(config.strategy)
+    global_tensors, first_round, version = resume_from_checkpoint(registry, strategy, initial_shared)
     if first_round > config.rounds.num_rounds:
         LOG.info("all %d rounds already completed", config.rounds.num_rounds)
         return version
@@ -563,7 +585,7 @@ def run_server(config: FederationConfig, initial_shared: NDArrays, *, on_status:
     args.hrc_transport = SecureTransport(config.nodes[0], config.nodes,
                                          load_node_credentials(config.cert_dir, config.nodes[0].name),
                                          config.transport)
-    aggregator = _aggregator_class()(make_strategy(config.strategy), global_tensors, args)
+    aggregator = _aggregator_class()(strategy, global_tensors, args)
     manager = _server_manager_class()(args, config, aggregator, registry, on_status, audit_path,
                                       first_round, version)
     _stop_on_event(stop_event, manager)

@@ -42,17 +42,25 @@ class RoundPlan:
 
 @dataclass(frozen=True)
 class ClientTraining:
-    """Local training per round on a workstation and how its shared-layer update is encoded."""
+    """Local training per round on a workstation and how its shared-layer update is encoded.
+
+    FedRep client flow: ``head_epochs`` on the personal head (encoders frozen), then ``epochs`` on the
+    shared encoders (head frozen); after each new global model the head is refreshed ``fine_tune_epochs``
+    before the model is used. ``head_epochs`` = 0 trains head and encoders jointly (FedPer)."""
 
     epochs: int
     lr: float
     batch_size: int
     uplink_encoding: str
     min_samples: int
+    head_epochs: int = 2
+    fine_tune_epochs: int = 2
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.min_samples < 1:
             raise ValueError("epochs, batch_size, min_samples must be >= 1 and lr > 0")
+        if self.head_epochs < 0 or self.fine_tune_epochs < 0:
+            raise ValueError("head_epochs and fine_tune_epochs must be >= 0")
         if self.uplink_encoding not in UPLINK_ENCODINGS:
             raise ValueError(f"uplink_encoding must be one of {UPLINK_ENCODINGS}, got {self.uplink_encoding!r}")
 
@@ -119,7 +127,9 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> FederationConfig:
                              float(r["start_wait_s"])),
             strategy=dict(data.get("strategy") or {"name": "fedavg"}),
             client=ClientTraining(int(c["epochs"]), float(c["lr"]), int(c["batch_size"]),
-                                  str(c["uplink_encoding"]), int(c["min_samples"])),
+                                  str(c["uplink_encoding"]), int(c["min_samples"]),
+                                  head_epochs=int(c.get("head_epochs", 2)),
+                                  fine_tune_epochs=int(c.get("fine_tune_epochs", 2))),
             transport=TransportConfig(float(t["rpc_timeout_s"]), float(t["retry_initial_s"]),
                                       float(t["retry_max_s"]), float(t["send_give_up_s"]),
                                       int(t["max_message_bytes"]), int(t["server_workers"])),

@@ -62,16 +62,23 @@ class DPStrategy(Strategy):
         return float(self.accountant.get_epsilon(self.delta))
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able accountant state, for the aggregator's checkpoint (so epsilon survives a restart)."""
-        return {"history": [[float(z), float(q), int(n)] for z, q, n in self.accountant.history]}
+        """JSON-able accountant and noise-generator state, for the aggregator's checkpoint: epsilon survives a
+        restart, and a restarted aggregator does not replay the noise it already added."""
+        return {"history": [[float(z), float(q), int(n)] for z, q, n in self.accountant.history],
+                "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; ValueError on a malformed state."""
         try:
             history = [(float(z), float(q), int(n)) for z, q, n in state["history"]]
+            rng = np.random.default_rng()
+            if "rng" in state:
+                rng.bit_generator.state = dict(state["rng"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed DP accountant state: {exc}") from exc
         self.accountant.history = history
+        if "rng" in state:
+            self.rng = rng
 
     def aggregate(self, server_round: int, updates: Sequence[ClientUpdate],
                   current: Mapping[str, np.ndarray]) -> AggregationResult:

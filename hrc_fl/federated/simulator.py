@@ -237,13 +237,9 @@ class Simulator:
     def _train_client(self, model: nn.Module, loader: ArrayLoader, method: MethodSpec,
                       prefixes: Sequence[str], mu: float, reference: NDArrays) -> training.TrainResult:
         if method.personalisation == "fedrep":
-            personal = tuple(n for n, _ in model.named_parameters() if not split.is_shared(n, prefixes))
-            if method.head_epochs:
-                training.train_local(model, loader, epochs=method.head_epochs, lr=self.lr,
-                                     trainable_prefixes=personal)
-            return training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr,
-                                        proximal_mu=mu, shared_reference=reference, shared_prefixes=prefixes,
-                                        trainable_prefixes=prefixes)
+            return training.train_fedrep(model, loader, head_epochs=method.head_epochs,
+                                         epochs=method.local_epochs, lr=self.lr, shared_prefixes=prefixes,
+                                         proximal_mu=mu, shared_reference=reference)
         return training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr, proximal_mu=mu,
                                     shared_reference=reference, shared_prefixes=prefixes)
 

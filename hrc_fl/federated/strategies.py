@@ -29,6 +29,15 @@ class Strategy(ABC):
                   current: Mapping[str, np.ndarray]) -> AggregationResult:
         """New shared tensors from the round's updates; ``current`` is what clients started from."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state that must survive an aggregator restart (checkpointed every round); none here."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ValueError when ``state`` holds anything this strategy cannot use."""
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got keys {sorted(state)}")
+
 
 class FedAvg(Strategy):
     """Sample-weighted federated averaging (McMahan et al. 2017, "Communication-efficient learning of

@@ -5,7 +5,9 @@ clusters from a seed derived from its name, and permutes the class labels per wo
 encoder helps everyone while the heads must differ (the personalised setting in miniature).
 
 Options (config ``learner.options`` or ``hrc-fl fl-client --option``): ``num_samples``, ``in_dim``,
-``hidden``, ``num_classes``, ``epochs``, ``lr``, ``batch_size``; ``train_delay_s`` (sleep after training,
+``hidden``, ``num_classes``, ``epochs``, ``lr``, ``batch_size``; ``head_epochs`` and ``fine_tune_epochs``
+(the FedRep client flow of :class:`~hrc_fl.federated.learner.TorchLearner`; 0 = joint training);
+``train_delay_s`` (sleep after training,
 to simulate a slow workstation); ``fault``: ``none`` | ``nan`` | ``scale100`` | ``signflip`` (a faulty or
 malicious client: its uploaded shared tensors are corrupted after training), ``faults``: per-workstation
 override ``{name: fault}`` (several clients in one process); ``snapshot_dir``: write the
@@ -28,7 +30,8 @@ from hrc_fl.federated.learner import TorchLearner
 SHARED_PREFIXES = ("encoders.",)
 FAULTS = ("none", "nan", "scale100", "signflip")
 DEFAULTS = {"num_samples": 64, "in_dim": 8, "hidden": 16, "num_classes": 3, "epochs": 1, "lr": 0.01,
-            "batch_size": 32, "train_delay_s": 0.0, "fault": "none", "faults": {}, "snapshot_dir": ""}
+            "batch_size": 32, "head_epochs": 0, "fine_tune_epochs": 0, "train_delay_s": 0.0, "fault": "none",
+            "faults": {}, "snapshot_dir": ""}
 
 
 class SyntheticModel(nn.Module):
@@ -98,7 +101,8 @@ class SyntheticLearner(TorchLearner):
         self.y = rng.permutation(classes)[y_true].astype(np.int64)  # personal label mapping
         self.rng = rng
         self._trained = False
-        super().__init__(_model(opts, seed), self._loader, epochs=int(opts["epochs"]), lr=float(opts["lr"]))
+        super().__init__(_model(opts, seed), self._loader, epochs=int(opts["epochs"]), lr=float(opts["lr"]),
+                         head_epochs=int(opts["head_epochs"]), fine_tune_epochs=int(opts["fine_tune_epochs"]))
 
     def _loader(self, server_round: int) -> _Loader:
         return _Loader(self.x, self.y, int(self.opts["batch_size"]), self.rng)
@@ -128,6 +132,7 @@ class SyntheticLearner(TorchLearner):
         return result
 
     def on_global_model(self, server_round: int, version: str) -> None:
+        super().on_global_model(server_round, version)  # head refresh when fine_tune_epochs > 0
         snapshot_dir = str(self.opts["snapshot_dir"])
         if not snapshot_dir:
             return

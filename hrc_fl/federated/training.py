@@ -135,10 +135,36 @@ def evaluate(model: nn.Module, loader: Iterable[Batch]) -> EvalResult:
     return EvalResult(float(np.mean(truth == guess)), macro_f1(truth, guess), int(truth.size))
 
 
+def personal_names(model: nn.Module, shared_prefixes: Sequence[str]) -> tuple[str, ...]:
+    """Names of the parameters outside ``shared_prefixes`` (the personal head)."""
+    return tuple(n for n, _ in model.named_parameters() if not is_shared(n, shared_prefixes))
+
+
+def train_fedrep(model: nn.Module, loader: Iterable[Batch], *, head_epochs: int, epochs: int, lr: float,
+                 shared_prefixes: Sequence[str], proximal_mu: float = 0.0,
+                 shared_reference: Mapping[str, np.ndarray] | None = None,
+                 weight_decay: float = 0.0) -> TrainResult:
+    """One client round of FedRep (Collins et al. 2021): the personal head for ``head_epochs`` with the
+    shared encoders frozen, then the shared encoders for ``epochs`` with the head frozen (FedProx term
+    ``proximal_mu`` towards ``shared_reference`` on the encoders). Returns the encoder phase's result
+    (its ``num_samples`` is the FedAvg weight)."""
+    if head_epochs < 0:
+        raise ValueError(f"head_epochs must be >= 0, got {head_epochs}")
+    if head_epochs:
+        personal = personal_names(model, shared_prefixes)
+        if not personal:
+            raise ValueError("model has no personal parameters outside the shared prefixes")
+        train_local(model, loader, epochs=head_epochs, lr=lr, trainable_prefixes=personal,
+                    weight_decay=weight_decay)
+    return train_local(model, loader, epochs=epochs, lr=lr, proximal_mu=proximal_mu,
+                       shared_reference=shared_reference, shared_prefixes=shared_prefixes,
+                       trainable_prefixes=tuple(shared_prefixes), weight_decay=weight_decay)
+
+
 def fine_tune_personal(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: float,
                        shared_prefixes: Sequence[str]) -> TrainResult:
     """Train only the parameters outside ``shared_prefixes`` (the personal head), encoders frozen."""
-    personal = [n for n, _ in model.named_parameters() if not is_shared(n, shared_prefixes)]
+    personal = personal_names(model, shared_prefixes)
     if not personal:
         raise ValueError("model has no personal parameters outside the shared prefixes")
-    return train_local(model, loader, epochs=epochs, lr=lr, trainable_prefixes=tuple(personal))
+    return train_local(model, loader, epochs=epochs, lr=lr, trainable_prefixes=personal)

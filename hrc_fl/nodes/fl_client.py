@@ -108,6 +108,7 @@ class FlClientNode(Node):
                                                   imu_rate_hz=float(p["imu_rate_hz"])),
                 model_store=ModelStore(Path(store_dir)), sample_store=self._samples,
                 epochs=config.client.epochs, lr=config.client.lr, batch_size=config.client.batch_size, seed=config.seed,
+                head_epochs=config.client.head_epochs, fine_tune_epochs=config.client.fine_tune_epochs,
                 on_model=self._publish_model)
             self._fl_thread = threading.Thread(target=self._run_federation, args=(config, learner),
                                                name="fl-client", daemon=True)
