@@ -20,6 +20,7 @@ As a learner module (config ``learner.module: hrc_fl.federated.intention_learner
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from hrc_fl.federated.training import fine_tune_personal, train_fedrep
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, ModelStoreError
 from hrc_fl.intention.training import Samples
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LABELS = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
 WEIGHT_DECAY = 1e-4  # as the intention area's own training (hrc_fl.intention.training.train_model)
@@ -135,9 +138,26 @@ def _model_config(options: Mapping[str, Any]) -> IntentionModelConfig:
 
 
 def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarray]:
-    """Round-0 global encoders: a fresh model from ``seed`` (clients start from the same weights)."""
+    """Round-0 global encoders. From the base intention model (``initial_model_store``, default the
+    store ``hrc-fl train-intention`` writes) when it holds a model with this federation's label space
+    and input sizes, so round 0 starts where the workstations' deployed models are; otherwise a fresh
+    model from ``seed``. Every client starts from the same weights either way."""
+    from hrc_fl.intention.model_store import base_store_dir
+
+    config = _model_config(options)
+    labels = list(options.get("labels") or DEFAULT_LABELS)
+    store_dir = options.get("initial_model_store", str(base_store_dir()))
+    if store_dir:
+        try:
+            loaded = ModelStore(Path(store_dir)).load_latest(labels=labels, config=config)
+        except ModelStoreError as exc:
+            log.warning("initial encoders: base model not usable (%s); starting from a fresh model", exc)
+            loaded = None
+        if loaded is not None and tuple(loaded.model.state_dict()) == tuple(IntentionModel(config).state_dict()):
+            log.info("initial encoders from base model %s in %s", loaded.meta.version, store_dir)
+            return shared_state(loaded.model, SHARED_PREFIXES)
     torch.manual_seed(seed)
-    return shared_state(IntentionModel(_model_config(options)), SHARED_PREFIXES)
+    return shared_state(IntentionModel(config), SHARED_PREFIXES)
 
 
 def make_learner(name: str, options: Mapping[str, Any], seed: int,

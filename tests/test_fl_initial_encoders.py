@@ -1,0 +1,47 @@
+"""Round-0 global encoders come from the base intention model when it fits the federation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hrc_fl.federated.intention_learner import DEFAULT_LABELS, initial_shared
+from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
+from hrc_fl.intention.model_store import ModelStore
+
+
+def _base_model(seed: int) -> IntentionModel:
+    torch.manual_seed(seed)
+    model = IntentionModel(IntentionModelConfig(num_classes=len(DEFAULT_LABELS)))
+    with torch.no_grad():  # make it clearly different from any freshly initialised model
+        for p in model.parameters():
+            p.add_(0.5)
+    return model
+
+
+def test_initial_encoders_are_the_base_models_encoders(tmp_path):
+    base = _base_model(3)
+    ModelStore(tmp_path).save(base, list(DEFAULT_LABELS), version="base-0001")
+
+    shared = initial_shared({"initial_model_store": str(tmp_path)}, seed=0)
+
+    expected = {k: v.detach().numpy() for k, v in base.state_dict().items() if k.startswith(SHARED_PREFIXES)}
+    assert set(shared) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(shared[name], value, err_msg=name)
+
+
+def test_a_base_model_with_another_label_space_is_not_used(tmp_path):
+    base = _base_model(3)
+    other_labels = [f"L{i}" for i in range(len(DEFAULT_LABELS))]
+    ModelStore(tmp_path).save(base, other_labels, version="base-0001")
+
+    shared = initial_shared({"initial_model_store": str(tmp_path)}, seed=5)
+    fresh = initial_shared({"initial_model_store": ""}, seed=5)
+
+    assert set(shared) == set(fresh)
+    for name in fresh:
+        np.testing.assert_array_equal(shared[name], fresh[name], err_msg=name)
+    weights = [n for n in fresh if n.endswith("weight")]
+    base_shared = dict(base.state_dict())
+    assert any(not np.array_equal(shared[n], base_shared[n].numpy()) for n in weights)
