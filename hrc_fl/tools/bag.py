@@ -218,4 +218,17 @@ class BagPlayer:
                     self.published += 1
             if not self._loop:
                 break
+        self.wait_for_delivery()
         return self.published
+
+    def wait_for_delivery(self, timeout_s: float = 5.0) -> bool:
+        """Wait until reliable readers acknowledged what was published: a process that exits right
+        after its last publish would otherwise take the last messages with it."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        acked = True
+        for publisher in self.publishers.values():
+            remaining = max(0.0, deadline - time.monotonic())
+            acked = publisher.wait_for_all_acked(Duration(nanoseconds=int(remaining * 1e9))) and acked
+        return acked
