@@ -49,6 +49,48 @@ def blank_image():  # -> mp.Image
     return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
 
 
+def checked_model_path(model_path: Path | str, what: str, **confidences: float) -> Path:
+    """Validate the landmarker's confidence thresholds (0..1) and that its model file exists."""
+    for name, value in confidences.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} model not found: {path}")
+    return path
+
+
+class VideoModeRunner:
+    """Runs one MediaPipe landmarker in VIDEO mode: strictly increasing timestamps (checked here),
+    track reset on a scene cut, and a single close. Hands and pose detectors both delegate to it."""
+
+    def __init__(self, landmarker, name: str) -> None:
+        self._landmarker = landmarker
+        self._name = name
+        self._guard = TimestampGuard()
+        self._closed = False
+
+    def run(self, image_rgb: np.ndarray, timestamp_ms: int, new_scene: bool):  # -> MediaPipe result
+        """Raises NonIncreasingTimestampError (frame not processed), ValueError or RuntimeError (closed)."""
+        import mediapipe as mp
+
+        if self._closed:
+            raise RuntimeError(f"{self._name} is closed")
+        self._guard.check(timestamp_ms)
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=check_rgb(image_rgb))
+        if new_scene and timestamp_ms - 1 > (self._guard.last_ms if self._guard.last_ms is not None else -1):
+            # Drop the tracks: tracking on an empty frame loses them, so this frame is detected afresh.
+            self._landmarker.detect_for_video(blank_image(), timestamp_ms - 1)
+        result = self._landmarker.detect_for_video(image, timestamp_ms)
+        self._guard.accept(timestamp_ms)
+        return result
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._landmarker.close()
+
+
 @dataclass(frozen=True)
 class DetectedHand:
     """One hand: handedness ("Left"/"Right" as MediaPipe labels it), its score, 21 normalised image
@@ -70,40 +112,23 @@ class HandDetector:
 
         if num_hands < 1:
             raise ValueError(f"num_hands must be >= 1, got {num_hands}")
-        for name, value in (("min_detection_confidence", min_detection_confidence),
-                            ("min_presence_confidence", min_presence_confidence),
-                            ("min_tracking_confidence", min_tracking_confidence)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        path = Path(model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"hand landmarker model not found: {path}")
+        path = checked_model_path(model_path, "hand landmarker", min_detection_confidence=min_detection_confidence,
+                                  min_presence_confidence=min_presence_confidence,
+                                  min_tracking_confidence=min_tracking_confidence)
         options = vision.HandLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.VIDEO, num_hands=num_hands,
             min_hand_detection_confidence=min_detection_confidence,
             min_hand_presence_confidence=min_presence_confidence,
             min_tracking_confidence=min_tracking_confidence)
-        self._landmarker = vision.HandLandmarker.create_from_options(options)
-        self._guard = TimestampGuard()
-        self._closed = False
+        self._runner = VideoModeRunner(vision.HandLandmarker.create_from_options(options), "HandDetector")
 
     def detect(self, image_rgb: np.ndarray, timestamp_ms: int, *, new_scene: bool = False) -> list[DetectedHand]:
         """Hands in one frame. Raises NonIncreasingTimestampError (frame not processed) or ValueError.
 
         ``new_scene``: the frame does not continue the previous one (scene cut): tracks are dropped first.
         """
-        import mediapipe as mp
-
-        if self._closed:
-            raise RuntimeError("HandDetector is closed")
-        self._guard.check(timestamp_ms)
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=check_rgb(image_rgb))
-        if new_scene and timestamp_ms - 1 > (self._guard.last_ms if self._guard.last_ms is not None else -1):
-            # Drop the tracks: tracking on an empty frame loses them, so this frame is detected afresh.
-            self._landmarker.detect_for_video(blank_image(), timestamp_ms - 1)
-        result = self._landmarker.detect_for_video(image, timestamp_ms)
-        self._guard.accept(timestamp_ms)
+        result = self._runner.run(image_rgb, timestamp_ms, new_scene)
         hands = []
         for landmarks, world, handedness in zip(result.hand_landmarks, result.hand_world_landmarks,
                                                 result.handedness, strict=False):
@@ -116,9 +141,7 @@ class HandDetector:
         return hands
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._landmarker.close()
+        self._runner.close()
 
     def __enter__(self) -> HandDetector:
         return self

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrc_fl.perception.mediapipe_hands import TimestampGuard, blank_image, check_rgb
+from hrc_fl.perception.mediapipe_hands import VideoModeRunner, checked_model_path
 
 POSE_MODELS = {"lite": "pose_landmarker_lite.task", "full": "pose_landmarker_full.task"}
 
@@ -33,40 +33,23 @@ class PoseDetector:
 
         if num_poses < 1:
             raise ValueError(f"num_poses must be >= 1, got {num_poses}")
-        for name, value in (("min_detection_confidence", min_detection_confidence),
-                            ("min_presence_confidence", min_presence_confidence),
-                            ("min_tracking_confidence", min_tracking_confidence)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        path = Path(model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"pose landmarker model not found: {path}")
+        path = checked_model_path(model_path, "pose landmarker", min_detection_confidence=min_detection_confidence,
+                                  min_presence_confidence=min_presence_confidence,
+                                  min_tracking_confidence=min_tracking_confidence)
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.VIDEO, num_poses=num_poses,
             min_pose_detection_confidence=min_detection_confidence,
             min_pose_presence_confidence=min_presence_confidence,
             min_tracking_confidence=min_tracking_confidence)
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
-        self._guard = TimestampGuard()
-        self._closed = False
+        self._runner = VideoModeRunner(vision.PoseLandmarker.create_from_options(options), "PoseDetector")
 
     def detect(self, image_rgb: np.ndarray, timestamp_ms: int, *, new_scene: bool = False) -> list[DetectedPose]:
         """Bodies in one frame. Raises NonIncreasingTimestampError (frame not processed) or ValueError.
 
         ``new_scene``: the frame does not continue the previous one (scene cut): tracks are dropped first.
         """
-        import mediapipe as mp
-
-        if self._closed:
-            raise RuntimeError("PoseDetector is closed")
-        self._guard.check(timestamp_ms)
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=check_rgb(image_rgb))
-        if new_scene and timestamp_ms - 1 > (self._guard.last_ms if self._guard.last_ms is not None else -1):
-            # Drop the tracks: tracking on an empty frame loses them, so this frame is detected afresh.
-            self._landmarker.detect_for_video(blank_image(), timestamp_ms - 1)
-        result = self._landmarker.detect_for_video(image, timestamp_ms)
-        self._guard.accept(timestamp_ms)
+        result = self._runner.run(image_rgb, timestamp_ms, new_scene)
         poses = []
         for landmarks, world in zip(result.pose_landmarks, result.pose_world_landmarks, strict=False):
             vis = np.array([p.visibility if p.visibility is not None else 0.0 for p in landmarks],
@@ -78,9 +61,7 @@ class PoseDetector:
         return poses
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._landmarker.close()
+        self._runner.close()
 
     def __enter__(self) -> PoseDetector:
         return self
