@@ -23,7 +23,7 @@ from hrc_fl.perception.body_features import (
     normalise_bodies,
     normalise_body,
 )
-from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights, mlp_proba
 
 if TYPE_CHECKING:
     from hrc_fl.perception.landmark_mlp import LandmarkMLP
@@ -51,19 +51,10 @@ class ArmSignalClassifier:
     @classmethod
     def load(cls, path: Path | str | None = None) -> ArmSignalClassifier:
         """Load weights (default: the asset built by ``hrc-fl setup-assets``) and the JSON meta beside them."""
-        if path is None:
-            from hrc_fl.data.assets import asset_path
-
-            path = asset_path("arm_signal_classifier.safetensors")
-        model, meta = NumpyLandmarkMLP.load(Path(path))  # numpy: the nodes must not import torch
-        return cls(model, meta)
+        return cls(*load_classifier_weights(path, "arm_signal_classifier.safetensors"))
 
     def _mlp_proba(self, features: np.ndarray) -> np.ndarray:
-        if isinstance(self._model, NumpyLandmarkMLP):
-            return self._model.predict_proba(features)
-        from hrc_fl.perception.landmark_mlp import predict_proba  # a torch LandmarkMLP (training, tests)
-
-        return predict_proba(self._model, features)
+        return mlp_proba(self._model, features)
 
     def _reduce(self, posture_proba: np.ndarray) -> np.ndarray:
         stop = posture_proba[:, self._stop_index]

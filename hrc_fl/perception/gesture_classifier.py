@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hrc_fl.perception.hand_features import HAND_FEATURE_DIM, augment_hands, normalise_hand, normalise_hands
-from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights, mlp_proba
 
 if TYPE_CHECKING:
     from hrc_fl.perception.landmark_mlp import LandmarkMLP
@@ -91,19 +91,10 @@ class GestureClassifier:
     @classmethod
     def load(cls, path: Path | str | None = None) -> GestureClassifier:
         """Load weights (default: the asset built by ``hrc-fl setup-assets``) and the JSON meta beside them."""
-        if path is None:
-            from hrc_fl.data.assets import asset_path
-
-            path = asset_path("gesture_classifier.safetensors")
-        model, meta = NumpyLandmarkMLP.load(Path(path))  # numpy: the nodes must not import torch
-        return cls(model, meta)
+        return cls(*load_classifier_weights(path, "gesture_classifier.safetensors"))
 
     def _mlp_proba(self, features: np.ndarray) -> np.ndarray:
-        if isinstance(self._model, NumpyLandmarkMLP):
-            return self._model.predict_proba(features)
-        from hrc_fl.perception.landmark_mlp import predict_proba  # a torch LandmarkMLP (training, tests)
-
-        return predict_proba(self._model, features)
+        return mlp_proba(self._model, features)
 
     def predict_proba(self, image_points: np.ndarray, handedness: str, *, aspect_ratio: float = 1.0) -> np.ndarray:
         """(7,) probabilities over :data:`GESTURE_NAMES` for one hand.

@@ -75,3 +75,23 @@ class NumpyLandmarkMLP:
         logits -= logits.max(axis=1, keepdims=True)  # stable softmax
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)
+
+
+def load_classifier_weights(path: Path | str | None, default_asset: str) -> tuple[NumpyLandmarkMLP, dict]:
+    """Weights + JSON meta of a landmark classifier for inference (numpy: the nodes must not import
+    torch); ``path`` None = the asset ``default_asset`` built by ``hrc-fl setup-assets``."""
+    if path is None:
+        from hrc_fl.data.assets import asset_path
+
+        path = asset_path(default_asset)
+    return NumpyLandmarkMLP.load(Path(path))
+
+
+def mlp_proba(model, features: np.ndarray) -> np.ndarray:
+    """Class probabilities from a :class:`NumpyLandmarkMLP` (inference) or a torch ``LandmarkMLP``
+    (training, tests); torch is imported only for the latter."""
+    if isinstance(model, NumpyLandmarkMLP):
+        return model.predict_proba(features)
+    from hrc_fl.perception.landmark_mlp import predict_proba
+
+    return predict_proba(model, features)
