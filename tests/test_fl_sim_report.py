@@ -114,7 +114,8 @@ def test_fl_report_quick_through_cli_writes_all_methods(tmp_path):
         assert methods["personalised"]["uplink_bytes_per_round"] < methods["fedavg"]["uplink_bytes_per_round"]
     scarce = results["regimes"]["scarce"]
     assert len(scarce["dp"]) == 3
-    assert {"median/scale100", "fedavg/scale100"} <= set(scarce["robustness"])
+    assert {"median/scale100", "fedavg/scale100", "trimmed_mean/scale100", "trimmed_mean/sign_flip"} <= \
+        set(scarce["robustness"])
     eps = [p["epsilon"] for p in sorted(scarce["dp"], key=lambda p: p["noise_multiplier"])]
     assert eps[0] > eps[1] > eps[2] > 0
     assert scarce["compression"]["int8"]["uplink_bytes_per_round"] < \
@@ -122,4 +123,50 @@ def test_fl_report_quick_through_cli_writes_all_methods(tmp_path):
     assert (out / "report.md").read_text().count("|") > 20
     assert (out / "curves_scarce.png").stat().st_size > 1000
     assert set(results["targets"]) >= {"scarce_mean_acc_gain", "scarce_worst_client", "full_not_below_best",
-                                       "int8_uplink"}
+                                       "int8_uplink", "robust_rule_under_attack"}
+
+
+def _results(robust_sign_flip: float) -> dict:
+    def entry(acc: float, worst: float | None = None, sent: float = 100.0) -> dict:
+        return {"mean_acc": acc, "worst_acc": acc - 0.1 if worst is None else worst, "uplink_bytes_per_round": sent}
+
+    methods = {"local": entry(0.88), "fedavg": entry(0.82), "fedavg_ft": entry(0.86), "fedprox": entry(0.82),
+               "personalised": entry(0.92, 0.85), "centralised": entry(0.9)}
+    return {"config": {"deployed_rule": "trimmed_mean", "robustness_max_drop": 0.02},
+            "regimes": {"full": {"methods": methods},
+                        "scarce": {"methods": methods,
+                                   "robustness": {"trimmed_mean/scale100": {"mean_acc": 0.915},
+                                                  "trimmed_mean/sign_flip": {"mean_acc": robust_sign_flip},
+                                                  "median/sign_flip": {"mean_acc": 0.5}}}}}
+
+
+def test_targets_judge_robustness_on_the_deployed_rule_for_both_attacks():
+    from hrc_fl.federated.report import targets
+
+    met = targets(_results(0.905))["robust_rule_under_attack"]
+    assert met["met"] and met["rule"] == "trimmed_mean"
+    assert met["worst_drop"] == pytest.approx(0.015)  # the median row (0.5) is not the deployed rule
+    missed = targets(_results(0.895))["robust_rule_under_attack"]
+    assert not missed["met"] and missed["worst_drop"] == pytest.approx(0.025)
+    partial = _results(0.92)
+    del partial["regimes"]["scarce"]["robustness"]["trimmed_mean/scale100"]
+    assert not targets(partial)["robust_rule_under_attack"]["met"]  # one attack not run is not a pass
+    t = targets(_results(0.92))
+    assert t["scarce_mean_acc_gain"]["met"] and t["scarce_worst_client"]["met"] and t["full_not_below_best"]["met"]
+
+
+def test_report_rows_beyond_the_baselines_only_with_pseudo_labels():
+    from hrc_fl.federated.report import BASELINES, ReportConfig, extra_specs, method_specs, rule_config
+    from hrc_fl.federated.training import PseudoLabelConfig
+
+    assert extra_specs(ReportConfig(pseudo_label=None), 3) == {}
+    cfg = ReportConfig(pseudo_label=PseudoLabelConfig(threshold=0.9))
+    extras = extra_specs(cfg, 3)
+    assert extras["local_pseudo"].kind == "local" and extras["local_pseudo"].pseudo_label == cfg.pseudo_label
+    assert extras["personalised_labels_only"].pseudo_label is None
+    assert not set(extras) & set(BASELINES)
+    specs = method_specs(cfg, 3)
+    assert specs["personalised"].pseudo_label == cfg.pseudo_label
+    assert all(specs[b].pseudo_label is None for b in BASELINES)  # baselines stay labels-only
+    assert rule_config(cfg, "trimmed_mean") == {"name": "trimmed_mean", "trim_fraction": 0.2}
+    assert rule_config(cfg, "median") == {"name": "median"}

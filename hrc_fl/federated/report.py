@@ -3,8 +3,13 @@
 Methods: local-only, FedAvg, FedAvg + local fine-tuning of the head, FedProx, personalised shared-layer
 sync (FedRep: shared encoders federated, personal head trained on local labels only), and centralised
 pooled training as the reference. Regimes: full local labels and scarce labels (``label_fraction`` of
-each client's training windows). Extras in the scarce regime: int8/fp16 uplink of the personalised
-method, and client-level DP at three noise settings. Writes results.json, report.md and PNGs.
+each client's training windows; the other windows of each client are its unlabelled windows). With
+``ReportConfig.pseudo_label`` set, the personalised method also trains on each client's own unlabelled
+windows (pseudo-labels, :class:`~hrc_fl.federated.training.PseudoLabelConfig`); two extra rows, which are
+not baselines, separate the two effects: local-only with the same pseudo-labelling, and the personalised
+method on labels only. Extras in the scarce regime: int8/fp16 uplink of the personalised method,
+client-level DP at three noise settings, and robustness to one attacking client per aggregation rule.
+Writes results.json, report.md and PNGs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from hrc_fl.federated import plots
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
 from hrc_fl.federated.strategies import make_strategy
+from hrc_fl.federated.training import PseudoLabelConfig
 from hrc_fl.federated.watch_clients import watch_clients
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import WindowSpec
@@ -35,6 +41,9 @@ BASELINES = ("local", "fedavg", "fedavg_ft", "fedprox")
 PERSONALISED = "personalised"
 REFERENCE = "centralised"
 METHODS = (*BASELINES, PERSONALISED, REFERENCE)
+LOCAL_PSEUDO = "local_pseudo"                   # extra row: local-only + the personalised method's pseudo-labels
+PERSONALISED_SUPERVISED = "personalised_labels_only"  # extra row: personalised without unlabelled windows
+ATTACKS = ("scale100", "sign_flip")
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,15 @@ class ReportConfig:
     dp_clip_norm: float = 0.5
     dp_delta: float = 1e-5
     compressions: tuple[str, ...] = ("int8", "fp16")
-    robustness_runs: tuple[tuple[str, str], ...] = (("median", "none"), ("fedavg", "scale100"),
-                                                    ("median", "scale100"), ("median", "sign_flip"))
+    # semi-supervised personalised method (None = labels only); see docs/federated_core.md for the sweep
+    pseudo_label: PseudoLabelConfig | None = None
+    # the deployed rule is config/federated.yaml's strategy (trimmed_mean, trim_fraction 0.2): judged by target 4
+    deployed_rule: str = "trimmed_mean"
+    trim_fraction: float = 0.2
+    robustness_runs: tuple[tuple[str, str], ...] = (
+        ("fedavg", "scale100"), ("trimmed_mean", "none"), ("trimmed_mean", "scale100"),
+        ("trimmed_mean", "sign_flip"), ("median", "none"), ("median", "scale100"), ("median", "sign_flip"))
+    robustness_max_drop: float = 0.02  # target 4: mean accuracy under attack at most 2 points below clean
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.full_label_rounds < 1 or self.eval_every < 1:
@@ -74,6 +90,8 @@ class ReportConfig:
             raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if len(self.dp_noise_multipliers) < 1 or min(self.dp_noise_multipliers) <= 0:
             raise ValueError("dp_noise_multipliers must be positive")
+        if not 0 <= self.trim_fraction < 0.5:
+            raise ValueError(f"trim_fraction must be in [0, 0.5), got {self.trim_fraction}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> ReportConfig:
@@ -93,9 +111,26 @@ def method_specs(cfg: ReportConfig, local_epochs: int) -> dict[str, MethodSpec]:
         "fedavg_ft": MethodSpec("fedavg_ft", fine_tune_epochs=cfg.fine_tune_epochs, **common),
         "fedprox": MethodSpec("fedprox", strategy={"name": "fedprox", "proximal_mu": cfg.proximal_mu}, **common),
         PERSONALISED: MethodSpec(PERSONALISED, personalisation="fedrep", head_epochs=cfg.head_epochs,
-                                 fine_tune_epochs=cfg.head_refresh_epochs, **common),
+                                 fine_tune_epochs=cfg.head_refresh_epochs, pseudo_label=cfg.pseudo_label, **common),
         REFERENCE: MethodSpec(REFERENCE, kind="centralised", **common),
     }
+
+
+def extra_specs(cfg: ReportConfig, local_epochs: int) -> dict[str, MethodSpec]:
+    """Rows that are not baselines: what the unlabelled windows add without federation (local-only with the
+    same pseudo-labelling) and what federation adds without them (personalised on labels only). Empty when
+    the personalised method uses no unlabelled windows."""
+    if cfg.pseudo_label is None:
+        return {}
+    base = method_specs(cfg, local_epochs)
+    return {LOCAL_PSEUDO: dataclasses.replace(base["local"], name=LOCAL_PSEUDO, pseudo_label=cfg.pseudo_label),
+            PERSONALISED_SUPERVISED: dataclasses.replace(base[PERSONALISED], name=PERSONALISED_SUPERVISED,
+                                                         pseudo_label=None)}
+
+
+def rule_config(cfg: ReportConfig, rule: str) -> dict[str, Any]:
+    """:func:`make_strategy` config of an aggregation rule as the report runs it."""
+    return {"name": rule, "trim_fraction": cfg.trim_fraction} if rule == "trimmed_mean" else {"name": rule}
 
 
 def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +188,7 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
     spec = WindowSpec(window=cfg.window, step=cfg.step)
     regimes = {"full": (1.0, cfg.full_label_rounds), "scarce": (cfg.label_fraction, cfg.rounds)}
     n_dp = len(cfg.dp_noise_multipliers)
-    extra_runs = len(cfg.compressions) + n_dp + len(cfg.robustness_runs)
+    extra_runs = len(cfg.compressions) + n_dp + len(cfg.robustness_runs) + len(extra_specs(cfg, 1))
     total_rounds = sum(r * len(METHODS) for _, r in regimes.values()) + cfg.rounds * extra_runs
     bar = progress_factory(total=total_rounds, desc="fl-report", unit="round") if progress_factory else None
     results: dict[str, Any] = {"config": asdict(cfg), "regimes": {}, "host": platform.node(),
@@ -169,12 +204,17 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
         block: dict[str, Any] = {
             "label_fraction": fraction, "rounds": rounds, "clients": [c.client_id for c in clients],
             "labelled_windows": {c.client_id: len(c.train_y) for c in clients},
+            "unlabelled_windows": {c.client_id: len(c.unlabelled_x) for c in clients},
             "test_windows": {c.client_id: len(c.test_y) for c in clients},
             "methods": {}}
         for name in METHODS:
             result = sim.run(specs[name], rounds=rounds, eval_every=cfg.eval_every, progress=bar)
             block["methods"][name] = method_entry(result, cfg.last_evaluations)
         if regime == "scarce":
+            extras = extra_specs(cfg, cfg.scarce_local_epochs)
+            block["extras"] = {name: method_entry(sim.run(spec, rounds=rounds, eval_every=cfg.eval_every,
+                                                          progress=bar), cfg.last_evaluations)
+                               for name, spec in extras.items()}
             block["compression"] = _compression(sim, specs[PERSONALISED], cfg, bar)
             block["dp"] = _dp(sim, specs[PERSONALISED], cfg, bar)
             block["robustness"] = _robustness(sim, specs[PERSONALISED], cfg, bar)
@@ -202,7 +242,7 @@ def _robustness(sim: Simulator, base: MethodSpec, cfg: ReportConfig, bar: Any) -
     """Personalised sync with client 0 sending x100-scaled or sign-flipped deltas, per aggregation rule."""
     out: dict[str, Any] = {}
     for rule, attack in cfg.robustness_runs:
-        spec = dataclasses.replace(base, name=f"{PERSONALISED}_{rule}_{attack}", strategy={"name": rule},
+        spec = dataclasses.replace(base, name=f"{PERSONALISED}_{rule}_{attack}", strategy=rule_config(cfg, rule),
                                    attack=attack)
         entry = method_entry(sim.run(spec, rounds=cfg.rounds, eval_every=cfg.eval_every, progress=bar),
                              cfg.last_evaluations)
@@ -246,6 +286,17 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         loss = pers["mean_acc"] - comp["int8"]["mean_acc"]
         out["int8_uplink"] = {"bytes_ratio_vs_fedavg_fp32": ratio, "accuracy_loss": loss,
                               "met": ratio <= 0.25 and loss <= 0.01}
+    robust = results["regimes"]["scarce"].get("robustness", {})
+    cfg = results["config"]
+    rule, max_drop = cfg.get("deployed_rule", "trimmed_mean"), cfg.get("robustness_max_drop", 0.02)
+    attacked = {a: robust[f"{rule}/{a}"]["mean_acc"] for a in ATTACKS if f"{rule}/{a}" in robust}
+    if attacked:
+        # clean = the personalised method as compared above (FedAvg, no attacker)
+        worst_drop = max(pers["mean_acc"] - acc for acc in attacked.values())
+        out["robust_rule_under_attack"] = {
+            "rule": rule, "clean_fedavg": pers["mean_acc"], **{f"{a}_mean_acc": acc for a, acc in attacked.items()},
+            "worst_drop": worst_drop, "max_drop": max_drop,
+            "met": len(attacked) == len(ATTACKS) and worst_drop <= max_drop}
     return out
 
 
@@ -279,6 +330,8 @@ def write_markdown(results: dict[str, Any], out_dir: Path) -> Path:
                   "| method | mean acc | worst acc | mean F1 | worst F1 | uplink B/round | wall s |",
                   "|---|---|---|---|---|---|---|"]
         rows = dict(block["methods"])
+        for name, entry in block.get("extras", {}).items():
+            rows[f"{name} (extra, not a baseline)"] = entry
         for scheme, entry in block.get("compression", {}).items():
             rows[f"{PERSONALISED} ({scheme} uplink)"] = entry
         for name, m in rows.items():
@@ -302,6 +355,9 @@ def write_markdown(results: dict[str, Any], out_dir: Path) -> Path:
     if scarce.get("robustness"):
         clean = scarce["methods"][PERSONALISED]
         lines += ["## Robustness (scarce labels, personalised sync, client 0 attacks every round)", "",
+                  f"Deployed rule (config/federated.yaml): {cfg.get('deployed_rule', 'trimmed_mean')}, trim "
+                  f"fraction {cfg.get('trim_fraction', 0.2)} (with 10 clients, 2 values cut at each end per "
+                  "coordinate).", "",
                   f"Clean FedAvg: mean {_pct(clean['mean_acc'])} %, worst {_pct(clean['worst_acc'])} %.", "",
                   "| rule / attack | mean acc | worst acc | change of mean vs clean FedAvg (points) |",
                   "|---|---|---|---|"]

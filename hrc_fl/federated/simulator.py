@@ -55,15 +55,53 @@ class ArrayLoader:
             yield {self.feature_key: self.x[idx]}, self.y[idx]
 
 
+class FeatureLoader:
+    """Mini-batches ``{key: x}`` (no labels) over in-memory unlabelled windows, reshuffled each pass."""
+
+    def __init__(self, x: np.ndarray, *, batch_size: int, seed: int = 0, feature_key: str = "imu") -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        self.batch_size = int(batch_size)
+        self.feature_key = feature_key
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        order = torch.randperm(len(self), generator=self.generator)
+        for i in range(0, len(self), self.batch_size):
+            yield {self.feature_key: self.x[order[i:i + self.batch_size]]}
+
+
 @dataclass(frozen=True)
 class ClientData:
-    """One simulated client: labelled training windows and its test windows (same subject, later)."""
+    """One simulated client: labelled training windows, its test windows (same subject, later) and
+    optionally its unlabelled training windows (``unlabelled_x``, same time span as the labelled ones,
+    never the test span; default none). Unlabelled windows are only ever used for the client's own
+    semi-supervised training (:class:`~hrc_fl.federated.training.PseudoLabelConfig`), never sent."""
 
     client_id: str
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    unlabelled_x: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
+            raise ValueError(f"{self.client_id}: windows and labels differ in length")
+        if len(self.train_y) == 0:
+            raise ValueError(f"{self.client_id}: no labelled training windows")
+        if np.shape(self.test_x)[1:] != np.shape(self.train_x)[1:]:
+            raise ValueError(f"{self.client_id}: test windows {np.shape(self.test_x)[1:]} differ from "
+                             f"training windows {np.shape(self.train_x)[1:]}")
+        if self.unlabelled_x is None:
+            object.__setattr__(self, "unlabelled_x", np.zeros((0, *np.shape(self.train_x)[1:]), np.float32))
+        elif np.shape(self.unlabelled_x)[1:] != np.shape(self.train_x)[1:]:
+            raise ValueError(f"{self.client_id}: unlabelled windows {np.shape(self.unlabelled_x)[1:]} differ "
+                             f"from training windows {np.shape(self.train_x)[1:]}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,8 @@ class MethodSpec:
     encoder with the head frozen, Collins et al. 2021). attack: what the first client does to its delta
     ("none", "scale100": x100, "sign_flip": x-1), for robustness checks. fine_tune_epochs > 0 fine-tunes the personal
     head on local labels before every evaluation (FedAvg + FT). strategy: a :func:`make_strategy` config.
+    pseudo_label: semi-supervised local training on each client's ``unlabelled_x`` after the warm-up rounds
+    (kinds "local" and "federated"; None = labels only); it changes local training only, never the payload.
     """
 
     name: str
@@ -87,6 +127,7 @@ class MethodSpec:
     compression: str = "fp32"
     strategy: Mapping[str, Any] = field(default_factory=lambda: {"name": "fedavg"})
     attack: str = "none"
+    pseudo_label: training.PseudoLabelConfig | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in METHOD_KINDS:
@@ -97,6 +138,8 @@ class MethodSpec:
             raise ValueError(f"attack must be one of {tuple(ATTACKS)}, got {self.attack!r}")
         if self.local_epochs < 1 or self.head_epochs < 0 or self.fine_tune_epochs < 0:
             raise ValueError("local_epochs must be >= 1, head_epochs and fine_tune_epochs >= 0")
+        if self.pseudo_label is not None and self.kind == "centralised":
+            raise ValueError("pseudo_label applies to local and federated clients, not the centralised reference")
 
 
 @dataclass
@@ -144,6 +187,20 @@ class MethodResult:
         return out
 
 
+@dataclass(frozen=True)
+class _SemiSupervised:
+    loader: FeatureLoader
+    generator: torch.Generator
+    config: training.PseudoLabelConfig
+
+
+def _semi_kwargs(semi: _SemiSupervised | None, server_round: int, *, refresh: bool = False) -> dict[str, Any]:
+    """Keyword arguments for the training functions: the unlabelled loader once the warm-up is over."""
+    if semi is None or not semi.config.active(server_round) or (refresh and not semi.config.in_head_refresh):
+        return {}
+    return {"unlabelled": semi.loader, "pseudo": semi.config, "generator": semi.generator}
+
+
 class Simulator:
     """Runs :class:`MethodSpec` s over a fixed set of clients and a model factory.
 
@@ -174,6 +231,19 @@ class Simulator:
         test = [ArrayLoader(c.test_x, c.test_y, batch_size=512, shuffle=False) for c in self.clients]
         return train, test
 
+    def _semi_supervised(self, method: MethodSpec) -> list[_SemiSupervised | None]:
+        """Per client: its unlabelled loader and augmentation generator (None: no pseudo-labelling)."""
+        cfg = method.pseudo_label
+        out: list[_SemiSupervised | None] = []
+        for i, c in enumerate(self.clients):
+            if cfg is None or c.unlabelled_x is None or len(c.unlabelled_x) == 0:
+                out.append(None)
+                continue
+            loader = FeatureLoader(c.unlabelled_x, batch_size=self.batch_size * cfg.unlabelled_ratio,
+                                   seed=self.seed * 1000 + 500 + i, feature_key=cfg.feature_key)
+            out.append(_SemiSupervised(loader, torch.Generator().manual_seed(self.seed * 1000 + 700 + i), cfg))
+        return out
+
     def run(self, method: MethodSpec, *, rounds: int, eval_every: int = 1,
             strategy: Strategy | None = None, progress: Any = None) -> MethodResult:
         """Run ``rounds`` rounds of ``method``; scores every ``eval_every`` rounds and at the last one.
@@ -190,6 +260,7 @@ class Simulator:
         if method.kind == "centralised":
             return self._run_centralised(method, rounds, eval_every, train_loaders, test_loaders, progress)
         prefixes = split.ALL_PARAMETERS if method.personalisation == "none" else self.shared_prefixes
+        semi = self._semi_supervised(method)
         # all clients start from the same initial model (as after the server's first broadcast)
         models = [self.model_factory(self.seed) for _ in self.clients]
         strategy = strategy or make_strategy(method.strategy)
@@ -201,15 +272,17 @@ class Simulator:
             epsilon = None
             server_metrics: dict[str, float] = {}
             if method.kind == "local":
-                for model, loader in zip(models, train_loaders, strict=True):
-                    training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr)
+                for model, loader, extra in zip(models, train_loaders, semi, strict=True):
+                    training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr,
+                                         **_semi_kwargs(extra, server_round))
             else:
                 config = strategy.client_config(server_round)
                 mu = float(config.get("proximal_mu", 0.0))
                 updates: list[ClientUpdate] = []
                 for k, (model, loader) in enumerate(zip(models, train_loaders, strict=True)):
                     split.load_shared(model, global_shared, prefixes)
-                    result = self._train_client(model, loader, method, prefixes, mu, global_shared)
+                    result = self._train_client(model, loader, method, prefixes, mu, global_shared,
+                                                _semi_kwargs(semi[k], server_round))
                     new_shared = split.shared_state(model, prefixes)
                     split.assert_only_shared(new_shared, prefixes)
                     delta = difference(new_shared, global_shared)
@@ -228,34 +301,37 @@ class Simulator:
             f1: list[float] = []
             if server_round % eval_every == 0 or server_round == rounds:
                 acc, f1 = self._evaluate_all(models, method, prefixes, global_shared, train_loaders,
-                                             test_loaders)
+                                             test_loaders, [_semi_kwargs(x, server_round, refresh=True)
+                                                            for x in semi])
             records.append(RoundRecord(server_round, acc, f1, sent, wall, epsilon, server_metrics))
             if progress is not None:
                 progress.update(1)
         return MethodResult(method.name, records, ids)
 
     def _train_client(self, model: nn.Module, loader: ArrayLoader, method: MethodSpec,
-                      prefixes: Sequence[str], mu: float, reference: NDArrays) -> training.TrainResult:
+                      prefixes: Sequence[str], mu: float, reference: NDArrays,
+                      semi: Mapping[str, Any]) -> training.TrainResult:
         if method.personalisation == "fedrep":
             return training.train_fedrep(model, loader, head_epochs=method.head_epochs,
                                          epochs=method.local_epochs, lr=self.lr, shared_prefixes=prefixes,
-                                         proximal_mu=mu, shared_reference=reference)
+                                         proximal_mu=mu, shared_reference=reference, **semi)
         return training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr, proximal_mu=mu,
-                                    shared_reference=reference, shared_prefixes=prefixes)
+                                    shared_reference=reference, shared_prefixes=prefixes, **semi)
 
     def _evaluate_all(self, models: list[nn.Module], method: MethodSpec, prefixes: Sequence[str],
                       global_shared: NDArrays, train_loaders: list[ArrayLoader],
-                      test_loaders: list[ArrayLoader]) -> tuple[list[float], list[float]]:
+                      test_loaders: list[ArrayLoader], semi: Sequence[Mapping[str, Any]]
+                      ) -> tuple[list[float], list[float]]:
         acc: list[float] = []
         f1: list[float] = []
-        for model, train_loader, test_loader in zip(models, train_loaders, test_loaders, strict=True):
+        for model, train_loader, test_loader, extra in zip(models, train_loaders, test_loaders, semi, strict=True):
             if method.kind == "federated":
                 # what the workstation would run: the new global shared part with its own head
                 model = copy.deepcopy(model)
                 split.load_shared(model, global_shared, prefixes)
                 if method.fine_tune_epochs:
                     training.fine_tune_personal(model, train_loader, epochs=method.fine_tune_epochs,
-                                                lr=self.lr, shared_prefixes=self.shared_prefixes)
+                                                lr=self.lr, shared_prefixes=self.shared_prefixes, **extra)
             scores = training.evaluate(model, test_loader)
             acc.append(scores.accuracy)
             f1.append(scores.macro_f1)

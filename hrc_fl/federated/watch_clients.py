@@ -3,7 +3,8 @@
 Windows and the time-ordered train/test split come from :mod:`hrc_fl.intention.windows` (train on the
 first part of every recording, test on the later part, no shared samples). The scarce-label regime
 keeps labels for a random ``label_fraction`` of each client's training windows (at least one per class
-the client has), the rest of its windows are unlabelled and unused here.
+the client has); the rest of its training windows become the client's ``unlabelled_x`` (usable only by its
+own semi-supervised training; never its test windows).
 """
 
 from __future__ import annotations
@@ -67,5 +68,8 @@ def watch_clients(*, label_fraction: float = 1.0, seed: int = 0, spec: WindowSpe
         tr: WindowSet = train.select(train.subject == subject)
         te: WindowSet = test.select(test.subject == subject)
         keep = label_subset(tr.y, label_fraction, rng)
-        clients.append(ClientData(f"subject-{subject}", tr.x[keep], tr.y[keep], te.x, te.y))
+        unlabelled = np.ones(len(tr.y), bool)
+        unlabelled[keep] = False
+        clients.append(ClientData(f"subject-{subject}", tr.x[keep], tr.y[keep], te.x, te.y,
+                                  unlabelled_x=tr.x[unlabelled]))
     return clients, class_names
