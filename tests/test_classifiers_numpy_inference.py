@@ -181,3 +181,19 @@ def test_node_module_and_node_start_do_not_import_torch(module, cls, attr, call)
     # Assert
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TORCH_IMPORTED False []" in result.stdout, result.stdout + result.stderr[-2000:]
+
+
+def test_thresholded_class_falls_back_to_none_and_ignores_non_finite() -> None:
+    import numpy as np
+
+    from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
+
+    assert thresholded_class(np.array([0.1, 0.7, 0.2]), 0.5) == (1, 0.7)
+    # below the threshold: class 0 (NONE) with the probability the classifier gave NONE, not the best one's
+    code, conf = thresholded_class(np.array([0.15, 0.45, 0.4]), 0.5)
+    assert (code, conf) == (0, 0.15)
+    # a NaN must not win argmax (np.argmax picks NaN) nor be reported as a confidence
+    code, conf = thresholded_class(np.array([0.2, np.nan, 0.8]), 0.5)
+    assert (code, conf) == (2, 0.8)
+    code, conf = thresholded_class(np.array([np.nan, np.inf, 0.3]), 0.5)
+    assert code == 0 and conf == 0.0

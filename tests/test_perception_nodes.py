@@ -272,7 +272,7 @@ def test_bad_frame_is_logged_once_diagnosed_and_skipped(session, perception_node
 
 @pytest.mark.slow
 def test_non_increasing_stamp_is_logged_diagnosed_and_next_frame_processed(session, perception_nodes):
-    from hrc_fl.nodes.hands import stamp_ms
+    from hrc_fl.nodes.image_frames import stamp_ms
 
     key = "non_increasing_stamp"
     frame = _photo("messi5.jpg")

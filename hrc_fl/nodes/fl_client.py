@@ -19,7 +19,6 @@ import math
 import threading
 from pathlib import Path
 
-import numpy as np
 from hrc_fl_msgs.msg import BodyPoseArray, FederatedStatus, HandLandmarks, TaskEvent
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
@@ -28,8 +27,6 @@ from std_msgs.msg import String
 from hrc_fl.federated.fl_config import load_config
 from hrc_fl.federated.intention_learner import IntentionLearner
 from hrc_fl.federated.sample_store import SampleStore
-from hrc_fl.intention.alignment import AlignmentConfig, StreamAligner
-from hrc_fl.intention.features import hand_features, pose_features
 from hrc_fl.intention.model import IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, default_store_dir
 from hrc_fl.nodes.common import (
@@ -40,9 +37,11 @@ from hrc_fl.nodes.common import (
     declare_parameters,
     stamp_to_s,
 )
+from hrc_fl.nodes.intention_inputs import FEED_PARAMETERS, IntentionInputFeed, alignment_config
 from hrc_fl.paths import runtime_dir
 
 PARAMETERS = {
+    **FEED_PARAMETERS,
     "workstation_id": ("ws1", "Workstation id = this client's node name in the federation config."),
     "worker_id": ("worker1", "Worker whose samples this workstation stores (events for others are dropped)."),
     "labels": (["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"], "Label space (must match the intention node)."),
@@ -55,11 +54,6 @@ PARAMETERS = {
     "sample_step_s": (0.5, "Spacing of the windows stored inside one labelled event window, s."),
     "imu_window": (100, "IMU samples per window (must match the intention model)."),
     "imu_rate_hz": (50.0, "IMU sample rate the windows assume, Hz."),
-    "imu_max_age_s": (0.2, "Newest IMU sample older than this -> IMU absent, s."),
-    "hands_max_age_s": (0.5, "Newest hand observation older than this -> hands absent, s."),
-    "pose_max_age_s": (0.5, "Newest pose observation older than this -> pose absent, s."),
-    "imu_max_span_factor": (1.5, "IMU window spanning more than this times its nominal length -> absent."),
-    "min_pose_visibility": (0.5, "Pose joints below this visibility are treated as unseen."),
     "imu_buffer_samples": (3000, "Capacity of the IMU buffer (samples; must cover the longest event window)."),
     "observation_buffer": (256, "Capacity of the hands and pose buffers (observations)."),
 }
@@ -76,14 +70,10 @@ class FlClientNode(Node):
         self._step_s = float(p["sample_step_s"])
         if not self._step_s > 0:
             raise ValueError("sample_step_s must be > 0")
-        self._min_visibility = float(p["min_pose_visibility"])
         self._window = int(p["imu_window"])
-        self._aligner = StreamAligner(AlignmentConfig(
-            imu_window=self._window, imu_rate_hz=float(p["imu_rate_hz"]),
-            imu_max_age_s=float(p["imu_max_age_s"]), hands_max_age_s=float(p["hands_max_age_s"]),
-            pose_max_age_s=float(p["pose_max_age_s"]), max_span_factor=float(p["imu_max_span_factor"]),
-            imu_capacity=int(p["imu_buffer_samples"]), observation_capacity=int(p["observation_buffer"])))
-        self._lock = threading.Lock()
+        self._inputs = IntentionInputFeed(alignment_config(p, imu_window=self._window,
+                                                           imu_rate_hz=float(p["imu_rate_hz"])),
+                                          self._diag, min_pose_visibility=float(p["min_pose_visibility"]))
         sample_db = str(p["sample_db"]) or str(runtime_dir() / "samples" / f"{self._ws}.sqlite")
         self._samples = SampleStore(sample_db, max_samples_per_worker=int(p["max_samples_per_worker"]),
                                     max_age_s=float(p["max_age_days"]) * 86400.0)
@@ -93,9 +83,9 @@ class FlClientNode(Node):
         self._status_pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
         self._model_pub = self.create_publisher(String, "intention/model_available", LATCHED_QOS)
         self.create_subscription(TaskEvent, "task/events", self._on_event, RESULT_QOS)
-        self.create_subscription(Imu, "wearable/imu", self._on_imu, SENSOR_QOS)
-        self.create_subscription(HandLandmarks, "hands/landmarks", self._on_hands, RESULT_QOS)
-        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._on_bodies, RESULT_QOS)
+        self.create_subscription(Imu, "wearable/imu", self._inputs.on_imu, SENSOR_QOS)
+        self.create_subscription(HandLandmarks, "hands/landmarks", self._inputs.on_hands, RESULT_QOS)
+        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._inputs.on_bodies, RESULT_QOS)
 
         self._stop = threading.Event()
         self._fl_thread: threading.Thread | None = None
@@ -152,8 +142,7 @@ class FlClientNode(Node):
             return
         stored = 0
         for k in range(int(msg.window_s // self._step_s) + 1):
-            with self._lock:
-                inputs = self._aligner.at(t_end_s - k * self._step_s)
+            inputs = self._inputs.at(t_end_s - k * self._step_s)
             if not inputs.any_present:
                 continue
             self._samples.add(self._worker_id, msg.label, inputs.t_s, imu=inputs.imu, hands=inputs.hands,
@@ -162,42 +151,6 @@ class FlClientNode(Node):
         if stored == 0:
             self._diag.problem("no_inputs", f"no aligned inputs for the event at {t_end_s:.3f} s; nothing stored")
         self._diag.set_value("samples", self._samples.count(self._worker_id))
-
-    def _on_imu(self, msg: Imu) -> None:
-        t_s = stamp_to_s(msg.header.stamp)
-        a, w = msg.linear_acceleration, msg.angular_velocity
-        sample = np.array([a.x, a.y, a.z, w.x, w.y, w.z], dtype=np.float32)
-        with self._lock:
-            reason = self._aligner.add_imu(t_s, sample)
-        if reason is not None:
-            self._diag.problem(f"imu_{reason}", f"dropped IMU message stamped {t_s:.6f} ({reason})")
-
-    def _on_hands(self, msg: HandLandmarks) -> None:
-        t_s = stamp_to_s(msg.header.stamp)
-        try:
-            features = hand_features(np.asarray(msg.image_points, dtype=np.float64), msg.handedness)
-        except ValueError as exc:
-            self._diag.problem("hands_invalid", f"hand landmarks stamped {t_s:.6f} unusable: {exc}")
-            features = None
-        with self._lock:
-            reason = self._aligner.add_hands(t_s, features)
-        if reason is not None:
-            self._diag.problem(f"hands_{reason}", f"dropped hand landmarks stamped {t_s:.6f} ({reason})")
-
-    def _on_bodies(self, msg: BodyPoseArray) -> None:
-        t_s = stamp_to_s(msg.header.stamp)
-        features = None
-        if msg.bodies:
-            body = max(msg.bodies, key=lambda b: b.score if math.isfinite(b.score) else -1.0)
-            try:
-                features = pose_features(np.asarray(body.image_points, dtype=np.float64),
-                                         np.asarray(body.visibility, dtype=np.float64), self._min_visibility)
-            except ValueError as exc:
-                self._diag.problem("pose_invalid", f"body pose stamped {t_s:.6f} unusable: {exc}")
-        with self._lock:
-            reason = self._aligner.add_pose(t_s, features)
-        if reason is not None:
-            self._diag.problem(f"pose_{reason}", f"dropped body poses stamped {t_s:.6f} ({reason})")
 
     def close(self) -> None:
         self._stop.set()

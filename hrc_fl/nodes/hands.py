@@ -8,18 +8,18 @@ log line and a diagnostic and are skipped.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from hrc_fl_msgs.msg import HandGesture, HandLandmarks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, RateMeter, declare_parameters
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters
+from hrc_fl.nodes.image_frames import FrameStage
 from hrc_fl.perception.debounce import CommandDebouncer
-from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
+from hrc_fl.perception.image_decoding import ImageLimits
+from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
 from hrc_fl.perception.latest_worker import LatestOnlyWorker
-from hrc_fl.perception.mediapipe_hands import DetectedHand, HandDetector, NonIncreasingTimestampError
+from hrc_fl.perception.mediapipe_hands import DetectedHand, HandDetector
 from hrc_fl.perception.scene_cut import SceneCutDetector
 
 PARAMETERS = {
@@ -38,11 +38,6 @@ PARAMETERS = {
     "max_image_width_px": (4096, "Frames wider than this are rejected."),
     "max_image_height_px": (4096, "Frames taller than this are rejected."),
 }
-
-
-def stamp_ms(stamp) -> int:
-    """ROS stamp -> integer milliseconds (MediaPipe VIDEO-mode timestamps)."""
-    return int(stamp.sec) * 1000 + int(stamp.nanosec) // 1_000_000
 
 
 def landmarks_message(hand: DetectedHand, header) -> HandLandmarks:
@@ -74,36 +69,23 @@ class HandsNode(Node):
             model, num_hands=p["num_hands"], min_detection_confidence=p["min_detection_confidence"],
             min_presence_confidence=p["min_presence_confidence"],
             min_tracking_confidence=p["min_tracking_confidence"])
-        self.limits = ImageLimits(p["max_image_width_px"], p["max_image_height_px"])
-        self.scene_cuts = SceneCutDetector(threshold=p["scene_cut_threshold"])
         self.debouncers: dict[str, CommandDebouncer] = {}
         self.diag = Diagnostics(self, "hands")
-        self.rate = RateMeter()
-        self._cuts = 0
+        self.frames: FrameStage[DetectedHand] = FrameStage(
+            self.detector.detect, limits=ImageLimits(p["max_image_width_px"], p["max_image_height_px"]),
+            scene_cuts=SceneCutDetector(threshold=p["scene_cut_threshold"]), diag=self.diag)
         self.landmarks_pub = self.create_publisher(HandLandmarks, "hands/landmarks", RESULT_QOS)
         self.gesture_pub = self.create_publisher(HandGesture, "hands/gesture", RESULT_QOS)
         self.worker: LatestOnlyWorker[Image] = LatestOnlyWorker(self._process, name="hands",
-                                                              on_error=self._on_worker_error)
+                                                              on_error=self.frames.worker_failed)
         self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
         self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}")
 
     def _process(self, msg: Image) -> None:
-        t0 = time.perf_counter()
-        wait_ms = (time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1e3
-        try:
-            rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
-                                   data=msg.data, is_bigendian=msg.is_bigendian, limits=self.limits)
-        except ImageError as exc:
-            self.diag.problem(exc.key, f"frame skipped: {exc}")
+        frame = self.frames.detect(msg)
+        if frame is None:
             return
-        t_decoded = time.perf_counter()
-        new_scene = self.scene_cuts.is_cut(rgb)
-        try:
-            hands = self.detector.detect(rgb, stamp_ms(msg.header.stamp), new_scene=new_scene)
-        except NonIncreasingTimestampError as exc:
-            self.diag.problem(exc.key, str(exc))
-            return
-        t1 = time.perf_counter()
+        hands = frame.detections
         seen: set[str] = set()
         for index, hand in enumerate(hands):
             key = hand.handedness or f"hand{index}"
@@ -116,19 +98,8 @@ class HandsNode(Node):
         for key in list(self.debouncers):
             if key not in seen:
                 self.debouncers[key].reset()
-        self.rate.tick()
-        self.diag.set_value("fps", f"{self.rate.rate_hz():.1f}")
         self.diag.set_value("hands", len(hands))
-        # Stage times for the benchmark: stamp -> processing start (transport + waiting), decode, detect.
-        self.diag.set_value("wait_ms", f"{wait_ms:.1f}")
-        self.diag.set_value("decode_ms", f"{(t_decoded - t0) * 1e3:.1f}")
-        self.diag.set_value("detect_ms", f"{(t1 - t_decoded) * 1e3:.1f}")
-        self.diag.set_value("post_ms", f"{(time.perf_counter() - t1) * 1e3:.1f}")
-        self.diag.set_value("total_ms", f"{(time.perf_counter() - t0) * 1e3:.1f}")
-        self.diag.set_value("dropped_frames", self.worker.dropped)
-        if new_scene:
-            self._cuts += 1
-            self.diag.set_value("scene_cuts", self._cuts)
+        self.frames.report(frame, self.worker.dropped)
 
     def _gesture(self, hand: DetectedHand, key: str, landmarks: HandLandmarks,
                  aspect_ratio: float) -> HandGesture:
@@ -138,11 +109,7 @@ class HandsNode(Node):
         except ValueError as exc:  # degenerate landmarks (e.g. all points on one spot)
             self.diag.problem("gesture_classifier", f"hand not classified: {exc}")
             probs = np.zeros(len(self.gesture_names))
-        probs = np.where(np.isfinite(probs), probs, 0.0)
-        code = int(np.argmax(probs))
-        if probs[code] < self.params["gesture_min_confidence"]:
-            code = 0  # not sure enough: NONE, reported with the probability the classifier gave NONE
-        confidence = float(probs[code])
+        code, confidence = thresholded_class(probs, self.params["gesture_min_confidence"])
         debouncer = self.debouncers.setdefault(
             key, CommandDebouncer(hold_frames=self.params["command_hold_frames"], none_label=0))
         state = debouncer.update(code)
@@ -155,9 +122,6 @@ class HandsNode(Node):
         msg.is_command = state.is_command
         msg.landmarks = landmarks
         return msg
-
-    def _on_worker_error(self, exc: BaseException) -> None:
-        self.diag.problem("internal_error", f"frame processing failed: {type(exc).__name__}: {exc}", error=True)
 
     def close(self) -> None:
         self.worker.stop()

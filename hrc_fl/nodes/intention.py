@@ -18,12 +18,10 @@ a corrupt or incompatible version is rejected with one log line + diagnostic, th
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from pathlib import Path
 
-import numpy as np
 import torch
 from hrc_fl_msgs.msg import BodyPoseArray, HandLandmarks, IntentionEstimate
 from rclpy.node import Node
@@ -31,9 +29,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Imu
 from std_msgs.msg import String
 
-from hrc_fl.intention.alignment import AlignmentConfig, StreamAligner
 from hrc_fl.intention.estimator import Estimate, IntentionEstimator
-from hrc_fl.intention.features import hand_features, pose_features
 from hrc_fl.intention.model_store import (
     ModelStore,
     ModelStoreError,
@@ -48,10 +44,11 @@ from hrc_fl.nodes.common import (
     Diagnostics,
     declare_parameters,
     s_to_stamp,
-    stamp_to_s,
 )
+from hrc_fl.nodes.intention_inputs import FEED_PARAMETERS, IntentionInputFeed, alignment_config
 
 PARAMETERS = {
+    **FEED_PARAMETERS,
     "workstation_id": ("ws1", "Workstation id; names the default model store folder."),
     "worker_id": ("worker1", "Worker id written into every estimate."),
     "labels": (["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"],
@@ -63,11 +60,6 @@ PARAMETERS = {
     "rate_hz": (10.0, "Estimate rate for estimate_trigger=timer, Hz."),
     "imu_decimation": (5, "estimate_trigger=imu: one estimate per this many IMU messages."),
     "alignment_delay_s": (0.05, "Timer trigger: estimate for now minus this delay (lets late streams arrive), s."),
-    "imu_max_age_s": (0.2, "Newest IMU sample older than this -> IMU absent, s."),
-    "hands_max_age_s": (0.5, "Newest hand observation older than this -> hands absent, s."),
-    "pose_max_age_s": (0.5, "Newest pose observation older than this -> pose absent, s."),
-    "imu_max_span_factor": (1.5, "IMU window spanning more than this times its nominal length -> absent."),
-    "min_pose_visibility": (0.5, "Pose joints below this visibility are treated as unseen."),
     "torch_threads": (1, "torch intra-op threads for inference (1: the model is tiny, more threads only "
                       "add spin-waiting on a busy machine)."),
     "imu_queue_depth": (50, "Depth of the best-effort wearable/imu subscription queue (1 s at 50 Hz, so a "
@@ -86,7 +78,6 @@ class IntentionNode(Node):
         labels = [str(v) for v in p["labels"]]
         self._estimator = IntentionEstimator(labels)
         self._diag = Diagnostics(self, "intention")
-        self._min_visibility = float(p["min_pose_visibility"])
         self._trigger = str(p["estimate_trigger"])
         if self._trigger not in ("timer", "imu"):
             raise ValueError(f"estimate_trigger must be timer or imu, got {self._trigger!r}")
@@ -96,7 +87,6 @@ class IntentionNode(Node):
         self._delay_s = float(p["alignment_delay_s"])
         self._imu_count = 0
         self._published = 0
-        self._lock = threading.Lock()  # guards the aligner (callbacks vs. nothing else today; cheap)
 
         store_dir = str(p["model_store_dir"]) or str(default_store_dir(str(p["workstation_id"])))
         self._store = ModelStore(Path(store_dir))
@@ -117,18 +107,15 @@ class IntentionNode(Node):
         else:
             self._diag.problem("no_model", f"no intention model in {store_dir}: publishing no estimates until "
                                "one arrives; create one with `hrc-fl train-intention`")
-        self._aligner = StreamAligner(AlignmentConfig(
-            imu_window=self._window, imu_rate_hz=self._rate_hz, imu_max_age_s=float(p["imu_max_age_s"]),
-            hands_max_age_s=float(p["hands_max_age_s"]), pose_max_age_s=float(p["pose_max_age_s"]),
-            max_span_factor=float(p["imu_max_span_factor"]), imu_capacity=int(p["imu_buffer_samples"]),
-            observation_capacity=int(p["observation_buffer"])))
+        self._inputs = IntentionInputFeed(alignment_config(p, imu_window=self._window, imu_rate_hz=self._rate_hz),
+                                          self._diag, min_pose_visibility=float(p["min_pose_visibility"]))
 
         self._pub = self.create_publisher(IntentionEstimate, "intention/estimate", RESULT_QOS)
         imu_qos = QoSProfile(history=SENSOR_QOS.history, depth=int(p["imu_queue_depth"]),
                              reliability=SENSOR_QOS.reliability, durability=SENSOR_QOS.durability)
         self.create_subscription(Imu, "wearable/imu", self._on_imu, imu_qos)
-        self.create_subscription(HandLandmarks, "hands/landmarks", self._on_hands, RESULT_QOS)
-        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._on_bodies, RESULT_QOS)
+        self.create_subscription(HandLandmarks, "hands/landmarks", self._inputs.on_hands, RESULT_QOS)
+        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._inputs.on_bodies, RESULT_QOS)
         self.create_subscription(String, "intention/model_available", self._on_model_available, LATCHED_QOS)
         self._load_queue: queue.Queue[str | None] = queue.Queue()
         self._loader = threading.Thread(target=self._load_loop, name="intention-model-loader", daemon=True)
@@ -178,45 +165,11 @@ class IntentionNode(Node):
 
     # ----- inputs --------------------------------------------------------------------------------
     def _on_imu(self, msg: Imu) -> None:
-        t_s = stamp_to_s(msg.header.stamp)
-        a, w = msg.linear_acceleration, msg.angular_velocity
-        sample = np.array([a.x, a.y, a.z, w.x, w.y, w.z], dtype=np.float32)
-        with self._lock:
-            reason = self._aligner.add_imu(t_s, sample)
-        if reason is not None:
-            self._diag.problem(f"imu_{reason}", f"dropped IMU message stamped {t_s:.6f} ({reason})")
-            return
-        if self._trigger == "imu":
+        t_s = self._inputs.on_imu(msg)
+        if t_s is not None and self._trigger == "imu":
             self._imu_count += 1
             if self._imu_count % self._decimation == 0:
                 self._estimate_and_publish(t_s)
-
-    def _on_hands(self, msg: HandLandmarks) -> None:
-        t_s = stamp_to_s(msg.header.stamp)
-        try:
-            features = hand_features(np.asarray(msg.image_points, dtype=np.float64), msg.handedness)
-        except ValueError as exc:
-            self._diag.problem("hands_invalid", f"hand landmarks stamped {t_s:.6f} unusable: {exc}")
-            features = None  # a bad frame makes the modality absent, it does not reuse an old hand
-        with self._lock:
-            reason = self._aligner.add_hands(t_s, features)
-        if reason is not None:
-            self._diag.problem(f"hands_{reason}", f"dropped hand landmarks stamped {t_s:.6f} ({reason})")
-
-    def _on_bodies(self, msg: BodyPoseArray) -> None:
-        t_s = stamp_to_s(msg.header.stamp)
-        features = None
-        if msg.bodies:
-            body = max(msg.bodies, key=lambda b: b.score if math.isfinite(b.score) else -1.0)
-            try:
-                features = pose_features(np.asarray(body.image_points, dtype=np.float64),
-                                         np.asarray(body.visibility, dtype=np.float64), self._min_visibility)
-            except ValueError as exc:
-                self._diag.problem("pose_invalid", f"body pose stamped {t_s:.6f} unusable: {exc}")
-        with self._lock:
-            reason = self._aligner.add_pose(t_s, features)
-        if reason is not None:
-            self._diag.problem(f"pose_{reason}", f"dropped body poses stamped {t_s:.6f} ({reason})")
 
     # ----- estimates -----------------------------------------------------------------------------
     def _on_timer(self) -> None:
@@ -224,8 +177,7 @@ class IntentionNode(Node):
         self._estimate_and_publish(t_s)
 
     def _estimate_and_publish(self, t_s: float) -> None:
-        with self._lock:
-            inputs = self._aligner.at(t_s)
+        inputs = self._inputs.at(t_s)
         estimate = self._estimator.estimate(inputs)
         if estimate is None:
             self._diag.set_value("last_skip", "no model" if not self._estimator.model_version else "no input")

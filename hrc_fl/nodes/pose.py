@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import numpy as np
 from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, RateMeter, declare_parameters
-from hrc_fl.nodes.hands import stamp_ms
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters
+from hrc_fl.nodes.image_frames import FrameStage, stamp_s
 from hrc_fl.perception.body_localisation import (
     TORSO,
     BodyScale,
@@ -30,9 +29,9 @@ from hrc_fl.perception.body_localisation import (
     monocular_hip_depth,
 )
 from hrc_fl.perception.body_tracker import BodyTracker
-from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
+from hrc_fl.perception.image_decoding import ImageError, ImageLimits
+from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
 from hrc_fl.perception.latest_worker import LatestOnlyWorker
-from hrc_fl.perception.mediapipe_hands import NonIncreasingTimestampError
 from hrc_fl.perception.mediapipe_pose import POSE_MODELS, DetectedPose, PoseDetector
 from hrc_fl.perception.one_euro import OneEuroFilter
 from hrc_fl.perception.scene_cut import SceneCutDetector
@@ -119,8 +118,6 @@ class PoseNode(Node):
         self.extrinsics = CameraExtrinsics.from_xyz_rpy(list(p["camera_xyz_m"]), list(p["camera_rpy_rad"]))
         self.scale = BodyScale(p["nominal_shoulder_width_m"], p["nominal_torso_length_m"],
                                p["body_size_relative_sigma"])
-        self.limits = ImageLimits(p["max_image_width_px"], p["max_image_height_px"])
-        self.scene_cuts = SceneCutDetector(threshold=p["scene_cut_threshold"])
         self.tracker = BodyTracker(max_distance=p["tracker_max_distance"],
                                    max_missed_frames=p["tracker_max_missed_frames"])
         self.filters: dict[str, OneEuroFilter] = {}
@@ -130,11 +127,12 @@ class PoseNode(Node):
         self._depth_m: np.ndarray | None = None
         self._warned_nominal = False
         self.diag = Diagnostics(self, "pose")
-        self.rate = RateMeter()
-        self._cuts = 0
+        self.frames: FrameStage[DetectedPose] = FrameStage(
+            self.detector.detect, limits=ImageLimits(p["max_image_width_px"], p["max_image_height_px"]),
+            scene_cuts=SceneCutDetector(threshold=p["scene_cut_threshold"]), diag=self.diag)
         self.tracked_pub = self.create_publisher(BodyPoseArray, "humans/bodies/tracked", RESULT_QOS)
         self.worker: LatestOnlyWorker[Image] = LatestOnlyWorker(self._process, name="pose",
-                                                              on_error=self._on_worker_error)
+                                                              on_error=self.frames.worker_failed)
         self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, SENSOR_QOS)
         if p["depth_topic"]:
@@ -173,23 +171,11 @@ class PoseNode(Node):
                                  width_px, height_px)
 
     def _process(self, msg: Image) -> None:
-        t0 = time.perf_counter()
-        wait_ms = (time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1e3
-        try:
-            rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
-                                   data=msg.data, is_bigendian=msg.is_bigendian, limits=self.limits)
-        except ImageError as exc:
-            self.diag.problem(exc.key, f"frame skipped: {exc}")
+        frame = self.frames.detect(msg)
+        if frame is None:
             return
-        t_decoded = time.perf_counter()
-        new_scene = self.scene_cuts.is_cut(rgb)
-        try:
-            poses = self.detector.detect(rgb, stamp_ms(msg.header.stamp), new_scene=new_scene)
-        except NonIncreasingTimestampError as exc:
-            self.diag.problem(exc.key, str(exc))
-            return
-        t1 = time.perf_counter()
-        t_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        poses = frame.detections
+        t_s = stamp_s(msg.header.stamp)
         update = self.tracker.update([_centroid(pose) for pose in poses])
         for body_id in update.dropped_ids:
             self.filters.pop(body_id, None)
@@ -210,19 +196,8 @@ class PoseNode(Node):
                 pub = self.create_publisher(BodyPose, f"humans/bodies/{body.body_id}/pose", RESULT_QOS)
                 self.body_pubs[body.body_id] = pub
             pub.publish(body)
-        self.rate.tick()
-        self.diag.set_value("fps", f"{self.rate.rate_hz():.1f}")
         self.diag.set_value("bodies", len(out.bodies))
-        # Stage times for the benchmark: stamp -> processing start (transport + waiting), decode, detect.
-        self.diag.set_value("wait_ms", f"{wait_ms:.1f}")
-        self.diag.set_value("decode_ms", f"{(t_decoded - t0) * 1e3:.1f}")
-        self.diag.set_value("detect_ms", f"{(t1 - t_decoded) * 1e3:.1f}")
-        self.diag.set_value("post_ms", f"{(time.perf_counter() - t1) * 1e3:.1f}")
-        self.diag.set_value("total_ms", f"{(time.perf_counter() - t0) * 1e3:.1f}")
-        self.diag.set_value("dropped_frames", self.worker.dropped)
-        if new_scene:
-            self._cuts += 1
-            self.diag.set_value("scene_cuts", self._cuts)
+        self.frames.report(frame, self.worker.dropped)
 
     def _body(self, pose: DetectedPose, body_id: str, msg: Image, t_s: float,
               intrinsics: PinholeIntrinsics, depth_m: np.ndarray | None) -> BodyPose:
@@ -266,17 +241,10 @@ class PoseNode(Node):
         except ValueError as exc:  # degenerate landmarks
             self.diag.problem("arm_signal_classifier", f"body not classified: {exc}")
             probs = np.zeros(len(self.arm_signal_names))
-        probs = np.where(np.isfinite(probs), probs, 0.0)
-        code = int(np.argmax(probs))
-        if probs[code] < p["arm_signal_min_confidence"]:
-            code = 0
-        confidence = float(probs[code])
+        code, confidence = thresholded_class(probs, p["arm_signal_min_confidence"])
         body.arm_signal = code
         body.arm_signal_confidence = confidence
         return body
-
-    def _on_worker_error(self, exc: BaseException) -> None:
-        self.diag.problem("internal_error", f"frame processing failed: {type(exc).__name__}: {exc}", error=True)
 
     def close(self) -> None:
         self.worker.stop()

@@ -95,3 +95,13 @@ def mlp_proba(model, features: np.ndarray) -> np.ndarray:
     from hrc_fl.perception.landmark_mlp import predict_proba
 
     return predict_proba(model, features)
+
+
+def thresholded_class(probs: np.ndarray, min_confidence: float) -> tuple[int, float]:
+    """(class index, its probability) of a classifier output, class 0 (NONE) when the best class is
+    below ``min_confidence``; non-finite probabilities count as 0."""
+    probs = np.where(np.isfinite(probs), probs, 0.0)
+    code = int(np.argmax(probs))
+    if probs[code] < min_confidence:
+        code = 0  # not sure enough: NONE, reported with the probability the classifier gave NONE
+    return code, float(probs[code])

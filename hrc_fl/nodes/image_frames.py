@@ -1,0 +1,98 @@
+"""What the hands and pose nodes do alike with each camera frame (ROS side, no algorithm here).
+
+One :class:`FrameStage` per node: decode the ``sensor_msgs/Image`` (limits, encodings), detect a scene
+cut, run the node's MediaPipe detector in VIDEO mode with the frame's stamp, and report on
+``/diagnostics``: one problem line for a frame it skips, and the stage times the perception benchmark
+reads (stamp -> processing start, decode, detect, post-processing, total) with fps and dropped frames.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from hrc_fl.nodes.common import Diagnostics, RateMeter
+from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
+from hrc_fl.perception.mediapipe_hands import NonIncreasingTimestampError
+from hrc_fl.perception.scene_cut import SceneCutDetector
+
+Detection = TypeVar("Detection")
+
+
+def stamp_ms(stamp) -> int:
+    """ROS stamp -> integer milliseconds (MediaPipe VIDEO-mode timestamps)."""
+    return int(stamp.sec) * 1000 + int(stamp.nanosec) // 1_000_000
+
+
+def stamp_s(stamp) -> float:
+    """ROS stamp -> seconds (float)."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+@dataclass(frozen=True)
+class DetectedFrame(Generic[Detection]):
+    """One decoded frame and what the detector found in it, with its stage times (perf_counter, s)."""
+
+    rgb: np.ndarray
+    detections: list[Detection]
+    new_scene: bool
+    wait_ms: float       # frame stamp -> processing start (transport and queueing)
+    started_s: float
+    decoded_s: float
+    detected_s: float
+
+
+class FrameStage(Generic[Detection]):
+    """Decode -> scene cut -> detect for one node's frames, and the per-frame diagnostics."""
+
+    def __init__(self, detect: Callable[..., list[Detection]], *, limits: ImageLimits,
+                 scene_cuts: SceneCutDetector, diag: Diagnostics) -> None:
+        self._detect = detect
+        self.limits = limits
+        self.scene_cuts = scene_cuts
+        self.diag = diag
+        self.rate = RateMeter()
+        self.cuts = 0
+
+    def detect(self, msg) -> DetectedFrame[Detection] | None:
+        """Detections in ``msg`` (sensor_msgs/Image), or None after reporting why the frame was skipped."""
+        started = time.perf_counter()
+        wait_ms = (time.time() - stamp_s(msg.header.stamp)) * 1e3
+        try:
+            rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
+                                   data=msg.data, is_bigendian=msg.is_bigendian, limits=self.limits)
+        except ImageError as exc:
+            self.diag.problem(exc.key, f"frame skipped: {exc}")
+            return None
+        decoded = time.perf_counter()
+        new_scene = self.scene_cuts.is_cut(rgb)
+        try:
+            detections = self._detect(rgb, stamp_ms(msg.header.stamp), new_scene=new_scene)
+        except NonIncreasingTimestampError as exc:
+            self.diag.problem(exc.key, str(exc))
+            return None
+        return DetectedFrame(rgb, detections, new_scene, wait_ms, started, decoded, time.perf_counter())
+
+    def report(self, frame: DetectedFrame[Detection], dropped_frames: int) -> None:
+        """fps, stage times (ms) and dropped frames of a processed frame on /diagnostics."""
+        self.rate.tick()
+        now = time.perf_counter()
+        self.diag.set_value("fps", f"{self.rate.rate_hz():.1f}")
+        self.diag.set_value("wait_ms", f"{frame.wait_ms:.1f}")
+        self.diag.set_value("decode_ms", f"{(frame.decoded_s - frame.started_s) * 1e3:.1f}")
+        self.diag.set_value("detect_ms", f"{(frame.detected_s - frame.decoded_s) * 1e3:.1f}")
+        self.diag.set_value("post_ms", f"{(now - frame.detected_s) * 1e3:.1f}")
+        self.diag.set_value("total_ms", f"{(now - frame.started_s) * 1e3:.1f}")
+        self.diag.set_value("dropped_frames", dropped_frames)
+        if frame.new_scene:
+            self.cuts += 1
+            self.diag.set_value("scene_cuts", self.cuts)
+
+    def worker_failed(self, exc: BaseException) -> None:
+        """The frame worker's error callback: one error line, the node keeps running."""
+        self.diag.problem("internal_error", f"frame processing failed: {type(exc).__name__}: {exc}", error=True)
+
