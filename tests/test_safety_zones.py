@@ -49,6 +49,21 @@ def test_hysteresis_and_dwell_before_relaxing():
     assert _step(m2, 1.6, W).zone == W
 
 
+def test_relaxing_needs_the_condition_without_a_break_for_the_dwell_time():
+    # S_p jitters at a zone border (e.g. its latency term grows between camera frames): the demanded zone
+    # alternates WARNING / CLEAR every 0.15 s. The zone must stay WARNING instead of flickering, and relax
+    # only once CLEAR has held for min_dwell_s without a break.
+    m = ZoneMachine(ZoneConfig(restart_interlock="auto", auto_reset_clear_s=0.0, min_dwell_s=0.5))
+    _step(m, 0.0, C)
+    _step(m, 1.0, C)
+    assert _step(m, 1.05, W).zone == W
+    zones = [_step(m, 1.05 + 0.15 * k, C if k % 2 else W).zone for k in range(1, 20)]
+    assert zones == [W] * 19                          # time in WARNING far beyond 0.5 s, yet no relaxing
+    last_w = 1.05 + 0.15 * 18
+    assert _step(m, last_w + 0.3, C).zone == W        # clear for 0.3 s only
+    assert _step(m, last_w + 0.55, C).zone == C       # clear without a break for >= 0.5 s
+
+
 def test_auto_restart_needs_area_clear_for_configured_time():
     m = ZoneMachine(ZoneConfig(restart_interlock="auto", auto_reset_clear_s=2.0, min_dwell_s=0.0))
     _step(m, 0.0, S)

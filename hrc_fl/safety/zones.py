@@ -4,7 +4,8 @@ Zones, least to most restrictive: CLEAR, WARNING (warns only, full speed), REDUC
 the separation rule), PROTECTIVE_STOP (speed 0). Rules:
 
 - Entering a more restrictive zone is immediate. Relaxing needs the zone computed at
-  ``separation - hysteresis_m`` to be less restrictive, after at least ``min_dwell_s`` in the current zone.
+  ``separation - hysteresis_m`` to be less restrictive, without a break for at least ``min_dwell_s``
+  (every update that still demands the current zone starts that time again).
 - PROTECTIVE_STOP is forced by: the distance rule, a stop command (STOP gesture / ALL_STOP arm signal),
   or any input fault. Leaving it needs "ready" (no fault, no stop command asserted, the hysteresis
   distance zone is not PROTECTIVE_STOP, ``min_dwell_s`` in the stop) AND the restart interlock:
@@ -141,7 +142,12 @@ class ZoneMachine:
                 reset_accepted, reset_message = True, "no protective stop active"
             if distance_zone > self.zone:
                 self._enter(distance_zone, now_s)
-            elif relaxed_zone < self.zone and dwell_s >= self.config.min_dwell_s:
+            elif relaxed_zone >= self.zone:
+                # still demanded: the release timer starts again, so relaxing needs the less restrictive
+                # condition to hold without a break for min_dwell_s (no flicker at a zone border when the
+                # separation or S_p jitters, e.g. S_p's latency term between camera frames)
+                self._since_s = now_s
+            elif dwell_s >= self.config.min_dwell_s:
                 self._enter(relaxed_zone, now_s)
 
         target = 0.0 if self.zone == Zone.PROTECTIVE_STOP else min(1.0, max(0.0, target_scale))
