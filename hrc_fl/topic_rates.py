@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rclpy.node import Node
@@ -26,18 +27,31 @@ class TopicRate:
 class TopicRateMonitor:
     """Subscribes (raw, no deserialisation) to every topic it discovers and counts messages."""
 
-    def __init__(self, node: Node, *, exclude_prefixes: tuple[str, ...] = ("/rosout", "/parameter_events")):
+    def __init__(self, node: Node, *, exclude_prefixes: tuple[str, ...] = ("/rosout", "/parameter_events"),
+                 exclude_suffixes: tuple[str, ...] = ()):
         self._node = node
         self._exclude = exclude_prefixes
+        self.excluded_suffixes = tuple(exclude_suffixes)
         self._counts: dict[str, list[float]] = {}
         self._types: dict[str, str] = {}
         self._subs = []
+        self._counted_elsewhere: set[str] = set()
         self._start = time.monotonic()
+
+    def count_elsewhere(self, topics: Iterable[str]) -> None:
+        """Topics another subscriber of this process receives and reports through :meth:`count`: the
+        monitor lists them with their type but does not subscribe a second time."""
+        self._counted_elsewhere.update(topics)
+
+    def count(self, topic: str) -> None:
+        """One message of ``topic`` received by another subscriber (see :meth:`count_elsewhere`)."""
+        self._counts.setdefault(topic, []).append(time.monotonic())
 
     def discover(self) -> None:
         """Subscribe to topics that appeared since the last call."""
         for topic, types in self._node.get_topic_names_and_types():
-            if topic in self._types or topic.startswith(self._exclude) or not types:
+            if (topic in self._types or topic.startswith(self._exclude) or not types
+                    or topic.endswith(self.excluded_suffixes)):
                 continue
             try:
                 msg_type = import_message_type(types[0])
@@ -45,6 +59,8 @@ class TopicRateMonitor:
                 continue  # a type this environment lacks: not countable, not an error of the graph
             self._types[topic] = types[0]
             stamps = self._counts.setdefault(topic, [])
+            if topic in self._counted_elsewhere:
+                continue
             self._subs.append(self._node.create_subscription(
                 msg_type, topic, lambda _m, s=stamps: s.append(time.monotonic()), MONITOR_QOS, raw=True))
 

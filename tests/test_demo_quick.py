@@ -92,6 +92,11 @@ def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
     assert any("/ws1/robot_sim" in r for r in node_rows)
     assert all(re.search(r"\| -?\d+ \|$", r) for r in node_rows), node_rows
     assert summary["topic_counts"].get("/ws1/robot/joint_states", 0) > 0
+    # topics the bag records are counted through the bag's subscription: same count as in the bag
+    bag_counts = summary.get("bag_messages") or {}
+    if bag_counts.get("/ws1/safety/state"):
+        assert summary["topic_counts"]["/ws1/safety/state"] == bag_counts["/ws1/safety/state"]
+    assert summary["topic_counts"].get("/ws1/safety/state", 0) > 0
     assert summary["workstations"]["ws1"]["images_published"] > 0
 
     # Safety: zones walked with the interlock, or honestly absent

@@ -127,7 +127,7 @@ def test_topic_cli_list_echo_hz(ros_probe):
         sent.append(time.monotonic())
 
     # Execute
-    listed = _run_cli(ros_probe, ["topic", "list", "--wait-s", "3"], tick)
+    listed = _run_cli(ros_probe, ["topic", "list", "--wait-s", "8"], tick)
     echoed = _run_cli(ros_probe, ["topic", "echo", "/ws1/safety/state", "-n", "2", "--timeout-s", "30"], tick)
     latched = _run_cli(ros_probe, ["topic", "echo", "ws1/intention/model_available", "-n", "1",
                                    "--timeout-s", "30"], lambda: None)

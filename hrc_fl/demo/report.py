@@ -244,6 +244,9 @@ def write_report(run: DemoRun) -> Path:
         lines += [f"| {r.topic} | {r.type_name} | {r.count} | {r.rate_hz:.1f} |" for r in run.topic_rates]
     else:
         lines.append("No topics were discovered.")
+    if run.uncounted_topic_suffixes:
+        lines += ["", "Not counted (to keep the demo driver, which relays the bodies, light): topics ending in "
+                  + ", ".join(f"`{s}`" for s in run.uncounted_topic_suffixes) + "."]
     summary["topic_counts"] = {r.topic: r.count for r in run.topic_rates}
     lines.append("")
 
@@ -348,6 +351,7 @@ def write_report(run: DemoRun) -> Path:
     if run.bag_path is not None:
         lines += ["## Recording", "", f"MCAP bag: `{run.bag_path}` (`hrc-fl play {run.bag_path}`), messages: "
                   + (", ".join(f"{t} {n}" for t, n in sorted(run.bag_messages.items()) if n) or "none"), ""]
+        summary["bag_messages"] = dict(run.bag_messages)
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -51,7 +51,10 @@ class BagRecorder:
     ``node`` and writes every message with its receive time (ns, system clock) into an MCAP bag."""
 
     def __init__(self, node: Any, path: Path, topics: Sequence[str] = (), *,
-                 discovery_period_s: float = 1.0, log: Callable[[str], None] = print) -> None:
+                 discovery_period_s: float = 1.0, log: Callable[[str], None] = print,
+                 on_write: Callable[[str], None] | None = None) -> None:
+        """``on_write(topic)`` is called after every written message (e.g. to count it elsewhere
+        without a second subscription)."""
         if discovery_period_s <= 0:
             raise ValueError("discovery_period_s must be positive")
         path = Path(path)
@@ -62,6 +65,7 @@ class BagRecorder:
         self._node = node
         self._topics = {_absolute(t) for t in topics}
         self._log = log
+        self._on_write = on_write
         self._typestore = build_typestore()
         self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
@@ -117,6 +121,8 @@ class BagRecorder:
             self._writer.write(self._connections[topic], time.time_ns(), data)
             self.stats.messages[topic] += 1
             self.stats.bytes[topic] += len(data)
+        if self._on_write is not None:
+            self._on_write(topic)
 
     def close(self) -> RecordStats:
         """Stop subscribing and finish the bag (writes the MCAP summary and metadata.yaml)."""
