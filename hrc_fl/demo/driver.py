@@ -35,6 +35,8 @@ TCP_SPEED_WINDOW_S = 0.1
 #: bodies), so counting 50 Hz IMU and camera streams of three workstations would add to the latency it measures.
 UNCOUNTED_TOPIC_SUFFIXES = ("/image_raw", "/camera_info", "/wearable/imu")
 #: The scripted operator retries a refused reset this often (s), for at most this long (s).
+#: Readiness signals the scenario start can wait for (see DemoDriver).
+WAIT_SIGNALS = ("bodies", "safety", "robot", "intention", "fl_client")
 RESET_RETRY_PERIOD_S = 1.0
 RESET_RETRY_S = 6.0
 
@@ -53,7 +55,11 @@ class DemoDriver(Node):
 
     def __init__(self, workstations: Sequence[str], scenario: Scenario, *, image_rate_hz: float,
                  worker_photo: Path, palm_photo: Path, warmup_timeout_s: float, start_on: str = "bodies",
-                 context=None) -> None:
+                 wait_for: Sequence[str] = (), context=None) -> None:
+        """``start_on``: the event that starts the scenario clock; ``wait_for``: signals that must also
+        have come from every workstation first ("intention": an estimate, "fl_client": the FL client's
+        diagnostics), so no node is still importing torch / FedML when the worker starts walking (on 2
+        cores those imports starve perception for seconds). ``warmup_timeout_s`` starts it anyway."""
         super().__init__("hrc_fl_demo_driver", context=context)
         from builtin_interfaces.msg import Time  # noqa: F401 - ensures message support is loaded
         from geometry_msgs.msg import PoseStamped
@@ -81,6 +87,11 @@ class DemoDriver(Node):
         if start_on not in ("bodies", "safety", "robot"):
             raise ValueError(f"start_on must be bodies, safety or robot, got {start_on!r}")
         self._start_on = start_on
+        unknown = set(wait_for) - set(WAIT_SIGNALS)
+        if unknown:
+            raise ValueError(f"wait_for accepts {WAIT_SIGNALS}, got {sorted(unknown)}")
+        self._waiting = {ws: set(wait_for) | {start_on} for ws in workstations}
+        self._wait_for = tuple(wait_for)
         self._start_s: float | None = None
         self._last_t_s = 0.0
         self._reset_until: dict[str, float] = {}
@@ -128,6 +139,15 @@ class DemoDriver(Node):
     def scenario_time_s(self) -> float:
         """Seconds since the scenario started (0 while warming up)."""
         return 0.0 if self._start_s is None else time.monotonic() - self._start_s
+
+    def _signal(self, ws: str, signal: str) -> None:
+        """A readiness signal from ``ws``; the scenario starts once every workstation gave all of its."""
+        waiting = self._waiting.get(ws)
+        if self._start_s is not None or waiting is None or signal not in waiting:
+            return
+        waiting.discard(signal)
+        if not any(self._waiting.values()):
+            self._maybe_start("every workstation up: " + ", ".join((self._start_on, *self._wait_for)))
 
     def _maybe_start(self, reason: str) -> None:
         if self._start_s is None:
@@ -182,8 +202,8 @@ class DemoDriver(Node):
         future.add_done_callback(done)
 
     def _on_bodies(self, ws: str, msg) -> None:
-        if self._start_on == "bodies" and msg.bodies:
-            self._maybe_start("first detection")
+        if msg.bodies:
+            self._signal(ws, "bodies")
         rec = self.record.workstations[ws]
         now_s = self.get_clock().now().nanoseconds * 1e-9
         rec.body_age_s.append(now_s - stamp_to_s(msg.header.stamp))
@@ -197,8 +217,7 @@ class DemoDriver(Node):
         rec.bodies_relayed += 1
 
     def _on_safety(self, ws: str, msg) -> None:
-        if self._start_on == "safety":
-            self._maybe_start("first safety state")
+        self._signal(ws, "safety")
         now_s = self.get_clock().now().nanoseconds * 1e-9
         rec = self.record.workstations[ws]
         rec.safety_age_s.append(now_s - stamp_to_s(msg.header.stamp))
@@ -216,8 +235,7 @@ class DemoDriver(Node):
         rec.safety.append(sample)
 
     def _on_tcp(self, ws: str, msg) -> None:
-        if self._start_on == "robot":
-            self._maybe_start("robot up; no perception/safety nodes in this build")
+        self._signal(ws, "robot")
         t = self.scenario_time_s()
         p = np.array([msg.pose.position.x, msg.pose.position.y, msg.pose.position.z])
         stamp = stamp_to_s(msg.header.stamp)
@@ -234,6 +252,7 @@ class DemoDriver(Node):
             GestureEvent(self.scenario_time_s(), msg.gesture_name, float(msg.confidence), bool(msg.is_command)))
 
     def _on_intention(self, ws: str, msg) -> None:
+        self._signal(ws, "intention")
         counts = self.record.workstations[ws].intentions
         counts[msg.label] = counts.get(msg.label, 0) + 1
 
@@ -249,6 +268,7 @@ class DemoDriver(Node):
                 continue
             if parts[1] not in self.record.workstations:
                 continue
+            self._signal(parts[1], "fl_client")
             for kv in status.values:
                 if kv.key == "samples" and kv.value.isdigit():
                     self.fl_samples[parts[1]] = int(kv.value)

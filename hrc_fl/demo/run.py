@@ -174,6 +174,12 @@ def _start_event(executables: set[str]) -> str:
     return "safety" if "safety_node" in executables else "robot"
 
 
+def _wait_signals(executables: set[str]) -> tuple[str, ...]:
+    # the torch / FedML processes take longest to come up (seconds of CPU each on import)
+    return tuple(signal for signal, exe in (("intention", "intention_node"), ("fl_client", "fl_client_node"))
+                 if exe in executables)
+
+
 def _free_tcp_ports(count: int) -> list[int]:
     import socket
 
@@ -335,6 +341,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                         image_rate_hz=options.image_rate_hz, worker_photo=photo_path(options.worker_photo),
                         palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
                         start_on=_start_event({s.executable for s in specs}),
+                        wait_for=_wait_signals({s.executable for s in specs}),
                         context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(driver)

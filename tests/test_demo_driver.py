@@ -1,0 +1,51 @@
+"""The demo driver's scenario start: it waits until every workstation's slow nodes are up."""
+
+from __future__ import annotations
+
+import pytest
+import rclpy
+
+from hrc_fl.data.datasets import photo_path
+from hrc_fl.demo.driver import DemoDriver
+from hrc_fl.demo.scenario import Scenario, ScenarioConfig
+
+
+def _driver(context, wait_for):
+    return DemoDriver(["ws1", "ws2"], Scenario(ScenarioConfig(length_s=60.0)), image_rate_hz=1.0,
+                      worker_photo=photo_path("messi5.jpg"), palm_photo=photo_path("Back_Projection_Theory0.jpg"),
+                      warmup_timeout_s=600.0, start_on="bodies", wait_for=wait_for, context=context)
+
+
+def test_scenario_starts_only_when_every_workstation_sent_every_signal():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        driver = _driver(context, ("intention", "fl_client"))
+        for ws, signal in [("ws1", "bodies"), ("ws1", "intention"), ("ws1", "fl_client"), ("ws2", "bodies"),
+                           ("ws2", "bodies"), ("ws2", "intention"), ("ws3", "fl_client")]:
+            driver._signal(ws, signal)
+            assert not driver.started, (ws, signal)   # ws2's FL client has not come up yet
+        driver._signal("ws2", "fl_client")
+        assert driver.started and driver.scenario_time_s() >= 0.0
+        driver.destroy_node()
+
+        # without wait_for the first body on every workstation is enough
+        plain = _driver(context, ())
+        plain._signal("ws1", "bodies")
+        plain._signal("ws1", "intention")
+        assert not plain.started
+        plain._signal("ws2", "bodies")
+        assert plain.started
+        plain.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_unknown_wait_signal_is_refused():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ValueError, match="wait_for"):
+            _driver(context, ("camera",))
+    finally:
+        rclpy.try_shutdown(context=context)
