@@ -160,13 +160,22 @@ def test_report_rows_beyond_the_baselines_only_with_pseudo_labels():
     from hrc_fl.federated.training import PseudoLabelConfig
 
     assert extra_specs(ReportConfig(pseudo_label=None), 3) == {}
-    cfg = ReportConfig(pseudo_label=PseudoLabelConfig(threshold=0.9))
+    with pytest.raises(ValueError):
+        ReportConfig(pseudo_label=None, personalised_uses_unlabelled=True)
+    pl = PseudoLabelConfig(threshold=0.9)
+    extras = extra_specs(ReportConfig(pseudo_label=pl), 3)
+    assert set(extras) == {"local_pseudo", "personalised_pseudo"}
+    assert extras["local_pseudo"].kind == "local" and extras["local_pseudo"].pseudo_label == pl
+    assert extras["personalised_pseudo"].personalisation == "fedrep"
+    assert extras["personalised_pseudo"].pseudo_label == pl
+    assert method_specs(ReportConfig(pseudo_label=pl), 3)["personalised"].pseudo_label is None
+    cfg = ReportConfig(pseudo_label=pl, personalised_uses_unlabelled=True)
     extras = extra_specs(cfg, 3)
-    assert extras["local_pseudo"].kind == "local" and extras["local_pseudo"].pseudo_label == cfg.pseudo_label
+    assert set(extras) == {"local_pseudo", "personalised_labels_only"}
     assert extras["personalised_labels_only"].pseudo_label is None
     assert not set(extras) & set(BASELINES)
     specs = method_specs(cfg, 3)
-    assert specs["personalised"].pseudo_label == cfg.pseudo_label
+    assert specs["personalised"].pseudo_label == pl
     assert all(specs[b].pseudo_label is None for b in BASELINES)  # baselines stay labels-only
     assert rule_config(cfg, "trimmed_mean") == {"name": "trimmed_mean", "trim_fraction": 0.2}
     assert rule_config(cfg, "median") == {"name": "median"}

@@ -11,7 +11,7 @@ HELP = "Compare local, FedAvg(+FT), FedProx, personalised FL and centralised tra
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder for report.md, results.json, PNGs")
     parser.add_argument("--rounds", type=int, default=0,
-                        help="rounds in the scarce-label regime (default 30, quick 3); full labels use at most 10")
+                        help="rounds per regime (default 30, quick 3; full labels never more than the default)")
     parser.add_argument("--quick", action="store_true", help="4 clients, 3 rounds: a smoke run for tests")
     parser.add_argument("--label-fraction", type=float, default=0.15,
                         help="share of labelled training windows per client in the scarce regime")
