@@ -54,7 +54,7 @@ def test_pseudo_labels_only_count_above_the_threshold():
     assert passed == 2
     assert float(loss.detach()) == pytest.approx(float((ce[0] + ce[2]) / 4), rel=1e-6)
     none_loss, none_passed = training.pseudo_label_loss(model, {"imu": x}, PseudoLabelConfig(threshold=1.0))
-    assert none_passed == 0 and float(none_loss) == 0.0
+    assert none_passed == 0 and float(none_loss.detach()) == 0.0
 
 
 def test_pseudo_labelling_restores_train_mode_and_strong_view_keeps_other_inputs():
@@ -209,3 +209,27 @@ def test_local_with_pseudo_labels_is_reproducible_and_sends_nothing():
     first, second = sim.run(spec, rounds=2), sim.run(spec, rounds=2)
     assert first.final.accuracy == second.final.accuracy
     assert all(r.uplink_bytes == 0 for r in first.rounds)
+
+
+@pytest.mark.parametrize("in_head", [False, True])
+def test_fedrep_head_phase_uses_pseudo_labels_only_when_asked(in_head):
+    from hrc_fl.federated.simulator import FeatureLoader
+
+    x, y = _toy(24, 0)
+    unlabelled, _ = _toy(48, 1)
+    prefixes = ("encoders.",)
+
+    def head_after(pseudo: PseudoLabelConfig | None) -> dict[str, np.ndarray]:
+        model = _factory(0)
+        torch.manual_seed(3)
+        extra = {} if pseudo is None else {"unlabelled": FeatureLoader(unlabelled, batch_size=16, seed=2),
+                                           "pseudo": pseudo, "generator": torch.Generator().manual_seed(4)}
+        # epochs=0: only the head phase runs
+        training.train_fedrep(model, _loader(x, y), head_epochs=2, epochs=0, lr=1e-2, shared_prefixes=prefixes,
+                              **extra)
+        return {k: v.detach().clone().numpy() for k, v in model.state_dict().items() if k.startswith("head.")}
+
+    plain = head_after(None)
+    semi = head_after(PseudoLabelConfig(threshold=0.0, in_head_training=in_head))
+    same = all(np.array_equal(plain[k], semi[k]) for k in plain)
+    assert same is (not in_head)
