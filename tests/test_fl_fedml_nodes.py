@@ -39,6 +39,17 @@ def _federation(tmp_path) -> str:
     return str(path)
 
 
+def _thread_nices(pid: int) -> list[int]:
+    """Nice value of every thread of a process (Linux /proc: field 19 of task/<tid>/stat)."""
+    from pathlib import Path
+
+    nices = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        nices.append(int(fields[16]))  # fields after "(comm)": state is field 3, nice is field 19
+    return nices
+
+
 def _sample_count(db_path) -> int:
     try:
         with sqlite3.connect(str(db_path)) as db:
@@ -85,11 +96,12 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
     config_path = _federation(tmp_path)
     generate_federation(tmp_path / "certs", ["aggregator", *WORKSTATIONS], valid_days=1)
     log_dir = tmp_path / "logs"
+    clients = {}
     for ws in WORKSTATIONS:
-        node_processes.start("fl_client_node", namespace=ws, param_files=("fl_client.yaml",), log_dir=log_dir,
-                             parameters={"workstation_id": ws, "labels": LABELS, "federation_config": config_path,
-                                         "sample_db": str(tmp_path / f"{ws}.sqlite"),
-                                         "model_store_dir": str(tmp_path / f"models_{ws}")})
+        clients[ws] = node_processes.start(
+            "fl_client_node", namespace=ws, param_files=("fl_client.yaml",), log_dir=log_dir,
+            parameters={"workstation_id": ws, "labels": LABELS, "federation_config": config_path,
+                        "sample_db": str(tmp_path / f"{ws}.sqlite"), "model_store_dir": str(tmp_path / f"models_{ws}")})
     models = {ws: ros_probe.collect(String, f"/{ws}/intention/model_available", LATCHED_QOS) for ws in WORKSTATIONS}
     client_status = ros_probe.collect(FederatedStatus, "/ws1/federated/status", LATCHED_QOS)
     plant_status = ros_probe.collect(FederatedStatus, "/plant/federated/status", LATCHED_QOS)
@@ -98,6 +110,10 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
     statuses["ws1"] = client_status
     # The FedML client thread is up (its first status) before inputs flow: its import competes for the GIL.
     ros_probe.wait_until(lambda: all(statuses[ws] for ws in WORKSTATIONS), 180, "fl_client statuses")
+    # The FL thread (and the gRPC/FedML threads it started) run at the configured lower priority, the
+    # node's ROS thread does not: training must not take the CPU from perception and safety.
+    nices = _thread_nices(clients["ws1"].nodes[0].process.pid)
+    assert max(nices) == 10 and min(nices) == 0, nices
     rng = np.random.default_rng(0)
     publishers = {ws: (ros_probe.publisher(Imu, f"/{ws}/wearable/imu", SENSOR_QOS),
                        ros_probe.publisher(TaskEvent, f"/{ws}/task/events", RESULT_QOS)) for ws in WORKSTATIONS}

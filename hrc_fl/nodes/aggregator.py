@@ -17,12 +17,14 @@ from rclpy.node import Node
 
 from hrc_fl.federated.fl_config import load_config
 from hrc_fl.federated.learner import load_learner_module
-from hrc_fl.nodes.common import LATCHED_QOS, Diagnostics, declare_parameters
+from hrc_fl.nodes.common import LATCHED_QOS, Diagnostics, declare_parameters, lower_thread_priority
 
 PARAMETERS = {
     "federation_config": ("", "Federation YAML ('' = packaged config/federated.yaml)."),
     "state_dir": ("", "Checkpoint + model registry folder ('' = the config's state_dir)."),
     "audit_path": ("", "Append one JSON line per received update (tensor names, norms); '' = off."),
+    "server_nice": (10, "Nice increment of the federation thread (FedML, gRPC, aggregation): where the "
+                        "aggregator shares a machine with workstation nodes, they keep the CPU first."),
 }
 
 
@@ -40,10 +42,15 @@ class AggregatorNode(Node):
         self._pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
         self._diag.set_value("state_dir", config.state_dir)
         self._stop = threading.Event()
+        self._server_nice = int(p["server_nice"])
+        if self._server_nice < 0:
+            raise ValueError("server_nice must be >= 0")
         self._thread = threading.Thread(target=self._run, args=(config,), name="fl-aggregator", daemon=True)
         self._thread.start()
 
     def _run(self, config) -> None:
+        nice = lower_thread_priority(self._server_nice)
+        self._diag.set_value("server_nice", "unsupported" if nice is None else nice)
         from hrc_fl.federated.fedml_adapter import run_server  # FedML only in this (FL) process
 
         try:

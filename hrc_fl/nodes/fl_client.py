@@ -35,6 +35,7 @@ from hrc_fl.nodes.common import (
     SENSOR_QOS,
     Diagnostics,
     declare_parameters,
+    lower_thread_priority,
     stamp_to_s,
 )
 from hrc_fl.nodes.intention_inputs import FEED_PARAMETERS, IntentionInputFeed, alignment_config
@@ -42,6 +43,8 @@ from hrc_fl.paths import runtime_dir
 
 PARAMETERS = {
     **FEED_PARAMETERS,
+    "training_nice": (10, "Nice increment of the federated-learning thread (FedML, gRPC, training): the "
+                          "workstation's perception and safety nodes keep the CPU first. 0 = same priority."),
     "workstation_id": ("ws1", "Workstation id = this client's node name in the federation config."),
     "worker_id": ("worker1", "Worker whose samples this workstation stores (events for others are dropped)."),
     "labels": (["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"], "Label space (must match the intention node)."),
@@ -100,12 +103,17 @@ class FlClientNode(Node):
                 epochs=config.client.epochs, lr=config.client.lr, batch_size=config.client.batch_size, seed=config.seed,
                 head_epochs=config.client.head_epochs, fine_tune_epochs=config.client.fine_tune_epochs,
                 on_model=self._publish_model)
+            self._training_nice = int(p["training_nice"])
+            if self._training_nice < 0:
+                raise ValueError("training_nice must be >= 0 (the FL thread never outranks safety)")
             self._fl_thread = threading.Thread(target=self._run_federation, args=(config, learner),
                                                name="fl-client", daemon=True)
             self._fl_thread.start()
 
     # ----- federation ----------------------------------------------------------------------------
     def _run_federation(self, config, learner: IntentionLearner) -> None:
+        nice = lower_thread_priority(self._training_nice)  # before the import: FedML's import is CPU-heavy too
+        self._diag.set_value("training_nice", "unsupported" if nice is None else nice)
         from hrc_fl.federated.fedml_adapter import run_client  # FedML only in this (FL) process
 
         try:
