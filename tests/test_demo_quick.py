@@ -141,7 +141,7 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     import psutil
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([HRC_FL, "demo", "--quick", "--no-fl", "--length-s", "600", "--out", str(out)],
+    proc = subprocess.Popen([HRC_FL, "demo", "--quick", "--length-s", "600", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     children: set[int] = set()
     try:
@@ -171,3 +171,16 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not alive
     assert (out / "bag" / "metadata.yaml").is_file()  # the bag was closed properly
+
+    # The FL client's sample store and the workstation's model store survived the interrupt intact
+    import sqlite3
+
+    from hrc_fl.intention.model_store import ModelStore
+
+    db = out / "samples" / "ws1.sqlite"
+    assert db.is_file()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    models = ModelStore(out / "models" / "ws1")
+    assert models.versions() and models.load_latest() is not None
+    assert not list((out / "models" / "ws1").rglob("*.tmp"))  # no half-written model left behind
