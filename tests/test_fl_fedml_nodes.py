@@ -39,14 +39,14 @@ def _federation(tmp_path) -> str:
     return str(path)
 
 
-def _thread_nices(pid: int) -> list[int]:
-    """Nice value of every thread of a process (Linux /proc: field 19 of task/<tid>/stat)."""
+def _thread_nices(pid: int) -> dict[int, int]:
+    """Thread id -> nice value for every thread of a process (Linux /proc: field 19 of task/<tid>/stat)."""
     from pathlib import Path
 
-    nices = []
+    nices = {}
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
         fields = stat.read_text().rsplit(")", 1)[1].split()
-        nices.append(int(fields[16]))  # fields after "(comm)": state is field 3, nice is field 19
+        nices[int(stat.parent.name)] = int(fields[16])  # after "(comm)": state is field 3, nice field 19
     return nices
 
 
@@ -112,7 +112,7 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
     ros_probe.wait_until(lambda: all(statuses[ws] for ws in WORKSTATIONS), 180, "fl_client statuses")
     # The FL thread (and the gRPC/FedML threads it started) run at the configured lower priority, the
     # node's ROS thread does not: training must not take the CPU from perception and safety.
-    nices = _thread_nices(clients["ws1"].nodes[0].process.pid)
+    nices = _thread_nices(clients["ws1"].nodes[0].process.pid).values()
     assert max(nices) == 10 and min(nices) == 0, nices
     rng = np.random.default_rng(0)
     publishers = {ws: (ros_probe.publisher(Imu, f"/{ws}/wearable/imu", SENSOR_QOS),
@@ -132,8 +132,8 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
     assert all(_sample_count(tmp_path / f"{ws}.sqlite") >= 2 for ws in WORKSTATIONS)
 
     # Execute: the aggregator joins; one round runs
-    node_processes.start("aggregator_node", namespace="plant", param_files=("aggregator.yaml",), log_dir=log_dir,
-                         parameters={"federation_config": config_path})
+    aggregator = node_processes.start("aggregator_node", namespace="plant", param_files=("aggregator.yaml",),
+                                      log_dir=log_dir, parameters={"federation_config": config_path})
 
     def done() -> bool:
         return any(s.state == "finished" for s in plant_status) and all(models[ws] for ws in WORKSTATIONS)
@@ -155,3 +155,6 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
     assert finished.role == "aggregator" and set(finished.participants) == set(WORKSTATIONS)
     assert {s.state for s in client_status} >= {"training", "sent"}
     assert (tmp_path / "state" / "checkpoint.json").is_file()
+    # the aggregator process (its main thread and the federation thread) runs at nice +10 (aggregator.yaml)
+    agg_pid = aggregator.nodes[0].process.pid
+    assert _thread_nices(agg_pid)[agg_pid] == 10

@@ -23,8 +23,8 @@ PARAMETERS = {
     "federation_config": ("", "Federation YAML ('' = packaged config/federated.yaml)."),
     "state_dir": ("", "Checkpoint + model registry folder ('' = the config's state_dir)."),
     "audit_path": ("", "Append one JSON line per received update (tensor names, norms); '' = off."),
-    "server_nice": (10, "Nice increment of the federation thread (FedML, gRPC, aggregation): where the "
-                        "aggregator shares a machine with workstation nodes, they keep the CPU first."),
+    "server_nice": (10, "Nice increment of the aggregator process (FedML, gRPC, aggregation): where it "
+                        "shares a machine with workstation nodes, they keep the CPU first."),
 }
 
 
@@ -33,6 +33,12 @@ class AggregatorNode(Node):
         super().__init__("aggregator")
         p = declare_parameters(self, PARAMETERS)
         self._diag = Diagnostics(self, "aggregator")
+        if int(p["server_nice"]) < 0:
+            raise ValueError("server_nice must be >= 0")
+        # The whole process is federation work: lower it before loading torch and the initial model; the
+        # federation thread inherits the value.
+        nice = lower_thread_priority(int(p["server_nice"]))
+        self._diag.set_value("server_nice", "unsupported" if nice is None else nice)
         config = load_config(str(p["federation_config"]) or None)
         if p["state_dir"]:
             config = dataclasses.replace(config, state_dir=Path(str(p["state_dir"])))
@@ -42,15 +48,10 @@ class AggregatorNode(Node):
         self._pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
         self._diag.set_value("state_dir", config.state_dir)
         self._stop = threading.Event()
-        self._server_nice = int(p["server_nice"])
-        if self._server_nice < 0:
-            raise ValueError("server_nice must be >= 0")
         self._thread = threading.Thread(target=self._run, args=(config,), name="fl-aggregator", daemon=True)
         self._thread.start()
 
     def _run(self, config) -> None:
-        nice = lower_thread_priority(self._server_nice)
-        self._diag.set_value("server_nice", "unsupported" if nice is None else nice)
         from hrc_fl.federated.fedml_adapter import run_server  # FedML only in this (FL) process
 
         try:
