@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from hrc_fl.commands._classifier_training import add_training_arguments, train
 
 NAME = "train-gestures"
 HELP = "Train the HRC gesture classifier on HandPose data; write weights, metrics and a confusion matrix."
+WEIGHTS_NAME = "gesture_classifier.safetensors"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True,
-                        help="folder for gestures_metrics.json, gestures_confusion.csv/.png")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="where to save the weights (.safetensors, meta .json beside it); "
-                             "default: <out>/gesture_classifier.safetensors")
-    parser.add_argument("--seed", type=int, default=None, help="split and training seed")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    add_training_arguments(parser, report_stem="gestures", weights_name=WEIGHTS_NAME)
     parser.add_argument("--min-macro-f1", type=float, default=0.97,
                         help="exit 1 when the held-out macro-F1 over the HRC vocabulary is below this")
 
@@ -24,11 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hrc_fl.perception import gesture_classifier as gc
 
-    weights = args.weights or args.out / "gesture_classifier.safetensors"
-    metrics = gc.train_and_save(out_dir=args.out, weights_path=weights,
-                                seed=gc.DEFAULT_SEED if args.seed is None else args.seed,
-                                epochs=gc.DEFAULT_EPOCHS if args.epochs is None else args.epochs,
-                                log=lambda m: print(f"[train] {m}", flush=True))
+    metrics, weights = train(gc, args, WEIGHTS_NAME)
     print(f"[train] held-out macro-F1 (7 HRC classes incl. NONE) {metrics['macro_f1_hrc']:.4f}, "
           f"commands only {metrics['macro_f1_commands']:.4f}, 27-class accuracy {metrics['accuracy_fine']:.4f}")
     for name, f1 in metrics["f1_per_class"].items():

@@ -12,12 +12,12 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from hrc_fl_msgs.msg import FederatedStatus
 from rclpy.node import Node
 
 from hrc_fl.federated.fl_config import load_config
 from hrc_fl.federated.learner import load_learner_module
-from hrc_fl.nodes.common import LATCHED_QOS, Diagnostics, declare_parameters, lower_thread_priority
+from hrc_fl.nodes.common import Diagnostics, declare_parameters, lower_thread_priority
+from hrc_fl.nodes.federated_status import FederatedStatusPublisher
 
 PARAMETERS = {
     "federation_config": ("", "Federation YAML ('' = packaged config/federated.yaml)."),
@@ -45,7 +45,7 @@ class AggregatorNode(Node):
         module = load_learner_module(config.learner_module)
         self._initial = module.initial_shared(config.learner_options, config.seed)
         self._audit = Path(str(p["audit_path"])) if p["audit_path"] else None
-        self._pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
+        self._publish = FederatedStatusPublisher(self, self._diag)
         self._diag.set_value("state_dir", config.state_dir)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(config,), name="fl-aggregator", daemon=True)
@@ -60,16 +60,6 @@ class AggregatorNode(Node):
             self.get_logger().info(f"federation finished with global model {version}")
         except (OSError, RuntimeError, ValueError) as exc:
             self._diag.problem("federation_failed", f"aggregator stopped: {exc}", error=True)
-
-    def _publish(self, status) -> None:
-        msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
-                              model_version=status.model_version, state=status.state,
-                              participants=list(status.participants), metric_names=list(status.metrics),
-                              metric_values=[float(v) for v in status.metrics.values()])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._pub.publish(msg)
-        self._diag.set_value("round", status.round)
-        self._diag.set_value("state", status.state)
 
     def close(self) -> None:
         self._stop.set()

@@ -19,7 +19,7 @@ import math
 import threading
 from pathlib import Path
 
-from hrc_fl_msgs.msg import BodyPoseArray, FederatedStatus, HandLandmarks, TaskEvent
+from hrc_fl_msgs.msg import BodyPoseArray, HandLandmarks, TaskEvent
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
 from std_msgs.msg import String
@@ -38,6 +38,7 @@ from hrc_fl.nodes.common import (
     lower_thread_priority,
     stamp_to_s,
 )
+from hrc_fl.nodes.federated_status import FederatedStatusPublisher
 from hrc_fl.nodes.intention_inputs import FEED_PARAMETERS, IntentionInputFeed, alignment_config
 from hrc_fl.paths import runtime_dir
 
@@ -83,7 +84,7 @@ class FlClientNode(Node):
         self._diag.set_value("sample_db", sample_db)
         self._diag.set_value("samples", self._samples.count(self._worker_id))
 
-        self._status_pub = self.create_publisher(FederatedStatus, "federated/status", LATCHED_QOS)
+        self._publish_status = FederatedStatusPublisher(self, self._diag)
         self._model_pub = self.create_publisher(String, "intention/model_available", LATCHED_QOS)
         self.create_subscription(TaskEvent, "task/events", self._on_event, RESULT_QOS)
         self.create_subscription(Imu, "wearable/imu", self._inputs.on_imu, SENSOR_QOS)
@@ -121,16 +122,6 @@ class FlClientNode(Node):
             self.get_logger().info(f"federation finished; local model {version}")
         except (OSError, RuntimeError, ValueError) as exc:
             self._diag.problem("federation_failed", f"federated client stopped: {exc}", error=True)
-
-    def _publish_status(self, status) -> None:
-        msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
-                              model_version=status.model_version, state=status.state,
-                              participants=list(status.participants), metric_names=list(status.metrics),
-                              metric_values=[float(v) for v in status.metrics.values()])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._status_pub.publish(msg)
-        self._diag.set_value("round", status.round)
-        self._diag.set_value("state", status.state)
 
     def _publish_model(self, version: str) -> None:
         self._model_pub.publish(String(data=version))

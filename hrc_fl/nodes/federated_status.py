@@ -1,0 +1,29 @@
+"""``federated/status`` for the aggregator and fl_client nodes: the adapter's status reports as latched
+``hrc_fl_msgs/FederatedStatus`` messages, with round and state mirrored on ``/diagnostics``."""
+
+from __future__ import annotations
+
+from hrc_fl_msgs.msg import FederatedStatus
+from rclpy.node import Node
+
+from hrc_fl.nodes.common import LATCHED_QOS, Diagnostics
+
+
+class FederatedStatusPublisher:
+    """Callable ``on_status`` for :func:`run_server` / :func:`run_client` (any thread)."""
+
+    def __init__(self, node: Node, diag: Diagnostics, topic: str = "federated/status") -> None:
+        self._node = node
+        self._diag = diag
+        self._pub = node.create_publisher(FederatedStatus, topic, LATCHED_QOS)
+
+    def __call__(self, status) -> None:
+        """``status``: a :class:`hrc_fl.federated.fedml_adapter.StatusReport`."""
+        msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
+                              model_version=status.model_version, state=status.state,
+                              participants=list(status.participants), metric_names=list(status.metrics),
+                              metric_values=[float(v) for v in status.metrics.values()])
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(msg)
+        self._diag.set_value("round", status.round)
+        self._diag.set_value("state", status.state)
