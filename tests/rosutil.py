@@ -90,3 +90,23 @@ class NodeProcesses:
     def output(launcher: Launcher) -> str:
         proc: subprocess.Popen = launcher.nodes[0].process
         return "" if proc.stdout is None else proc.stdout.read().decode(errors="replace")
+
+
+def run_cli_while_spinning(probe, argv: list[str], tick: Callable[[], None], timeout_s: float = 60.0) -> str:
+    """Run ``hrc-fl <argv>`` as a process while calling ``tick()`` and spinning ``probe`` every 50 ms;
+    assert it exited 0 and return its output (stdout and stderr)."""
+    import sys
+
+    hrc_fl = str(Path(sys.executable).parent / "hrc-fl")
+    proc = subprocess.Popen([hrc_fl, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    end = time.monotonic() + timeout_s
+    try:
+        while proc.poll() is None and time.monotonic() < end:
+            tick()
+            probe.spin_for(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = proc.communicate()[0].decode()
+    assert proc.returncode == 0, out
+    return out

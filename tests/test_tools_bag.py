@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 from hrc_fl.tools.bag import BagPlayer, read_bag
 from hrc_fl.tools.msgtypes import build_typestore
-
-HRC_FL = str(Path(sys.executable).parent / "hrc-fl")
+from tests.rosutil import run_cli_while_spinning as run_cli
 
 
 def test_typestore_knows_installed_and_repository_types():
@@ -25,21 +19,6 @@ def test_typestore_knows_installed_and_repository_types():
         assert name in store.fielddefs, name
     text, _ = store.generate_msgdef("hrc_fl_msgs/msg/HandGesture", ros_version=2)
     assert "MSG: hrc_fl_msgs/HandLandmarks" in text and "builtin_interfaces/Time stamp" in text
-
-
-def _run_while(probe, argv: list[str], tick, timeout_s: float = 60.0) -> str:
-    proc = subprocess.Popen([HRC_FL, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    end = time.monotonic() + timeout_s
-    try:
-        while proc.poll() is None and time.monotonic() < end:
-            tick()
-            probe.spin_for(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out = proc.communicate()[0].decode()
-    assert proc.returncode == 0, out
-    return out
 
 
 @pytest.mark.slow
@@ -67,7 +46,7 @@ def test_record_decode_and_play(ros_probe, tmp_path):
     bag = tmp_path / "bag"
 
     # Execute 1: record
-    _run_while(ros_probe, ["record", "-o", str(bag), "--duration-s", "6", "/ws1/safety/state",
+    run_cli(ros_probe, ["record", "-o", str(bag), "--duration-s", "6", "/ws1/safety/state",
                            "/ws1/robot/speed_scale"], tick)
 
     # Assert 1: the MCAP decodes with the mcap reference reader, custom type included
@@ -89,7 +68,7 @@ def test_record_decode_and_play(ros_probe, tmp_path):
     # Execute 2: play (twice as fast) into a subscriber
     got = ros_probe.collect(SafetyZoneState, "/ws1/safety/state", 10)
     got_scale = ros_probe.collect(Float64, "/ws1/robot/speed_scale", SENSOR_QOS)
-    played = _run_while(ros_probe, ["play", str(bag), "--rate", "2", "--wait-for-subscribers-s", "20",
+    played = run_cli(ros_probe, ["play", str(bag), "--rate", "2", "--wait-for-subscribers-s", "20",
                                          "--delay-s", "1"],
                         lambda: None)
     ros_probe.wait_until(lambda: len(got) >= len(states), 10.0,
@@ -159,7 +138,7 @@ def test_played_bag_drives_the_robot_sim_node(ros_probe, node_processes, tmp_pat
     start = len(joints)
 
     # Execute
-    _run_while(ros_probe, ["play", str(bag), "--wait-for-subscribers-s", "20", "--delay-s", "0.5"], lambda: None)
+    run_cli(ros_probe, ["play", str(bag), "--wait-for-subscribers-s", "20", "--delay-s", "0.5"], lambda: None)
     ros_probe.spin_for(1.5)  # the last scale goes stale (0.5 s) and the robot ramps down (0.3 s)
     after_play = tuple(joints[-1].position)
     ros_probe.spin_for(0.5)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from hrc_fl.tools.msgtypes import import_message_type, normalize_type_name
 from hrc_fl.tools.topic import RateWindow, message_to_text, subscription_qos
-
-HRC_FL = str(Path(sys.executable).parent / "hrc-fl")
+from tests.rosutil import run_cli_while_spinning as run_cli
 
 
 def test_type_names_normalise_and_import():
@@ -89,22 +85,6 @@ def test_subscription_qos_matches_all_publishers():
     assert mixed.durability == DurabilityPolicy.VOLATILE
 
 
-def _run_cli(probe, argv: list[str], tick, timeout_s: float = 40.0) -> str:
-    """Run ``hrc-fl ...`` while calling ``tick()`` every 50 ms; return its stdout."""
-    proc = subprocess.Popen([HRC_FL, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    end = time.monotonic() + timeout_s
-    try:
-        while proc.poll() is None and time.monotonic() < end:
-            tick()
-            probe.spin_for(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out = proc.communicate()[0].decode()
-    assert proc.returncode == 0, out
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_topic_cli_list_echo_hz(ros_probe):
@@ -127,12 +107,12 @@ def test_topic_cli_list_echo_hz(ros_probe):
         sent.append(time.monotonic())
 
     # Execute
-    listed = _run_cli(ros_probe, ["topic", "list", "--wait-s", "8"], tick)
-    echoed = _run_cli(ros_probe, ["topic", "echo", "/ws1/safety/state", "-n", "2", "--timeout-s", "30"], tick)
-    latched = _run_cli(ros_probe, ["topic", "echo", "ws1/intention/model_available", "-n", "1",
+    listed = run_cli(ros_probe, ["topic", "list", "--wait-s", "8"], tick)
+    echoed = run_cli(ros_probe, ["topic", "echo", "/ws1/safety/state", "-n", "2", "--timeout-s", "30"], tick)
+    latched = run_cli(ros_probe, ["topic", "echo", "ws1/intention/model_available", "-n", "1",
                                    "--timeout-s", "30"], lambda: None)
     sent.clear()
-    hz = _run_cli(ros_probe, ["topic", "hz", "/ws1/robot/speed_scale", "--duration-s", "5"], tick)
+    hz = run_cli(ros_probe, ["topic", "hz", "/ws1/robot/speed_scale", "--duration-s", "5"], tick)
 
     # Assert
     assert "/ws1/safety/state [hrc_fl_msgs/msg/SafetyZoneState]" in listed
