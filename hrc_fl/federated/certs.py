@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from hrc_fl.data.atomic_io import atomic_write_bytes
 
 #: Host names every node certificate also carries, so loopback deployments and tests verify.
 LOOPBACK_NAMES: tuple[str, ...] = ("localhost",)
@@ -38,21 +38,6 @@ class NodeCredentials:
     private_key_pem: bytes
     certificate_pem: bytes
     ca_certificate_pem: bytes
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -128,15 +113,15 @@ def generate_federation(out_dir: Path, node_names: Sequence[str], *, valid_days:
         ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     else:
         ca_key, ca_cert = make_ca(ca_name, valid_days)
-        _write_atomic(ca_key_path, _key_pem(ca_key), 0o600)
-        _write_atomic(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        atomic_write_bytes(ca_key_path, _key_pem(ca_key), mode=0o600)
+        atomic_write_bytes(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     written = [ca_cert_path, ca_key_path]
     for name in node_names:
         if keep_existing and ca_kept and (out_dir / f"{name}.key").is_file() and (out_dir / f"{name}.crt").is_file():
             continue
         key, cert = make_node_certificate(name, ca_key, ca_cert, valid_days, extra_hosts)
-        _write_atomic(out_dir / f"{name}.key", _key_pem(key), 0o600)
-        _write_atomic(out_dir / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        atomic_write_bytes(out_dir / f"{name}.key", _key_pem(key), mode=0o600)
+        atomic_write_bytes(out_dir / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         written += [out_dir / f"{name}.crt", out_dir / f"{name}.key"]
     return written
 

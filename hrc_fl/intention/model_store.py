@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from hrc_fl.data.atomic_io import atomic_write_bytes
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
 FORMAT = "hrc_fl.intention/1"
@@ -50,24 +49,6 @@ class ModelMeta:
 class LoadedModel:
     model: IntentionModel
     meta: ModelMeta
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def check_version_name(version: str) -> str:
@@ -134,8 +115,8 @@ class ModelStore:
         meta = {"format": FORMAT, "version": version, "config": model.config.to_dict(),
                 "labels": list(labels), "sha256": hashlib.sha256(blob).hexdigest(),
                 "created_unix_s": time.time(), "info": dict(info or {})}
-        _atomic_write(weights_path, blob)
-        _atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True).encode("utf-8"))
+        atomic_write_bytes(weights_path, blob)
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True).encode("utf-8"))
         return version
 
     def read_meta(self, version: str) -> ModelMeta:
@@ -234,6 +215,6 @@ def seed_from(store: ModelStore, base: ModelStore) -> str | None:
     store.root.mkdir(parents=True, exist_ok=True)
     src_w, src_m = base._paths(version)
     dst_w, dst_m = store._paths(version)
-    _atomic_write(dst_w, src_w.read_bytes())
-    _atomic_write(dst_m, src_m.read_bytes())
+    atomic_write_bytes(dst_w, src_w.read_bytes())
+    atomic_write_bytes(dst_m, src_m.read_bytes())
     return version
