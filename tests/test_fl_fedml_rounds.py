@@ -1,5 +1,6 @@
 """The FedML round server in process, driven by test clients over the real TLS transport: a stale-round
-update is ignored, the round closes at its deadline with the quorum, the checkpoint records who counted."""
+update is ignored, the round closes at its deadline with the quorum, the checkpoint records who counted;
+a client that skips a round says so (the round does not wait for it, and is asked again without quorum)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from tests.fl_fedml_harness import free_ports
 pytestmark = pytest.mark.timeout(500)
 
 
-def _config(tmp_path):
+def _config(tmp_path, **rounds):
     from hrc_fl.federated.fl_config import parse_config
 
     ports = free_ports(3)
     data = {"federation": {"nodes": [{"name": n, "rank": r, "host": "127.0.0.1", "port": ports[r]}
                                      for r, n in enumerate(["aggregator", "ws1", "ws2"])],
                            "cert_dir": str(tmp_path / "certs"), "state_dir": str(tmp_path / "state")},
-            "rounds": {"num_rounds": 1, "quorum": 1, "deadline_s": 3.0, "start_wait_s": 0.5},
+            "rounds": {"num_rounds": 1, "quorum": 1, "deadline_s": 3.0, "start_wait_s": 0.5, **rounds},
             "strategy": {"name": "fedavg"},
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "fp32", "min_samples": 1},
             "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
@@ -87,3 +88,93 @@ def test_stale_round_update_is_ignored_and_round_closes_at_deadline_with_quorum(
     assert [(line["round"], line["client"]) for line in lines] == [(1, "ws1")]
     done = [s for s in statuses if s.state == "done"]
     assert done and done[-1].metrics["num_accepted"] == 1.0
+
+
+def _skip(round_index: int) -> dict:
+    return {"msg_type": 3, "receiver": 0, "round": round_index, "num_samples": 0,
+            "skipped": "3 labelled samples < min_samples 8"}
+
+
+def _start_round(config, statuses, audit):
+    """The aggregator in a thread and two test clients that said hello and received round 1's sync."""
+    from hrc_fl.federated.certs import generate_federation, load_node_credentials
+    from hrc_fl.federated.fedml_adapter import run_server
+    from hrc_fl.federated.transport import SecureTransport
+
+    generate_federation(config.cert_dir, ["aggregator", "ws1", "ws2"], valid_days=1)
+    clients = {r: SecureTransport(config.nodes[r], config.nodes, load_node_credentials(config.cert_dir, n),
+                                  config.transport) for r, n in ((1, "ws1"), (2, "ws2"))}
+    for transport in clients.values():
+        transport.start()
+    server = threading.Thread(target=run_server, args=(config, {"encoders.w": np.zeros(3, np.float32)}),
+                              kwargs={"on_status": statuses.append, "audit_path": audit}, daemon=True)
+    server.start()
+    for rank, transport in clients.items():
+        transport.send(0, {"msg_type": 5, "receiver": 0, "client_status": "ONLINE", "session": f"s{rank}"})
+    for rank, transport in clients.items():
+        assert _next(transport, 2, hello_rank=rank) is not None, "no round was opened"
+    return server, clients
+
+
+def _next(transport, msg_type: int, hello_rank: int = 0, timeout_s: float = 120.0):
+    """The next message of ``msg_type`` (answering status requests on the way), or None."""
+    while True:
+        envelope = transport.receive(timeout_s=timeout_s)
+        if envelope is None:
+            return None
+        if envelope.params["msg_type"] == 6 and hello_rank:
+            transport.send(0, {"msg_type": 5, "receiver": 0, "client_status": "ONLINE", "session": f"s{hello_rank}"})
+        if envelope.params["msg_type"] == msg_type:
+            return envelope
+
+
+def test_a_client_that_skips_does_not_hold_the_round_until_its_deadline(tmp_path):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare: a deadline far beyond the test's timeout, so only the skip notice can close the round
+    config = _config(tmp_path, deadline_s=3600.0)
+    statuses, audit = [], tmp_path / "audit.jsonl"
+    server, clients = _start_round(config, statuses, audit)
+    try:
+        # Execute: ws2 has too few samples and says so; ws1 trains
+        clients[2].send(0, _skip(1))
+        clients[1].send(0, _update(1, np.ones(3, np.float32)))
+        finish = _next(clients[1], 7, timeout_s=150)
+        server.join(timeout=30)
+    finally:
+        for transport in clients.values():
+            transport.stop()
+
+    # Assert: the round closed with ws1's update; ws2 is neither accepted nor rejected, the audit says skipped
+    assert finish is not None and finish.params["model_version"] == "v00001"
+    np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.ones(3))
+    meta = ModelRegistry(config.state_dir).latest().meta
+    assert meta["accepted"] == ["ws1"] and meta["rejected"] == {}
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert sorted((line["client"], line["scheme"]) for line in lines) == [("ws1", "fp32"), ("ws2", "skipped")]
+
+
+def test_without_quorum_a_skipped_client_is_asked_again_at_the_deadline(tmp_path):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare: both clients are needed (quorum 2)
+    config = _config(tmp_path, quorum=2, deadline_s=2.0)
+    statuses, audit = [], tmp_path / "audit.jsonl"
+    server, clients = _start_round(config, statuses, audit)
+    try:
+        # Execute: ws2 skips, ws1 answers: no quorum, so the round stays open and ws2 gets round 1 again
+        clients[2].send(0, _skip(1))
+        clients[1].send(0, _update(1, np.ones(3, np.float32)))
+        again = _next(clients[2], 2, timeout_s=60)
+        assert again is not None and again.params["round"] == 1
+        clients[2].send(0, _update(1, np.full(3, 3.0, np.float32)))
+        finish = _next(clients[1], 7, timeout_s=150)
+        server.join(timeout=30)
+    finally:
+        for transport in clients.values():
+            transport.stop()
+
+    # Assert: one round, both updates in it (FedAvg of 1 and 3 with equal sample counts)
+    assert finish is not None and finish.params["model_version"] == "v00001"
+    np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.full(3, 2.0))
+    assert sorted(ModelRegistry(config.state_dir).latest().meta["accepted"]) == ["ws1", "ws2"]

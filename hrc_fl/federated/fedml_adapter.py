@@ -308,6 +308,7 @@ class _OpenRound:
     selected: set[int]
     updates: dict[int, ClientUpdate] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # malformed updates, with the reason
+    skipped: dict[int, str] = field(default_factory=dict)  # rank -> why it sent no update (e.g. too few samples)
 
 
 def _server_manager_class() -> type:
@@ -442,6 +443,17 @@ def _server_manager_class() -> type:
             if rank not in current.selected or rank in current.updates:
                 LOG.warning("ignored unexpected or duplicate update from %s in round %d", name, current.index)
                 return
+            skipped = msg.get("skipped")
+            if skipped:
+                # the client answered without an update (e.g. too few labelled samples): the round need not
+                # wait for it; at a deadline without quorum it is asked again (_on_deadline)
+                reason = str(skipped)[:200]
+                LOG.info("%s skips round %d: %s", name, current.index, reason)
+                current.updates[rank] = ClientUpdate(name, current.index, 0, {})
+                current.skipped[rank] = reason
+                self._audit(current.index, name, [], "skipped")
+                self._maybe_close(current)
+                return
             try:
                 quantized = decode_uplink(msg.get("model_params"))
                 if set(quantized.tensors) != set(self.aggregator.global_tensors):
@@ -460,9 +472,12 @@ def _server_manager_class() -> type:
                                                  _numbers(msg.get("metrics")))
             self._audit(current.index, name, sorted(quantized.tensors), quantized.scheme, global_norm(delta))
             self.missed.discard(rank)
+            self._maybe_close(current)
+
+        def _maybe_close(self, current: _OpenRound) -> None:
             answered = set(current.updates)
             valid = sum(1 for u in current.updates.values() if u.tensors)
-            if answered >= current.selected:
+            if answered >= current.selected and (valid >= self.config.rounds.quorum or not current.skipped):
                 self._close_round("all selected clients answered")
             elif answered >= current.selected - self.missed and valid >= self.config.rounds.quorum:
                 self._close_round("all responsive clients answered")
@@ -487,6 +502,10 @@ def _server_manager_class() -> type:
             else:
                 LOG.warning("round %d deadline: %d updates < quorum %d; waiting another %.1f s", current.index,
                             len(valid), self.config.rounds.quorum, self.config.rounds.deadline_s)
+                for rank in sorted(current.skipped):  # they may have enough samples by now: ask again
+                    current.updates.pop(rank, None)
+                    current.skipped.pop(rank)
+                    self._send_sync(rank, current.index)
                 self._arm(self.config.rounds.deadline_s, MSG_LOCAL_DEADLINE, round=current.index)
 
         def _close_round(self, why: str) -> None:
@@ -680,8 +699,13 @@ def _client_manager_class() -> type:
                                                       "cpu", self.args)
             metrics = {**metrics, "train_s": time.perf_counter() - tick}
             if num_samples < self.config.client.min_samples:
-                LOG.info("client %s skips round %d: %d labelled samples < %d", self.name, round_index,
-                         num_samples, self.config.client.min_samples)
+                reason = f"{num_samples} labelled samples < min_samples {self.config.client.min_samples}"
+                LOG.info("client %s skips round %d: %s", self.name, round_index, reason)
+                skip = Message(MSG_C2S_SEND_MODEL, self.rank, 0)  # tell the server not to wait for us
+                skip.add_params("round", round_index)
+                skip.add_params("num_samples", 0)
+                skip.add_params("skipped", reason)
+                self.send_message(skip)
                 self._status("waiting", round_index)
                 return
             delta = difference(self.trainer.get_model_params(), reference)
