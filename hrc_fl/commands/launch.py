@@ -125,6 +125,7 @@ class _Monitor:
         import rclpy
 
         rates = self._monitor.rates()
+        self._executor.shutdown(timeout_sec=1.0)  # releases the handles its callback generator may hold
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
         return rates

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # the executor's callback generator can hold entity handles between spin_once calls (QoS-event
+        # waitables); shutting it down releases them, else destroying a subscription blocks forever
+        executor.shutdown(timeout_sec=1.0)
         stats = recorder.close()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
+        executor.shutdown(timeout_sec=1.0)  # releases the handles its callback generator may hold
         node.destroy_node()
         rclpy.try_shutdown()
 

@@ -124,17 +124,20 @@ class BagRecorder:
         if self._on_write is not None:
             self._on_write(topic)
 
-    def close(self) -> RecordStats:
-        """Stop subscribing and finish the bag (writes the MCAP summary and metadata.yaml)."""
+    def close(self, *, destroy_subscriptions: bool = True) -> RecordStats:
+        """Finish the bag (MCAP summary and metadata.yaml), then stop subscribing. The bag is complete
+        before any subscription is destroyed: deleting a DDS reader can stall in Fast DDS. With
+        ``destroy_subscriptions=False`` they go with the node or the process."""
         with self._lock:
             if self._closed:
                 return self.stats
             self._closed = True
+            self._writer.close()
         self._timer.cancel()
         self._node.destroy_timer(self._timer)
-        for sub in self._subscriptions:
-            self._node.destroy_subscription(sub)
-        self._writer.close()
+        if destroy_subscriptions:
+            for sub in self._subscriptions:
+                self._node.destroy_subscription(sub)
         return self.stats
 
 
