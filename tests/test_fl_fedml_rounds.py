@@ -38,41 +38,17 @@ def _update(round_index: int, delta: np.ndarray) -> dict:
 
 
 def test_stale_round_update_is_ignored_and_round_closes_at_deadline_with_quorum(tmp_path):
-    from hrc_fl.federated.certs import generate_federation, load_node_credentials
-    from hrc_fl.federated.fedml_adapter import run_server
     from hrc_fl.federated.registry import ModelRegistry
-    from hrc_fl.federated.transport import SecureTransport
 
     # Prepare: the aggregator in a thread, two test clients speaking the wire protocol directly
     config = _config(tmp_path)
-    generate_federation(config.cert_dir, ["aggregator", "ws1", "ws2"], valid_days=1)
-    clients = {r: SecureTransport(config.nodes[r], config.nodes, load_node_credentials(config.cert_dir, n),
-                                  config.transport) for r, n in ((1, "ws1"), (2, "ws2"))}
-    for transport in clients.values():
-        transport.start()
-    statuses = []
-    audit = tmp_path / "audit.jsonl"
-    server = threading.Thread(target=run_server, args=(config, {"encoders.w": np.zeros(3, np.float32)}),
-                              kwargs={"on_status": statuses.append, "audit_path": audit}, daemon=True)
-    server.start()
+    statuses, audit = [], tmp_path / "audit.jsonl"
+    server, clients, syncs = _start_round(config, statuses, audit)
     try:
         # Execute
-        for rank, transport in clients.items():
-            transport.send(0, {"msg_type": 5, "receiver": 0, "client_status": "ONLINE", "session": f"s{rank}"})
-        syncs = {}
-        for rank, transport in clients.items():
-            while rank not in syncs:
-                envelope = transport.receive(timeout_s=120)
-                assert envelope is not None, "no round was opened"
-                if envelope.params["msg_type"] == 6:  # the server's status request (it started after our hello)
-                    transport.send(0, {"msg_type": 5, "receiver": 0, "client_status": "ONLINE", "session": f"s{rank}"})
-                if envelope.params["msg_type"] == 2:
-                    syncs[rank] = envelope.params
         clients[2].send(0, _update(0, np.full(3, 5.0, np.float32)))  # answers a round that is not open
         clients[1].send(0, _update(1, np.ones(3, np.float32)))
-        finish = clients[1].receive(timeout_s=150)
-        while finish is not None and finish.params["msg_type"] != 7:
-            finish = clients[1].receive(timeout_s=150)
+        finish = _next(clients[1], 7, timeout_s=150)
         server.join(timeout=30)
     finally:
         for transport in clients.values():
@@ -96,7 +72,8 @@ def _skip(round_index: int) -> dict:
 
 
 def _start_round(config, statuses, audit):
-    """The aggregator in a thread and two test clients that said hello and received round 1's sync."""
+    """The aggregator in a thread and two test clients that said hello; returns them and each client's
+    first sync (params)."""
     from hrc_fl.federated.certs import generate_federation, load_node_credentials
     from hrc_fl.federated.fedml_adapter import run_server
     from hrc_fl.federated.transport import SecureTransport
@@ -111,9 +88,9 @@ def _start_round(config, statuses, audit):
     server.start()
     for rank, transport in clients.items():
         transport.send(0, {"msg_type": 5, "receiver": 0, "client_status": "ONLINE", "session": f"s{rank}"})
-    for rank, transport in clients.items():
-        assert _next(transport, 2, hello_rank=rank) is not None, "no round was opened"
-    return server, clients
+    syncs = {rank: _next(transport, 2, hello_rank=rank) for rank, transport in clients.items()}
+    assert all(syncs.values()), "no round was opened"
+    return server, clients, {rank: envelope.params for rank, envelope in syncs.items()}
 
 
 def _next(transport, msg_type: int, hello_rank: int = 0, timeout_s: float = 120.0):
@@ -134,7 +111,7 @@ def test_a_client_that_skips_does_not_hold_the_round_until_its_deadline(tmp_path
     # Prepare: a deadline far beyond the test's timeout, so only the skip notice can close the round
     config = _config(tmp_path, deadline_s=3600.0)
     statuses, audit = [], tmp_path / "audit.jsonl"
-    server, clients = _start_round(config, statuses, audit)
+    server, clients, _ = _start_round(config, statuses, audit)
     try:
         # Execute: ws2 has too few samples and says so; ws1 trains
         clients[2].send(0, _skip(1))
@@ -160,7 +137,7 @@ def test_without_quorum_a_skipped_client_is_asked_again_at_the_deadline(tmp_path
     # Prepare: both clients are needed (quorum 2)
     config = _config(tmp_path, quorum=2, deadline_s=2.0)
     statuses, audit = [], tmp_path / "audit.jsonl"
-    server, clients = _start_round(config, statuses, audit)
+    server, clients, _ = _start_round(config, statuses, audit)
     try:
         # Execute: ws2 skips, ws1 answers: no quorum, so the round stays open and ws2 gets round 1 again
         clients[2].send(0, _skip(1))

@@ -23,11 +23,6 @@ from hrc_fl.data.atomic_io import atomic_write_bytes
 CHECKPOINT_NAME = "checkpoint.json"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename, fsync dir)."""
-    atomic_write_bytes(path, data)
-
-
 @dataclass(frozen=True)
 class RegistryEntry:
     """One completed round's global model."""
@@ -60,9 +55,9 @@ class ModelRegistry:
         blob = save({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()},
                     metadata={"meta": json.dumps(full_meta)})
         model_path = self.models_dir / f"{version}.safetensors"
-        write_atomic(model_path, blob)
+        atomic_write_bytes(model_path, blob)
         pointer = {"round": round_index, "version": version, "model": model_path.name}
-        write_atomic(self.state_dir / CHECKPOINT_NAME, json.dumps(pointer).encode())
+        atomic_write_bytes(self.state_dir / CHECKPOINT_NAME, json.dumps(pointer).encode())
         return version
 
     def latest(self) -> RegistryEntry | None:

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from hrc_fl.nodes.common import Diagnostics, RateMeter
+from hrc_fl.nodes.common import Diagnostics, RateMeter, stamp_to_s
 from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
 from hrc_fl.perception.mediapipe_hands import NonIncreasingTimestampError
 from hrc_fl.perception.scene_cut import SceneCutDetector
@@ -26,11 +26,6 @@ Detection = TypeVar("Detection")
 def stamp_ms(stamp) -> int:
     """ROS stamp -> integer milliseconds (MediaPipe VIDEO-mode timestamps)."""
     return int(stamp.sec) * 1000 + int(stamp.nanosec) // 1_000_000
-
-
-def stamp_s(stamp) -> float:
-    """ROS stamp -> seconds (float)."""
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 @dataclass(frozen=True)
@@ -61,7 +56,7 @@ class FrameStage(Generic[Detection]):
     def detect(self, msg) -> DetectedFrame[Detection] | None:
         """Detections in ``msg`` (sensor_msgs/Image), or None after reporting why the frame was skipped."""
         started = time.perf_counter()
-        wait_ms = (time.time() - stamp_s(msg.header.stamp)) * 1e3
+        wait_ms = (time.time() - stamp_to_s(msg.header.stamp)) * 1e3
         try:
             rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
                                    data=msg.data, is_bigendian=msg.is_bigendian, limits=self.limits)

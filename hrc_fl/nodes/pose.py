@@ -17,8 +17,8 @@ from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters
-from hrc_fl.nodes.image_frames import FrameStage, stamp_s
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, stamp_to_s
+from hrc_fl.nodes.image_frames import FrameStage
 from hrc_fl.perception.body_localisation import (
     TORSO,
     BodyScale,
@@ -175,7 +175,7 @@ class PoseNode(Node):
         if frame is None:
             return
         poses = frame.detections
-        t_s = stamp_s(msg.header.stamp)
+        t_s = stamp_to_s(msg.header.stamp)
         update = self.tracker.update([_centroid(pose) for pose in poses])
         for body_id in update.dropped_ids:
             self.filters.pop(body_id, None)
