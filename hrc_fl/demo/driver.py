@@ -34,9 +34,9 @@ TCP_SPEED_WINDOW_S = 0.1
 #: Python callback (images are ~1 MB each), and the driver sits in the camera->safety loop (it relays the
 #: bodies), so counting 50 Hz IMU and camera streams of three workstations would add to the latency it measures.
 UNCOUNTED_TOPIC_SUFFIXES = ("/image_raw", "/camera_info", "/wearable/imu")
-#: The scripted operator retries a refused reset this often (s), for at most this long (s).
 #: Readiness signals the scenario start can wait for (see DemoDriver).
 WAIT_SIGNALS = ("bodies", "safety", "robot", "intention", "fl_client")
+#: The scripted operator retries a refused reset this often (s), for at most this long (s).
 RESET_RETRY_PERIOD_S = 1.0
 RESET_RETRY_S = 6.0
 

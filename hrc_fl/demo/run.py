@@ -337,11 +337,11 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     os.environ.update({k: v for k, v in node_environment().items() if k.startswith(("ROS_", "FASTDDS"))})
     context = rclpy.Context()
     rclpy.init(context=context)
+    executables = {s.executable for s in specs}
     driver = DemoDriver(workstations, Scenario(ScenarioConfig(length_s=options.length_s)),
                         image_rate_hz=options.image_rate_hz, worker_photo=photo_path(options.worker_photo),
                         palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
-                        start_on=_start_event({s.executable for s in specs}),
-                        wait_for=_wait_signals({s.executable for s in specs}),
+                        start_on=_start_event(executables), wait_for=_wait_signals(executables),
                         context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(driver)
@@ -357,13 +357,13 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     launcher = Launcher(node_specs, log_dir=run_dir / "logs")
     agg_launcher = Launcher(agg_specs, log_dir=run_dir / "logs")
     progress(f"[demo] {len(specs)} node processes: "
-             + ", ".join(sorted({s.executable for s in specs})) + f"; logs in {run_dir / 'logs'}")
+             + ", ".join(sorted(executables)) + f"; logs in {run_dir / 'logs'}")
     start = time.monotonic()
     self_proc = psutil.Process()
     try:
         launcher.start()
         next_progress = start + 1.0
-        fl_in_graph = any(s.executable in FL_EXECUTABLES for s in specs)
+        fl_in_graph = bool(executables & set(FL_EXECUTABLES))
         while stop["signal"] is None:
             executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()

@@ -33,8 +33,6 @@ class AggregatorNode(Node):
         super().__init__("aggregator")
         p = declare_parameters(self, PARAMETERS)
         self._diag = Diagnostics(self, "aggregator")
-        if int(p["server_nice"]) < 0:
-            raise ValueError("server_nice must be >= 0")
         # The whole process is federation work: lower it before loading torch and the initial model; the
         # federation thread inherits the value.
         nice = lower_thread_priority(int(p["server_nice"]))
