@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import rclpy
 
@@ -47,5 +49,44 @@ def test_unknown_wait_signal_is_refused():
     try:
         with pytest.raises(ValueError, match="wait_for"):
             _driver(context, ("camera",))
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_driver_sees_rounds_closed_and_clients_finished_from_federated_status():
+    # The demo stops only once the last round closed and every FL client stored the final model: a
+    # client's "finished" counts, an aggregator's "finished" or a client's "sent" does not.
+    from hrc_fl_msgs.msg import FederatedStatus
+    from rclpy.executors import SingleThreadedExecutor
+
+    from hrc_fl.nodes.common import RESULT_QOS
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        driver = _driver(context, ())
+        talker = rclpy.create_node("status_talker", context=context)
+        plant = talker.create_publisher(FederatedStatus, "/plant/federated/status", RESULT_QOS)
+        ws1 = talker.create_publisher(FederatedStatus, "/ws1/federated/status", RESULT_QOS)
+        ws2 = talker.create_publisher(FederatedStatus, "/ws2/federated/status", RESULT_QOS)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(driver)
+        executor.add_node(talker)
+
+        def spin_until(condition, timeout_s=10.0):
+            end = time.monotonic() + timeout_s
+            while not condition() and time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.05)
+            return condition()
+
+        plant.publish(FederatedStatus(role="aggregator", node_id="plant", round=2, state="done"))
+        plant.publish(FederatedStatus(role="aggregator", node_id="plant", round=2, state="finished"))
+        ws1.publish(FederatedStatus(role="client", node_id="ws1", round=2, state="sent"))
+        assert spin_until(lambda: driver.fl_rounds_done() == 2 and len(driver.record.federated) == 3)
+        assert driver.fl_clients_finished() == set()
+        ws1.publish(FederatedStatus(role="client", node_id="ws1", round=2, state="finished"))
+        ws2.publish(FederatedStatus(role="client", node_id="ws2", round=2, state="finished"))
+        assert spin_until(lambda: driver.fl_clients_finished() == {"ws1", "ws2"}), driver.record.federated
+        executor.shutdown(timeout_sec=1.0)
     finally:
         rclpy.try_shutdown(context=context)

@@ -18,6 +18,7 @@ from hrc_fl.demo.record import (
     RobotSample,
     SafetySample,
     WorkstationRecord,
+    clients_finished,
     rounds_completed,
 )
 from hrc_fl.demo.scenario import BodyShifter, Scenario
@@ -280,6 +281,10 @@ class DemoDriver(Node):
     def fl_rounds_done(self) -> int:
         """Highest round the aggregator reported closed (state "done"; an opened round is not done)."""
         return rounds_completed(self.record.federated)
+
+    def fl_clients_finished(self) -> set[str]:
+        """Workstations whose FL client reported "finished" (it stored the final model)."""
+        return clients_finished(self.record.federated)
 
     def _on_federated(self, msg) -> None:
         metrics = {n: float(v) for n, v in zip(msg.metric_names, msg.metric_values, strict=False) if math.isfinite(v)}

@@ -72,6 +72,11 @@ class DemoRecord:
     warmup_s: float = 0.0
 
 
+def clients_finished(samples: list[FederatedSample]) -> set[str]:
+    """FL clients (node ids) that reported state "finished": they stored the federation's final model."""
+    return {f.node_id for f in samples if f.role == "client" and f.state == "finished"}
+
+
 def rounds_completed(samples: list[FederatedSample]) -> int:
     """Highest round an aggregator status reported as closed ("done"), 0 before the first."""
     return max((f.round for f in samples if f.role == "aggregator" and f.state == "done"), default=0)

@@ -45,6 +45,9 @@ class DemoOptions:
     warmup_timeout_s: float = 90.0
     fl_grace_s: float = 180.0          # after the scenario, wait this long at most for the FL rounds
     fl_deadline_s: float = 90.0        # a round closes this long after it opened (with quorum) at the latest
+    #: After the last round closed, wait this long at most for every FL client to report "finished" (it
+    #: has loaded and stored the final model; the report evaluates that version).
+    fl_finish_wait_s: float = 30.0
     #: The aggregator starts once every FL client stored this many labelled samples (or, with at least
     #: client.min_samples, has seen every class or the scenario ended); FedML's start-up (10-20 s) still
     #: adds samples before round 1. A client below min_samples would skip round 1 and stall it.
@@ -364,6 +367,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         launcher.start()
         next_progress = start + 1.0
         fl_in_graph = bool(executables & set(FL_EXECUTABLES))
+        rounds_done_at: float | None = None
         while stop["signal"] is None:
             executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
@@ -379,9 +383,18 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                 agg_launcher.start()
             fl_wait_from = max(options.length_s, result.fl_started_s or 0.0)
             if driver.started and driver.scenario_time_s() >= options.length_s:
-                if not fl_in_graph or driver.fl_rounds_done() >= options.rounds:
+                if not fl_in_graph:
                     break
-                if driver.scenario_time_s() >= fl_wait_from + options.fl_grace_s:
+                if driver.fl_rounds_done() >= options.rounds:
+                    rounds_done_at = rounds_done_at or now
+                    waiting = set(workstations) - driver.fl_clients_finished()
+                    if not waiting:
+                        break
+                    if now - rounds_done_at >= options.fl_finish_wait_s:
+                        progress(f"[demo] FL clients {sorted(waiting)} did not report the final model within "
+                                 f"{options.fl_finish_wait_s:.0f} s after the last round; stopping")
+                        break
+                elif driver.scenario_time_s() >= fl_wait_from + options.fl_grace_s:
                     progress(f"[demo] FL reached round {driver.fl_rounds_done()} of {options.rounds} "
                              f"within {options.fl_grace_s:.0f} s after the scenario / aggregator start; stopping")
                     break
