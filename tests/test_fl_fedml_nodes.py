@@ -28,7 +28,8 @@ def _federation(tmp_path) -> str:
                        "cert_dir": str(tmp_path / "certs"), "state_dir": str(tmp_path / "state")},
         "rounds": {"num_rounds": 1, "quorum": 2, "deadline_s": 120.0, "start_wait_s": 120.0},
         "strategy": {"name": "fedavg"},
-        "client": {"epochs": 1, "lr": 0.003, "batch_size": 16, "uplink_encoding": "int8", "min_samples": 1},
+        "client": {"epochs": 1, "lr": 0.003, "batch_size": 16, "uplink_encoding": "int8", "min_samples": 1,
+                   "self_supervised": {"weight": 0.02, "min_windows": 2}},
         "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.1, "retry_max_s": 1.0, "send_give_up_s": 300.0,
                       "max_message_bytes": 8_000_000, "server_workers": 4},
         "learner": {"module": "hrc_fl.federated.intention_learner",
@@ -51,10 +52,10 @@ def _thread_nices(pid: int) -> dict[int, int]:
     return nices
 
 
-def _sample_count(db_path) -> int:
+def _sample_count(db_path, table: str = "samples") -> int:
     try:
         with sqlite3.connect(str(db_path)) as db:
-            return int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
 
@@ -154,6 +155,14 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
         assert labels <= set(LABELS[:2]) and labels
         version = models[ws][-1].data
         assert version in ModelStore(tmp_path / f"models_{ws}").versions()
+        # unlabelled IMU windows were stored between the events (one per unlabelled_step_s = 2 s of IMU time)
+        assert _sample_count(tmp_path / f"{ws}.sqlite", "unlabelled") >= 1
+    # the client's round used them: its self-supervised term drew on labelled + unlabelled windows
+    sent = [s for s in client_status if s.state == "sent"][-1]
+    metrics = dict(zip(sent.metric_names, sent.metric_values, strict=True))
+    with sqlite3.connect(str(tmp_path / "ws1.sqlite")) as db:
+        labelled_imu = int(db.execute("SELECT COUNT(*) FROM samples WHERE imu IS NOT NULL").fetchone()[0])
+    assert metrics["ssl_windows"] == labelled_imu + _sample_count(tmp_path / "ws1.sqlite", "unlabelled"), metrics
     finished = [s for s in plant_status if s.state == "finished"][-1]
     assert finished.role == "aggregator" and set(finished.participants) == set(WORKSTATIONS)
     assert {s.state for s in client_status} >= {"training", "sent"}

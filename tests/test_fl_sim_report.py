@@ -155,27 +155,29 @@ def test_targets_judge_robustness_on_the_deployed_rule_for_both_attacks():
     assert t["scarce_mean_acc_gain"]["met"] and t["scarce_worst_client"]["met"] and t["full_not_below_best"]["met"]
 
 
-def test_report_rows_beyond_the_baselines_only_with_pseudo_labels():
+def test_report_extra_rows_separate_self_supervision_from_federation():
     from hrc_fl.federated.report import BASELINES, ReportConfig, extra_specs, method_specs, rule_config
+    from hrc_fl.federated.self_supervised import VicRegConfig
     from hrc_fl.federated.training import PseudoLabelConfig
 
-    assert extra_specs(ReportConfig(pseudo_label=None), 3) == {}
-    with pytest.raises(ValueError):
-        ReportConfig(pseudo_label=None, personalised_uses_unlabelled=True)
-    pl = PseudoLabelConfig(threshold=0.9)
-    extras = extra_specs(ReportConfig(pseudo_label=pl), 3)
-    assert set(extras) == {"local_pseudo", "personalised_pseudo"}
-    assert extras["local_pseudo"].kind == "local" and extras["local_pseudo"].pseudo_label == pl
-    assert extras["personalised_pseudo"].personalisation == "fedrep"
-    assert extras["personalised_pseudo"].pseudo_label == pl
-    assert method_specs(ReportConfig(pseudo_label=pl), 3)["personalised"].pseudo_label is None
-    cfg = ReportConfig(pseudo_label=pl, personalised_uses_unlabelled=True)
-    extras = extra_specs(cfg, 3)
-    assert set(extras) == {"local_pseudo", "personalised_labels_only"}
-    assert extras["personalised_labels_only"].pseudo_label is None
-    assert not set(extras) & set(BASELINES)
+    # labels only everywhere: no extra rows
+    assert extra_specs(ReportConfig(self_supervised=None), 3) == {}
+    with pytest.raises(ValueError, match="projector_dim"):
+        ReportConfig(projector_dim=0)
+    ssl = VicRegConfig(weight=0.05)
+    cfg = ReportConfig(self_supervised=ssl)
     specs = method_specs(cfg, 3)
-    assert specs["personalised"].pseudo_label == pl
-    assert all(specs[b].pseudo_label is None for b in BASELINES)  # baselines stay labels-only
+    assert specs["personalised"].self_supervised == ssl and specs["personalised"].personalisation == "fedrep"
+    assert all(specs[b].self_supervised is None and specs[b].pseudo_label is None for b in BASELINES)
+    extras = extra_specs(cfg, 3)
+    assert set(extras) == {"local_self_supervised", "personalised_labels_only"}
+    assert extras["local_self_supervised"].kind == "local" and extras["local_self_supervised"].self_supervised == ssl
+    assert extras["personalised_labels_only"].self_supervised is None
+    assert extras["personalised_labels_only"].personalisation == "fedrep"
+    assert not set(extras) & set(BASELINES)
+    pl = PseudoLabelConfig(threshold=0.9)
+    extras = extra_specs(ReportConfig(self_supervised=None, pseudo_label=pl), 3)
+    assert set(extras) == {"local_pseudo", "personalised_pseudo"}
+    assert extras["local_pseudo"].pseudo_label == pl and extras["personalised_pseudo"].pseudo_label == pl
     assert rule_config(cfg, "trimmed_mean") == {"name": "trimmed_mean", "trim_fraction": 0.2}
     assert rule_config(cfg, "median") == {"name": "median"}

@@ -46,11 +46,28 @@ def test_state_dict_split_is_by_role_and_complete():
     shared, personal = set(shared_state_dict(model)), set(personal_state_dict(model))
     assert shared | personal == keys and not shared & personal
     assert all(k.startswith("encoders.") for k in shared)
-    assert all(k.startswith("head.") for k in personal)
+    assert all(k.startswith(("head.", "projector.")) for k in personal)
+    assert any(k.startswith("projector.") for k in personal)  # the projector never leaves the device
     assert {k.split(".")[1] for k in shared} == {"imu", "hands", "pose"}
     counts = parameter_counts(model)
     assert counts["shared"] == sum(p.numel() for n, p in model.named_parameters() if n.startswith("encoders."))
-    assert counts["personal"] == sum(p.numel() for p in model.head.parameters())
+    assert counts["personal"] == (sum(p.numel() for p in model.head.parameters())
+                                  + sum(p.numel() for p in model.projector.parameters()))
+
+
+def test_projector_does_not_change_the_initial_encoders_or_head_or_the_logits():
+    # methods with and without self-supervision start from the same weights; inference ignores the projector
+    torch.manual_seed(3)
+    plain = _model(projector_dim=0)
+    torch.manual_seed(3)
+    with_projector = _model(projector_dim=16)
+    assert plain.projector is None and with_projector.projector is not None
+    own = plain.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in with_projector.state_dict().items() if k in own)
+    imu, hands, pose = _inputs()
+    assert torch.equal(plain(imu, hands, pose), with_projector(imu, hands, pose))
+    with pytest.raises(ValueError, match="projector_dim"):
+        IntentionModelConfig(num_classes=3, projector_dim=-1)
 
 
 def test_forward_shapes_with_any_subset_of_modalities():

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from hrc_fl import paths
+from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.transport import Peer, TransportConfig
 
 UPLINK_ENCODINGS = ("fp32", "fp16", "int8")
@@ -46,7 +47,9 @@ class ClientTraining:
 
     FedRep client flow: ``head_epochs`` on the personal head (encoders frozen), then ``epochs`` on the
     shared encoders (head frozen); after each new global model the head is refreshed ``fine_tune_epochs``
-    before the model is used. ``head_epochs`` = 0 trains head and encoders jointly (FedPer)."""
+    before the model is used. ``head_epochs`` = 0 trains head and encoders jointly (FedPer).
+    ``self_supervised``: the VICReg term on the worker's own IMU windows, labelled and unlabelled, in the
+    encoder epochs (None = labels only; see :mod:`hrc_fl.federated.self_supervised`)."""
 
     epochs: int
     lr: float
@@ -55,6 +58,7 @@ class ClientTraining:
     min_samples: int
     head_epochs: int = 2
     fine_tune_epochs: int = 2
+    self_supervised: VicRegConfig | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.min_samples < 1:
@@ -129,7 +133,8 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> FederationConfig:
             client=ClientTraining(int(c["epochs"]), float(c["lr"]), int(c["batch_size"]),
                                   str(c["uplink_encoding"]), int(c["min_samples"]),
                                   head_epochs=int(c.get("head_epochs", 2)),
-                                  fine_tune_epochs=int(c.get("fine_tune_epochs", 2))),
+                                  fine_tune_epochs=int(c.get("fine_tune_epochs", 2)),
+                                  self_supervised=VicRegConfig.from_mapping(c.get("self_supervised"))),
             transport=TransportConfig(float(t["rpc_timeout_s"]), float(t["retry_initial_s"]),
                                       float(t["retry_max_s"]), float(t["send_give_up_s"]),
                                       int(t["max_message_bytes"]), int(t["server_workers"])),

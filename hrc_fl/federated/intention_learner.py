@@ -11,15 +11,21 @@ the result is written as a new version to the local :class:`~hrc_fl.intention.mo
 after which ``on_model(version)`` lets the node tell the intention node to hot-swap. With scarce labels
 this flow beat joint (FedPer) training by 3-4 points in the simulator (docs/federated_core.md).
 
+Self-supervision (``self_supervised``, a :class:`~hrc_fl.federated.self_supervised.VicRegConfig`): the encoder
+phase also learns from every IMU window the store holds, labelled or not (the node stores unlabelled
+windows between task events), through the model's personal projector; nothing of it is sent.
+
 As a learner module (config ``learner.module: hrc_fl.federated.intention_learner``) the options are:
 ``labels`` (label space), ``model`` (IntentionModelConfig fields other than num_classes), ``epochs``,
 ``lr``, ``batch_size``, ``head_epochs``, ``fine_tune_epochs``,
 ``sample_db`` and ``model_store_dir`` ('' = runtime defaults per workstation),
-``max_samples_per_worker``, ``max_age_s``.
+``max_samples_per_worker``, ``max_unlabelled_per_worker``, ``max_age_s``, ``self_supervised`` (a mapping of
+:class:`~hrc_fl.federated.self_supervised.VicRegConfig` fields; absent or ``enabled: false`` = off).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 
 from hrc_fl.federated.sample_store import SampleStore
+from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.split import load_shared, shared_state
 from hrc_fl.federated.training import fine_tune_personal, train_fedrep
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
@@ -58,13 +65,29 @@ class SamplesLoader:
             yield self.data.tensors(idx), self.labels[idx]
 
 
+class WindowLoader:
+    """Shuffled batches ``{"imu": (B, T, 6)}`` of IMU windows (no labels) for the self-supervised term."""
+
+    def __init__(self, windows: np.ndarray, batch_size: int, rng: np.random.Generator) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.windows = torch.from_numpy(np.ascontiguousarray(windows, np.float32))
+        self.batch_size, self.rng = batch_size, rng
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        order = torch.from_numpy(self.rng.permutation(len(self.windows)))
+        for start in range(0, len(order), self.batch_size):
+            yield {"imu": self.windows[order[start:start + self.batch_size]]}
+
+
 class IntentionLearner:
     """A :class:`~hrc_fl.federated.learner.LocalLearner` over the intention model of one worker."""
 
     def __init__(self, *, worker_id: str, labels: Sequence[str], model_config: IntentionModelConfig,
                  model_store: ModelStore, sample_store: SampleStore, epochs: int, lr: float, batch_size: int,
                  seed: int, head_epochs: int = 2, fine_tune_epochs: int = 2,
-                 on_model: Callable[[str], None] | None = None) -> None:
+                 on_model: Callable[[str], None] | None = None,
+                 self_supervised: VicRegConfig | None = None) -> None:
         if len(labels) != model_config.num_classes:
             raise ValueError(f"{len(labels)} labels for a model with {model_config.num_classes} classes")
         if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -78,17 +101,29 @@ class IntentionLearner:
         self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
         self.head_epochs, self.fine_tune_epochs = head_epochs, fine_tune_epochs
         self.on_model = on_model
+        if self_supervised is not None and model_config.projector_dim < 1:
+            raise ValueError("self_supervised needs a model with a projector (model.projector_dim > 0)")
+        self.self_supervised = self_supervised
         self.model = self._initial_model(model_config)
+        #: windows the last round's self-supervised term drew from (0: it did not run)
+        self.last_ssl_windows = 0
 
     def _initial_model(self, config: IntentionModelConfig) -> IntentionModel:
         try:
             loaded = self.store.load_latest(labels=self.labels, config=config)
         except ModelStoreError:
             loaded = None  # an unusable stored model: start from a fresh one (the global encoders arrive)
-        if loaded is not None:
+        if loaded is None:
+            torch.manual_seed(self.seed)
+            return IntentionModel(config)
+        if loaded.model.config.projector_dim == config.projector_dim:
             return loaded.model
+        # a stored model from before (or without) the projector: keep its encoders and head, add a fresh one
         torch.manual_seed(self.seed)
-        return IntentionModel(config)
+        model = IntentionModel(dataclasses.replace(loaded.model.config, projector_dim=config.projector_dim))
+        kept = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("projector.")}
+        model.load_state_dict(kept, strict=False)
+        return model.eval()
 
     def get_shared(self) -> dict[str, np.ndarray]:
         return shared_state(self.model, SHARED_PREFIXES)
@@ -116,9 +151,32 @@ class IntentionLearner:
         mu = float(config.get("proximal_mu", 0.0))
         result = train_fedrep(self.model, self._loader(data, server_round), head_epochs=self.head_epochs,
                               epochs=self.epochs, lr=self.lr, shared_prefixes=SHARED_PREFIXES, proximal_mu=mu,
-                              shared_reference=self.get_shared() if mu > 0 else None, weight_decay=WEIGHT_DECAY)
+                              shared_reference=self.get_shared() if mu > 0 else None, weight_decay=WEIGHT_DECAY,
+                              **self._self_supervised_inputs(data, server_round))
         self.model.eval()
-        return len(data), {"loss": float(result.mean_loss)}
+        metrics = {"loss": float(result.mean_loss)}
+        if self.self_supervised is not None:
+            metrics["ssl_windows"] = float(self.last_ssl_windows)
+        return len(data), metrics
+
+    def _self_supervised_inputs(self, data: Samples, server_round: int) -> dict[str, Any]:
+        """``ssl_windows``/``ssl``/``generator`` for train_fedrep: the labelled IMU windows plus the stored
+        unlabelled ones; none when off or when fewer than ``min_windows``."""
+        self.last_ssl_windows = 0
+        cfg = self.self_supervised
+        if cfg is None or cfg.weight == 0:
+            return {}
+        window = self.model.config.imu_window
+        labelled = np.zeros((0, window, 6), np.float32)
+        if data.imu is not None:
+            labelled = data.imu if data.present is None else data.imu[data.present[:, 0]]
+        windows = np.concatenate([labelled, self.samples.load_unlabelled(self.worker_id, imu_window=window)])
+        if len(windows) < cfg.min_windows:
+            return {}
+        self.last_ssl_windows = len(windows)
+        rng = np.random.default_rng(self.seed + 2_000_000 + server_round)
+        return {"ssl_windows": WindowLoader(windows, self.batch_size * cfg.unlabelled_ratio, rng), "ssl": cfg,
+                "generator": torch.Generator().manual_seed(self.seed + 3_000_000 + server_round)}
 
     def on_global_model(self, server_round: int, version: str) -> None:
         data = self.local_samples() if self.fine_tune_epochs else None
@@ -153,7 +211,8 @@ def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarra
         except ModelStoreError as exc:
             log.warning("initial encoders: base model not usable (%s); starting from a fresh model", exc)
             loaded = None
-        if loaded is not None and tuple(loaded.model.state_dict()) == tuple(IntentionModel(config).state_dict()):
+        if loaded is not None and tuple(shared_state(loaded.model, SHARED_PREFIXES)) == tuple(
+                shared_state(IntentionModel(config), SHARED_PREFIXES)):
             log.info("initial encoders from base model %s in %s", loaded.meta.version, store_dir)
             return shared_state(loaded.model, SHARED_PREFIXES)
     torch.manual_seed(seed)
@@ -172,7 +231,9 @@ def make_learner(name: str, options: Mapping[str, Any], seed: int,
         worker_id=str(options.get("worker_id") or name), labels=list(options.get("labels") or DEFAULT_LABELS),
         model_config=_model_config(options), model_store=ModelStore(Path(store_dir)),
         sample_store=SampleStore(sample_db, max_samples_per_worker=int(options.get("max_samples_per_worker", 5000)),
-                                 max_age_s=float(options.get("max_age_s", 30 * 86400.0))),
+                                 max_age_s=float(options.get("max_age_s", 30 * 86400.0)),
+                                 max_unlabelled_per_worker=int(options.get("max_unlabelled_per_worker", 2000))),
         epochs=int(options.get("epochs", 2)), lr=float(options.get("lr", 3e-3)),
         batch_size=int(options.get("batch_size", 32)), seed=seed, head_epochs=int(options.get("head_epochs", 2)),
-        fine_tune_epochs=int(options.get("fine_tune_epochs", 2)), on_model=on_model)
+        fine_tune_epochs=int(options.get("fine_tune_epochs", 2)), on_model=on_model,
+        self_supervised=VicRegConfig.from_mapping(options.get("self_supervised")))

@@ -1,16 +1,15 @@
 """The FL comparison behind ``hrc-fl fl-report``: methods x label regimes on the real watch data.
 
 Methods: local-only, FedAvg, FedAvg + local fine-tuning of the head, FedProx, personalised shared-layer
-sync (FedRep: shared encoders federated, personal head trained on local labels only), and centralised
-pooled training as the reference. Regimes: full local labels and scarce labels (``label_fraction`` of
-each client's training windows; the other windows of each client are its unlabelled windows). Two extra
-rows in the scarce regime, which are not baselines, show what the unlabelled windows add
-(pseudo-labelling, :class:`~hrc_fl.federated.training.PseudoLabelConfig` ``ReportConfig.pseudo_label``):
-local-only with pseudo-labels, and the personalised method with them (or, when
-``ReportConfig.personalised_uses_unlabelled`` makes pseudo-labelling part of the personalised method, the
-personalised method on labels only). Extras in the scarce regime: int8/fp16 uplink of the personalised method,
-client-level DP at three noise settings, and robustness to one attacking client per aggregation rule.
-Writes results.json, report.md and PNGs.
+sync (FedRep: shared encoders federated, personal head trained on local labels only, plus the deployed
+self-supervised term on the worker's own IMU windows, :class:`~hrc_fl.federated.self_supervised.VicRegConfig`
+``ReportConfig.self_supervised``), and centralised pooled training as the reference. Regimes: full local
+labels and scarce labels (``label_fraction`` of each client's training windows; the other windows of each
+client are its unlabelled windows). Extra rows, which are not baselines, separate what the unlabelled
+windows add from what the federation adds: local-only with the same self-supervised term, and the
+personalised method on labels only (optionally also pseudo-labelling rows, ``ReportConfig.pseudo_label``).
+Extras in the scarce regime: int8/fp16 uplink of the personalised method, client-level DP at three noise
+settings, and robustness to one attacking client per aggregation rule. Writes results.json, report.md and PNGs.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import torch
 
 from hrc_fl.federated import plots
 from hrc_fl.federated.privacy import DPStrategy
+from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
 from hrc_fl.federated.strategies import make_strategy
 from hrc_fl.federated.training import PseudoLabelConfig
@@ -42,9 +42,10 @@ BASELINES = ("local", "fedavg", "fedavg_ft", "fedprox")
 PERSONALISED = "personalised"
 REFERENCE = "centralised"
 METHODS = (*BASELINES, PERSONALISED, REFERENCE)
-LOCAL_PSEUDO = "local_pseudo"                    # extra row: local-only + pseudo-labels on unlabelled windows
-PERSONALISED_PSEUDO = "personalised_pseudo"      # extra row: personalised + the same pseudo-labels
-PERSONALISED_SUPERVISED = "personalised_labels_only"  # extra row when the personalised method uses them
+LOCAL_SELF_SUPERVISED = "local_self_supervised"  # extra row: local-only + the personalised method's VICReg term
+PERSONALISED_SUPERVISED = "personalised_labels_only"  # extra row: personalised without it
+LOCAL_PSEUDO = "local_pseudo"                    # optional extra row: local-only + pseudo-labels
+PERSONALISED_PSEUDO = "personalised_pseudo"      # optional extra row: personalised + the same pseudo-labels
 ATTACKS = ("scale100", "sign_flip")
 
 
@@ -73,10 +74,12 @@ class ReportConfig:
     dp_clip_norm: float = 0.5
     dp_delta: float = 1e-5
     compressions: tuple[str, ...] = ("int8", "fp16")
-    # pseudo-labelling on each client's unlabelled windows (scarce regime; None = no such rows). Measured
-    # without gain on this data (docs/federated_core.md), so the personalised method does not use it by default
-    pseudo_label: PseudoLabelConfig | None = dataclasses.field(default_factory=PseudoLabelConfig)
-    personalised_uses_unlabelled: bool = False
+    # the personalised method's self-supervised term on each worker's own windows (as config/federated.yaml's
+    # client.self_supervised; None = the personalised method trains on labels only)
+    self_supervised: VicRegConfig | None = dataclasses.field(default_factory=VicRegConfig)
+    projector_dim: int = 64          # the model's projector width for methods with the self-supervised term
+    # pseudo-labelling rows (None = none): measured without gain on this data (docs/federated_core.md)
+    pseudo_label: PseudoLabelConfig | None = None
     # the deployed rule is config/federated.yaml's strategy (trimmed_mean, trim_fraction 0.2): judged by target 4
     deployed_rule: str = "trimmed_mean"
     trim_fraction: float = 0.2
@@ -94,8 +97,8 @@ class ReportConfig:
             raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if len(self.dp_noise_multipliers) < 1 or min(self.dp_noise_multipliers) <= 0:
             raise ValueError("dp_noise_multipliers must be positive")
-        if self.personalised_uses_unlabelled and self.pseudo_label is None:
-            raise ValueError("personalised_uses_unlabelled needs a pseudo_label config")
+        if self.self_supervised is not None and self.projector_dim < 1:
+            raise ValueError("self_supervised needs projector_dim >= 1")
         if not 0 <= self.trim_fraction < 0.5:
             raise ValueError(f"trim_fraction must be in [0, 0.5), got {self.trim_fraction}")
 
@@ -119,24 +122,28 @@ def method_specs(cfg: ReportConfig, local_epochs: int) -> dict[str, MethodSpec]:
         "fedavg_ft": MethodSpec("fedavg_ft", fine_tune_epochs=cfg.fine_tune_epochs, **common),
         "fedprox": MethodSpec("fedprox", strategy={"name": "fedprox", "proximal_mu": cfg.proximal_mu}, **common),
         PERSONALISED: MethodSpec(PERSONALISED, personalisation="fedrep", head_epochs=cfg.head_epochs,
-                                 fine_tune_epochs=cfg.head_refresh_epochs,
-                                 pseudo_label=cfg.pseudo_label if cfg.personalised_uses_unlabelled else None, **common),
+                                 fine_tune_epochs=cfg.head_refresh_epochs, self_supervised=cfg.self_supervised,
+                                 **common),
         REFERENCE: MethodSpec(REFERENCE, kind="centralised", **common),
     }
 
 
 def extra_specs(cfg: ReportConfig, local_epochs: int) -> dict[str, MethodSpec]:
-    """Rows that are not baselines: local-only with pseudo-labels on the unlabelled windows (what they add
-    without federation) and the personalised method with the other choice of using them. Empty without a
-    pseudo-label config."""
-    if cfg.pseudo_label is None:
-        return {}
+    """Rows that are not baselines. With a self-supervised term: local-only with the same term (what the
+    worker's unlabelled windows give without any federation) and the personalised method on labels only
+    (what the term adds to it). With a pseudo-label config: local-only and personalised with pseudo-labels."""
     base = method_specs(cfg, local_epochs)
-    other = (dataclasses.replace(base[PERSONALISED], name=PERSONALISED_SUPERVISED, pseudo_label=None)
-             if cfg.personalised_uses_unlabelled else
-             dataclasses.replace(base[PERSONALISED], name=PERSONALISED_PSEUDO, pseudo_label=cfg.pseudo_label))
-    return {LOCAL_PSEUDO: dataclasses.replace(base["local"], name=LOCAL_PSEUDO, pseudo_label=cfg.pseudo_label),
-            other.name: other}
+    out: dict[str, MethodSpec] = {}
+    if cfg.self_supervised is not None:
+        out[LOCAL_SELF_SUPERVISED] = dataclasses.replace(base["local"], name=LOCAL_SELF_SUPERVISED,
+                                                         self_supervised=cfg.self_supervised)
+        out[PERSONALISED_SUPERVISED] = dataclasses.replace(base[PERSONALISED], name=PERSONALISED_SUPERVISED,
+                                                           self_supervised=None)
+    if cfg.pseudo_label is not None:
+        out[LOCAL_PSEUDO] = dataclasses.replace(base["local"], name=LOCAL_PSEUDO, pseudo_label=cfg.pseudo_label)
+        out[PERSONALISED_PSEUDO] = dataclasses.replace(base[PERSONALISED], name=PERSONALISED_PSEUDO,
+                                                       pseudo_label=cfg.pseudo_label)
+    return out
 
 
 def rule_config(cfg: ReportConfig, rule: str) -> dict[str, Any]:
@@ -154,13 +161,16 @@ def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, 
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def model_factory(num_classes: int, window: int, mean: np.ndarray, std: np.ndarray
+def model_factory(num_classes: int, window: int, mean: np.ndarray, std: np.ndarray, projector_dim: int = 0
                   ) -> Callable[[int], IntentionModel]:
-    """Builds identical IntentionModels for a seed without touching the global torch RNG."""
+    """Builds identical IntentionModels for a seed without touching the global torch RNG. Encoders and head
+    are the same for any ``projector_dim`` (0 = no projector: methods without self-supervision carry no
+    unused tensors, so full-model FedAvg sends only what it trains)."""
     def build(seed: int) -> IntentionModel:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = IntentionModel(IntentionModelConfig(num_classes=num_classes, imu_window=window))
+            model = IntentionModel(IntentionModelConfig(num_classes=num_classes, imu_window=window,
+                                                        projector_dim=projector_dim))
         model.set_imu_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
         return model
     return build
@@ -199,8 +209,9 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
     spec = WindowSpec(window=cfg.window, step=cfg.step)
     regimes = {"full": (1.0, cfg.full_label_rounds), "scarce": (cfg.label_fraction, cfg.rounds)}
     n_dp = len(cfg.dp_noise_multipliers)
-    extra_runs = len(cfg.compressions) + n_dp + len(cfg.robustness_runs) + len(extra_specs(cfg, 1))
-    total_rounds = sum(r * len(METHODS) for _, r in regimes.values()) + cfg.rounds * extra_runs
+    extra_runs = len(cfg.compressions) + n_dp + len(cfg.robustness_runs)
+    total_rounds = (sum(r * (len(METHODS) + len(extra_specs(cfg, 1))) for _, r in regimes.values())
+                    + cfg.rounds * extra_runs)
     bar = progress_factory(total=total_rounds, desc="fl-report", unit="round") if progress_factory else None
     results: dict[str, Any] = {"config": asdict(cfg), "regimes": {}, "host": platform.node(),
                                "torch_threads": torch.get_num_threads()}
@@ -209,9 +220,13 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
         clients, class_names = watch_clients(label_fraction=fraction, seed=cfg.seed, spec=spec,
                                              subjects=cfg.subjects)
         mean, std = federated_normalisation(clients)
-        factory = model_factory(len(class_names), cfg.window, mean, std)
-        sim = Simulator(clients=clients, model_factory=factory, lr=cfg.lr, batch_size=cfg.batch_size,
-                        seed=cfg.seed)
+        sims = {dim: Simulator(clients=clients, model_factory=model_factory(len(class_names), cfg.window, mean, std,
+                                                                           dim),
+                               lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
+                for dim in {0, cfg.projector_dim if cfg.self_supervised is not None else 0}}
+
+        def sim_for(spec: MethodSpec, sims: dict[int, Simulator] = sims) -> Simulator:
+            return sims[cfg.projector_dim if spec.self_supervised is not None else 0]
         block: dict[str, Any] = {
             "label_fraction": fraction, "rounds": rounds, "clients": [c.client_id for c in clients],
             "labelled_windows": {c.client_id: len(c.train_y) for c in clients},
@@ -219,16 +234,17 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
             "test_windows": {c.client_id: len(c.test_y) for c in clients},
             "methods": {}}
         for name in METHODS:
-            result = sim.run(specs[name], rounds=rounds, eval_every=cfg.eval_every, progress=bar)
+            result = sim_for(specs[name]).run(specs[name], rounds=rounds, eval_every=cfg.eval_every, progress=bar)
             block["methods"][name] = method_entry(result, cfg.last_evaluations)
+        extras = extra_specs(cfg, cfg.scarce_local_epochs if regime == "scarce" else cfg.local_epochs)
+        block["extras"] = {name: method_entry(sim_for(spec).run(spec, rounds=rounds, eval_every=cfg.eval_every,
+                                                                progress=bar), cfg.last_evaluations)
+                           for name, spec in extras.items()}
         if regime == "scarce":
-            extras = extra_specs(cfg, cfg.scarce_local_epochs)
-            block["extras"] = {name: method_entry(sim.run(spec, rounds=rounds, eval_every=cfg.eval_every,
-                                                          progress=bar), cfg.last_evaluations)
-                               for name, spec in extras.items()}
-            block["compression"] = _compression(sim, specs[PERSONALISED], cfg, bar)
-            block["dp"] = _dp(sim, specs[PERSONALISED], cfg, bar)
-            block["robustness"] = _robustness(sim, specs[PERSONALISED], cfg, bar)
+            personalised = sim_for(specs[PERSONALISED])
+            block["compression"] = _compression(personalised, specs[PERSONALISED], cfg, bar)
+            block["dp"] = _dp(personalised, specs[PERSONALISED], cfg, bar)
+            block["robustness"] = _robustness(personalised, specs[PERSONALISED], cfg, bar)
         results["regimes"][regime] = block
     if bar is not None:
         bar.close()
@@ -288,6 +304,16 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
                                    "required_gain": 0.03, "met": pers["mean_acc"] >= best_mean + 0.03}
     out["scarce_worst_client"] = {"personalised": pers["worst_acc"], "best_baseline_worst": best_worst,
                                   "met": pers["worst_acc"] > best_worst}
+    scarce_extras = results["regimes"]["scarce"].get("extras", {})
+    if LOCAL_SELF_SUPERVISED in scarce_extras:
+        # not an issue target: the personalised method against local-only given the same unlabelled-window
+        # term, i.e. what the federation adds beyond the worker's own unlabelled windows
+        local_ssl = scarce_extras[LOCAL_SELF_SUPERVISED]
+        out["scarce_vs_local_with_same_self_supervision"] = {
+            "personalised": pers["mean_acc"], "local_self_supervised": local_ssl["mean_acc"],
+            "personalised_worst": pers["worst_acc"], "local_self_supervised_worst": local_ssl["worst_acc"],
+            "note": "extra check, not an issue target",
+            "met": pers["mean_acc"] >= local_ssl["mean_acc"]}
     best_full = max(full[b]["mean_acc"] for b in BASELINES)
     out["full_not_below_best"] = {"personalised": full[PERSONALISED]["mean_acc"], "best_baseline": best_full,
                                   "met": full[PERSONALISED]["mean_acc"] >= best_full}
@@ -321,6 +347,17 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _self_supervision_line(cfg: dict[str, Any]) -> str:
+    ssl = cfg.get("self_supervised")
+    if not ssl:
+        return "The personalised method trains on labels only."
+    return ("The personalised method adds the deployed self-supervised term (VICReg, weight "
+            f"{ssl['weight']}, on each client's own windows, labelled and unlabelled, through its personal "
+            f"projector of width {cfg.get('projector_dim')}); nothing of it is sent. Extra rows: "
+            f"`{LOCAL_SELF_SUPERVISED}` = local-only with the same term (no federation), "
+            f"`{PERSONALISED_SUPERVISED}` = the personalised method without it.")
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
@@ -335,14 +372,15 @@ def write_markdown(results: dict[str, Any], out_dir: Path) -> Path:
              f"labelled. Total wall time {results['wall_s']:.0f} s, torch threads {results['torch_threads']}.",
              "", f"Accuracy/F1 in %: each client's score averaged over the last {cfg['last_evaluations']} evaluated "
              f"rounds (evaluated every {cfg['eval_every']}), then mean or worst (`worst`) over clients. "
-             "Uplink = bytes sent by all clients in one round (tensor data only).", ""]
+             "Uplink = bytes sent by all clients in one round (tensor data only).", "",
+             _self_supervision_line(cfg), ""]
     for regime, block in results["regimes"].items():
         lines += [f"## Regime: {regime} labels ({block['rounds']} rounds)", "",
                   "| method | mean acc | worst acc | mean F1 | worst F1 | uplink B/round | wall s |",
                   "|---|---|---|---|---|---|---|"]
         rows = dict(block["methods"])
         for name, entry in block.get("extras", {}).items():
-            rows[f"{name} (extra, not a baseline)"] = entry
+            rows[f"{name} (extra row, not a baseline)"] = entry
         for scheme, entry in block.get("compression", {}).items():
             rows[f"{PERSONALISED} ({scheme} uplink)"] = entry
         for name, m in rows.items():

@@ -1,4 +1,4 @@
-"""Local store of labelled feature windows on a workstation (SQLite, WAL), used only for local training.
+"""Local store of feature windows on a workstation (SQLite, WAL), used only for local training.
 
 One row per labelled sample: worker id, label, the time the window ends (s), and the model inputs of
 :class:`hrc_fl.intention.alignment.AlignedInputs` as raw float32 bytes (IMU window (T, 6) in m/s^2 and
@@ -6,6 +6,10 @@ rad/s; hand and pose feature vectors), each modality optional. Every insert and 
 run in one transaction (atomic: a crash leaves the store before or after the insert). Retention: at most
 ``max_samples_per_worker`` newest samples per worker and none older than ``max_age_s``. Samples never
 leave the device; only models trained on them do (their shared part).
+
+Unlabelled IMU windows (the worker's motion between task events) go to a second table for
+self-supervised training (:mod:`hrc_fl.federated.self_supervised`), with their own count limit
+``max_unlabelled_per_worker`` and the same age limit.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ CREATE TABLE IF NOT EXISTS samples (
     pose BLOB
 );
 CREATE INDEX IF NOT EXISTS samples_worker_stamp ON samples (worker_id, stamp_s);
+CREATE TABLE IF NOT EXISTS unlabelled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker_id TEXT NOT NULL,
+    stamp_s REAL NOT NULL,
+    imu BLOB NOT NULL, imu_rows INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unlabelled_worker_stamp ON unlabelled (worker_id, stamp_s);
 """
 
 
@@ -47,15 +58,19 @@ class StoredSamples:
 class SampleStore:
     """SQLite-backed, thread-safe store of labelled windows with a retention limit."""
 
-    def __init__(self, path: Path | str, *, max_samples_per_worker: int, max_age_s: float) -> None:
+    def __init__(self, path: Path | str, *, max_samples_per_worker: int, max_age_s: float,
+                 max_unlabelled_per_worker: int = 2000) -> None:
         if max_samples_per_worker < 1:
             raise ValueError(f"max_samples_per_worker must be >= 1, got {max_samples_per_worker}")
+        if max_unlabelled_per_worker < 0:
+            raise ValueError(f"max_unlabelled_per_worker must be >= 0, got {max_unlabelled_per_worker}")
         if not max_age_s > 0:
             raise ValueError(f"max_age_s must be > 0, got {max_age_s}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_samples_per_worker = int(max_samples_per_worker)
         self.max_age_s = float(max_age_s)
+        self.max_unlabelled_per_worker = int(max_unlabelled_per_worker)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -105,6 +120,52 @@ class SampleStore:
                 cur.execute("ROLLBACK")
                 raise
         return sample_id
+
+    def add_unlabelled(self, worker_id: str, stamp_s: float, imu: np.ndarray) -> int | None:
+        """Insert one unlabelled (T, 6) IMU window (m/s^2, rad/s) and apply retention, atomically; return
+        its id (None when ``max_unlabelled_per_worker`` is 0: nothing is kept)."""
+        if not worker_id:
+            raise ValueError("worker_id must be non-empty")
+        if not np.isfinite(stamp_s):
+            raise ValueError(f"stamp_s must be finite, got {stamp_s}")
+        window = np.asarray(imu, np.float32)
+        if window.ndim != 2 or window.shape[1] != 6 or window.shape[0] < 1:
+            raise ValueError(f"an IMU window must be (T, 6), got {window.shape}")
+        if not np.all(np.isfinite(window)):
+            raise ValueError("imu holds non-finite values")
+        if self.max_unlabelled_per_worker == 0:
+            return None
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("INSERT INTO unlabelled (worker_id, stamp_s, imu, imu_rows) VALUES (?, ?, ?, ?)",
+                            (worker_id, float(stamp_s), window.tobytes(), int(window.shape[0])))
+                row_id = int(cur.lastrowid)
+                cur.execute("DELETE FROM unlabelled WHERE worker_id = ? AND stamp_s < ?",
+                            (worker_id, float(stamp_s) - self.max_age_s))
+                cur.execute("DELETE FROM unlabelled WHERE worker_id = ? AND id NOT IN (SELECT id FROM unlabelled "
+                            "WHERE worker_id = ? ORDER BY stamp_s DESC, id DESC LIMIT ?)",
+                            (worker_id, worker_id, self.max_unlabelled_per_worker))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return row_id
+
+    def count_unlabelled(self, worker_id: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM unlabelled WHERE worker_id = ?", (worker_id,)).fetchone()
+        return int(row[0])
+
+    def load_unlabelled(self, worker_id: str, *, imu_window: int) -> np.ndarray:
+        """(N, imu_window, 6) float32 unlabelled windows of ``worker_id``, oldest first (other lengths skipped)."""
+        with self._lock:
+            rows = self._db.execute("SELECT imu, imu_rows FROM unlabelled WHERE worker_id = ? ORDER BY stamp_s, id",
+                                    (worker_id,)).fetchall()
+        windows = [np.frombuffer(blob, np.float32).reshape(imu_window, 6) for blob, n in rows
+                   if n == imu_window and len(blob) == imu_window * 6 * 4]
+        return np.stack(windows) if windows else np.zeros((0, imu_window, 6), np.float32)
 
     def count(self, worker_id: str) -> int:
         with self._lock:

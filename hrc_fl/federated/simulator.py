@@ -20,6 +20,7 @@ from torch import nn
 
 from hrc_fl.federated import split, training
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes
+from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.strategies import Strategy, make_strategy
 from hrc_fl.federated.update import ClientUpdate, NDArrays, add, difference
 
@@ -116,6 +117,8 @@ class MethodSpec:
     head on local labels before every evaluation (FedAvg + FT). strategy: a :func:`make_strategy` config.
     pseudo_label: semi-supervised local training on each client's ``unlabelled_x`` after the warm-up rounds
     (kinds "local" and "federated"; None = labels only); it changes local training only, never the payload.
+    self_supervised: the VICReg term on each client's own windows, labelled and unlabelled (kinds "local"
+    and "federated"; the model needs a projector); local training only, never the payload.
     """
 
     name: str
@@ -128,6 +131,7 @@ class MethodSpec:
     strategy: Mapping[str, Any] = field(default_factory=lambda: {"name": "fedavg"})
     attack: str = "none"
     pseudo_label: training.PseudoLabelConfig | None = None
+    self_supervised: VicRegConfig | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in METHOD_KINDS:
@@ -140,6 +144,8 @@ class MethodSpec:
             raise ValueError("local_epochs must be >= 1, head_epochs and fine_tune_epochs >= 0")
         if self.pseudo_label is not None and self.kind == "centralised":
             raise ValueError("pseudo_label applies to local and federated clients, not the centralised reference")
+        if self.self_supervised is not None and self.kind == "centralised":
+            raise ValueError("self_supervised applies to local and federated clients, not the centralised reference")
 
 
 @dataclass
@@ -189,16 +195,28 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class _SemiSupervised:
-    loader: FeatureLoader
+    """One client's extra training inputs: unlabelled windows for pseudo-labelling and/or all of its
+    windows for the self-supervised term, with the generator their augmentations draw from."""
+
     generator: torch.Generator
-    config: training.PseudoLabelConfig
+    loader: FeatureLoader | None = None
+    config: training.PseudoLabelConfig | None = None
+    ssl_loader: FeatureLoader | None = None
+    ssl: VicRegConfig | None = None
 
 
 def _semi_kwargs(semi: _SemiSupervised | None, server_round: int, *, refresh: bool = False) -> dict[str, Any]:
-    """Keyword arguments for the training functions: the unlabelled loader once the warm-up is over."""
-    if semi is None or not semi.config.active(server_round) or (refresh and not semi.config.in_head_refresh):
-        return {}
-    return {"unlabelled": semi.loader, "pseudo": semi.config, "generator": semi.generator}
+    """Keyword arguments for the training functions: the unlabelled loader once the warm-up is over, the
+    self-supervised loader in training (a head refresh trains the head only: no self-supervision)."""
+    out: dict[str, Any] = {}
+    if semi is None:
+        return out
+    if (semi.config is not None and semi.loader is not None and semi.config.active(server_round)
+            and not (refresh and not semi.config.in_head_refresh)):
+        out.update(unlabelled=semi.loader, pseudo=semi.config, generator=semi.generator)
+    if semi.ssl is not None and semi.ssl_loader is not None and not refresh:
+        out.update(ssl_windows=semi.ssl_loader, ssl=semi.ssl, generator=semi.generator)
+    return out
 
 
 class Simulator:
@@ -232,16 +250,24 @@ class Simulator:
         return train, test
 
     def _semi_supervised(self, method: MethodSpec) -> list[_SemiSupervised | None]:
-        """Per client: its unlabelled loader and augmentation generator (None: no pseudo-labelling)."""
-        cfg = method.pseudo_label
+        """Per client: its unlabelled loader (pseudo-labelling), its all-windows loader (self-supervision)
+        and their augmentation generator; None when the method uses neither."""
+        cfg, ssl = method.pseudo_label, method.self_supervised
         out: list[_SemiSupervised | None] = []
         for i, c in enumerate(self.clients):
-            if cfg is None or c.unlabelled_x is None or len(c.unlabelled_x) == 0:
+            loader = ssl_loader = None
+            if cfg is not None and c.unlabelled_x is not None and len(c.unlabelled_x):
+                loader = FeatureLoader(c.unlabelled_x, batch_size=self.batch_size * cfg.unlabelled_ratio,
+                                       seed=self.seed * 1000 + 500 + i, feature_key=cfg.feature_key)
+            windows = np.concatenate([c.train_x, c.unlabelled_x]) if c.unlabelled_x is not None else c.train_x
+            if ssl is not None and len(windows) >= ssl.min_windows:
+                ssl_loader = FeatureLoader(windows, batch_size=self.batch_size * ssl.unlabelled_ratio,
+                                           seed=self.seed * 1000 + 600 + i, feature_key=ssl.feature_key)
+            if loader is None and ssl_loader is None:
                 out.append(None)
                 continue
-            loader = FeatureLoader(c.unlabelled_x, batch_size=self.batch_size * cfg.unlabelled_ratio,
-                                   seed=self.seed * 1000 + 500 + i, feature_key=cfg.feature_key)
-            out.append(_SemiSupervised(loader, torch.Generator().manual_seed(self.seed * 1000 + 700 + i), cfg))
+            out.append(_SemiSupervised(torch.Generator().manual_seed(self.seed * 1000 + 700 + i), loader,
+                                       cfg if loader is not None else None, ssl_loader, ssl))
         return out
 
     def run(self, method: MethodSpec, *, rounds: int, eval_every: int = 1,

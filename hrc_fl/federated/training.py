@@ -16,10 +16,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hrc_fl.federated.self_supervised import VicRegConfig, vicreg_loss
 from hrc_fl.federated.split import is_shared
 
 Features = torch.Tensor | Mapping[str, torch.Tensor]
 Batch = tuple[Features, torch.Tensor]
+#: State-dict prefix of the self-supervised projector (personal; see hrc_fl.intention.model).
+PROJECTOR_PREFIX = "projector."
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,8 @@ def train_local(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: f
                 proximal_mu: float = 0.0, shared_reference: Mapping[str, np.ndarray] | None = None,
                 shared_prefixes: Sequence[str] = ("",), trainable_prefixes: Sequence[str] | None = None,
                 weight_decay: float = 0.0, unlabelled: Iterable[Features] | None = None,
-                pseudo: PseudoLabelConfig | None = None, generator: torch.Generator | None = None
+                pseudo: PseudoLabelConfig | None = None, generator: torch.Generator | None = None,
+                ssl_windows: Iterable[Features] | None = None, ssl: VicRegConfig | None = None
                 ) -> TrainResult:
     """Train ``model`` in place with Adam and cross-entropy.
 
@@ -208,6 +212,9 @@ def train_local(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: f
     Semi-supervised: with ``unlabelled`` (a loader of features only) and ``pseudo`` both given, every step
     adds ``pseudo.weight`` x :func:`pseudo_label_loss` on the next unlabelled batch (``generator`` draws the
     augmentations). The caller decides the warm-up (:meth:`PseudoLabelConfig.active`).
+    Self-supervised: with ``ssl_windows`` (a loader of features, labelled or not) and ``ssl`` both given,
+    every step adds ``ssl.weight`` x :func:`~hrc_fl.federated.self_supervised.vicreg_loss` on the next
+    batch of them (only useful when the step trains the encoder and the model's projector).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -219,7 +226,10 @@ def train_local(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: f
         raise ValueError("proximal_mu > 0 needs shared_reference (the global shared tensors)")
     if (unlabelled is None) != (pseudo is None):
         raise ValueError("unlabelled and pseudo go together (both or neither)")
+    if (ssl_windows is None) != (ssl is None):
+        raise ValueError("ssl_windows and ssl go together (both or neither)")
     unlabelled_batches = _cycle(unlabelled) if unlabelled is not None else None
+    ssl_batches = _cycle(ssl_windows) if ssl_windows is not None and ssl is not None and ssl.weight > 0 else None
     named = [(n, p) for n, p in model.named_parameters()
              if trainable_prefixes is None or is_shared(n, trainable_prefixes)]
     if not named:
@@ -247,6 +257,8 @@ def train_local(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: f
                 loss = loss + pseudo.weight * extra
                 seen += _batch_size(batch)
                 passed += count
+            if ssl_batches is not None and ssl is not None:
+                loss = loss + ssl.weight * vicreg_loss(model, next(ssl_batches), ssl, generator)
             if anchors:
                 prox = sum(((p - ref) ** 2).sum() for p, ref in anchors)
                 loss = loss + 0.5 * proximal_mu * prox
@@ -307,13 +319,15 @@ def train_fedrep(model: nn.Module, loader: Iterable[Batch], *, head_epochs: int,
                  shared_prefixes: Sequence[str], proximal_mu: float = 0.0,
                  shared_reference: Mapping[str, np.ndarray] | None = None,
                  weight_decay: float = 0.0, unlabelled: Iterable[Features] | None = None,
-                 pseudo: PseudoLabelConfig | None = None, generator: torch.Generator | None = None
+                 pseudo: PseudoLabelConfig | None = None, generator: torch.Generator | None = None,
+                 ssl_windows: Iterable[Features] | None = None, ssl: VicRegConfig | None = None
                  ) -> TrainResult:
     """One client round of FedRep (Collins et al. 2021): the personal head for ``head_epochs`` with the
     shared encoders frozen, then the shared encoders for ``epochs`` with the head frozen (FedProx term
     ``proximal_mu`` towards ``shared_reference`` on the encoders). With ``unlabelled`` and ``pseudo`` the
     encoder phase adds the pseudo-label loss (:func:`train_local`), the head phase only with
-    ``pseudo.in_head_training``. Returns the encoder phase's result (its
+    ``pseudo.in_head_training``. With ``ssl_windows`` and ``ssl`` the encoder phase adds the VICReg term and
+    also trains the model's (personal) ``projector``. Returns the encoder phase's result (its
     ``num_samples``, labelled windows only, is the FedAvg weight)."""
     if head_epochs < 0:
         raise ValueError(f"head_epochs must be >= 0, got {head_epochs}")
@@ -325,10 +339,11 @@ def train_fedrep(model: nn.Module, loader: Iterable[Batch], *, head_epochs: int,
         train_local(model, loader, epochs=head_epochs, lr=lr, trainable_prefixes=personal,
                     weight_decay=weight_decay, unlabelled=unlabelled if in_head else None,
                     pseudo=pseudo if in_head else None, generator=generator)
+    encoder_phase = (*shared_prefixes, PROJECTOR_PREFIX) if ssl is not None else tuple(shared_prefixes)
     return train_local(model, loader, epochs=epochs, lr=lr, proximal_mu=proximal_mu,
                        shared_reference=shared_reference, shared_prefixes=shared_prefixes,
-                       trainable_prefixes=tuple(shared_prefixes), weight_decay=weight_decay,
-                       unlabelled=unlabelled, pseudo=pseudo, generator=generator)
+                       trainable_prefixes=encoder_phase, weight_decay=weight_decay,
+                       unlabelled=unlabelled, pseudo=pseudo, generator=generator, ssl_windows=ssl_windows, ssl=ssl)
 
 
 def fine_tune_personal(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: float,

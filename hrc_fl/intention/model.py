@@ -2,7 +2,9 @@
 
 The split is visible in the ``state_dict`` keys: everything under ``encoders.`` is shared and moves
 through federated learning; everything under ``head.`` stays on the workstation (FedPer/FedRep style,
-Arivazhagan et al. 2019, Collins et al. 2021).
+Arivazhagan et al. 2019, Collins et al. 2021). So does ``projector.``: the expander that self-supervised
+training on the worker's unlabelled IMU windows acts through (:mod:`hrc_fl.federated.self_supervised`);
+inference never uses it.
 
 Inputs (all float32, batch first):
 - ``imu``: (B, T, 6) wrist IMU window, [ax, ay, az] in m/s², [wx, wy, wz] in rad/s, sensor frame
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 
 MODALITIES: tuple[str, ...] = ("imu", "hands", "pose")
 SHARED_PREFIXES: tuple[str, ...] = ("encoders.",)
-PERSONAL_PREFIXES: tuple[str, ...] = ("head.",)
+PERSONAL_PREFIXES: tuple[str, ...] = ("head.", "projector.")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class IntentionModelConfig:
     imu_conv_channels: int = 16
     head_hidden: int = 32
     modality_dropout_p: float = 0.3  # per sample and modality, training only
+    projector_dim: int = 64          # self-supervised expander width on the IMU embedding (0 = none)
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -54,6 +57,8 @@ class IntentionModelConfig:
             raise ValueError(f"imu_window must be >= 16 samples, got {self.imu_window}")
         if not self.imu_rate_hz > 0:
             raise ValueError(f"imu_rate_hz must be positive, got {self.imu_rate_hz}")
+        if self.projector_dim < 0:
+            raise ValueError(f"projector_dim must be >= 0, got {self.projector_dim}")
         if not 0.0 <= self.modality_dropout_p < 1.0:
             raise ValueError(f"modality_dropout_p must be in [0, 1), got {self.modality_dropout_p}")
 
@@ -62,12 +67,15 @@ class IntentionModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IntentionModelConfig:
-        """Build from a mapping; unknown keys raise ValueError (an incompatible model file)."""
+        """Build from a mapping; unknown keys raise ValueError (an incompatible model file). A mapping
+        without ``projector_dim`` is a model saved before the projector existed: it has none (0)."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown IntentionModelConfig keys: {sorted(unknown)}")
-        return cls(**dict(data))
+        values = dict(data)
+        values.setdefault("projector_dim", 0)
+        return cls(**values)
 
 
 class ImuEncoder(nn.Module):
@@ -132,7 +140,17 @@ class IntentionModel(nn.Module):
             "pose": VectorEncoder(config.pose_dim, config.embed_dim),
         })
         self.head = FusionHead(config.embed_dim, config.head_hidden, config.num_classes)
+        self.projector: nn.Sequential | None = None
         self.reset_parameters()
+        # built after the others are initialised: encoders and head get the same initial weights from a
+        # seed with or without it (so methods with and without self-supervision start alike)
+        p = config.projector_dim
+        if p > 0:
+            self.projector = nn.Sequential(nn.Linear(config.embed_dim, p), nn.ReLU(), nn.Linear(p, p))
+            for module in self.projector.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
+                    nn.init.zeros_(module.bias)
 
     def reset_parameters(self) -> None:
         for module in self.modules():
@@ -208,7 +226,7 @@ def shared_state_dict(model: IntentionModel) -> dict[str, Tensor]:
 
 
 def personal_state_dict(model: IntentionModel) -> dict[str, Tensor]:
-    """The personal tensors (the head), detached copies."""
+    """The personal tensors (the head and the self-supervised projector), detached copies."""
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not is_shared_key(k)}
 
 

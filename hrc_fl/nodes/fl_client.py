@@ -4,7 +4,8 @@ Subscribes ``task/events`` (hrc_fl_msgs/TaskEvent, RESULT_QOS: a labelled event;
 ``window_s`` before its stamp carries the label) and the intention node's streams ``wearable/imu``
 (SENSOR_QOS), ``hands/landmarks`` and ``humans/bodies/tracked`` (RESULT_QOS), aligned exactly as the
 intention node does (:mod:`hrc_fl.intention.alignment`, :mod:`hrc_fl.intention.features`). Labelled windows
-go to a local SQLite store (:mod:`hrc_fl.federated.sample_store`); they never leave the device.
+go to a local SQLite store (:mod:`hrc_fl.federated.sample_store`), and every ``unlabelled_step_s`` one
+unlabelled IMU window for self-supervised training; they never leave the device.
 
 A background thread runs the FedML client (:func:`hrc_fl.federated.fedml_adapter.run_client`) with an
 :class:`~hrc_fl.federated.intention_learner.IntentionLearner`: it trains when the aggregator opens a round,
@@ -16,6 +17,7 @@ intention node hot-swaps, and ``federated/status`` (hrc_fl_msgs/FederatedStatus,
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -56,6 +58,9 @@ PARAMETERS = {
     "max_samples_per_worker": (5000, "Retention: newest samples kept per worker."),
     "max_age_days": (30.0, "Retention: samples older than this are deleted, days."),
     "sample_step_s": (0.5, "Spacing of the windows stored inside one labelled event window, s."),
+    "unlabelled_step_s": (2.0, "Spacing of the unlabelled IMU windows stored for self-supervised training "
+                               "(IMU time, s; 0 = store none)."),
+    "max_unlabelled_per_worker": (2000, "Retention: newest unlabelled IMU windows kept per worker."),
     "imu_window": (100, "IMU samples per window (must match the intention model)."),
     "imu_rate_hz": (50.0, "IMU sample rate the windows assume, Hz."),
     "imu_buffer_samples": (3000, "Capacity of the IMU buffer (samples; must cover the longest event window)."),
@@ -80,14 +85,20 @@ class FlClientNode(Node):
                                           self._diag, min_pose_visibility=float(p["min_pose_visibility"]))
         sample_db = str(p["sample_db"]) or str(runtime_dir() / "samples" / f"{self._ws}.sqlite")
         self._samples = SampleStore(sample_db, max_samples_per_worker=int(p["max_samples_per_worker"]),
-                                    max_age_s=float(p["max_age_days"]) * 86400.0)
+                                    max_age_s=float(p["max_age_days"]) * 86400.0,
+                                    max_unlabelled_per_worker=int(p["max_unlabelled_per_worker"]))
+        self._unlabelled_step_s = float(p["unlabelled_step_s"])
+        if not self._unlabelled_step_s >= 0:
+            raise ValueError("unlabelled_step_s must be >= 0")
+        self._last_unlabelled_s: float | None = None
         self._diag.set_value("sample_db", sample_db)
         self._diag.set_value("samples", self._samples.count(self._worker_id))
+        self._diag.set_value("unlabelled_windows", self._samples.count_unlabelled(self._worker_id))
 
         self._publish_status = FederatedStatusPublisher(self, self._diag)
         self._model_pub = self.create_publisher(String, "intention/model_available", LATCHED_QOS)
         self.create_subscription(TaskEvent, "task/events", self._on_event, RESULT_QOS)
-        self.create_subscription(Imu, "wearable/imu", self._inputs.on_imu, SENSOR_QOS)
+        self.create_subscription(Imu, "wearable/imu", self._on_imu, SENSOR_QOS)
         self.create_subscription(HandLandmarks, "hands/landmarks", self._inputs.on_hands, RESULT_QOS)
         self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._inputs.on_bodies, RESULT_QOS)
 
@@ -103,7 +114,7 @@ class FlClientNode(Node):
                 model_store=ModelStore(Path(store_dir)), sample_store=self._samples,
                 epochs=config.client.epochs, lr=config.client.lr, batch_size=config.client.batch_size, seed=config.seed,
                 head_epochs=config.client.head_epochs, fine_tune_epochs=config.client.fine_tune_epochs,
-                on_model=self._publish_model)
+                on_model=self._publish_model, self_supervised=config.client.self_supervised)
             self._training_nice = int(p["training_nice"])
             if self._training_nice < 0:
                 raise ValueError("training_nice must be >= 0 (the FL thread never outranks safety)")
@@ -127,7 +138,26 @@ class FlClientNode(Node):
         self._model_pub.publish(String(data=version))
         self.get_logger().info(f"new personalised model {version} available")
 
-    # ----- labelled samples ----------------------------------------------------------------------
+    # ----- samples ----------------------------------------------------------------------------------
+    def _on_imu(self, msg: Imu) -> None:
+        t_s = self._inputs.on_imu(msg)
+        if t_s is None or self._unlabelled_step_s == 0:
+            return
+        last = self._last_unlabelled_s
+        # IMU time went back (a replay restarted): start the spacing again
+        if last is not None and last - self._unlabelled_step_s < t_s < last + self._unlabelled_step_s:
+            return
+        imu = self._inputs.at(t_s).imu
+        if imu is None:
+            return  # not a full window yet
+        try:
+            self._samples.add_unlabelled(self._worker_id, t_s, imu)
+        except (ValueError, OSError, sqlite3.Error) as exc:
+            self._diag.problem("unlabelled_store", f"unlabelled IMU window not stored: {exc}")
+            return
+        self._last_unlabelled_s = t_s
+        self._diag.set_value("unlabelled_windows", self._samples.count_unlabelled(self._worker_id))
+
     def _on_event(self, msg: TaskEvent) -> None:
         t_end_s = stamp_to_s(msg.header.stamp)
         if msg.label not in self._labels:
