@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
                         force=True)
     config = load_config(args.config or None)
     # Federation-wide local-training settings first; the learner's own options may refine them.
-    options = {"epochs": config.client.epochs, "lr": config.client.lr, "batch_size": config.client.batch_size,
-               "head_epochs": config.client.head_epochs, "fine_tune_epochs": config.client.fine_tune_epochs,
-               "self_supervised": (dataclasses.asdict(config.client.self_supervised)
-                                   if config.client.self_supervised is not None else None),
-               **config.learner_options}
+    options: dict = {"epochs": config.client.epochs, "lr": config.client.lr, "batch_size": config.client.batch_size,
+                     "head_epochs": config.client.head_epochs, "fine_tune_epochs": config.client.fine_tune_epochs}
+    if config.client.self_supervised is not None:  # only when configured: not every learner module knows it
+        options["self_supervised"] = dataclasses.asdict(config.client.self_supervised)
+    options.update(config.learner_options)
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep:
