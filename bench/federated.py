@@ -147,7 +147,9 @@ def _intention_shared() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 
     torch.manual_seed(0)
-    model = IntentionModel(IntentionModelConfig(num_classes=7))
+    # no self-supervised projector: the full-model FedAvg baseline sends what it trains (as in fl-report);
+    # the projector is personal and never in the shared delta either way
+    model = IntentionModel(IntentionModelConfig(num_classes=7, projector_dim=0))
     full = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()
             if torch.is_floating_point(v)}
     return shared_state(model, SHARED_PREFIXES), full
