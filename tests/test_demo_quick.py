@@ -184,3 +184,15 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     models = ModelStore(out / "models" / "ws1")
     assert models.versions() and models.load_latest() is not None
     assert not list((out / "models" / "ws1").rglob("*.tmp"))  # no half-written model left behind
+
+
+def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tmp_path):
+    # three workstations share the machine: the demo runs the federation without the heavier term
+    from hrc_fl.demo.run import DemoOptions, write_fl_config
+    from hrc_fl.federated.fl_config import load_config
+
+    off = load_config(write_fl_config(DemoOptions(out_dir=tmp_path / "a"), tmp_path))
+    assert off.client.self_supervised is None and off.rounds.num_rounds == 4
+    (tmp_path / "b").mkdir()
+    kept = load_config(write_fl_config(DemoOptions(fl_self_supervised=True), tmp_path / "b"))
+    assert kept.client.self_supervised == load_config().client.self_supervised is not None

@@ -277,3 +277,19 @@ def test_a_model_stored_before_the_projector_still_loads_and_the_learner_keeps_i
     assert learner.model.projector is not None and learner.model.config.projector_dim == 8
     assert all(torch.equal(old_head[k], v) for k, v in learner.model.head.state_dict().items())
     assert all(np.array_equal(v, old.state_dict()[k].numpy()) for k, v in learner.get_shared().items())
+
+
+def test_a_set_stop_event_ends_local_training_at_the_next_batch(tmp_path):
+    # the fl_client node sets it on shutdown: a round in progress must not keep the process alive
+    import threading
+
+    learner = _learner(tmp_path, VicRegConfig(min_windows=8), unlabelled=10)
+    learner.stop_event = threading.Event()
+    shared, projector = learner.get_shared(), _state(learner.model.projector)
+    learner.stop_event.set()
+    learner.train_round(1, {})
+    assert all(np.array_equal(v, learner.get_shared()[k]) for k, v in shared.items())  # no step was taken
+    assert all(torch.equal(projector[k], v) for k, v in learner.model.projector.state_dict().items())
+    learner.stop_event.clear()
+    learner.train_round(2, {})
+    assert any(not np.array_equal(v, learner.get_shared()[k]) for k, v in shared.items())

@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-rate-hz", type=float, default=None, help="Replayed camera rate per workstation.")
     parser.add_argument("--no-fl", action="store_true", help="Run without federated learning.")
     parser.add_argument("--no-bag", action="store_true", help="Do not record the run into an MCAP bag.")
+    parser.add_argument("--fl-self-supervised", action="store_true",
+                        help="Keep the federation's self-supervised term (off in the demo: 3 workstations share "
+                             "the machine's cores).")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the demo's nodes (default: the environment's).")
     parser.add_argument("--extra-nodes", default="",
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         import os
 
         os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
-    overrides.update(fl=not args.no_fl, record_bag=not args.no_bag, out_dir=Path(args.out) if args.out else None)
+    overrides.update(fl=not args.no_fl, record_bag=not args.no_bag, out_dir=Path(args.out) if args.out else None,
+                     fl_self_supervised=args.fl_self_supervised)
     try:
         options = DemoOptions.quick(**overrides) if args.quick else DemoOptions(**overrides)
     except ValueError as exc:

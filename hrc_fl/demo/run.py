@@ -53,6 +53,11 @@ class DemoOptions:
     #: adds samples before round 1. A client below min_samples would skip round 1 and stall it.
     fl_start_samples: int = 24
     fl: bool = True
+    #: The federation's self-supervised term (config/federated.yaml client.self_supervised) in the demo.
+    #: Off by default: it makes a round's local training about 4x heavier, and here three workstations
+    #: share 2 cores with perception and safety (a real workstation has its own CPU). The fl_client
+    #: nodes still store unlabelled windows.
+    fl_self_supervised: bool = False
     record_bag: bool = True
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
     palm_photo: str = "Back_Projection_Theory0.jpg"  # a real open palm (opencv-doc): the STOP gesture
@@ -234,6 +239,8 @@ def write_fl_config(options: DemoOptions, run_dir: Path) -> Path | None:
     rounds["start_wait_s"] = 10.0
     rounds["quorum"] = max(1, options.workstations - 1)
     rounds["deadline_s"] = options.fl_deadline_s
+    if not options.fl_self_supervised:
+        config.setdefault("client", {})["self_supervised"] = {"enabled": False}
     target = run_dir / "federated_demo.yaml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
@@ -326,6 +333,9 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     result.fl_notes += _label_space_notes(labels)
     for note in result.fl_notes:
         progress(f"[demo] WARNING: {note}")
+    if fl_config is not None and not options.fl_self_supervised:
+        result.fl_notes.append("the federation's self-supervised term is off in this run (demo default: "
+                               "--fl-self-supervised keeps it); the FL clients still store unlabelled windows")
     # The aggregator starts once every workstation has labelled samples of every class (a client with
     # too few samples skips a round, and a round waits for its quorum), at the latest when the scenario ends.
     agg_specs = [s for s in specs if s.executable == "aggregator_node"]

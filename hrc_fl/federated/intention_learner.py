@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,15 +53,18 @@ class SamplesLoader:
     """Shuffled batches ``({"imu", "hands", "pose", "present"}, labels)`` of :class:`Samples` for the core's
     training functions; a fresh permutation from ``rng`` on every pass."""
 
-    def __init__(self, data: Samples, batch_size: int, rng: np.random.Generator) -> None:
+    def __init__(self, data: Samples, batch_size: int, rng: np.random.Generator,
+                 stop: threading.Event | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.data, self.batch_size, self.rng = data, batch_size, rng
+        self.data, self.batch_size, self.rng, self.stop = data, batch_size, rng, stop
         self.labels = torch.from_numpy(data.y.astype(np.int64))
 
     def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor | None], torch.Tensor]]:
         order = self.rng.permutation(len(self.data))
         for start in range(0, len(order), self.batch_size):
+            if self.stop is not None and self.stop.is_set():
+                return  # the node is shutting down: end the epoch (every training loop draws from here)
             idx = order[start:start + self.batch_size]
             yield self.data.tensors(idx), self.labels[idx]
 
@@ -87,7 +91,7 @@ class IntentionLearner:
                  model_store: ModelStore, sample_store: SampleStore, epochs: int, lr: float, batch_size: int,
                  seed: int, head_epochs: int = 2, fine_tune_epochs: int = 2,
                  on_model: Callable[[str], None] | None = None,
-                 self_supervised: VicRegConfig | None = None) -> None:
+                 self_supervised: VicRegConfig | None = None, stop_event: threading.Event | None = None) -> None:
         if len(labels) != model_config.num_classes:
             raise ValueError(f"{len(labels)} labels for a model with {model_config.num_classes} classes")
         if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -104,6 +108,8 @@ class IntentionLearner:
         if self_supervised is not None and model_config.projector_dim < 1:
             raise ValueError("self_supervised needs a model with a projector (model.projector_dim > 0)")
         self.self_supervised = self_supervised
+        #: set when the workstation shuts down: training ends at the next batch (a clean, quick exit)
+        self.stop_event = stop_event
         self.model = self._initial_model(model_config)
         #: windows the last round's self-supervised term drew from (0: it did not run)
         self.last_ssl_windows = 0
@@ -142,7 +148,7 @@ class IntentionLearner:
     def _loader(self, data: Samples, stream: int) -> SamplesLoader:
         # seeded per round and phase: a restarted workstation repeats its batch order and dropout masks
         torch.manual_seed(self.seed + stream)
-        return SamplesLoader(data, self.batch_size, np.random.default_rng(self.seed + stream))
+        return SamplesLoader(data, self.batch_size, np.random.default_rng(self.seed + stream), self.stop_event)
 
     def train_round(self, server_round: int, config: Mapping[str, float]) -> tuple[int, dict[str, float]]:
         data = self.local_samples()

@@ -114,7 +114,8 @@ class FlClientNode(Node):
                 model_store=ModelStore(Path(store_dir)), sample_store=self._samples,
                 epochs=config.client.epochs, lr=config.client.lr, batch_size=config.client.batch_size, seed=config.seed,
                 head_epochs=config.client.head_epochs, fine_tune_epochs=config.client.fine_tune_epochs,
-                on_model=self._publish_model, self_supervised=config.client.self_supervised)
+                on_model=self._publish_model, self_supervised=config.client.self_supervised,
+                stop_event=self._stop)
             self._training_nice = int(p["training_nice"])
             if self._training_nice < 0:
                 raise ValueError("training_nice must be >= 0 (the FL thread never outranks safety)")
