@@ -193,6 +193,7 @@ def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tm
 
     off = load_config(write_fl_config(DemoOptions(out_dir=tmp_path / "a"), tmp_path))
     assert off.client.self_supervised is None and off.rounds.num_rounds == 4
+    assert (off.client.epochs, off.client.head_epochs, off.client.fine_tune_epochs) == (1, 1, 1)
     (tmp_path / "b").mkdir()
     kept = load_config(write_fl_config(DemoOptions(fl_self_supervised=True), tmp_path / "b"))
     assert kept.client.self_supervised == load_config().client.self_supervised is not None

@@ -239,8 +239,11 @@ def write_fl_config(options: DemoOptions, run_dir: Path) -> Path | None:
     rounds["start_wait_s"] = 10.0
     rounds["quorum"] = max(1, options.workstations - 1)
     rounds["deadline_s"] = options.fl_deadline_s
+    client = config.setdefault("client", {})
     if not options.fl_self_supervised:
-        config.setdefault("client", {})["self_supervised"] = {"enabled": False}
+        client["self_supervised"] = {"enabled": False}
+    # one epoch per phase (packaged: 2): three workstations train on one 2-core machine beside perception
+    client.update(epochs=1, head_epochs=1, fine_tune_epochs=1)
     target = run_dir / "federated_demo.yaml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
