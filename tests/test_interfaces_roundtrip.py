@@ -108,5 +108,11 @@ def test_every_message_round_trips_between_processes(ros_probe):
             echoed = ros_probe.received[f"roundtrip/out/{name}"][0]
             assert _equal(echoed, msg), f"{name} changed on its way through another process"
     finally:
+        # the echo helper's DDS teardown can stall on a loaded machine (a test helper, not a product node):
+        # it must not turn a passed round trip into a failure
         echo.terminate()
-        echo.wait(timeout=10)
+        try:
+            echo.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+            echo.wait(timeout=10)
