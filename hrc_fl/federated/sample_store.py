@@ -101,25 +101,31 @@ class SampleStore:
                 raise ValueError(f"{name} holds non-finite values")
             blobs[name] = value.tobytes()
         imu_rows = None if imu is None else int(np.asarray(imu).shape[0])
+        return self._insert_with_retention(
+            "samples", "INSERT INTO samples (worker_id, label, stamp_s, imu, imu_rows, hands, pose) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (worker_id, label, float(stamp_s), blobs["imu"], imu_rows, blobs["hands"], blobs["pose"]),
+            worker_id, float(stamp_s), self.max_samples_per_worker)
+
+    def _insert_with_retention(self, table: str, insert_sql: str, values: tuple, worker_id: str, stamp_s: float,
+                               keep: int) -> int:
+        """One transaction: the insert, then ``table``'s age and count retention for ``worker_id``."""
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                cur.execute("INSERT INTO samples (worker_id, label, stamp_s, imu, imu_rows, hands, pose) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (worker_id, label, float(stamp_s), blobs["imu"], imu_rows, blobs["hands"],
-                             blobs["pose"]))
-                sample_id = int(cur.lastrowid)
-                cur.execute("DELETE FROM samples WHERE worker_id = ? AND stamp_s < ?",
-                            (worker_id, float(stamp_s) - self.max_age_s))
-                cur.execute("DELETE FROM samples WHERE worker_id = ? AND id NOT IN (SELECT id FROM samples "
+                cur.execute(insert_sql, values)
+                row_id = int(cur.lastrowid)
+                cur.execute(f"DELETE FROM {table} WHERE worker_id = ? AND stamp_s < ?",
+                            (worker_id, stamp_s - self.max_age_s))
+                cur.execute(f"DELETE FROM {table} WHERE worker_id = ? AND id NOT IN (SELECT id FROM {table} "
                             "WHERE worker_id = ? ORDER BY stamp_s DESC, id DESC LIMIT ?)",
-                            (worker_id, worker_id, self.max_samples_per_worker))
+                            (worker_id, worker_id, keep))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return sample_id
+        return row_id
 
     def add_unlabelled(self, worker_id: str, stamp_s: float, imu: np.ndarray) -> int | None:
         """Insert one unlabelled (T, 6) IMU window (m/s^2, rad/s) and apply retention, atomically; return
@@ -135,23 +141,10 @@ class SampleStore:
             raise ValueError("imu holds non-finite values")
         if self.max_unlabelled_per_worker == 0:
             return None
-        with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute("INSERT INTO unlabelled (worker_id, stamp_s, imu, imu_rows) VALUES (?, ?, ?, ?)",
-                            (worker_id, float(stamp_s), window.tobytes(), int(window.shape[0])))
-                row_id = int(cur.lastrowid)
-                cur.execute("DELETE FROM unlabelled WHERE worker_id = ? AND stamp_s < ?",
-                            (worker_id, float(stamp_s) - self.max_age_s))
-                cur.execute("DELETE FROM unlabelled WHERE worker_id = ? AND id NOT IN (SELECT id FROM unlabelled "
-                            "WHERE worker_id = ? ORDER BY stamp_s DESC, id DESC LIMIT ?)",
-                            (worker_id, worker_id, self.max_unlabelled_per_worker))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-        return row_id
+        return self._insert_with_retention(
+            "unlabelled", "INSERT INTO unlabelled (worker_id, stamp_s, imu, imu_rows) VALUES (?, ?, ?, ?)",
+            (worker_id, float(stamp_s), window.tobytes(), int(window.shape[0])),
+            worker_id, float(stamp_s), self.max_unlabelled_per_worker)
 
     def count_unlabelled(self, worker_id: str) -> int:
         with self._lock:
