@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -175,16 +176,29 @@ class RateMeter:
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
-    """Standard main: init, spin until Ctrl-C or external shutdown, destroy, shut down cleanly."""
+    """Standard main: init, spin until Ctrl-C or external shutdown, destroy, shut down cleanly.
+
+    A ``RuntimeError`` out of ``spin`` after the context was already shut down is the shutdown race in
+    rclpy's executor (a Ctrl-C lands while it takes a message, and the take fails on the handle being torn
+    down; seen under load): it ends the node like Ctrl-C, with one log line. While the context is still up,
+    the error is a real fault and propagates.
+    """
     rclpy.init(args=args)
     node: Node | None = None
+    name = "node"
     try:
         node = factory()
+        name = node.get_fully_qualified_name()  # now: the handle may be gone by the time it is needed
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError as exc:
+        if rclpy.ok():
+            raise
+        print(f"[{name}] shutdown raced with taking a message ({exc}); exiting cleanly", file=sys.stderr,
+              flush=True)
     finally:
         if node is not None:
             close = getattr(node, "close", None)

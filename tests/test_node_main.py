@@ -1,0 +1,61 @@
+"""The shared node main (`run_node`): how a node process ends on Ctrl-C and on a real fault."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+# A node process whose timer callback reproduces rclpy's shutdown race: the context is shut down (what
+# rclpy's SIGINT handler does) and, in the same executor step, taking a message fails with the
+# RuntimeError seen from `take_message` under load. With `--context-up` the same error happens while the
+# context is still up, i.e. a real fault.
+_NODE_SCRIPT = textwrap.dedent('''
+    import sys
+    from rclpy.node import Node
+    from hrc_fl.nodes.common import run_node
+
+    class Racy(Node):
+        def __init__(self):
+            super().__init__("racy")
+            self.closed = False
+            self.create_timer(0.05, self._tick)
+
+        def _tick(self):
+            if "--context-up" not in sys.argv:
+                self.context.try_shutdown()
+            raise RuntimeError("Unable to convert call argument '0' to Python object")
+
+        def close(self):
+            print("CLOSED", flush=True)
+
+    run_node(Racy)
+''')
+
+
+def _run(*extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _NODE_SCRIPT, *extra], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_shutdown_race_while_taking_a_message_ends_the_node_cleanly():
+    # Execute
+    proc = _run()
+
+    # Assert: exit 0, one clear line instead of a traceback, the node's close() still ran
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "raced with taking a message" in line]
+    assert len(lines) == 1 and lines[0].startswith("[/racy]"), proc.stderr
+    assert "CLOSED" in proc.stdout
+
+
+def test_the_same_error_while_the_context_is_up_is_not_hidden():
+    # Execute
+    proc = _run("--context-up")
+
+    # Assert: the fault propagates (non-zero exit, traceback), and close() still ran on the way out
+    assert proc.returncode != 0
+    assert "RuntimeError: Unable to convert call argument" in proc.stderr
+    assert "raced with taking a message" not in proc.stderr
+    assert "CLOSED" in proc.stdout
