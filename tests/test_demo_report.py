@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from hrc_fl.demo.fl_eval import VersionAccuracy
 from hrc_fl.demo.record import DemoRecord, FederatedSample, GestureEvent, SafetySample, WorkstationRecord
 from hrc_fl.demo.report import NOT_AVAILABLE, stop_causes, write_report, zone_visits
@@ -64,6 +66,10 @@ def test_report_with_safety_and_federated_data(tmp_path):
     assert summary["accuracy_base"] == {"ws1": 0.8}
     assert "| ws1 (subject 1) | 0.800 | 0.200 | 0.500 | 0.700 |" in report
     assert "| ws2 (subject 2) | n/a | n/a | 0.400 | 0.600 |" in report
+    # mean and worst over both workers, n/a where one has no value (base, round 0)
+    assert "| mean of workers | n/a | n/a | 0.450 | 0.650 |" in report
+    assert "| worst worker | n/a | n/a | 0.400 | 0.600 |" in report
+    assert summary["accuracy_mean"] == pytest.approx({"1": 0.45, "2": 0.65})
     assert summary["uplink_bytes_per_round"] == {"1": 3000, "2": 3100} and "| 2 | 3100 |" in report
     assert "interlock held): 2.0 s" in report
     assert "| /ws1/safety | 5.0 | 10% | 128 | 0 |" in report

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def _federated_section(run: DemoRun, rounds: dict[str, dict[int, dict[str, float
             subject = f" (subject {name.removeprefix('ws')})" if name in run.fl_accuracy else ""
             lines.append(f"| {name}{subject} | {_fmt(base.get(name, math.nan))} | "
                          + " | ".join(_fmt(by.get(r, math.nan)) for r in all_rounds) + " |")
+        workers = {n: dict(zip(*acc_series[n], strict=True)) for n in run.fl_accuracy if n in acc_series}
+        if len(workers) >= 2:
+            # over all workers, or n/a where one of them has no value (a partial mean would flatter)
+            columns = [base, *({n: by[r] for n, by in workers.items() if r in by} for r in all_rounds)]
+            for label, reduce in (("mean of workers", statistics.fmean), ("worst worker", min)):
+                cells = [_fmt(reduce(c[n] for n in workers) if set(workers) <= set(c) else math.nan)
+                         for c in columns]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            summary["accuracy_mean"] = {str(r): statistics.fmean(by[r] for by in workers.values())
+                                        for r in all_rounds if all(r in by for by in workers.values())}
     else:
         lines.append(f"Per-worker accuracy: {NOT_AVAILABLE} (no model version was stored by an FL client).")
     summary["accuracy"] = {n: dict(zip(x, y, strict=True)) for n, (x, y) in acc_series.items()}
