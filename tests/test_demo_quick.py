@@ -62,6 +62,16 @@ def test_body_shifter_moves_the_centre_and_keeps_shape_and_jitter():
     assert second[0, 0] - first[0, 0] == pytest.approx(0.01, abs=1e-3)
 
 
+#: Exit codes of a node stopped by the demo: 0, or the launcher's escalation (SIGTERM, SIGKILL) when Fast DDS
+#: stalls in its teardown after the node saved its state (rare; docs/tools_and_demo.md). Never a positive
+#: code (an exception, e.g. rclpy's take-message race at Ctrl-C) nor another signal (an abort).
+STOPPED_CLEANLY = {0, -signal.SIGTERM, -signal.SIGKILL}
+
+
+def _exit_codes(node_rows: list[str]) -> list[int]:
+    return [int(row.rstrip(" |").rsplit("|", 1)[1]) for row in node_rows]
+
+
 def _sections(report: str) -> dict[str, str]:
     parts = re.split(r"^## ", report, flags=re.M)
     return {p.split("\n", 1)[0].strip(): p for p in parts[1:]}
@@ -87,10 +97,10 @@ def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
     nodes = set(summary["nodes"])
     assert {"Nodes", "Topics that flowed", "Safety timeline", "Latencies", "Federated learning"} <= set(sections)
 
-    # Every node process ended cleanly (exit 0 on the demo's SIGINT); the simulated robot ran and published
+    # Every node process ended without an error on the demo's SIGINT; the simulated robot ran and published
     node_rows = [r for r in sections["Nodes"].splitlines() if r.startswith(("| /ws1/", "| /plant/"))]
     assert any("/ws1/robot_sim" in r for r in node_rows)
-    assert all(r.endswith("| 0 |") for r in node_rows), node_rows
+    assert all(code in STOPPED_CLEANLY for code in _exit_codes(node_rows)), node_rows
     assert summary["topic_counts"].get("/ws1/robot/joint_states", 0) > 0
     # topics the bag records are counted through the bag's subscription: same count as in the bag
     bag_counts = summary.get("bag_messages") or {}
@@ -169,7 +179,7 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     report = (out / "report.md").read_text()
     assert "interrupted by the user" in report
     node_rows = [r for r in _sections(report)["Nodes"].splitlines() if r.startswith(("| /ws1/", "| /plant/"))]
-    assert node_rows and all(r.endswith("| 0 |") for r in node_rows), node_rows  # each node ended cleanly
+    assert node_rows and all(code in STOPPED_CLEANLY for code in _exit_codes(node_rows)), node_rows
     assert children
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not alive

@@ -59,3 +59,31 @@ def test_the_same_error_while_the_context_is_up_is_not_hidden():
     assert "RuntimeError: Unable to convert call argument" in proc.stderr
     assert "raced with taking a message" not in proc.stderr
     assert "CLOSED" in proc.stdout
+
+
+_STALLING_TEARDOWN = textwrap.dedent('''
+    import time
+    from rclpy.node import Node
+    from hrc_fl.nodes import common
+
+    class Stalling(Node):
+        def __init__(self):
+            super().__init__("stalling")
+            self.create_timer(0.05, self.context.try_shutdown)  # Ctrl-C, as rclpy's SIGINT handler does
+
+        def destroy_node(self):
+            time.sleep(common.TEARDOWN_STACK_DUMP_S + 2.0)  # a DDS teardown that hangs for a while
+            super().destroy_node()
+
+    common.run_node(Stalling)
+''')
+
+
+def test_a_stalled_teardown_leaves_the_stacks_in_the_node_log():
+    # Execute
+    proc = subprocess.run([sys.executable, "-c", _STALLING_TEARDOWN], capture_output=True, text=True, timeout=60)
+
+    # Assert: the node still ends with 0 once teardown finishes, and its log shows where teardown stalled
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Timeout (0:00:05)!" in proc.stderr
+    assert "in destroy_node" in proc.stderr and "in run_node" in proc.stderr
