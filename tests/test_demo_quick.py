@@ -210,3 +210,53 @@ def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tm
     (tmp_path / "b").mkdir()
     kept = load_config(write_fl_config(DemoOptions(fl_self_supervised=True), tmp_path / "b"))
     assert kept.client.self_supervised == load_config().client.self_supervised is not None
+
+
+def _end(options, **kw):
+    from hrc_fl.demo.run import end_of_run
+
+    args = dict(fl_in_graph=True, rounds_done=0, clients_waiting={"ws1", "ws2"}, scenario_time_s=300.0,
+                fl_started_s=60.0, since_rounds_done_s=None, wall_s=400.0)
+    args.update(kw)
+    return end_of_run(options, **args)
+
+
+def test_run_end_waits_for_rounds_and_final_models_within_the_wall_time_budget():
+    # Prepare: the default demo (3 workstations, 4 rounds, 300 s scenario, 90 s warm-up timeout)
+    from hrc_fl.demo.run import DemoOptions
+
+    options = DemoOptions()
+    assert options.budget_s == options.warmup_timeout_s + options.length_s + options.fl_budget_s <= 570.0
+
+    # Execute / Assert: without FL the scenario's end ends the run
+    assert _end(options, fl_in_graph=False) == ""
+    # rounds missing, grace and budget left: keep waiting
+    assert _end(options, rounds_done=2) is None
+    # all rounds closed and every client stored the final model: done
+    assert _end(options, rounds_done=4, clients_waiting=set(), since_rounds_done_s=1.0) == ""
+    # all rounds closed, a client still loading the final model: wait, up to fl_finish_wait_s
+    assert _end(options, rounds_done=4, clients_waiting={"ws2"}, since_rounds_done_s=1.0) is None
+    late = _end(options, rounds_done=4, clients_waiting={"ws2"}, since_rounds_done_s=options.fl_finish_wait_s)
+    assert late is not None and "['ws2']" in late and "final model" in late
+    # a busy machine: the budget ends the wait for rounds before fl_grace_s does, and says so
+    cut = _end(options, rounds_done=2, scenario_time_s=320.0, wall_s=options.budget_s)
+    assert cut is not None and "round 2 of 4" in cut and "budget" in cut
+    cut = _end(options, rounds_done=4, clients_waiting={"ws3"}, since_rounds_done_s=1.0, wall_s=options.budget_s)
+    assert cut is not None and "['ws3']" in cut and "budget" in cut
+    # the grace after a late aggregator start still ends the wait inside the budget
+    grace = _end(options, rounds_done=1, fl_started_s=250.0, scenario_time_s=300.0 + options.fl_grace_s,
+                 wall_s=options.budget_s - 1.0)
+    assert grace is not None and "round 1 of 4" in grace and "budget" not in grace
+    assert _end(options, rounds_done=1, fl_started_s=310.0, scenario_time_s=300.0 + options.fl_grace_s,
+                wall_s=options.budget_s - 1.0) is None
+
+
+def test_demo_cli_rejects_a_wall_time_budget_shorter_than_its_scenario(tmp_path):
+    # Execute
+    proc = subprocess.run([HRC_FL, "demo", "--length-s", "300", "--wall-budget-s", "200", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+
+    # Assert: a clear one-line error, no run started
+    assert proc.returncode == 2
+    assert "wall_budget_s (200.0 s) must cover the warm-up timeout and the scenario (390 s)" in proc.stdout
+    assert not (tmp_path / "logs").exists()

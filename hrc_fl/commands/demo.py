@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workstations", type=int, default=None, help="Number of workstations (default 3).")
     parser.add_argument("--rounds", type=int, default=None, help="FL rounds (default 4, quick 2).")
     parser.add_argument("--image-rate-hz", type=float, default=None, help="Replayed camera rate per workstation.")
+    parser.add_argument("--wall-budget-s", type=float, default=None,
+                        help="Wall-time budget of the run (s): the waits for FL rounds after the scenario end "
+                             "by then (default: warm-up timeout + scenario + 150 s, 540 s for the default demo).")
     parser.add_argument("--no-fl", action="store_true", help="Run without federated learning.")
     parser.add_argument("--no-bag", action="store_true", help="Do not record the run into an MCAP bag.")
     parser.add_argument("--fl-self-supervised", action="store_true",
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from hrc_fl.demo.run import DemoOptions, run_demo
 
     overrides = {k: v for k, v in {"length_s": args.length_s, "workstations": args.workstations,
-                                   "rounds": args.rounds, "image_rate_hz": args.image_rate_hz}.items()
+                                   "rounds": args.rounds, "image_rate_hz": args.image_rate_hz,
+                                   "wall_budget_s": args.wall_budget_s}.items()
                  if v is not None}
     if args.extra_nodes:
         overrides["extra_nodes"] = tuple(e.strip() for e in args.extra_nodes.split(",") if e.strip())

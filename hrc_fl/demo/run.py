@@ -48,6 +48,13 @@ class DemoOptions:
     #: After the last round closed, wait this long at most for every FL client to report "finished" (it
     #: has loaded and stored the final model; the report evaluates that version).
     fl_finish_wait_s: float = 30.0
+    #: Wall-time budget of the run (s from the first node's start): the waits for FL rounds and for the
+    #: clients' final model after the scenario end by then, so the default demo stays inside 10 minutes
+    #: (node stop, model evaluation and report take well under a minute) even when a busy machine slows
+    #: the rounds. The scenario itself is never cut; the report says which rounds were reached.
+    #: None: warm-up timeout + scenario length + ``fl_budget_s`` (540 s for the default demo).
+    wall_budget_s: float | None = None
+    fl_budget_s: float = 150.0
     #: The aggregator starts once every FL client stored this many labelled samples (or, with at least
     #: client.min_samples, has seen every class or the scenario ended); FedML's start-up (10-20 s) still
     #: adds samples before round 1. A client below min_samples would skip round 1 and stall it.
@@ -75,11 +82,25 @@ class DemoOptions:
             raise ValueError(f"length_s must be at least 10 s, got {self.length_s}")
         if not self.image_rate_hz > 0 or not self.warmup_timeout_s > 0:
             raise ValueError("image_rate_hz and warmup_timeout_s must be positive")
+        if self.wall_budget_s is not None and not self.wall_budget_s >= self.warmup_timeout_s + self.length_s:
+            raise ValueError(f"wall_budget_s ({self.wall_budget_s} s) must cover the warm-up timeout and the "
+                             f"scenario ({self.warmup_timeout_s + self.length_s:.0f} s)")
+        if not self.fl_budget_s >= 0:
+            raise ValueError(f"fl_budget_s must be >= 0, got {self.fl_budget_s}")
+
+    @property
+    def budget_s(self) -> float:
+        """The run's wall-time budget in s (``wall_budget_s``, or warm-up + scenario + ``fl_budget_s``)."""
+        if self.wall_budget_s is not None:
+            return self.wall_budget_s
+        return self.warmup_timeout_s + self.length_s + self.fl_budget_s
 
     @staticmethod
     def quick(**overrides) -> DemoOptions:
         """One workstation, two FL rounds, a short scenario."""
-        values = dict(workstations=1, rounds=2, length_s=60.0, image_rate_hz=8.0, warmup_timeout_s=60.0)
+        # one workstation: the whole FL budget goes to completing its two rounds, also on a busy CI machine
+        values = dict(workstations=1, rounds=2, length_s=60.0, image_rate_hz=8.0, warmup_timeout_s=60.0,
+                      fl_budget_s=240.0)
         values.update(overrides)
         return DemoOptions(**values)
 
@@ -313,6 +334,35 @@ def _progress_line(driver, options: DemoOptions, elapsed_s: float) -> str:
     return head + " | " + " | ".join(parts) + fl
 
 
+def end_of_run(options: DemoOptions, *, fl_in_graph: bool, rounds_done: int, clients_waiting: set[str],
+               scenario_time_s: float, fl_started_s: float | None, since_rounds_done_s: float | None,
+               wall_s: float) -> str | None:
+    """Whether the run ends now that the scenario is over: None to keep waiting for the federation,
+    "" when everything asked for has happened, or the reason it stops short (for the progress line and
+    the report). Times: scenario time and wall time since the nodes started, in s."""
+    if not fl_in_graph:
+        return ""
+    if rounds_done >= options.rounds and not clients_waiting:
+        return ""
+    over_budget = wall_s >= options.budget_s
+    if rounds_done >= options.rounds:
+        if over_budget:
+            return (f"FL clients {sorted(clients_waiting)} had not reported the final model when the run's "
+                    f"wall-time budget ({options.budget_s:.0f} s) was spent")
+        if since_rounds_done_s is not None and since_rounds_done_s >= options.fl_finish_wait_s:
+            return (f"FL clients {sorted(clients_waiting)} did not report the final model within "
+                    f"{options.fl_finish_wait_s:.0f} s after the last round")
+        return None
+    if over_budget:
+        return (f"FL reached round {rounds_done} of {options.rounds} when the run's wall-time budget "
+                f"({options.budget_s:.0f} s) was spent")
+    fl_wait_from = max(options.length_s, fl_started_s or 0.0)
+    if scenario_time_s >= fl_wait_from + options.fl_grace_s:
+        return (f"FL reached round {rounds_done} of {options.rounds} within {options.fl_grace_s:.0f} s "
+                "after the scenario / aggregator start")
+    return None
+
+
 def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -> DemoRun:
     """Run the demo to the end of its scenario (or Ctrl-C); returns what the report needs."""
     import psutil
@@ -394,22 +444,18 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                          + "; ".join(f"{ws} {driver.fl_samples.get(ws, 0)} of {len(driver.labels_seen(ws) & labels)}"
                                      f"/{len(labels)} classes" for ws in workstations))
                 agg_launcher.start()
-            fl_wait_from = max(options.length_s, result.fl_started_s or 0.0)
             if driver.started and driver.scenario_time_s() >= options.length_s:
-                if not fl_in_graph:
-                    break
-                if driver.fl_rounds_done() >= options.rounds:
+                if fl_in_graph and driver.fl_rounds_done() >= options.rounds:
                     rounds_done_at = rounds_done_at or now
-                    waiting = set(workstations) - driver.fl_clients_finished()
-                    if not waiting:
-                        break
-                    if now - rounds_done_at >= options.fl_finish_wait_s:
-                        progress(f"[demo] FL clients {sorted(waiting)} did not report the final model within "
-                                 f"{options.fl_finish_wait_s:.0f} s after the last round; stopping")
-                        break
-                elif driver.scenario_time_s() >= fl_wait_from + options.fl_grace_s:
-                    progress(f"[demo] FL reached round {driver.fl_rounds_done()} of {options.rounds} "
-                             f"within {options.fl_grace_s:.0f} s after the scenario / aggregator start; stopping")
+                end = end_of_run(options, fl_in_graph=fl_in_graph, rounds_done=driver.fl_rounds_done(),
+                                 clients_waiting=set(workstations) - driver.fl_clients_finished(),
+                                 scenario_time_s=driver.scenario_time_s(), fl_started_s=result.fl_started_s,
+                                 since_rounds_done_s=None if rounds_done_at is None else now - rounds_done_at,
+                                 wall_s=now - start)
+                if end is not None:
+                    if end:
+                        progress(f"[demo] {end}; stopping")
+                        result.fl_notes.append(end)
                     break
             if now >= next_progress:
                 next_progress += 2.0
