@@ -133,3 +133,25 @@ def test_evaluate_store_scores_stored_versions_on_held_out_windows(tmp_path):
     recordings = [r for r in load_watch() if r.subject == 4]
     held_out = sum(len(r.imu) - int(len(r.imu) * 0.7) for r in recordings)
     assert len(y) <= held_out / 50 and set(y.tolist()) == set(range(len(WATCH_CLASSES)))
+
+
+def test_a_long_zone_sequence_says_how_many_changes_it_leaves_out(tmp_path):
+    # Prepare: 45 zone changes (a flickering border), and a run whose FL wait the wall-time budget ended
+    ws = WorkstationRecord("ws1")
+    for t in range(45):
+        ws.safety.append(_sample(float(t), t % 2, "separation within the warning band" if t % 2 else ""))
+    record = DemoRecord(workstations={"ws1": ws}, federated=[
+        FederatedSample(30.0, "aggregator", "aggregator", 1, "done", "", {"num_accepted": 1.0})])
+    run = _run(tmp_path, ["safety_node", "pose_node", "fl_client_node", "aggregator_node"], record)
+    run.fl_notes.append("FL reached round 1 of 2 when the run's wall-time budget (250 s) was spent")
+
+    # Execute
+    report = write_report(run).read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+
+    # Assert: 40 shown, the 5 others counted, all 45 in summary.json; the budget note is in the FL section
+    line = next(x for x in report.splitlines() if x.startswith("Zone sequence: "))
+    assert line.count(" → ") == 39 and line.endswith("… and 5 more changes (all in summary.json)")
+    assert len(summary["workstations"]["ws1"]["zone_sequence"]) == 45
+    fl = report.split("## Federated learning")[1].split("## ")[0]
+    assert "- note: FL reached round 1 of 2 when the run's wall-time budget (250 s) was spent" in fl

@@ -339,3 +339,55 @@ def test_cached_distance_follows_new_keypoints_with_an_unchanged_robot():
     near = mon.step(T0 + 0.1, _robot_only(T0 + 0.1, UPRIGHT, bodies=(_body(1.2),)))
     # Assert: a vertical column at x moves 0.3 m closer to every capsule it is closest to.
     assert near.min_separation_m == pytest.approx(far.min_separation_m - 0.3, abs=1e-9)
+
+
+step_kind = st.sampled_from(["body", "body", "body", "stale", "stop_gesture", "reset"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(step_kind, st.floats(0.2, 4.0)), min_size=5, max_size=60),
+       interlock=st.sampled_from(["auto", "manual"]), dwell=st.sampled_from([0.0, 0.3, 0.6]),
+       latency=st.sampled_from([0.03, 0.2, 0.5]))
+def test_every_decision_other_than_clear_says_why(steps, interlock, dwell, latency):
+    # Prepare: zone releases that need a dwell, so zones are held after their cause ended (the demo
+    # published PROTECTIVE_STOP and WARNING states with an empty reason there)
+    zones = ZoneConfig(restart_interlock=interlock, auto_reset_clear_s=0.2, min_dwell_s=dwell)
+    mon = SafetyMonitor(_config(zones=zones, bodies_max_age_s=0.6))
+    t = T0
+
+    # Execute: a walk of positions with stale-perception cycles, STOP gestures and resets
+    for kind, x in steps:
+        if kind == "stale":  # robot only, bodies older than their max age
+            decision = mon.step(t + 0.7, SafetyInputs(robot=[JointInput(t + 0.69, ROBOT.chain.joint_names, UPRIGHT)]))
+            t += 0.7
+        else:
+            extra = {}
+            if kind == "stop_gesture":
+                extra["gestures"] = [GestureInput(t - 0.02, 1, 0.9, True)]
+            elif kind == "reset":
+                extra["reset_requested"] = True
+            decision = mon.step(t, _inputs(t, (_body(x),), latency=latency, **extra))
+
+        # Assert
+        if decision.zone != Zone.CLEAR:
+            assert decision.reasons and all(decision.reasons), (kind, x, decision.zone)
+        t += 0.1
+
+
+def test_a_stop_held_after_a_one_cycle_fault_names_the_dwell():
+    # Prepare: clear at 3 m, auto restart after the minimum dwell
+    zones = ZoneConfig(restart_interlock="auto", auto_reset_clear_s=0.0, min_dwell_s=0.5)
+    mon = SafetyMonitor(_config(zones=zones))
+    decision, t = _settle(mon, 3.0, T0)
+    assert decision.zone == Zone.CLEAR
+
+    # Execute: one cycle without the body message, then good data again
+    stale = mon.step(t + 0.35, SafetyInputs(robot=[JointInput(t + 0.34, ROBOT.chain.joint_names, UPRIGHT)]))
+    held = mon.step(t + 0.45, _inputs(t + 0.45, (_body(3.0),)))
+    released, _ = _settle(mon, 3.0, t + 0.55, steps=10)
+
+    # Assert
+    assert stale.zone == Zone.PROTECTIVE_STOP and any("bodies: stale" in f for f in stale.faults)
+    assert held.zone == Zone.PROTECTIVE_STOP and not held.faults
+    assert held.reasons == ("protective stop held: minimum dwell 0.50 s not elapsed",)
+    assert released.zone == Zone.CLEAR

@@ -286,7 +286,9 @@ def write_report(run: DemoRun) -> Path:
         seps = [s.min_separation_m for s in rec.safety if math.isfinite(s.min_separation_m)]
         lines += [f"![safety timeline {ws}]({png})", "",
                   f"({rec.warmup_safety_states} states before the scenario started are left out.)", "",
-                  "Zone sequence: " + " → ".join(f"{name} ({t:.1f} s)" for t, name in visits[:40]), "",
+                  "Zone sequence: " + " → ".join(f"{name} ({t:.1f} s)" for t, name in visits[:40])
+                  + (f" … and {len(visits) - 40} more changes (all in summary.json)" if len(visits) > 40 else ""),
+                  "",
                   f"- safety states received: {len(rec.safety)}; minimum separation "
                   f"{_fmt(min(seps) if seps else math.nan)} m; S_p median "
                   f"{_fmt(_pct([s.protective_separation_m for s in rec.safety], 50))} m",

@@ -252,6 +252,13 @@ def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float
 
 
 # ---------------------------------------------------------------- monitor
+def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float) -> str:
+    """Why ``zone`` is kept although the separation alone would allow a less restrictive one."""
+    if relaxed_zone >= zone:
+        return f"{zone.name} held: separation within the {hysteresis_m:.2f} m hysteresis of its border"
+    return f"{zone.name} held: the less restrictive zone must hold for {min_dwell_s:.2f} s"
+
+
 class SafetyMonitor:
     """Speed and separation monitoring for one robot cell. Not thread-safe: call from one thread."""
 
@@ -519,9 +526,16 @@ class SafetyMonitor:
             zone = Zone.REDUCED_SPEED  # reported only: the speed is reduced, the distance state is unchanged
         if faults:
             reasons = [*faults, *reasons]
-        if update.zone == Zone.PROTECTIVE_STOP and update.not_ready_reason == "" and not faults:
-            reasons.append("restart interlock: waiting for reset" if update.reset_required
-                           else "restart interlock: waiting for the area to stay clear")
+        if update.zone == Zone.PROTECTIVE_STOP and not faults:
+            if update.not_ready_reason == "":
+                reasons.append("restart interlock: waiting for reset" if update.reset_required
+                               else "restart interlock: waiting for the area to stay clear")
+            elif not stop_command and distance_zone != Zone.PROTECTIVE_STOP:
+                # its cause has ended (a fault cycle, or the human just left the stop distance): say why
+                # the stop still holds, so no stop is ever published without a reason
+                reasons.append(f"protective stop held: {update.not_ready_reason}")
+        elif update.zone > distance_zone:
+            reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s))
         return SafetyDecision(
             stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
             min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
