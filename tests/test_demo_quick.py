@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hrc_fl.demo.report import NOT_AVAILABLE
@@ -145,7 +146,7 @@ def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(320)
+@pytest.mark.timeout(480)
 def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     # Prepare
     import psutil
@@ -155,16 +156,20 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     children: set[int] = set()
     try:
-        # Wait for the scenario to run (progress lines), noting the node processes
+        # Wait for the scenario to run (progress lines) and the aggregator to checkpoint a round, so the
+        # interrupt lands mid-federation; note the node processes
         seen = 0
-        deadline = time.monotonic() + 150
-        while seen < 2 and time.monotonic() < deadline:
+        round_done = False
+        deadline = time.monotonic() + 300
+        while not (seen >= 2 and round_done) and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             children |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
             seen += line.startswith("[demo ") and "/600 s]" in line
+            round_done = round_done or bool(re.search(r"FL rounds done [12]/2", line))
         assert seen >= 2, "the demo scenario did not start"
+        assert round_done, "the aggregator closed no round"
 
         # Execute: Ctrl-C
         proc.send_signal(signal.SIGINT)
@@ -197,6 +202,14 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     models = ModelStore(out / "models" / "ws1")
     assert models.versions() and models.load_latest() is not None
     assert not list((out / "models" / "ws1").rglob("*.tmp"))  # no half-written model left behind
+
+    # ... and so did the aggregator's checkpoint: it names a completed round whose global model loads
+    from hrc_fl.federated.registry import ModelRegistry
+
+    latest = ModelRegistry(out / "federated").latest()
+    assert latest is not None and latest.round >= 1 and latest.tensors
+    assert all(np.isfinite(t).all() for t in latest.tensors.values())
+    assert not list((out / "federated").rglob("*.tmp"))
 
 
 def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tmp_path):
