@@ -409,10 +409,11 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                         palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
                         start_on=_start_event(executables), wait_for=_wait_signals(executables),
                         context=context)
-    # The driver is in the safety loop (it relays every bodies message) and takes ~400 messages/s (bag,
-    # record, topic counts). Under the SingleThreadedExecutor, rebuilding the wait set per callback cost
-    # ~40 % of its samples (py-spy) and its receive lag reached 0.25 s on two saturated cores; rclpy's
-    # EventsExecutor (experimental, used here only, in the demo's harness, never in a node) measured 2-3 ms.
+    # The driver takes ~400 messages/s (bag, record, topic counts) besides relaying the bodies. Under the
+    # SingleThreadedExecutor, rebuilding the wait set per callback took ~40 % of its samples (py-spy) and
+    # it received the safety states ~0.1 s late (0.25 s in shorter runs) on two saturated cores; with
+    # rclpy's EventsExecutor 3-4 ms, at two thirds of the CPU. Experimental in rclpy, so used here only,
+    # in the demo's harness: in the nodes it spun at full CPU and the demo stalled (tried, not kept).
     executor = EventsExecutor(context=context)
     executor.add_node(driver)
     recorder = None
