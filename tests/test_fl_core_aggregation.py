@@ -7,7 +7,7 @@ import pytest
 
 from hrc_fl.federated import aggregation
 from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, FedProx, TrimmedMean, make_strategy
-from hrc_fl.federated.update import ClientUpdate
+from hrc_fl.federated.update import ClientUpdate, add, difference
 
 
 def _upd(cid: str, values: list[float], n: int = 1, rnd: int = 1) -> ClientUpdate:
@@ -131,3 +131,43 @@ def test_make_strategy_builds_each_rule_and_refuses_bad_config():
         FedAvg(max_update_norm=-1.0)
     with pytest.raises(ValueError):
         TrimmedMean(trim_fraction=0.5)
+
+
+def test_trimmed_mean_of_three_clients_runs_the_median_and_says_so():
+    # Prepare: the deployed size (3 workstations, trim_fraction 0.2: floor(0.6) = 0 trimmed per side)
+    strategy = make_strategy({"name": "trimmed_mean", "trim_fraction": 0.2})
+    current = {"w": np.zeros(2, np.float32)}
+    updates = [ClientUpdate("a", 1, 10, {"w": np.array([1.0, 1.0], np.float32)}),
+               ClientUpdate("b", 1, 10, {"w": np.array([2.0, 2.0], np.float32)}),
+               ClientUpdate("evil", 1, 10, {"w": np.array([1000.0, -1000.0], np.float32)})]
+    # Execute
+    result = strategy.aggregate(1, updates, current)
+    # Assert: the outlier does not drag the result (a plain mean would give ~334), and the rule is named
+    np.testing.assert_allclose(result.tensors["w"], [2.0, 1.0])
+    assert result.rule == "coordinate_median" and result.metrics["median_fallback"] == 1.0
+    # with 10 clients the trimmed mean trims 2 per side and runs as itself
+    many = [ClientUpdate(f"c{i}", 1, 1, {"w": np.full(2, float(i), np.float32)}) for i in range(10)]
+    result = strategy.aggregate(1, many, current)
+    assert result.rule == "trimmed_mean" and result.metrics["median_fallback"] == 0.0
+    np.testing.assert_allclose(result.tensors["w"], [4.5, 4.5])
+
+
+def test_a_client_claiming_a_billion_samples_weighs_no_more_than_the_bound():
+    strategy = make_strategy({"name": "fedavg", "max_num_samples": 100})
+    current = {"w": np.zeros(1, np.float32)}
+    updates = [ClientUpdate("honest", 1, 100, {"w": np.array([0.0], np.float32)}),
+               ClientUpdate("liar", 1, 10**9, {"w": np.array([10.0], np.float32)})]
+    result = strategy.aggregate(1, updates, current)
+    # both weigh 100: the mean, not the liar's value (10 * 1e9 / (1e9 + 100) ~ 10)
+    np.testing.assert_allclose(result.tensors["w"], [5.0])
+    assert result.metrics["num_capped"] == 1.0
+
+
+def test_a_broadcastable_delta_is_not_accepted_as_a_full_tensor():
+    current = {"w": np.zeros((4, 3), np.float32)}
+    with pytest.raises(ValueError, match="wrong shape"):
+        add(current, {"w": np.ones(1, np.float32)})
+    with pytest.raises(ValueError, match="wrong shape"):
+        difference({"w": np.ones((1,), np.float32)}, current)
+    result = FedAvg().aggregate(1, [ClientUpdate("a", 1, 1, {"w": np.ones((1,), np.float32)})], current)
+    assert "wrong shape" in result.rejected["a"]

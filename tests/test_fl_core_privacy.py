@@ -6,7 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
+import yaml
 
+from hrc_fl import paths
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, make_strategy
 from hrc_fl.federated.update import ClientUpdate
@@ -19,7 +21,7 @@ def _updates(values: list[list[float]], rnd: int = 1) -> list[ClientUpdate]:
 
 
 def _epsilons(noise: float, rounds: int) -> list[float]:
-    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=noise, seed=1)
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=noise, expected_clients=2)
     out = []
     for r in range(1, rounds + 1):
         dp.aggregate(r, _updates([[1, 0, 0, 0], [0, 1, 0, 0]], rnd=r), CURRENT)
@@ -39,25 +41,34 @@ def test_more_noise_gives_smaller_epsilon():
 
 
 def test_without_noise_mean_of_clipped_deltas_with_equal_weights():
-    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=0.0)
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=0.0, expected_clients=2)
     # [3,4,0,0] has norm 5 -> clipped to [0.6,0.8,0,0]; [0.5,0,0,0] unchanged; equal weights despite n
     result = dp.aggregate(1, _updates([[3, 4, 0, 0], [0.5, 0, 0, 0]]), CURRENT)
     np.testing.assert_allclose(result.tensors["w"], [0.55, 0.4, 0, 0], rtol=1e-5)
     assert dp.epsilon == float("inf")
 
 
+def test_dp_mean_divides_by_the_configured_clients_not_by_those_accepted():
+    # 3 workstations configured, one sends NaN: the sum of the 2 clipped deltas is divided by 3, not 2
+    dp = DPStrategy(FedAvg(), clip_norm=10.0, noise_multiplier=0.0, expected_clients=3)
+    result = dp.aggregate(1, _updates([[3, 0, 0, 0], [0, 3, 0, 0], [np.nan, 0, 0, 0]]), CURRENT)
+    assert result.accepted_ids == ["c0", "c1"] and "non-finite" in result.rejected["c2"]
+    np.testing.assert_allclose(result.tensors["w"], [1.0, 1.0, 0, 0], rtol=1e-6)
+    assert result.metrics["dp_denominator"] == 3.0
+
+
 def test_noise_std_is_z_times_clip_over_clients():
-    dp = DPStrategy(FedAvg(), clip_norm=2.0, noise_multiplier=1.5, seed=3)
+    dp = DPStrategy(FedAvg(), clip_norm=2.0, noise_multiplier=1.5, expected_clients=4)
     current = {"w": np.zeros(20000, np.float32)}
-    updates = [ClientUpdate(f"c{i}", 1, 1, {"w": np.zeros(20000, np.float32)}) for i in range(4)]
+    updates = [ClientUpdate(f"c{i}", 1, 1, {"w": np.zeros(20000, np.float32)}) for i in range(3)]
     result = dp.aggregate(1, updates, current)
-    expected = 1.5 * 2.0 / 4
+    expected = 1.5 * 2.0 / 4  # z C / m with m the configured clients even though only 3 answered
     assert result.metrics["noise_std"] == pytest.approx(expected)
     assert float(np.std(result.tensors["w"])) == pytest.approx(expected, rel=0.03)
 
 
 def test_dp_still_rejects_nan_updates():
-    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0)
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, expected_clients=2)
     result = dp.aggregate(1, _updates([[1, 0, 0, 0], [np.nan, 0, 0, 0]]), CURRENT)
     assert result.accepted_ids == ["c0"] and "non-finite" in result.rejected["c1"]
 
@@ -69,18 +80,86 @@ def test_dp_wrapper_refuses_non_mean_rules_and_bad_arguments():
         DPStrategy(FedAvg(), clip_norm=0.0, noise_multiplier=1.0)
     with pytest.raises(ValueError):
         DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, delta=2.0)
-    wrapped = make_strategy({"name": "fedprox", "proximal_mu": 0.1, "dp": {"clip_norm": 1, "noise_multiplier": 1}})
+    with pytest.raises(ValueError, match="no client sampling"):
+        DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, sample_rate=0.5)
+    dp = {"clip_norm": 1, "noise_multiplier": 1, "expected_clients": 3}
+    wrapped = make_strategy({"name": "fedprox", "proximal_mu": 0.1, "dp": dp})
     assert isinstance(wrapped, DPStrategy) and wrapped.client_config(1) == {"proximal_mu": 0.1}
+    with pytest.raises(ValueError, match="seed"):
+        make_strategy({"name": "fedavg", "dp": {**dp, "seed": 0}})
+    with pytest.raises(ValueError, match="expected_clients"):
+        make_strategy({"name": "fedavg", "dp": {"clip_norm": 1, "noise_multiplier": 1}})
+    with pytest.raises(ValueError, match="sample_rate"):
+        make_strategy({"name": "fedavg", "dp": {**dp, "sample_rate": 0.1}})
 
 
 def test_accountant_state_survives_a_restart():
-    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0)
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, expected_clients=1)
     for r in (1, 2, 3):
         dp.aggregate(r, _updates([[1, 0, 0, 0]], rnd=r), CURRENT)
-    restarted = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0)
+    assert set(dp.state_dict()) == {"history"}  # no noise-generator state in the checkpoint
+    restarted = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, expected_clients=1)
     restarted.load_state_dict(dp.state_dict())
     assert restarted.epsilon == pytest.approx(dp.epsilon)
     restarted.aggregate(4, _updates([[1, 0, 0, 0]], rnd=4), CURRENT)
     assert restarted.epsilon > dp.epsilon
     with pytest.raises(ValueError, match="malformed"):
         restarted.load_state_dict({"history": [["x"]]})
+
+
+def _shipped_dp_strategy() -> tuple[DPStrategy, dict]:
+    """The strategy every aggregator builds from the shared config, with a DP section added."""
+    config = yaml.safe_load(paths.config_file("federated.yaml").read_text())
+    section = {"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0, "expected_clients": 3}}
+    strategy = make_strategy(section)
+    assert isinstance(strategy, DPStrategy)
+    return strategy, config
+
+
+def test_a_client_holding_the_shared_config_cannot_reproduce_the_dp_noise():
+    # Prepare: two aggregators built from the same shared configuration, the same round, the same updates
+    current = {"w": np.zeros(4096, np.float32)}
+    updates = [ClientUpdate(f"c{i}", 1, 10, {"w": np.zeros(4096, np.float32)}) for i in range(3)]
+    first, config = _shipped_dp_strategy()
+    second, _ = _shipped_dp_strategy()
+    # Execute: the released models are exactly the noise (every delta is zero)
+    noise_a = first.aggregate(1, updates, current).tensors["w"]
+    noise_b = second.aggregate(1, updates, current).tensors["w"]
+    # Assert: the noise has the calibrated scale but differs between identical aggregators ...
+    std = first.noise_multiplier * first.clip_norm / 3
+    assert float(np.std(noise_a)) == pytest.approx(std, rel=0.1)
+    assert not np.allclose(noise_a, noise_b)
+    # ... and no generator seeded from what a workstation holds (the config's seed, small integers) regenerates it
+    for seed in {int(config.get("seed", 0)), *range(16)}:
+        guess = np.random.default_rng(seed).normal(0.0, std, size=4096).astype(np.float32)
+        residual = noise_a - guess
+        assert float(np.std(residual)) > 0.5 * std  # subtracting the guess removes nothing
+    assert "rng" not in first.state_dict()
+
+
+def test_epsilon_matches_the_rdp_formula_of_a_gaussian_mechanism_with_sensitivity_c_over_m():
+    # Hand-worked case: z = 1, C = 2, m = 3, T = 30 rounds, delta = 1e-5. The DP mean sum/m has L2
+    # sensitivity C/m under adding/removing one workstation; noise std sigma = z C / m. Per round the
+    # Gaussian mechanism is (alpha, alpha Delta^2 / (2 sigma^2)) = (alpha, alpha / (2 z^2))-RDP; T rounds
+    # compose to T alpha / (2 z^2); to (eps, delta) by Balle et al. 2020 (what opacus uses):
+    # eps = min_alpha T alpha/(2 z^2) - (log delta + log alpha)/(alpha - 1) + log((alpha - 1)/alpha).
+    z, clip, m, rounds, delta = 1.0, 2.0, 3, 30, 1e-5
+    dp = DPStrategy(FedAvg(), clip_norm=clip, noise_multiplier=z, delta=delta, expected_clients=m)
+    current = {"w": np.zeros(20000, np.float32)}
+    for r in range(1, rounds + 1):
+        result = dp.aggregate(r, [ClientUpdate(f"c{i}", r, 1, current) for i in range(m)], current)
+    sensitivity = clip / m
+    measured_sigma = float(np.std(result.tensors["w"]))
+    assert measured_sigma / sensitivity == pytest.approx(z, rel=0.03)  # the noise the accountant assumes
+    alphas = np.linspace(1.01, 200.0, 400_000)
+    rdp = rounds * alphas * sensitivity**2 / (2 * (z * sensitivity) ** 2)
+    eps = rdp - (np.log(delta) + np.log(alphas)) / (alphas - 1) + np.log((alphas - 1) / alphas)
+    assert dp.epsilon == pytest.approx(float(eps.min()), rel=0.005)  # about 39.8
+    assert 39.0 < dp.epsilon < 41.0
+
+
+def test_norm_statistics_of_individual_clients_are_not_released_under_dp():
+    dp = DPStrategy(FedAvg(max_update_norm=0.5), clip_norm=1.0, noise_multiplier=1.0, expected_clients=2)
+    result = dp.aggregate(1, _updates([[3, 4, 0, 0], [0.1, 0, 0, 0]]), CURRENT)
+    assert not {"median_update_norm", "max_update_norm", "num_clipped"} & set(result.metrics)
+    assert {"epsilon", "noise_std", "num_accepted"} <= set(result.metrics)

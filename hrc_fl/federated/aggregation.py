@@ -54,6 +54,11 @@ def coordinate_median(results: Sequence[Mapping[str, np.ndarray]]) -> NDArrays:
             .astype(np.float32) for name in names}
 
 
+def trim_count(count: int, trim_fraction: float) -> int:
+    """Values dropped per side and coordinate by :func:`trimmed_mean` of ``count`` results."""
+    return math.floor(trim_fraction * count)
+
+
 def trimmed_mean(results: Sequence[Mapping[str, np.ndarray]], *, trim_fraction: float) -> NDArrays:
     """Coordinate-wise trimmed mean (Yin et al. 2018): per coordinate drop the ``floor(beta * n)`` largest
     and smallest values and average the rest. ``trim_fraction`` beta is in [0, 0.5).
@@ -62,7 +67,7 @@ def trimmed_mean(results: Sequence[Mapping[str, np.ndarray]], *, trim_fraction: 
         raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
     names = _names(results)
     count = len(results)
-    trim = math.floor(trim_fraction * count)
+    trim = trim_count(count, trim_fraction)
     out: NDArrays = {}
     for name in names:
         stacked = np.sort(np.stack([np.asarray(r[name], np.float32) for r in results]), axis=0)

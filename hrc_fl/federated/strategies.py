@@ -16,6 +16,10 @@ import numpy as np
 from hrc_fl.federated import aggregation
 from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, copy_arrays, difference, global_norm
 
+#: default cap on the self-reported sample count used as a FedAvg weight (config: strategy.max_num_samples);
+#: as large as a workstation's sample store keeps (intention_learner's max_samples_per_worker)
+DEFAULT_MAX_NUM_SAMPLES = 5000
+
 
 class Strategy(ABC):
     """Interface every strategy implements (also the DP wrapper)."""
@@ -44,22 +48,31 @@ class FedAvg(Strategy):
     deep networks from decentralized data", AISTATS).
 
     Every update is checked first and refused with a reason when it answers another round, has no
-    samples, different names or shapes, or non-finite values. With ``max_update_norm`` the delta of each
-    client is clipped to that L2 norm before combining. With fewer than ``min_accepted`` valid updates
-    the current tensors are kept.
+    samples, different names or shapes, or non-finite values. ``num_samples`` is self-reported, so its
+    weight is capped at ``max_num_samples`` (a client claiming 10^9 samples weighs as much as one at the
+    bound; ``num_capped`` counts them). With ``max_update_norm`` the delta of each client is clipped to
+    that L2 norm before combining. With fewer than ``min_accepted`` valid updates the current tensors are
+    kept.
     """
 
-    def __init__(self, *, max_update_norm: float | None = None, min_accepted: int = 1) -> None:
+    rule = "fedavg"
+
+    def __init__(self, *, max_update_norm: float | None = None, min_accepted: int = 1,
+                 max_num_samples: int = DEFAULT_MAX_NUM_SAMPLES) -> None:
         if max_update_norm is not None and not max_update_norm > 0:
             raise ValueError(f"max_update_norm must be > 0 or None, got {max_update_norm}")
         if min_accepted < 1:
             raise ValueError(f"min_accepted must be >= 1, got {min_accepted}")
+        if max_num_samples < 1:
+            raise ValueError(f"max_num_samples must be >= 1, got {max_num_samples}")
         self.max_update_norm = max_update_norm
         self.min_accepted = int(min_accepted)
+        self.max_num_samples = int(max_num_samples)
 
-    def combine(self, deltas: list[NDArrays], weights: list[int]) -> NDArrays:
-        """Combine accepted client deltas (the one step robust rules override)."""
-        return aggregation.weighted_average(list(zip(deltas, weights, strict=True)))
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, str]:
+        """Combine accepted client deltas (the one step robust rules override); returns the combined delta
+        and the name of the rule that ran."""
+        return aggregation.weighted_average(list(zip(deltas, weights, strict=True))), self.rule
 
     def aggregate(self, server_round: int, updates: Sequence[ClientUpdate],
                   current: Mapping[str, np.ndarray]) -> AggregationResult:
@@ -75,7 +88,7 @@ class FedAvg(Strategy):
                 rejected[update.client_id] = reason
         if len(accepted) < self.min_accepted:
             return AggregationResult(copy_arrays(current), [], rejected,
-                                     {"num_accepted": float(len(accepted)), "kept_current": 1.0})
+                                     {"num_accepted": float(len(accepted)), "kept_current": 1.0}, "kept_current")
         deltas = [difference(u.tensors, current) for u in accepted]
         norms = [global_norm(d) for d in deltas]
         clipped = 0
@@ -83,11 +96,15 @@ class FedAvg(Strategy):
             for i, delta in enumerate(deltas):
                 deltas[i], factor = aggregation.clip_to_norm(delta, self.max_update_norm)
                 clipped += int(factor < 1.0)
-        combined = self.combine(deltas, [u.num_samples for u in accepted])
+        weights = [min(int(u.num_samples), self.max_num_samples) for u in accepted]
+        capped = sum(int(u.num_samples) > self.max_num_samples for u in accepted)
+        combined, rule = self.combine(deltas, weights)
         return AggregationResult(add(current, combined), [u.client_id for u in accepted], rejected,
                                  {"num_accepted": float(len(accepted)), "num_clipped": float(clipped),
-                                  "kept_current": 0.0, "median_update_norm": float(np.median(norms)),
-                                  "max_update_norm": float(np.max(norms))})
+                                  "num_capped": float(capped), "kept_current": 0.0,
+                                  "median_fallback": float(rule == CoordinateMedian.rule and self.rule != rule),
+                                  "median_update_norm": float(np.median(norms)),
+                                  "max_update_norm": float(np.max(norms))}, rule)
 
     @staticmethod
     def _reason_to_reject(server_round: int, update: ClientUpdate, current: Mapping[str, np.ndarray],
@@ -106,9 +123,11 @@ class FedProx(FedAvg):
     (Li et al. 2020, "Federated optimization in heterogeneous networks", MLSys). Server side is FedAvg.
     """
 
+    rule = "fedprox"
+
     def __init__(self, *, proximal_mu: float, max_update_norm: float | None = None,
-                 min_accepted: int = 1) -> None:
-        super().__init__(max_update_norm=max_update_norm, min_accepted=min_accepted)
+                 min_accepted: int = 1, max_num_samples: int = DEFAULT_MAX_NUM_SAMPLES) -> None:
+        super().__init__(max_update_norm=max_update_norm, min_accepted=min_accepted, max_num_samples=max_num_samples)
         if not proximal_mu >= 0:
             raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
         self.proximal_mu = float(proximal_mu)
@@ -120,38 +139,53 @@ class FedProx(FedAvg):
 class CoordinateMedian(FedAvg):
     """Coordinate-wise median of client deltas (Yin et al. 2018, ICML); ignores sample counts."""
 
-    def combine(self, deltas: list[NDArrays], weights: list[int]) -> NDArrays:
-        return aggregation.coordinate_median(deltas)
+    rule = "coordinate_median"
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, str]:
+        return aggregation.coordinate_median(deltas), self.rule
 
 
 class TrimmedMean(FedAvg):
-    """Coordinate-wise trimmed mean of client deltas (Yin et al. 2018, ICML); ignores sample counts."""
+    """Coordinate-wise trimmed mean of client deltas (Yin et al. 2018, ICML); ignores sample counts.
+
+    With n accepted updates it trims ``floor(trim_fraction * n)`` per side. When that is 0 (e.g. 3
+    workstations at 0.2) a trimmed mean would be a plain mean that one client can move anywhere, so the
+    round runs the coordinate median instead (also robust to one outlier of three) and says so: the
+    result's ``rule`` is ``coordinate_median`` and its metric ``median_fallback`` is 1.
+    """
+
+    rule = "trimmed_mean"
 
     def __init__(self, *, trim_fraction: float = 0.1, max_update_norm: float | None = None,
-                 min_accepted: int = 1) -> None:
-        super().__init__(max_update_norm=max_update_norm, min_accepted=min_accepted)
+                 min_accepted: int = 1, max_num_samples: int = DEFAULT_MAX_NUM_SAMPLES) -> None:
+        super().__init__(max_update_norm=max_update_norm, min_accepted=min_accepted, max_num_samples=max_num_samples)
         if not 0.0 <= trim_fraction < 0.5:
             raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
         self.trim_fraction = float(trim_fraction)
 
-    def combine(self, deltas: list[NDArrays], weights: list[int]) -> NDArrays:
-        return aggregation.trimmed_mean(deltas, trim_fraction=self.trim_fraction)
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, str]:
+        if aggregation.trim_count(len(deltas), self.trim_fraction) == 0:
+            return aggregation.coordinate_median(deltas), CoordinateMedian.rule
+        return aggregation.trimmed_mean(deltas, trim_fraction=self.trim_fraction), self.rule
 
 
 _RULES = {"fedavg": FedAvg, "fedprox": FedProx, "median": CoordinateMedian, "trimmed_mean": TrimmedMean}
 _RULE_KEYS = {"fedavg": set(), "fedprox": {"proximal_mu"}, "median": set(), "trimmed_mean": {"trim_fraction"}}
-_COMMON_KEYS = {"max_update_norm", "min_accepted"}
-_DP_KEYS = {"clip_norm", "noise_multiplier", "delta", "sample_rate", "seed"}
+_COMMON_KEYS = {"max_update_norm", "min_accepted", "max_num_samples"}
+_DP_KEYS = {"clip_norm", "noise_multiplier", "delta", "sample_rate", "expected_clients"}
 
 
 def make_strategy(config: Mapping[str, Any]) -> Strategy:
     """Build a strategy from a plain mapping (e.g. a YAML section).
 
     Keys: ``name`` in {fedavg, fedprox, median, trimmed_mean} (default fedavg); ``max_update_norm``
-    (None/0 = off); ``min_accepted``; ``proximal_mu`` (fedprox); ``trim_fraction`` (trimmed_mean);
-    ``dp``: optional mapping with ``clip_norm``, ``noise_multiplier``, ``delta``, ``sample_rate``, ``seed``
-    (wraps the strategy in :class:`hrc_fl.federated.privacy.DPStrategy`; needs a mean rule). Unknown keys
-    raise ValueError so that a typo in a config file is not silently ignored.
+    (None/0 = off); ``min_accepted``; ``max_num_samples`` (cap on a client's FedAvg weight);
+    ``proximal_mu`` (fedprox); ``trim_fraction`` (trimmed_mean);
+    ``dp``: optional mapping with ``clip_norm``, ``noise_multiplier``, ``delta``, ``expected_clients``
+    (required: the fixed denominator m, the number of configured workstations) and ``sample_rate`` (must be
+    1.0); wraps the strategy in :class:`hrc_fl.federated.privacy.DPStrategy` (needs a mean rule). A ``seed``
+    is refused: DP noise in a deployment comes from the OS CSPRNG, never from shared configuration.
+    Unknown keys raise ValueError so that a typo in a config file is not silently ignored.
     """
     name = str(config.get("name", "fedavg")).lower()
     if name not in _RULES:
@@ -164,6 +198,7 @@ def make_strategy(config: Mapping[str, Any]) -> Strategy:
     norm = config.get("max_update_norm")
     kwargs["max_update_norm"] = float(norm) if norm else None
     kwargs["min_accepted"] = int(config.get("min_accepted", 1))
+    kwargs["max_num_samples"] = int(config.get("max_num_samples", DEFAULT_MAX_NUM_SAMPLES))
     if name == "fedprox":
         kwargs["proximal_mu"] = float(config.get("proximal_mu", 0.01))
     if name == "trimmed_mean":
@@ -173,11 +208,16 @@ def make_strategy(config: Mapping[str, Any]) -> Strategy:
     if dp:
         from hrc_fl.federated.privacy import DPStrategy
 
+        if "seed" in dp:
+            raise ValueError("dp.seed is refused: every workstation holds this configuration, so seeded noise "
+                             "could be regenerated and subtracted; deployment noise comes from the OS CSPRNG")
         unknown_dp = sorted(set(dp) - _DP_KEYS)
         if unknown_dp:
             raise ValueError(f"unknown keys in dp: {unknown_dp}")
+        if "expected_clients" not in dp:
+            raise ValueError("dp.expected_clients is required: the fixed denominator of the DP mean")
         strategy = DPStrategy(strategy, clip_norm=float(dp["clip_norm"]),
                               noise_multiplier=float(dp["noise_multiplier"]),
                               delta=float(dp.get("delta", 1e-5)), sample_rate=float(dp.get("sample_rate", 1.0)),
-                              seed=int(dp.get("seed", 0)))
+                              expected_clients=int(dp["expected_clients"]))
     return strategy

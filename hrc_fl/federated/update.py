@@ -34,12 +34,14 @@ class ClientUpdate:
 
 @dataclass(frozen=True)
 class AggregationResult:
-    """What a strategy returns: the new shared tensors, who was used, who was refused and why."""
+    """What a strategy returns: the new shared tensors, who was used, who was refused and why, and the
+    aggregation rule that actually ran (e.g. ``coordinate_median`` when a trimmed mean would trim nothing)."""
 
     tensors: NDArrays
     accepted_ids: list[str]
     rejected: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
+    rule: str = ""
 
 
 def copy_arrays(tensors: Mapping[str, np.ndarray]) -> NDArrays:
@@ -47,17 +49,25 @@ def copy_arrays(tensors: Mapping[str, np.ndarray]) -> NDArrays:
     return {name: np.array(value, copy=True) for name, value in tensors.items()}
 
 
+def check_same_structure(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> None:
+    """ValueError unless ``a`` and ``b`` hold the same names with exactly the same shapes (no broadcasting:
+    a ``(1,)`` array never stands in for a ``(16, 8)`` one)."""
+    if set(a) != set(b):
+        raise ValueError(f"tensor names differ: {sorted(set(a) ^ set(b))[:5]}")
+    for name in a:
+        if np.shape(a[name]) != np.shape(b[name]):
+            raise ValueError(f"wrong shape for {name}: {np.shape(a[name])} != {np.shape(b[name])}")
+
+
 def difference(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray]) -> NDArrays:
-    """Element-wise ``new - old`` per name (float32); names must match."""
-    if set(new) != set(old):
-        raise ValueError(f"tensor names differ: {sorted(set(new) ^ set(old))[:5]}")
+    """Element-wise ``new - old`` per name (float32); names and shapes must match exactly."""
+    check_same_structure(new, old)
     return {name: (np.asarray(new[name], np.float32) - np.asarray(old[name], np.float32)) for name in new}
 
 
 def add(base: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]) -> NDArrays:
-    """Element-wise ``base + delta`` per name (float32); names must match."""
-    if set(base) != set(delta):
-        raise ValueError(f"tensor names differ: {sorted(set(base) ^ set(delta))[:5]}")
+    """Element-wise ``base + delta`` per name (float32); names and shapes must match exactly."""
+    check_same_structure(base, delta)
     return {name: (np.asarray(base[name], np.float32) + np.asarray(delta[name], np.float32)) for name in base}
 
 
