@@ -15,12 +15,12 @@ from tests.fl_fedml_harness import free_ports
 pytestmark = pytest.mark.timeout(500)
 
 
-def _config(tmp_path, **rounds):
+def _config(tmp_path, names=("ws1", "ws2"), **rounds):
     from hrc_fl.federated.fl_config import parse_config
 
-    ports = free_ports(3)
+    ports = free_ports(len(names) + 1)
     data = {"federation": {"nodes": [{"name": n, "rank": r, "host": "127.0.0.1", "port": ports[r]}
-                                     for r, n in enumerate(["aggregator", "ws1", "ws2"])],
+                                     for r, n in enumerate(["aggregator", *names])],
                            "cert_dir": str(tmp_path / "certs"), "state_dir": str(tmp_path / "state")},
             "rounds": {"num_rounds": 1, "quorum": 1, "deadline_s": 3.0, "start_wait_s": 0.5, **rounds},
             "strategy": {"name": "fedavg"},
@@ -78,9 +78,9 @@ def _start_round(config, statuses, audit):
     from hrc_fl.federated.fedml_adapter import run_server
     from hrc_fl.federated.transport import SecureTransport
 
-    generate_federation(config.cert_dir, ["aggregator", "ws1", "ws2"], valid_days=1)
-    clients = {r: SecureTransport(config.nodes[r], config.nodes, load_node_credentials(config.cert_dir, n),
-                                  config.transport) for r, n in ((1, "ws1"), (2, "ws2"))}
+    generate_federation(config.cert_dir, [p.name for p in config.nodes.values()], valid_days=1)
+    clients = {r: SecureTransport(config.nodes[r], config.nodes, load_node_credentials(config.cert_dir, p.name),
+                                  config.transport) for r, p in config.nodes.items() if r != 0}
     for transport in clients.values():
         transport.start()
     server = threading.Thread(target=run_server, args=(config, {"encoders.w": np.zeros(3, np.float32)}),
@@ -155,3 +155,38 @@ def test_without_quorum_a_skipped_client_is_asked_again_at_the_deadline(tmp_path
     assert finish is not None and finish.params["model_version"] == "v00001"
     np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.full(3, 2.0))
     assert sorted(ModelRegistry(config.state_dir).latest().meta["accepted"]) == ["ws1", "ws2"]
+
+
+def test_malformed_updates_are_rejected_with_one_line_each_and_the_round_closes_without_its_deadline(
+        tmp_path, caplog):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare: a deadline far beyond the test's timeout, so only the answers can close the round
+    config = _config(tmp_path, names=("ws1", "ws2", "ws3", "ws4"), deadline_s=3600.0)
+    statuses, audit = [], tmp_path / "audit.jsonl"
+    caplog.set_level("INFO", logger="hrc_fl.federated")
+    server, clients, _ = _start_round(config, statuses, audit)
+    try:
+        # Execute: one honest update; a (1,) delta that would broadcast, a NaN delta, an oversized delta
+        clients[1].send(0, _update(1, np.ones(3, np.float32)))
+        clients[2].send(0, _update(1, np.ones(1, np.float32)))
+        clients[3].send(0, _update(1, np.array([1.0, np.nan, 0.0], np.float32)))
+        clients[4].send(0, _update(1, np.ones(3000, np.float32)))
+        finish = _next(clients[1], 7, timeout_s=150)
+        server.join(timeout=30)
+    finally:
+        for transport in clients.values():
+            transport.stop()
+
+    # Assert: the round closed on the answers (the deadline is an hour away) with only ws1's update
+    assert finish is not None and finish.params["model_version"] == "v00001"
+    np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.ones(3))
+    meta = ModelRegistry(config.state_dir).latest().meta
+    assert meta["accepted"] == ["ws1"] and sorted(meta["rejected"]) == ["ws2", "ws3", "ws4"]
+    assert "(1,) != (3,)" in meta["rejected"]["ws2"] and "non-finite" in meta["rejected"]["ws3"]
+    assert "(3000,) != (3,)" in meta["rejected"]["ws4"]
+    done = [s for s in statuses if s.state == "done"]
+    assert done[-1].metrics["num_accepted"] == 1.0 and done[-1].metrics["num_rejected"] == 3.0
+    for name in ("ws2", "ws3", "ws4"):  # one clear line per rejected update, at warning level
+        lines = [r for r in caplog.records if name in r.getMessage() and r.levelname == "WARNING"]
+        assert len(lines) == 1 and "rejected update" in lines[0].getMessage(), [r.getMessage() for r in lines]

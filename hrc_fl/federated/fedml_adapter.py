@@ -40,6 +40,17 @@ from hrc_fl.federated.compression import ErrorFeedbackCompressor, QuantizedUpdat
 from hrc_fl.federated.fl_config import FederationConfig
 from hrc_fl.federated.learner import LocalLearner
 from hrc_fl.federated.registry import ModelRegistry
+from hrc_fl.federated.round_state import (
+    DEADLINE,
+    ArmTimer,
+    AskStatus,
+    Audit,
+    CloseRound,
+    RoundState,
+    SendFinish,
+    SendSync,
+    Status,
+)
 from hrc_fl.federated.strategies import Strategy, make_strategy
 from hrc_fl.federated.transport import Envelope, SecureTransport
 from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, difference, global_norm
@@ -301,14 +312,24 @@ def _aggregator_class() -> type:
 
 
 # ---------------------------------------------------------------------------------- the server
-@dataclass
-class _OpenRound:
-    index: int
-    opened_s: float
-    selected: set[int]
-    updates: dict[int, ClientUpdate] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)  # malformed updates, with the reason
-    skipped: dict[int, str] = field(default_factory=dict)  # rank -> why it sent no update (e.g. too few samples)
+def uplink_update(name: str, round_index: int, num_samples: Any, payload: Any, global_tensors: NDArrays,
+                  metrics: Any) -> tuple[ClientUpdate, QuantizedUpdate, float]:
+    """A received uplink payload as a :class:`ClientUpdate` against the round's global tensors, with the
+    decoded payload and its delta norm. ValueError (or TypeError) names why it is malformed: not a
+    compressed update, other tensor names, any shape other than the global tensor's (no broadcasting, no
+    oversized tensors), a non-integer sample count. Non-finite values are left for the strategy's check."""
+    quantized = decode_uplink(payload)
+    if set(quantized.tensors) != set(global_tensors):
+        raise ValueError(f"tensor names differ from the global shared model: "
+                         f"{sorted(set(quantized.tensors) ^ set(global_tensors))[:3]}")
+    for tensor_name, value in quantized.tensors.items():
+        if value.shape != np.shape(global_tensors[tensor_name]):
+            raise ValueError(f"wrong shape for {tensor_name}: {value.shape} != {np.shape(global_tensors[tensor_name])}")
+    delta = dequantize_update(quantized)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise ValueError(f"num_samples must be an integer, got {type(num_samples).__name__}")
+    update = ClientUpdate(name, round_index, int(num_samples), add(global_tensors, delta), _numbers(metrics))
+    return update, quantized, global_norm(delta)
 
 
 def _server_manager_class() -> type:
@@ -316,7 +337,8 @@ def _server_manager_class() -> type:
     from fedml.core.distributed.fedml_comm_manager import FedMLCommManager
 
     class RoundServerManager(FedMLCommManager):
-        """Rounds with quorum + deadline over FedML's comm manager; checkpoint and registry each round."""
+        """Thin translator: FedML messages and timers -> :class:`~hrc_fl.federated.round_state.RoundState`
+        events; its actions -> FedML messages, timers, aggregation + registry commit, status and audit."""
 
         def __init__(self, args: Any, config: FederationConfig, aggregator: Any, registry: ModelRegistry,
                      on_status: StatusCallback | None, audit_path: Path | None,
@@ -326,34 +348,82 @@ def _server_manager_class() -> type:
             self.registry = registry
             self.on_status = on_status or (lambda report: None)
             self.audit_path = audit_path
-            self.round_index = first_round
-            self.version = version
-            self.online: set[int] = set()
-            self.sessions: dict[int, str] = {}
-            self.open_round: _OpenRound | None = None
-            # Clients that did not answer the last round: still sent every round, but a round does not
-            # wait for them to close early (so a dead workstation costs one deadline, not one per round).
-            self.missed: set[int] = set()
-            self.finished = False
-            self._timers: list[threading.Timer] = []
-            self._start_armed = False
             self.names = {r: p.name for r, p in config.nodes.items()}
+            self.rounds = RoundState(config.rounds, {r: self.names[r] for r in config.client_ranks},
+                                     first_round=first_round, version=version)
+            self._timers: list[threading.Timer] = []
             super().__init__(args, None, 0, len(config.nodes), "GRPC")
             self.transport: SecureTransport = self.com_manager.transport
 
+        @property
+        def version(self) -> str:
+            return self.rounds.version
+
         # -- FedML plumbing
         def register_message_receive_handlers(self) -> None:
-            self.register_message_receive_handler(MSG_CONNECTION_READY, self._on_ready)
+            self.register_message_receive_handler(MSG_CONNECTION_READY, lambda msg: self._do(self.rounds.on_ready()))
             self.register_message_receive_handler(MSG_C2S_CLIENT_STATUS, self._on_client_status)
             self.register_message_receive_handler(MSG_C2S_SEND_MODEL, self._on_model)
-            self.register_message_receive_handler(MSG_LOCAL_DEADLINE, self._on_deadline)
-            self.register_message_receive_handler(MSG_LOCAL_START, self._on_start_wait)
+            self.register_message_receive_handler(
+                MSG_LOCAL_DEADLINE, lambda msg: self._do(self.rounds.on_deadline(msg.get("round"))))
+            self.register_message_receive_handler(MSG_LOCAL_START, lambda msg: self._do(self.rounds.on_start_wait()))
             for t in (MSG_S2C_SYNC_MODEL, MSG_S2C_CHECK_STATUS, MSG_S2C_FINISH):
                 self.register_message_receive_handler(t, self._on_unexpected)
 
+        def _on_unexpected(self, msg: Any) -> None:
+            LOG.warning("server ignored message type %s from rank %s", msg.get_type(), msg.get_sender_id())
+
+        def _on_client_status(self, msg: Any) -> None:
+            if msg.get("client_status") == STATUS_ONLINE:
+                self._do(self.rounds.on_client_online(int(msg.get_sender_id()), str(msg.get("session") or "")))
+
+        def _on_model(self, msg: Any) -> None:
+            rank = int(msg.get_sender_id())
+            round_index = msg.get("round")
+            if msg.get("skipped"):
+                self._do(self.rounds.on_skip(rank, round_index, str(msg.get("skipped"))[:200]))
+                return
+            current = self.rounds.open_round
+            if current is None or round_index != current.index:
+                self._do(self.rounds.on_update(rank, round_index, ClientUpdate(self.names[rank], -1, 0, {})))
+                return  # ignored (logged) by the round state: nothing to decode
+            try:
+                update, quantized, norm = uplink_update(self.names[rank], current.index, msg.get("num_samples"),
+                                                        msg.get("model_params"), self.aggregator.global_tensors,
+                                                        msg.get("metrics"))
+            except (ValueError, TypeError, KeyError) as exc:
+                self._do(self.rounds.on_refused(rank, round_index, str(exc)))
+                return
+            if not np.isfinite(norm):  # NaN/inf: refused here with one line, so the round need not wait
+                self._do(self.rounds.on_refused(rank, round_index, "non-finite values in the update"))
+                return
+            self._do(self.rounds.on_update(rank, round_index, update, scheme=quantized.scheme, delta_norm=norm))
+
+        # -- actions
+        def _do(self, actions: Sequence[Any]) -> None:
+            for action in actions:
+                if isinstance(action, SendSync):
+                    self._send_sync(action.rank, action.round)
+                elif isinstance(action, AskStatus):
+                    self.send_message(Message(MSG_S2C_CHECK_STATUS, 0, action.rank))
+                elif isinstance(action, SendFinish):
+                    self._send_finish(action.rank, action.round)
+                elif isinstance(action, ArmTimer):
+                    kind = MSG_LOCAL_DEADLINE if action.kind == DEADLINE else MSG_LOCAL_START
+                    self._arm(action.delay_s, kind, round=action.round)
+                elif isinstance(action, CloseRound):
+                    self._do(self._close_round(action))
+                elif isinstance(action, Status):
+                    self._status(action.state, action.metrics)
+                    if action.state == "finished":
+                        self.transport.flush(self.config.transport.rpc_timeout_s)
+                        self.finish()
+                elif isinstance(action, Audit):
+                    self._audit(action)
+
         def _status(self, state: str, metrics: Mapping[str, float] | None = None) -> None:
-            participants = tuple(self.names[r] for r in sorted(self.online))
-            self.on_status(StatusReport("aggregator", self.names[0], self.round_index, self.version, state,
+            participants = tuple(self.names[r] for r in sorted(self.rounds.online))
+            self.on_status(StatusReport("aggregator", self.names[0], self.rounds.round_index, self.version, state,
                                         participants, dict(metrics or {})))
 
         def _arm(self, delay_s: float, msg_type: int, **params: Any) -> None:
@@ -361,67 +431,6 @@ def _server_manager_class() -> type:
             timer.daemon = True
             timer.start()
             self._timers = [t for t in self._timers if t.is_alive()] + [timer]
-
-        def _on_unexpected(self, msg: Any) -> None:
-            LOG.warning("server ignored message type %s from rank %s", msg.get_type(), msg.get_sender_id())
-
-        def _on_ready(self, msg: Any) -> None:
-            LOG.info("aggregator up: round %d next, %d clients configured", self.round_index,
-                     len(self.config.client_ranks))
-            self._status("waiting")
-            # Ask every client; those started earlier answer now, later ones announce themselves.
-            for rank in self.config.client_ranks:
-                self.send_message(Message(MSG_S2C_CHECK_STATUS, 0, rank))
-
-        def _on_client_status(self, msg: Any) -> None:
-            rank = int(msg.get_sender_id())
-            if msg.get("client_status") != STATUS_ONLINE:
-                return
-            session = str(msg.get("session") or "")
-            new = rank not in self.online
-            restarted = not new and self.sessions.get(rank) != session
-            self.sessions[rank] = session
-            self.online.add(rank)
-            if new:
-                LOG.info("client %s online (%d/%d)", self.names[rank], len(self.online),
-                         len(self.config.client_ranks))
-                if self.open_round is None and not self.finished:
-                    self._status("waiting")
-            if self.finished:
-                self._send_finish(rank)
-                return
-            if self.open_round is not None:
-                if restarted:
-                    self.missed.discard(rank)
-                if rank not in self.open_round.updates and (rank not in self.open_round.selected or restarted):
-                    # A client joining or restarting mid-round gets the current round's model.
-                    self.open_round.selected.add(rank)
-                    self._send_sync(rank, self.open_round.index)
-                return
-            self._maybe_start()
-
-        def _maybe_start(self) -> None:
-            if self.open_round is not None or self.finished:
-                return
-            if len(self.online) == len(self.config.client_ranks):
-                self._open_round()
-            elif len(self.online) >= self.config.rounds.quorum and not self._start_armed:
-                self._start_armed = True
-                self._arm(self.config.rounds.start_wait_s, MSG_LOCAL_START)
-
-        def _on_start_wait(self, msg: Any) -> None:
-            if self.open_round is None and not self.finished and len(self.online) >= self.config.rounds.quorum:
-                LOG.info("start wait over with %d/%d clients online", len(self.online),
-                         len(self.config.client_ranks))
-                self._open_round()
-
-        def _open_round(self) -> None:
-            self.open_round = _OpenRound(self.round_index, time.monotonic(), set(self.online))
-            LOG.info("round %d opened for %s", self.round_index, sorted(self.names[r] for r in self.online))
-            for rank in sorted(self.online):
-                self._send_sync(rank, self.round_index)
-            self._arm(self.config.rounds.deadline_s, MSG_LOCAL_DEADLINE, round=self.round_index)
-            self._status("training")
 
         def _send_sync(self, rank: int, round_index: int) -> None:
             msg = Message(MSG_S2C_SYNC_MODEL, 0, rank)
@@ -431,124 +440,40 @@ def _server_manager_class() -> type:
             msg.add_params("config", dict(self.aggregator.strategy.client_config(round_index)))
             self.send_message(msg)
 
-        def _on_model(self, msg: Any) -> None:
-            rank = int(msg.get_sender_id())
-            name = self.names[rank]
-            update_round = msg.get("round")
-            current = self.open_round
-            if current is None or update_round != current.index:
-                LOG.warning("ignored stale/late update from %s for round %r (open round: %s)", name,
-                            update_round, None if current is None else current.index)
-                return
-            if rank not in current.selected or rank in current.updates:
-                LOG.warning("ignored unexpected or duplicate update from %s in round %d", name, current.index)
-                return
-            skipped = msg.get("skipped")
-            if skipped:
-                # the client answered without an update (e.g. too few labelled samples): the round need not
-                # wait for it; at a deadline without quorum it is asked again (_on_deadline)
-                reason = str(skipped)[:200]
-                LOG.info("%s skips round %d: %s", name, current.index, reason)
-                current.updates[rank] = ClientUpdate(name, current.index, 0, {})
-                current.skipped[rank] = reason
-                self._audit(current.index, name, [], "skipped")
-                self._maybe_close(current)
-                return
-            try:
-                quantized = decode_uplink(msg.get("model_params"))
-                if set(quantized.tensors) != set(self.aggregator.global_tensors):
-                    raise ValueError(f"tensor names differ from the global shared model: "
-                                     f"{sorted(set(quantized.tensors) ^ set(self.aggregator.global_tensors))[:3]}")
-                delta = dequantize_update(quantized)
-                tensors = add(self.aggregator.global_tensors, delta)
-                num_samples = int(msg.get("num_samples"))
-            except (ValueError, TypeError, KeyError) as exc:
-                LOG.warning("refused malformed update from %s in round %d: %s", name, current.index, exc)
-                current.updates[rank] = ClientUpdate(name, current.index, 0, {})
-                current.refused[name] = f"malformed update: {exc}"
-                self._audit(current.index, name, [], "malformed")
-                return
-            current.updates[rank] = ClientUpdate(name, current.index, num_samples, tensors,
-                                                 _numbers(msg.get("metrics")))
-            self._audit(current.index, name, sorted(quantized.tensors), quantized.scheme, global_norm(delta))
-            self.missed.discard(rank)
-            self._maybe_close(current)
-
-        def _maybe_close(self, current: _OpenRound) -> None:
-            answered = set(current.updates)
-            valid = sum(1 for u in current.updates.values() if u.tensors)
-            if answered >= current.selected and (valid >= self.config.rounds.quorum or not current.skipped):
-                self._close_round("all selected clients answered")
-            elif answered >= current.selected - self.missed and valid >= self.config.rounds.quorum:
-                self._close_round("all responsive clients answered")
-
-        def _audit(self, round_index: int, name: str, tensor_names: list[str], scheme: str,
-                   delta_norm: float = float("nan")) -> None:
-            if self.audit_path is None:
-                return
-            norm = delta_norm if np.isfinite(delta_norm) else None
-            line = json.dumps({"round": round_index, "client": name, "tensors": tensor_names, "scheme": scheme,
-                               "delta_norm": norm})
-            with open(self.audit_path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
-
-        def _on_deadline(self, msg: Any) -> None:
-            current = self.open_round
-            if current is None or msg.get("round") != current.index:
-                return
-            valid = [u for u in current.updates.values() if u.tensors]
-            if len(valid) >= self.config.rounds.quorum:
-                self._close_round(f"deadline with {len(valid)}/{len(current.selected)} updates")
-            else:
-                LOG.warning("round %d deadline: %d updates < quorum %d; waiting another %.1f s", current.index,
-                            len(valid), self.config.rounds.quorum, self.config.rounds.deadline_s)
-                for rank in sorted(current.skipped):  # they may have enough samples by now: ask again
-                    current.updates.pop(rank, None)
-                    current.skipped.pop(rank)
-                    self._send_sync(rank, current.index)
-                self._arm(self.config.rounds.deadline_s, MSG_LOCAL_DEADLINE, round=current.index)
-
-        def _close_round(self, why: str) -> None:
-            current = self.open_round
-            assert current is not None
-            self._status("aggregating")
-            updates = [current.updates[r] for r in sorted(current.updates)]
-            self.missed = current.selected - set(current.updates)
-            if self.missed:
-                LOG.warning("round %d: no update from %s", current.index, sorted(self.names[r] for r in self.missed))
-            tick = time.perf_counter()
-            result = self.aggregator.aggregate_round(current.index, [u for u in updates if u.tensors])
-            aggregate_s = time.perf_counter() - tick
-            result.rejected.update(current.refused)
-            self.version = self.registry.commit_round(current.index, result.tensors,
-                                                      round_meta(result, self.aggregator.strategy))
-            for client, reason in result.rejected.items():
-                LOG.warning("round %d rejected update from %s: %s", current.index, client, reason)
-            LOG.info("round %d closed (%s): accepted %s, version %s, %.1f s", current.index, why,
-                     result.accepted_ids, self.version, time.monotonic() - current.opened_s)
-            self.open_round = None
-            train_s = [u.metrics.get("train_s", 0.0) for u in updates if u.tensors]
-            self._status("done", {"num_accepted": float(len(result.accepted_ids)),
-                                  "num_rejected": float(len(result.rejected)),
-                                  "round_s": time.monotonic() - current.opened_s, "aggregate_s": aggregate_s,
-                                  "max_train_s": max(train_s, default=0.0)})
-            self.round_index = current.index + 1
-            if self.round_index > self.config.rounds.num_rounds:
-                self.finished = True
-                for rank in sorted(self.online):
-                    self._send_finish(rank)
-                self.transport.flush(self.config.transport.rpc_timeout_s)
-                self._status("finished")
-                self.finish()
-            else:
-                self._open_round()
-
-        def _send_finish(self, rank: int) -> None:
+        def _send_finish(self, rank: int, round_index: int) -> None:
             msg = Message(MSG_S2C_FINISH, 0, rank)
-            msg.add_params("round", self.round_index - 1)
+            msg.add_params("round", round_index)
             msg.add_params("model_version", self.version)
             msg.add_params("model_params", self.aggregator.get_model_params())
             self.send_message(msg)
+
+        def _audit(self, entry: Audit) -> None:
+            if self.audit_path is None:
+                return
+            norm = entry.delta_norm if entry.delta_norm is not None and np.isfinite(entry.delta_norm) else None
+            line = json.dumps({"round": entry.round, "client": entry.client, "tensors": list(entry.tensors),
+                               "scheme": entry.scheme, "delta_norm": norm})
+            with open(self.audit_path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
+        def _close_round(self, closed: CloseRound) -> list[Any]:
+            tick = time.perf_counter()
+            result = self.aggregator.aggregate_round(closed.round, list(closed.updates))
+            aggregate_s = time.perf_counter() - tick
+            for client, reason in result.rejected.items():  # the refused ones were logged when they arrived
+                LOG.warning("round %d rejected update from %s: %s", closed.round, client, reason)
+            result.rejected.update(closed.refused)
+            version = self.registry.commit_round(closed.round, result.tensors,
+                                                 round_meta(result, self.aggregator.strategy))
+            LOG.info("round %d closed (%s): rule %s, accepted %s, rejected %s, version %s, %.1f s", closed.round,
+                     closed.why, result.rule or "?", result.accepted_ids, sorted(result.rejected), version,
+                     closed.round_s)
+            train_s = [u.metrics.get("train_s", 0.0) for u in closed.updates]
+            metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": float(len(result.rejected)),
+                       "round_s": closed.round_s, "aggregate_s": aggregate_s,
+                       "max_train_s": max(train_s, default=0.0),
+                       "median_fallback": float(result.metrics.get("median_fallback", 0.0))}
+            return self.rounds.on_committed(version, metrics)
 
         def finish(self) -> None:
             for timer in self._timers:
@@ -562,9 +487,9 @@ STRATEGY_STATE_KEY = "strategy_state"
 
 
 def round_meta(result: AggregationResult, strategy: Strategy) -> dict[str, Any]:
-    """Registry metadata of a completed round: accepted and rejected clients, metrics, and the strategy's
-    state (e.g. the DP accountant) so that a restarted aggregator continues from it."""
-    return {"accepted": result.accepted_ids, "rejected": result.rejected,
+    """Registry metadata of a completed round: the rule that ran, accepted and rejected clients, metrics, and
+    the strategy's state (e.g. the DP accountant) so that a restarted aggregator continues from it."""
+    return {"rule": result.rule, "accepted": result.accepted_ids, "rejected": result.rejected,
             "metrics": {k: float(v) for k, v in result.metrics.items()},
             STRATEGY_STATE_KEY: strategy.state_dict()}
 

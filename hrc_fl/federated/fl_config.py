@@ -91,6 +91,10 @@ class FederationConfig:
             raise ValueError("a federation needs the aggregator and at least one client")
         if self.rounds.quorum > len(self.client_ranks):
             raise ValueError(f"quorum {self.rounds.quorum} exceeds the {len(self.client_ranks)} clients")
+        dp = self.strategy.get("dp") or {}
+        if dp and int(dp.get("expected_clients", 0)) < len(self.client_ranks):
+            raise ValueError(f"strategy.dp.expected_clients must be >= the {len(self.client_ranks)} configured "
+                             f"clients (the fixed denominator of the DP mean), got {dp.get('expected_clients')}")
 
     @property
     def client_ranks(self) -> list[int]:
@@ -137,7 +141,9 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> FederationConfig:
                                   self_supervised=VicRegConfig.from_mapping(c.get("self_supervised"))),
             transport=TransportConfig(float(t["rpc_timeout_s"]), float(t["retry_initial_s"]),
                                       float(t["retry_max_s"]), float(t["send_give_up_s"]),
-                                      int(t["max_message_bytes"]), int(t["server_workers"])),
+                                      int(t["max_message_bytes"]), int(t["server_workers"]),
+                                      **({"max_queued_messages": int(t["max_queued_messages"])}
+                                         if "max_queued_messages" in t else {})),
             seed=int(data.get("seed", 0)),
             learner_module=str(data["learner"]["module"]),
             learner_options=dict(data["learner"].get("options") or {}),

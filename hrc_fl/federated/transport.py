@@ -33,6 +33,7 @@ _SERVICE = "hrcfl.Federation"
 #: Parameter holding the sender's rank in every message (FedML's Message uses the same key).
 SENDER_KEY = "sender"
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+QUEUE_FULL = "receive queue full"  # RESOURCE_EXHAUSTED with this detail: retried (an oversized message is not)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class TransportConfig:
     send_give_up_s: float
     max_message_bytes: int
     server_workers: int
+    #: received network messages waiting for the receive loop; more are refused with RESOURCE_EXHAUSTED
+    #: (the sender backs off and retries), so a flooding peer cannot grow the receiver's memory
+    max_queued_messages: int = 64
 
     def __post_init__(self) -> None:
         for name in ("rpc_timeout_s", "retry_initial_s", "retry_max_s", "send_give_up_s"):
@@ -74,6 +78,8 @@ class TransportConfig:
             raise ValueError("retry_max_s must be >= retry_initial_s")
         if self.max_message_bytes < 1024 or self.server_workers < 1:
             raise ValueError("max_message_bytes must be >= 1024 and server_workers >= 1")
+        if self.max_queued_messages < 1:
+            raise ValueError(f"max_queued_messages must be >= 1, got {self.max_queued_messages}")
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,8 @@ class _PeerSender:
                 return
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
-                if code not in _RETRYABLE:
+                queue_full = code == grpc.StatusCode.RESOURCE_EXHAUSTED and exc.details() == QUEUE_FULL
+                if code not in _RETRYABLE and not queue_full:
                     LOG.error("peer %s refused %s: %s %s", self.peer.name, label, code, exc.details())
                     return
                 if time.monotonic() + delay_s > give_up_at:
@@ -171,7 +178,9 @@ class SecureTransport:
         self.config = config
         self._credentials = credentials
         self._rank_by_name = {p.name: r for r, p in self.peers.items()}
+        # local events (deadlines, stop) are never refused; network messages hold one of a bounded set of slots
         self._inbox: queue.Queue[Envelope | None] = queue.Queue()
+        self._network_slots = threading.BoundedSemaphore(config.max_queued_messages)
         self._senders: dict[int, _PeerSender] = {}
         self._senders_lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -226,6 +235,11 @@ class SecureTransport:
             LOG.warning("refused message from %s claiming rank %r (its rank is %d)", peer_name, claimed,
                         self._rank_by_name[peer_name])
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "sender rank does not match certificate")
+        if not self._network_slots.acquire(blocking=False):
+            self._count("refused_queue_full")
+            LOG.warning("receive queue full (%d messages): refused a message from %s (it will retry)",
+                        self.config.max_queued_messages, peer_name)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, QUEUE_FULL)
         self._count("received")
         self._inbox.put(Envelope(claimed, peer_name, params))
         return b""
@@ -233,9 +247,12 @@ class SecureTransport:
     def receive(self, timeout_s: float | None = None) -> Envelope | None:
         """Block until a message arrives (None on stop or timeout). Never spins."""
         try:
-            return self._inbox.get(timeout=timeout_s)
+            envelope = self._inbox.get(timeout=timeout_s)
         except queue.Empty:
             return None
+        if envelope is not None and envelope.sender_rank >= 0:
+            self._network_slots.release()
+        return envelope
 
     def inject(self, envelope: Envelope) -> None:
         """Queue a local event (e.g. a round deadline) so it is handled on the receive thread."""

@@ -1,0 +1,165 @@
+"""The aggregator's round state machine, event by event, without FedML or gRPC (milliseconds per test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrc_fl.federated.fl_config import RoundPlan
+from hrc_fl.federated.round_state import (
+    DEADLINE,
+    START_WAIT,
+    ArmTimer,
+    AskStatus,
+    CloseRound,
+    RoundState,
+    SendFinish,
+    SendSync,
+    Status,
+)
+from hrc_fl.federated.update import ClientUpdate
+
+NAMES = {1: "ws1", 2: "ws2", 3: "ws3"}
+
+
+def _state(num_rounds: int = 2, quorum: int = 2) -> RoundState:
+    clock = iter(np.arange(0.0, 1000.0, 0.5))
+    return RoundState(RoundPlan(num_rounds, quorum, deadline_s=120.0, start_wait_s=30.0), NAMES,
+                      clock=lambda: float(next(clock)))
+
+
+def _update(rank: int, round_index: int) -> ClientUpdate:
+    return ClientUpdate(NAMES[rank], round_index, 10, {"w": np.full(2, float(rank), np.float32)})
+
+
+def _all_online(state: RoundState) -> list:
+    state.on_ready()
+    actions = []
+    for rank in NAMES:
+        actions += state.on_client_online(rank, f"session{rank}")
+    return actions
+
+
+def _of(actions: list, kind: type) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_first_round_opens_when_all_clients_are_online_with_a_deadline():
+    state = _state()
+    assert _of(state.on_ready(), AskStatus) == [AskStatus(1), AskStatus(2), AskStatus(3)]
+    assert not _of(state.on_client_online(1, "a"), SendSync)
+    actions = state.on_client_online(2, "b")  # quorum online: wait for the rest
+    assert actions == [Status("waiting"), ArmTimer(30.0, START_WAIT)]
+    actions = state.on_client_online(3, "c")
+    assert _of(actions, SendSync) == [SendSync(1, 1), SendSync(2, 1), SendSync(3, 1)]
+    assert ArmTimer(120.0, DEADLINE, 1) in actions
+
+
+def test_start_wait_opens_with_the_quorum_that_is_online():
+    state = _state()
+    state.on_ready()
+    state.on_client_online(1, "a")
+    state.on_client_online(2, "b")
+    assert _of(state.on_start_wait(), SendSync) == [SendSync(1, 1), SendSync(2, 1)]
+
+
+def test_round_closes_as_soon_as_every_selected_client_answered():
+    state = _state()
+    _all_online(state)
+    assert not _of(state.on_update(1, 1, _update(1, 1)), CloseRound)
+    assert not _of(state.on_update(2, 1, _update(2, 1)), CloseRound)
+    closed = _of(state.on_update(3, 1, _update(3, 1)), CloseRound)
+    assert len(closed) == 1 and [u.client_id for u in closed[0].updates] == ["ws1", "ws2", "ws3"]
+    actions = state.on_committed("v00001", {"num_accepted": 3.0})
+    assert Status("done", {"num_accepted": 3.0}) in actions
+    assert _of(actions, SendSync) == [SendSync(1, 2), SendSync(2, 2), SendSync(3, 2)]
+
+
+def test_a_refused_update_counts_as_answered_and_the_round_closes_without_its_deadline():
+    state = _state()
+    _all_online(state)
+    state.on_update(1, 1, _update(1, 1))
+    assert not _of(state.on_refused(2, 1, "wrong shape for w: (1,) != (2,)"), CloseRound)
+    closed = _of(state.on_update(3, 1, _update(3, 1)), CloseRound)[0]
+    assert [u.client_id for u in closed.updates] == ["ws1", "ws3"]
+    assert closed.refused == {"ws2": "malformed update: wrong shape for w: (1,) != (2,)"}
+    assert closed.missed == ()
+    # a second answer from the refused client in the same round is ignored
+    assert state.on_update(2, 1, _update(2, 1)) == []
+
+
+def test_deadline_closes_with_a_quorum_and_waits_again_without_one():
+    state = _state()
+    _all_online(state)
+    state.on_update(1, 1, _update(1, 1))
+    actions = state.on_deadline(1)  # 1 < quorum 2: wait another deadline
+    assert actions == [ArmTimer(120.0, DEADLINE, 1)]
+    state.on_update(2, 1, _update(2, 1))
+    closed = _of(state.on_deadline(1), CloseRound)[0]
+    assert closed.missed == ("ws3",) and closed.why.startswith("deadline")
+    assert state.on_deadline(1) == []  # a late timer of a closed round does nothing
+
+
+def test_next_round_does_not_wait_for_the_client_that_missed_the_last_one():
+    state = _state(num_rounds=3)
+    _all_online(state)
+    state.on_update(1, 1, _update(1, 1))
+    state.on_update(2, 1, _update(2, 1))
+    state.on_deadline(1)
+    state.on_committed("v00001", {})
+    state.on_update(1, 2, _update(1, 2))
+    closed = _of(state.on_update(2, 2, _update(2, 2)), CloseRound)
+    assert closed and closed[0].why == "all responsive clients answered"
+
+
+def test_skipped_client_does_not_hold_the_round_and_is_asked_again_without_quorum():
+    state = _state()
+    _all_online(state)
+    state.on_update(1, 1, _update(1, 1))
+    state.on_skip(2, 1, "3 labelled samples < min_samples 8")
+    assert not _of(state.on_skip(3, 1, "too few"), CloseRound)  # 1 valid < quorum: not closed
+    actions = state.on_deadline(1)
+    assert _of(actions, SendSync) == [SendSync(2, 1), SendSync(3, 1)]
+    assert not _of(state.on_update(2, 1, _update(2, 1)), CloseRound)  # ws3 was asked again: wait for it
+    closed = _of(state.on_skip(3, 1, "still too few"), CloseRound)
+    assert closed and [u.client_id for u in closed[0].updates] == ["ws1", "ws2"]
+
+
+def test_stale_duplicate_and_unknown_updates_are_ignored():
+    state = _state()
+    _all_online(state)
+    assert state.on_update(1, 7, _update(1, 7)) == []  # another round
+    state.on_update(1, 1, _update(1, 1))
+    assert state.on_update(1, 1, _update(1, 1)) == []  # duplicate
+    assert state.on_client_online(9, "x") == []  # not a configured client
+
+
+def test_a_restarted_client_gets_the_open_round_again():
+    state = _state()
+    _all_online(state)
+    assert state.on_client_online(2, "session2") == []  # a repeated hello
+    assert state.on_client_online(2, "new-session") == [SendSync(2, 1)]  # a new process
+
+
+def test_last_round_sends_finish_and_late_clients_get_the_final_model():
+    state = _state(num_rounds=1)
+    _all_online(state)
+    for rank in NAMES:
+        state.on_update(rank, 1, _update(rank, 1))
+    actions = state.on_committed("v00001", {})
+    assert _of(actions, SendFinish) == [SendFinish(1, 1), SendFinish(2, 1), SendFinish(3, 1)]
+    assert actions[-1] == Status("finished") and state.finished
+    assert state.on_client_online(3, "restarted") == [SendFinish(3, 1)]
+
+
+def test_resumed_federation_starts_at_its_first_round_and_abort_drops_the_open_round():
+    state = RoundState(RoundPlan(5, 2, 120.0, 30.0), NAMES, first_round=4, version="v00003")
+    actions = _all_online(state)
+    assert _of(actions, SendSync)[0] == SendSync(1, 4)
+    assert state.on_abort("operator stop") == [Status("aborted")]
+    assert state.open_round is None and state.on_update(1, 4, _update(1, 4)) == []
+
+
+def test_round_state_refuses_an_impossible_quorum():
+    with pytest.raises(ValueError, match="quorum"):
+        RoundState(RoundPlan(1, 4, 1.0, 0.0), NAMES)
