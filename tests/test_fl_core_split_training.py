@@ -38,8 +38,9 @@ def test_shared_state_holds_only_encoder_tensors_and_all_of_them():
     model = _model()
     shared = split.shared_state(model)
     assert shared and all(name.startswith("encoders.") for name in shared)
-    expected = {n for n, v in model.state_dict().items() if n.startswith("encoders.") and v.is_floating_point()}
+    expected = {n for n, _ in model.named_parameters() if n.startswith("encoders.")}
     assert set(shared) == expected
+    assert not any(name.endswith(("input_mean", "input_std")) for name in shared)  # buffers stay local
     assert not any(name.startswith("head.") for name in shared)
 
 
@@ -156,3 +157,40 @@ def test_train_local_validates_arguments():
         training.train_local(_model(), _loader(), epochs=1, lr=1e-3, proximal_mu=0.1)
     with pytest.raises(ValueError, match="lr"):
         training.train_local(_model(), _loader(), epochs=1, lr=0.0)
+
+
+def test_an_update_that_tries_to_move_input_std_changes_nothing_on_any_workstation():
+    from hrc_fl.federated.compression import ErrorFeedbackCompressor
+    from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
+    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.update import ClientUpdate, difference
+    from hrc_fl.intention.model import SHARED_PREFIXES
+
+    # Prepare: two workstations with their own IMU normalisation, and the aggregator's global encoders
+    stations = [_model(), _model()]
+    for i, model in enumerate(stations):
+        model.set_imu_normalisation(torch.full((6,), float(i)), torch.full((6,), 2.0 + i))
+    before = [model.state_dict()["encoders.imu.input_std"].clone() for model in stations]
+    global_shared = split.shared_state(stations[0], SHARED_PREFIXES)
+    assert "encoders.imu.input_std" not in global_shared
+    # Execute: an attacker uploads a delta that would drive input_std to 0 (alongside a plausible update)
+    attack = {**{k: np.zeros_like(v) for k, v in global_shared.items()},
+              "encoders.imu.input_std": np.full(6, -2.0, np.float32)}
+    wire = encode_uplink(ErrorFeedbackCompressor(scheme="fp32").compress(attack))
+    with pytest.raises(ValueError, match="input_std"):
+        uplink_update("evil", 1, 10, wire, global_shared, {})  # the aggregator refuses the payload
+    strategy = make_strategy({"name": "fedavg"})
+    sneaked = ClientUpdate("evil", 1, 10, {**global_shared, "encoders.imu.input_std": np.zeros(6, np.float32)})
+    honest = ClientUpdate("ws", 1, 10, {k: v + 0.01 for k, v in global_shared.items()})
+    result = strategy.aggregate(1, [sneaked, honest], global_shared)
+    for model in stations:  # every workstation loads the new global encoders
+        split.load_shared(model, result.tensors, SHARED_PREFIXES)
+        with pytest.raises(ValueError, match="names differ"):  # and could not load a buffer if one came
+            split.load_shared(model, {**result.tensors, "encoders.imu.input_std": np.zeros(6, np.float32)},
+                              SHARED_PREFIXES)
+    # Assert: the attacker was refused, the honest step arrived, and no workstation's input_std moved
+    assert result.accepted_ids == ["ws"] and "unexpected tensors" in result.rejected["evil"]
+    delta = difference(split.shared_state(stations[1], SHARED_PREFIXES), global_shared)
+    assert all(np.allclose(v, 0.01, atol=1e-6) for v in delta.values())
+    for model, std in zip(stations, before, strict=True):
+        assert torch.equal(model.state_dict()["encoders.imu.input_std"], std)

@@ -25,7 +25,8 @@ def test_initial_encoders_are_the_base_models_encoders(tmp_path):
 
     shared = initial_shared({"initial_model_store": str(tmp_path)}, seed=0)
 
-    expected = {k: v.detach().numpy() for k, v in base.state_dict().items() if k.startswith(SHARED_PREFIXES)}
+    # the encoders' parameters; their buffers (input normalisation) are never federated
+    expected = {k: v.detach().numpy() for k, v in base.named_parameters() if k.startswith(SHARED_PREFIXES)}
     assert set(shared) == set(expected)
     for name, value in expected.items():
         np.testing.assert_array_equal(shared[name], value, err_msg=name)
@@ -45,3 +46,20 @@ def test_a_base_model_with_another_label_space_is_not_used(tmp_path):
     weights = [n for n in fresh if n.endswith("weight")]
     base_shared = dict(base.state_dict())
     assert any(not np.array_equal(shared[n], base_shared[n].numpy()) for n in weights)
+
+
+def test_a_workstation_with_an_empty_store_takes_the_base_models_input_normalisation(tmp_path):
+    from hrc_fl.federated.intention_learner import make_learner
+
+    # Prepare: a base model with its own IMU normalisation (buffers are never federated)
+    base = _base_model(3)
+    base.set_imu_normalisation(torch.full((6,), 0.25), torch.full((6,), 3.0))
+    ModelStore(tmp_path / "base").save(base, list(DEFAULT_LABELS), version="base-0001")
+    # Execute
+    learner = make_learner("ws1", {"initial_model_store": str(tmp_path / "base"),
+                                   "model_store_dir": str(tmp_path / "ws1"),
+                                   "sample_db": str(tmp_path / "ws1.sqlite")}, seed=0)
+    # Assert
+    state = learner.model.state_dict()
+    assert torch.equal(state["encoders.imu.input_std"], torch.full((6,), 3.0))
+    assert torch.equal(state["encoders.imu.input_mean"], torch.full((6,), 0.25))

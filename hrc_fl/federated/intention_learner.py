@@ -91,7 +91,8 @@ class IntentionLearner:
                  model_store: ModelStore, sample_store: SampleStore, epochs: int, lr: float, batch_size: int,
                  seed: int, head_epochs: int = 2, fine_tune_epochs: int = 2,
                  on_model: Callable[[str], None] | None = None,
-                 self_supervised: VicRegConfig | None = None, stop_event: threading.Event | None = None) -> None:
+                 self_supervised: VicRegConfig | None = None, stop_event: threading.Event | None = None,
+                 base_store: ModelStore | None = None) -> None:
         if len(labels) != model_config.num_classes:
             raise ValueError(f"{len(labels)} labels for a model with {model_config.num_classes} classes")
         if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -110,15 +111,22 @@ class IntentionLearner:
         self.self_supervised = self_supervised
         #: set when the workstation shuts down: training ends at the next batch (a clean, quick exit)
         self.stop_event = stop_event
+        #: where a workstation with an empty store takes its first model from (the base model): its buffers
+        #: (IMU input normalisation) are never federated, so they must come with the model
+        self.base_store = base_store
         self.model = self._initial_model(model_config)
         #: windows the last round's self-supervised term drew from (0: it did not run)
         self.last_ssl_windows = 0
 
     def _initial_model(self, config: IntentionModelConfig) -> IntentionModel:
-        try:
-            loaded = self.store.load_latest(labels=self.labels, config=config)
-        except ModelStoreError:
-            loaded = None  # an unusable stored model: start from a fresh one (the global encoders arrive)
+        loaded = None
+        for store in (self.store, self.base_store):
+            if store is None or loaded is not None:
+                continue
+            try:
+                loaded = store.load_latest(labels=self.labels, config=config)
+            except ModelStoreError:
+                loaded = None  # an unusable stored model: try the next, else a fresh one
         if loaded is None:
             torch.manual_seed(self.seed)
             return IntentionModel(config)
@@ -228,11 +236,12 @@ def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarra
 def make_learner(name: str, options: Mapping[str, Any], seed: int,
                  on_model: Callable[[str], None] | None = None) -> IntentionLearner:
     """Learner of workstation ``name`` with its default (or configured) sample and model stores."""
-    from hrc_fl.intention.model_store import default_store_dir
+    from hrc_fl.intention.model_store import base_store_dir, default_store_dir
     from hrc_fl.paths import runtime_dir
 
     sample_db = str(options.get("sample_db") or runtime_dir() / "samples" / f"{name}.sqlite")
     store_dir = str(options.get("model_store_dir") or default_store_dir(name))
+    base_dir = str(options.get("initial_model_store", base_store_dir()))
     return IntentionLearner(
         worker_id=str(options.get("worker_id") or name), labels=list(options.get("labels") or DEFAULT_LABELS),
         model_config=_model_config(options), model_store=ModelStore(Path(store_dir)),
@@ -242,4 +251,5 @@ def make_learner(name: str, options: Mapping[str, Any], seed: int,
         epochs=int(options.get("epochs", 2)), lr=float(options.get("lr", 3e-3)),
         batch_size=int(options.get("batch_size", 32)), seed=seed, head_epochs=int(options.get("head_epochs", 2)),
         fine_tune_epochs=int(options.get("fine_tune_epochs", 2)), on_model=on_model,
-        self_supervised=VicRegConfig.from_mapping(options.get("self_supervised")))
+        self_supervised=VicRegConfig.from_mapping(options.get("self_supervised")),
+        base_store=ModelStore(Path(base_dir)) if base_dir else None)

@@ -48,14 +48,15 @@ def assert_only_shared(tensors: Mapping[str, object], prefixes: Sequence[str]) -
 
 
 def shared_state(model: nn.Module, prefixes: Sequence[str] | None = None) -> NDArrays:
-    """Copies (float32 numpy) of the model's shared state-dict entries, floating tensors only.
+    """Copies (float32 numpy) of the model's shared PARAMETERS, by state-dict name.
 
-    Integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are never federated.
+    Buffers are never federated: input normalisation (the IMU encoder's ``input_mean``/``input_std``),
+    running statistics and counters stay what each workstation's model has, so no client can move them
+    for the others (a small delta could drive ``input_std`` to 0) and DP noise never random-walks them.
     """
     prefixes = tuple(prefixes) if prefixes is not None else shared_prefixes_of(model)
     out = {name: value.detach().cpu().numpy().astype(np.float32, copy=True)
-           for name, value in model.state_dict().items()
-           if is_shared(name, prefixes) and torch.is_floating_point(value)}
+           for name, value in model.named_parameters() if is_shared(name, prefixes)}
     if not out:
         raise ValueError(f"no tensors match the shared prefixes {prefixes}")
     assert_only_shared(out, prefixes)
@@ -64,7 +65,8 @@ def shared_state(model: nn.Module, prefixes: Sequence[str] | None = None) -> NDA
 
 def load_shared(model: nn.Module, tensors: Mapping[str, np.ndarray],
                 prefixes: Sequence[str] | None = None) -> None:
-    """Copy received shared tensors into ``model`` in place; names and shapes must match exactly."""
+    """Copy received shared tensors into ``model`` in place; names and shapes must match exactly (a tensor
+    named after a buffer, e.g. ``input_std``, is refused: only parameters are shared)."""
     prefixes = tuple(prefixes) if prefixes is not None else shared_prefixes_of(model)
     assert_only_shared(tensors, prefixes)
     expected = shared_state(model, prefixes)
