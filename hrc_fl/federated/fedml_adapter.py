@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from hrc_fl.federated.certs import load_node_credentials
+from hrc_fl.federated.client_update import client_update
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, QuantizedUpdate, dequantize_update
 from hrc_fl.federated.fl_config import FederationConfig
 from hrc_fl.federated.learner import LocalLearner
@@ -53,7 +54,7 @@ from hrc_fl.federated.round_state import (
 )
 from hrc_fl.federated.strategies import Strategy, make_strategy
 from hrc_fl.federated.transport import Envelope, SecureTransport
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, difference, global_norm
+from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, global_norm
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 
@@ -616,15 +617,14 @@ def _client_manager_class() -> type:
             except (ValueError, TypeError, KeyError) as exc:
                 LOG.error("client %s refused a global model: %s", self.name, exc)
                 return
-            reference = self.trainer.get_model_params()
             LOG.info("client %s training round %d", self.name, round_index)
             self._status("training", round_index)
-            tick = time.perf_counter()
-            num_samples, metrics = self.trainer.train({"round": round_index, "config": _numbers(msg.get("config"))},
-                                                      "cpu", self.args)
-            metrics = {**metrics, "train_s": time.perf_counter() - tick}
-            if num_samples < self.config.client.min_samples:
-                reason = f"{num_samples} labelled samples < min_samples {self.config.client.min_samples}"
+            train_input = {"round": round_index, "config": _numbers(msg.get("config"))}
+            uplink = client_update(self.trainer.get_model_params,
+                                   lambda: self.trainer.train(train_input, "cpu", self.args), self.compressor,
+                                   min_samples=self.config.client.min_samples)
+            if uplink.quantized is None:
+                reason = f"{uplink.num_samples} labelled samples < min_samples {self.config.client.min_samples}"
                 LOG.info("client %s skips round %d: %s", self.name, round_index, reason)
                 skip = Message(MSG_C2S_SEND_MODEL, self.rank, 0)  # tell the server not to wait for us
                 skip.add_params("round", round_index)
@@ -633,16 +633,14 @@ def _client_manager_class() -> type:
                 self.send_message(skip)
                 self._status("waiting", round_index)
                 return
-            delta = difference(self.trainer.get_model_params(), reference)
-            quantized = self.compressor.compress(delta)
             out = Message(MSG_C2S_SEND_MODEL, self.rank, 0)
             out.add_params("round", round_index)
-            out.add_params("num_samples", int(num_samples))
-            out.add_params("model_params", encode_uplink(quantized))
-            out.add_params("metrics", {k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+            out.add_params("num_samples", uplink.num_samples)
+            out.add_params("model_params", encode_uplink(uplink.quantized))
+            out.add_params("metrics", {k: float(v) for k, v in uplink.metrics.items() if np.isfinite(v)})
             self.send_message(out)
             self.last_round = round_index
-            self._status("sent", round_index, metrics)
+            self._status("sent", round_index, uplink.metrics)
 
         def _on_finish(self, msg: Any) -> None:
             if not self._from_server(msg):

@@ -2,11 +2,12 @@
 
 Shared part = ``IntentionModel.encoders`` (aggregated across the plant); personal part = ``head`` (never
 leaves the device). Each round trains on the worker's labelled windows from the local
-:class:`~hrc_fl.federated.sample_store.SampleStore` with the core's FedRep flow
-(:func:`hrc_fl.federated.training.train_fedrep`: the head ``head_epochs`` with the encoders frozen, then the
-encoders ``epochs`` with the head frozen, FedProx term when the server asks for one); only the encoders
-are sent. Every new global model is combined with the local head, the head is refreshed on it for
-``fine_tune_epochs`` with the encoders frozen (:func:`~hrc_fl.federated.training.fine_tune_personal`), and
+:class:`~hrc_fl.federated.sample_store.SampleStore` with the one client round of
+:mod:`hrc_fl.federated.client_update` (FedRep: the head ``head_epochs`` with the encoders frozen, then the
+encoders ``epochs`` with the head frozen, FedProx term when the server asks for one; ``head_epochs`` = 0:
+joint training); only the encoders' parameters are sent (their buffers, the IMU input normalisation, stay
+on the workstation). Every new global model is combined with the local head, the head is refreshed on it
+for ``fine_tune_epochs`` with the encoders frozen (:func:`~hrc_fl.federated.client_update.refresh_head`), and
 the result is written as a new version to the local :class:`~hrc_fl.intention.model_store.ModelStore`,
 after which ``on_model(version)`` lets the node tell the intention node to hot-swap. With scarce labels
 this flow beat joint (FedPer) training by 3-4 points in the simulator (docs/federated_core.md).
@@ -35,10 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrc_fl.federated.client_update import LocalRoundPlan, local_round, refresh_head
 from hrc_fl.federated.sample_store import SampleStore
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.split import load_shared, shared_state
-from hrc_fl.federated.training import fine_tune_personal, train_fedrep
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, ModelStoreError
 from hrc_fl.intention.training import Samples
@@ -103,8 +104,9 @@ class IntentionLearner:
         self.labels = tuple(labels)
         self.store = model_store
         self.samples = sample_store
-        self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
-        self.head_epochs, self.fine_tune_epochs = head_epochs, fine_tune_epochs
+        self.batch_size, self.seed = batch_size, seed
+        self.plan = LocalRoundPlan(epochs=epochs, lr=lr, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
+                                   weight_decay=WEIGHT_DECAY)
         self.on_model = on_model
         if self_supervised is not None and model_config.projector_dim < 1:
             raise ValueError("self_supervised needs a model with a projector (model.projector_dim > 0)")
@@ -163,10 +165,9 @@ class IntentionLearner:
         if data is None:
             return 0, {}
         mu = float(config.get("proximal_mu", 0.0))
-        result = train_fedrep(self.model, self._loader(data, server_round), head_epochs=self.head_epochs,
-                              epochs=self.epochs, lr=self.lr, shared_prefixes=SHARED_PREFIXES, proximal_mu=mu,
-                              shared_reference=self.get_shared() if mu > 0 else None, weight_decay=WEIGHT_DECAY,
-                              **self._self_supervised_inputs(data, server_round))
+        result = local_round(self.model, self._loader(data, server_round), self.plan, shared_prefixes=SHARED_PREFIXES,
+                             proximal_mu=mu, shared_reference=self.get_shared() if mu > 0 else None,
+                             **self._self_supervised_inputs(data, server_round))
         self.model.eval()
         metrics = {"loss": float(result.mean_loss)}
         if self.self_supervised is not None:
@@ -174,7 +175,7 @@ class IntentionLearner:
         return len(data), metrics
 
     def _self_supervised_inputs(self, data: Samples, server_round: int) -> dict[str, Any]:
-        """``ssl_windows``/``ssl``/``generator`` for train_fedrep: the labelled IMU windows plus the stored
+        """``ssl_windows``/``ssl``/``generator`` for the local round: the labelled IMU windows plus the stored
         unlabelled ones; none when off or when fewer than ``min_windows``."""
         self.last_ssl_windows = 0
         cfg = self.self_supervised
@@ -193,11 +194,10 @@ class IntentionLearner:
                 "generator": torch.Generator().manual_seed(self.seed + 3_000_000 + server_round)}
 
     def on_global_model(self, server_round: int, version: str) -> None:
-        data = self.local_samples() if self.fine_tune_epochs else None
+        data = self.local_samples() if self.plan.fine_tune_epochs else None
         if data is not None:  # fit the personal head to the new encoders before anyone uses them
-            fine_tune_personal(self.model, self._loader(data, 1_000_000 + server_round),
-                               epochs=self.fine_tune_epochs, lr=self.lr, shared_prefixes=SHARED_PREFIXES)
-            self.model.eval()
+            refresh_head(self.model, self._loader(data, 1_000_000 + server_round), self.plan,
+                         shared_prefixes=SHARED_PREFIXES)
         local_version = self.store.save(self.model, self.labels, info={"federated_round": server_round,
                                                                        "global_version": version})
         if self.on_model is not None:

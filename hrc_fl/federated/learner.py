@@ -52,30 +52,23 @@ def load_learner_module(module_name: str) -> LearnerModule:
 class TorchLearner:
     """A :class:`LocalLearner` over a torch model with ``SHARED_PREFIXES`` and a data loader factory.
 
-    ``head_epochs`` > 0 selects the FedRep round (the flow that won with scarce labels in the simulator,
-    docs/federated_core.md): :func:`hrc_fl.federated.training.train_fedrep` trains the personal head with the
-    encoders frozen, then the encoders (``epochs``) with the head frozen; ``head_epochs`` = 0 trains both
-    jointly (FedPer) with :func:`~hrc_fl.federated.training.train_local`. Either way the server's
-    ``proximal_mu`` adds the FedProx term on the shared part. ``fine_tune_epochs`` > 0 refreshes the head on
-    each new global model (encoders frozen, :func:`~hrc_fl.federated.training.fine_tune_personal`) before
-    ``on_model`` sees it. Only :func:`hrc_fl.federated.split.shared_state` leaves through :meth:`get_shared`.
+    Each round runs :func:`hrc_fl.federated.client_update.local_round` (FedRep when ``head_epochs`` > 0: the
+    personal head with the encoders frozen, then the encoders for ``epochs`` with the head frozen; else
+    joint FedPer training), with the server's ``proximal_mu`` as the FedProx term on the shared part. Each
+    new global model refreshes the head for ``fine_tune_epochs``
+    (:func:`~hrc_fl.federated.client_update.refresh_head`) before ``on_model`` sees it. Only
+    :func:`hrc_fl.federated.split.shared_state` leaves through :meth:`get_shared`.
     """
 
     def __init__(self, model, loader_factory, *, epochs: int, lr: float, head_epochs: int = 0,
                  fine_tune_epochs: int = 0, on_model=None) -> None:
+        from hrc_fl.federated.client_update import LocalRoundPlan
         from hrc_fl.federated.split import shared_prefixes_of
 
-        if epochs < 1 or not lr > 0:
-            raise ValueError("epochs must be >= 1 and lr > 0")
-        if head_epochs < 0 or fine_tune_epochs < 0:
-            raise ValueError("head_epochs and fine_tune_epochs must be >= 0")
+        self.plan = LocalRoundPlan(epochs=epochs, lr=lr, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs)
         self.model = model
         self.prefixes = shared_prefixes_of(model)
         self.loader_factory = loader_factory
-        self.epochs = epochs
-        self.lr = lr
-        self.head_epochs = head_epochs
-        self.fine_tune_epochs = fine_tune_epochs
         self.on_model = on_model
 
     def get_shared(self) -> dict[str, np.ndarray]:
@@ -89,28 +82,20 @@ class TorchLearner:
         load_shared(self.model, tensors, self.prefixes)
 
     def train_round(self, server_round: int, config: Mapping[str, float]) -> tuple[int, dict[str, float]]:
-        from hrc_fl.federated.training import train_fedrep, train_local
+        from hrc_fl.federated.client_update import local_round
 
         loader = self.loader_factory(server_round)
         if loader is None:
             return 0, {}
         mu = float(config.get("proximal_mu", 0.0))
-        reference = self.get_shared() if mu > 0 else None
-        if self.head_epochs:
-            result = train_fedrep(self.model, loader, head_epochs=self.head_epochs, epochs=self.epochs, lr=self.lr,
-                                  shared_prefixes=self.prefixes, proximal_mu=mu, shared_reference=reference)
-        else:
-            result = train_local(self.model, loader, epochs=self.epochs, lr=self.lr, proximal_mu=mu,
-                                 shared_reference=reference, shared_prefixes=self.prefixes)
+        result = local_round(self.model, loader, self.plan, shared_prefixes=self.prefixes, proximal_mu=mu,
+                             shared_reference=self.get_shared() if mu > 0 else None)
         return result.num_samples, {"loss": result.mean_loss}
 
     def on_global_model(self, server_round: int, version: str) -> None:
-        if self.fine_tune_epochs:
-            from hrc_fl.federated.training import fine_tune_personal
+        from hrc_fl.federated.client_update import refresh_head
 
-            loader = self.loader_factory(server_round)
-            if loader is not None:
-                fine_tune_personal(self.model, loader, epochs=self.fine_tune_epochs, lr=self.lr,
-                                   shared_prefixes=self.prefixes)
+        if self.plan.fine_tune_epochs:
+            refresh_head(self.model, self.loader_factory(server_round), self.plan, shared_prefixes=self.prefixes)
         if self.on_model is not None:
             self.on_model(self, server_round, version)

@@ -2,13 +2,17 @@
 
 For fast sweeps without processes or sockets: every client keeps its own model (so personal heads
 persist between rounds), the server keeps the shared tensors, and each round runs exactly what a real
-round does: load shared -> train locally -> compress the shared delta -> strategy.aggregate. Seeded:
+round does, through the same functions the workstations run (:mod:`hrc_fl.federated.client_update`):
+snapshot -> local round -> delta -> compress -> strategy.aggregate -> load the new global model in place
+and refresh the personal head. Seeded:
 the simulator owns a ``np.random.Generator`` and every loader a ``torch.Generator``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +23,11 @@ import torch
 from torch import nn
 
 from hrc_fl.federated import split, training
+from hrc_fl.federated.client_update import LocalRoundPlan, client_update, local_round, receive_global, refresh_head
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.strategies import Strategy, make_strategy
-from hrc_fl.federated.update import ClientUpdate, NDArrays, add, difference
+from hrc_fl.federated.update import ClientUpdate, NDArrays, add
 
 METHOD_KINDS = ("local", "federated", "centralised")
 PERSONALISATION = ("none", "fedper", "fedrep")
@@ -219,6 +224,29 @@ def _semi_kwargs(semi: _SemiSupervised | None, server_round: int, *, refresh: bo
     return out
 
 
+def _local_round_plan(method: MethodSpec, lr: float) -> LocalRoundPlan:
+    """The client round of ``method``: FedRep (head, then encoders) or joint training, and the head refresh."""
+    return LocalRoundPlan(epochs=method.local_epochs, lr=lr,
+                          head_epochs=method.head_epochs if method.personalisation == "fedrep" else 0,
+                          fine_tune_epochs=method.fine_tune_epochs)
+
+
+def _train(model: nn.Module, loader: ArrayLoader, plan: LocalRoundPlan, prefixes: Sequence[str], mu: float,
+           reference: NDArrays, extra: Mapping[str, Any]) -> tuple[int, dict[str, float]]:
+    """A simulated client's local round (the ``train`` of :func:`client_update`)."""
+    result = local_round(model, loader, plan, shared_prefixes=prefixes, proximal_mu=mu, shared_reference=reference,
+                         **extra)
+    return result.num_samples, {}
+
+
+def _attack(name: str) -> Callable[[NDArrays], NDArrays] | None:
+    """The attacking client's delta transform (None for ``none``)."""
+    if name == "none":
+        return None
+    factor = np.float32(ATTACKS[name])
+    return lambda delta: {k: v * factor for k, v in delta.items()}
+
+
 class Simulator:
     """Runs :class:`MethodSpec` s over a fixed set of clients and a model factory.
 
@@ -297,31 +325,36 @@ class Simulator:
             sent = 0
             epsilon = None
             server_metrics: dict[str, float] = {}
+            plan = _local_round_plan(method, self.lr)
             if method.kind == "local":
                 for model, loader, extra in zip(models, train_loaders, semi, strict=True):
-                    training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr,
-                                         **_semi_kwargs(extra, server_round))
+                    local_round(model, loader, dataclasses.replace(plan, head_epochs=0), shared_prefixes=prefixes,
+                                **_semi_kwargs(extra, server_round))
             else:
                 config = strategy.client_config(server_round)
                 mu = float(config.get("proximal_mu", 0.0))
                 updates: list[ClientUpdate] = []
                 for k, (model, loader) in enumerate(zip(models, train_loaders, strict=True)):
-                    split.load_shared(model, global_shared, prefixes)
-                    result = self._train_client(model, loader, method, prefixes, mu, global_shared,
-                                                _semi_kwargs(semi[k], server_round))
-                    new_shared = split.shared_state(model, prefixes)
-                    split.assert_only_shared(new_shared, prefixes)
-                    delta = difference(new_shared, global_shared)
-                    if k == 0 and method.attack != "none":
-                        delta = {name: value * np.float32(ATTACKS[method.attack]) for name, value in delta.items()}
-                    wire = compressors[k].compress(delta)
-                    sent += payload_bytes(wire)
-                    updates.append(ClientUpdate(ids[k], server_round, result.num_samples,
-                                                add(global_shared, dequantize_update(wire))))
+                    uplink = client_update(
+                        functools.partial(split.shared_state, model, prefixes),
+                        functools.partial(_train, model, loader, plan, prefixes, mu, global_shared,
+                                          _semi_kwargs(semi[k], server_round)),
+                        compressors[k], delta_transform=_attack(method.attack) if k == 0 else None)
+                    assert uplink.quantized is not None
+                    sent += payload_bytes(uplink.quantized)
+                    updates.append(ClientUpdate(ids[k], server_round, uplink.num_samples,
+                                                add(global_shared, dequantize_update(uplink.quantized))))
                 aggregated = strategy.aggregate(server_round, updates, global_shared)
                 global_shared = aggregated.tensors
                 epsilon = aggregated.metrics.get("epsilon")
                 server_metrics = dict(aggregated.metrics)
+                # as a workstation: load the new global model in place and refresh the personal head on it
+                # (FedAvg + FT shares the whole model: its head is fine-tuned on a copy at evaluation instead)
+                arrival = plan if method.personalisation != "none" else dataclasses.replace(plan, fine_tune_epochs=0)
+                for model, loader, extra in zip(models, train_loaders, semi, strict=True):
+                    receive_global(model, global_shared, arrival, shared_prefixes=prefixes, loader=loader,
+                                   head_prefixes=self.shared_prefixes,
+                                   **_semi_kwargs(extra, server_round, refresh=True))
             wall = time.perf_counter() - start
             acc: list[float] = []
             f1: list[float] = []
@@ -334,16 +367,6 @@ class Simulator:
                 progress.update(1)
         return MethodResult(method.name, records, ids)
 
-    def _train_client(self, model: nn.Module, loader: ArrayLoader, method: MethodSpec,
-                      prefixes: Sequence[str], mu: float, reference: NDArrays,
-                      semi: Mapping[str, Any]) -> training.TrainResult:
-        if method.personalisation == "fedrep":
-            return training.train_fedrep(model, loader, head_epochs=method.head_epochs,
-                                         epochs=method.local_epochs, lr=self.lr, shared_prefixes=prefixes,
-                                         proximal_mu=mu, shared_reference=reference, **semi)
-        return training.train_local(model, loader, epochs=method.local_epochs, lr=self.lr, proximal_mu=mu,
-                                    shared_reference=reference, shared_prefixes=prefixes, **semi)
-
     def _evaluate_all(self, models: list[nn.Module], method: MethodSpec, prefixes: Sequence[str],
                       global_shared: NDArrays, train_loaders: list[ArrayLoader],
                       test_loaders: list[ArrayLoader], semi: Sequence[Mapping[str, Any]]
@@ -351,13 +374,12 @@ class Simulator:
         acc: list[float] = []
         f1: list[float] = []
         for model, train_loader, test_loader, extra in zip(models, train_loaders, test_loaders, semi, strict=True):
-            if method.kind == "federated":
-                # what the workstation would run: the new global shared part with its own head
+            if method.kind == "federated" and method.personalisation == "none" and method.fine_tune_epochs:
+                # FedAvg + FT: the whole model is federated, so the head is fine-tuned on a copy before each
+                # evaluation (personalised methods refreshed their head in place when the model arrived)
                 model = copy.deepcopy(model)
-                split.load_shared(model, global_shared, prefixes)
-                if method.fine_tune_epochs:
-                    training.fine_tune_personal(model, train_loader, epochs=method.fine_tune_epochs,
-                                                lr=self.lr, shared_prefixes=self.shared_prefixes, **extra)
+                refresh_head(model, train_loader, _local_round_plan(method, self.lr),
+                             shared_prefixes=self.shared_prefixes, **extra)
             scores = training.evaluate(model, test_loader)
             acc.append(scores.accuracy)
             f1.append(scores.macro_f1)
