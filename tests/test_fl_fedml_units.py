@@ -8,6 +8,7 @@ import os
 import pickle
 import sqlite3
 import stat
+import time
 
 import numpy as np
 import pytest
@@ -113,6 +114,37 @@ def test_transport_refuses_a_member_claiming_another_rank_and_delivers_honest_me
     assert server.counts()["refused_rank_mismatch"] == 1
 
 
+def test_receive_queue_is_bounded_and_a_refused_sender_retries_until_delivered(tmp_path):
+    from hrc_fl.federated.certs import generate_federation, load_node_credentials
+    from hrc_fl.federated.transport import Peer, SecureTransport, TransportConfig
+    from tests.fl_fedml_harness import free_ports
+
+    # Prepare: a receiver that holds at most 2 unhandled messages
+    generate_federation(tmp_path, ["aggregator", "ws1"], valid_days=1)
+    ports = free_ports(2)
+    peers = {r: Peer(n, r, "127.0.0.1", ports[r]) for r, n in enumerate(["aggregator", "ws1"])}
+    server = SecureTransport(peers[0], peers, load_node_credentials(tmp_path, "aggregator"),
+                             TransportConfig(5.0, 0.05, 0.2, 60.0, 1_000_000, 2, max_queued_messages=2))
+    server.start()
+    client = SecureTransport(peers[1], peers, load_node_credentials(tmp_path, "ws1"),
+                             TransportConfig(5.0, 0.05, 0.2, 60.0, 1_000_000, 2))
+    try:
+        # Execute: 5 messages while nobody reads; then read them all
+        for i in range(5):
+            client.send(0, {"msg_type": 5, "i": i})
+        deadline = time.monotonic() + 30
+        while server.counts().get("refused_queue_full", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        queued_while_full = server.counts().get("received", 0)
+        received = [server.receive(timeout_s=30) for _ in range(5)]
+    finally:
+        client.stop()
+        server.stop()
+    # Assert: never more than the bound was held, the refused message was retried, nothing was lost
+    assert server.counts()["refused_queue_full"] >= 1 and queued_while_full == 2
+    assert [e.params["i"] for e in received if e is not None] == [0, 1, 2, 3, 4]
+
+
 # ------------------------------------------------------------------------------------------- registry
 def test_registry_checkpoint_points_at_last_committed_round_and_keeps_versions(tmp_path):
     from hrc_fl.federated.registry import ModelRegistry
@@ -203,6 +235,9 @@ def test_federation_config_validates_quorum_encoding_and_missing_keys(tmp_path):
         parse_config(broken, tmp_path)
     packaged = load_config()
     assert packaged.rounds.quorum <= len(packaged.client_ranks)
+    with pytest.raises(ValueError, match="expected_clients"):  # the DP denominator below the configured clients
+        parse_config({**_config_dict(), "strategy": {"name": "fedavg", "dp": {
+            "clip_norm": 1.0, "noise_multiplier": 1.0, "expected_clients": 0}}}, tmp_path)
 
 
 @pytest.mark.parametrize("scheme", ["fp32", "fp16", "int8"])
@@ -288,13 +323,14 @@ def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_he
 
 
 # ------------------------------------------------------------------------------- DP state in the checkpoint
-def test_restarted_aggregator_restores_dp_accountant_and_noise_state_from_the_checkpoint(tmp_path):
+def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_holds_noise_state(tmp_path):
     from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
     from hrc_fl.federated.registry import ModelRegistry
     from hrc_fl.federated.strategies import make_strategy
     from hrc_fl.federated.update import ClientUpdate
 
-    config = {"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 0.8, "delta": 1e-5, "seed": 7}}
+    config = {"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 0.8, "delta": 1e-5,
+                                       "expected_clients": 3}}
     initial = {"encoders.w": np.zeros(16, np.float32)}
 
     def updates(round_index: int) -> list[ClientUpdate]:
@@ -314,12 +350,21 @@ def test_restarted_aggregator_restores_dp_accountant_and_noise_state_from_the_ch
     resumed, next_round, version = resume_from_checkpoint(ModelRegistry(tmp_path / "state"), restarted, initial)
     after_restart = restarted.aggregate(3, updates(3), resumed)
     without_restart = uninterrupted.aggregate(3, updates(3), current)
-    # Assert: round and model continue, epsilon keeps counting, and the noise is not replayed from the seed
+    # Assert: round and model continue, epsilon keeps counting, no file holds a noise-generator state
     assert (first_round, next_round, version) == (1, 3, "v00002")
     np.testing.assert_array_equal(resumed["encoders.w"], current["encoders.w"])
     assert after_restart.metrics["epsilon"] == pytest.approx(without_restart.metrics["epsilon"])
     assert after_restart.metrics["epsilon"] > registry.load("v00002").meta["metrics"]["epsilon"] > 0
-    np.testing.assert_array_equal(after_restart.tensors["encoders.w"], without_restart.tensors["encoders.w"])
+    assert not np.allclose(after_restart.tensors["encoders.w"], without_restart.tensors["encoders.w"])
+    for version_name in registry.versions():
+        assert "rng" not in json.dumps(registry.load(version_name).meta)
+    # a checkpoint written by an older version with a generator state still resumes (the state is ignored)
+    old = registry.load("v00002")
+    registry.commit_round(2, old.tensors, {**old.meta, "strategy_state": {
+        **old.meta["strategy_state"], "rng": {"bit_generator": "PCG64", "state": {"state": 1, "inc": 3}}}})
+    again = make_strategy(config)
+    resume_from_checkpoint(registry, again, initial)
+    assert again.epsilon == pytest.approx(registry.load("v00002").meta["metrics"]["epsilon"])
 
 
 def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, caplog):
@@ -328,7 +373,7 @@ def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, ca
     from hrc_fl.federated.strategies import make_strategy
     from hrc_fl.federated.update import ClientUpdate
 
-    dp = make_strategy({"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0}})
+    dp = make_strategy({"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0, "expected_clients": 1}})
     registry = ModelRegistry(tmp_path / "state")
     current, _, _ = resume_from_checkpoint(registry, dp, {"encoders.w": np.zeros(4, np.float32)})
     result = dp.aggregate(1, [ClientUpdate("ws1", 1, 5, {"encoders.w": np.ones(4, np.float32)})], current)
