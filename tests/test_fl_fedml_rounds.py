@@ -44,15 +44,9 @@ def test_stale_round_update_is_ignored_and_round_closes_at_deadline_with_quorum(
     config = _config(tmp_path)
     statuses, audit = [], tmp_path / "audit.jsonl"
     server, clients, syncs = _start_round(config, statuses, audit)
-    try:
-        # Execute
-        clients[2].send(0, _update(0, np.full(3, 5.0, np.float32)))  # answers a round that is not open
-        clients[1].send(0, _update(1, np.ones(3, np.float32)))
-        finish = _next(clients[1], 7, timeout_s=150)
-        server.join(timeout=30)
-    finally:
-        for transport in clients.values():
-            transport.stop()
+    # Execute: ws2 answers a round that is not open
+    finish = _answer_and_finish(server, clients, [(2, _update(0, np.full(3, 5.0, np.float32))),
+                                                  (1, _update(1, np.ones(3, np.float32)))])
 
     # Assert
     assert all(s["round"] == 1 for s in syncs.values())
@@ -93,6 +87,19 @@ def _start_round(config, statuses, audit):
     return server, clients, {rank: envelope.params for rank, envelope in syncs.items()}
 
 
+def _answer_and_finish(server, clients, answers) -> object:
+    """Send ``answers`` ((rank, params) pairs) and return the final model ws1 receives (None: none came)."""
+    try:
+        for rank, params in answers:
+            clients[rank].send(0, params)
+        finish = _next(clients[1], 7, timeout_s=150)
+        server.join(timeout=30)
+    finally:
+        for transport in clients.values():
+            transport.stop()
+    return finish
+
+
 def _next(transport, msg_type: int, hello_rank: int = 0, timeout_s: float = 120.0):
     """The next message of ``msg_type`` (answering status requests on the way), or None."""
     while True:
@@ -112,15 +119,8 @@ def test_a_client_that_skips_does_not_hold_the_round_until_its_deadline(tmp_path
     config = _config(tmp_path, deadline_s=3600.0)
     statuses, audit = [], tmp_path / "audit.jsonl"
     server, clients, _ = _start_round(config, statuses, audit)
-    try:
-        # Execute: ws2 has too few samples and says so; ws1 trains
-        clients[2].send(0, _skip(1))
-        clients[1].send(0, _update(1, np.ones(3, np.float32)))
-        finish = _next(clients[1], 7, timeout_s=150)
-        server.join(timeout=30)
-    finally:
-        for transport in clients.values():
-            transport.stop()
+    # Execute: ws2 has too few samples and says so; ws1 trains
+    finish = _answer_and_finish(server, clients, [(2, _skip(1)), (1, _update(1, np.ones(3, np.float32)))])
 
     # Assert: the round closed with ws1's update; ws2 is neither accepted nor rejected, the audit says skipped
     assert finish is not None and finish.params["model_version"] == "v00001"
@@ -166,17 +166,10 @@ def test_malformed_updates_are_rejected_with_one_line_each_and_the_round_closes_
     statuses, audit = [], tmp_path / "audit.jsonl"
     caplog.set_level("INFO", logger="hrc_fl.federated")
     server, clients, _ = _start_round(config, statuses, audit)
-    try:
-        # Execute: one honest update; a (1,) delta that would broadcast, a NaN delta, an oversized delta
-        clients[1].send(0, _update(1, np.ones(3, np.float32)))
-        clients[2].send(0, _update(1, np.ones(1, np.float32)))
-        clients[3].send(0, _update(1, np.array([1.0, np.nan, 0.0], np.float32)))
-        clients[4].send(0, _update(1, np.ones(3000, np.float32)))
-        finish = _next(clients[1], 7, timeout_s=150)
-        server.join(timeout=30)
-    finally:
-        for transport in clients.values():
-            transport.stop()
+    # Execute: one honest update; a (1,) delta that would broadcast, a NaN delta, an oversized delta
+    finish = _answer_and_finish(server, clients, [
+        (1, _update(1, np.ones(3, np.float32))), (2, _update(1, np.ones(1, np.float32))),
+        (3, _update(1, np.array([1.0, np.nan, 0.0], np.float32))), (4, _update(1, np.ones(3000, np.float32)))])
 
     # Assert: the round closed on the answers (the deadline is an hour away) with only ws1's update
     assert finish is not None and finish.params["model_version"] == "v00001"
