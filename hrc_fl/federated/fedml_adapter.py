@@ -67,6 +67,7 @@ MSG_S2C_CHECK_STATUS = 6
 MSG_S2C_FINISH = 7
 MSG_LOCAL_DEADLINE = 100  # injected by the server's own timer, never accepted from the network
 MSG_LOCAL_START = 101
+MSG_LOCAL_ABORT = 102
 _NETWORK_TYPES = {MSG_S2C_SYNC_MODEL, MSG_C2S_SEND_MODEL, MSG_C2S_CLIENT_STATUS, MSG_S2C_CHECK_STATUS,
                   MSG_S2C_FINISH}
 STATUS_ONLINE = "ONLINE"
@@ -200,7 +201,7 @@ def _message_from_envelope(envelope: Envelope, message_cls: type, local: bool) -
     """FedML Message from a decoded envelope, or None (logged) when its type is not one we handle."""
     params = envelope.params
     msg_type = params.get("msg_type")
-    allowed = {MSG_LOCAL_DEADLINE, MSG_LOCAL_START} if local else _NETWORK_TYPES
+    allowed = {MSG_LOCAL_DEADLINE, MSG_LOCAL_START, MSG_LOCAL_ABORT} if local else _NETWORK_TYPES
     if not isinstance(msg_type, int) or msg_type not in allowed:
         LOG.warning("dropped message of unknown type %r from %s", msg_type, envelope.sender_name)
         return None
@@ -368,6 +369,8 @@ def _server_manager_class() -> type:
             self.register_message_receive_handler(
                 MSG_LOCAL_DEADLINE, lambda msg: self._do(self.rounds.on_deadline(msg.get("round"))))
             self.register_message_receive_handler(MSG_LOCAL_START, lambda msg: self._do(self.rounds.on_start_wait()))
+            self.register_message_receive_handler(
+                MSG_LOCAL_ABORT, lambda msg: self._do(self.rounds.on_abort("stop requested")))
             for t in (MSG_S2C_SYNC_MODEL, MSG_S2C_CHECK_STATUS, MSG_S2C_FINISH):
                 self.register_message_receive_handler(t, self._on_unexpected)
 
@@ -416,7 +419,7 @@ def _server_manager_class() -> type:
                     self._do(self._close_round(action))
                 elif isinstance(action, Status):
                     self._status(action.state, action.metrics)
-                    if action.state == "finished":
+                    if action.state in ("finished", "aborted"):
                         self.transport.flush(self.config.transport.rpc_timeout_s)
                         self.finish()
                 elif isinstance(action, Audit):
@@ -533,18 +536,19 @@ def run_server(config: FederationConfig, initial_shared: NDArrays, *, on_status:
     aggregator = _aggregator_class()(strategy, global_tensors, args)
     manager = _server_manager_class()(args, config, aggregator, registry, on_status, audit_path,
                                       first_round, version)
-    _stop_on_event(stop_event, manager)
+    # the stop is an event of the round state (handled on the receive thread), not a kill of the loop
+    _stop_on_event(stop_event, lambda: _inject_local(manager.transport, MSG_LOCAL_ABORT))
     manager.run()
     return manager.version
 
 
-def _stop_on_event(stop_event: threading.Event | None, manager: Any) -> None:
+def _stop_on_event(stop_event: threading.Event | None, stop: Callable[[], None]) -> None:
     if stop_event is None:
         return
 
     def wait_and_stop() -> None:
         stop_event.wait()
-        manager.com_manager.stop_receive_message()
+        stop()
 
     threading.Thread(target=wait_and_stop, name="fl-stop", daemon=True).start()
 
@@ -668,6 +672,6 @@ def run_client(config: FederationConfig, name: str, learner: LocalLearner, *,
                                          load_node_credentials(config.cert_dir, name), config.transport)
     trainer = _trainer_class()(learner, args)
     manager = _client_manager_class()(args, config, rank, trainer, on_status)
-    _stop_on_event(stop_event, manager)
+    _stop_on_event(stop_event, manager.com_manager.stop_receive_message)
     manager.run()
     return manager.version
