@@ -15,7 +15,7 @@ from tests.fl_fedml_harness import free_ports
 pytestmark = pytest.mark.timeout(500)
 
 
-def _config(tmp_path, names=("ws1", "ws2"), **rounds):
+def _config(tmp_path, names=("ws1", "ws2"), strategy=None, **rounds):
     from hrc_fl.federated.fl_config import parse_config
 
     ports = free_ports(len(names) + 1)
@@ -23,7 +23,7 @@ def _config(tmp_path, names=("ws1", "ws2"), **rounds):
                                      for r, n in enumerate(["aggregator", *names])],
                            "cert_dir": str(tmp_path / "certs"), "state_dir": str(tmp_path / "state")},
             "rounds": {"num_rounds": 1, "quorum": 1, "deadline_s": 3.0, "start_wait_s": 0.5, **rounds},
-            "strategy": {"name": "fedavg"},
+            "strategy": strategy or {"name": "fedavg"},
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "fp32", "min_samples": 1},
             "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
                           "max_message_bytes": 1_000_000, "server_workers": 2},
@@ -183,3 +183,24 @@ def test_malformed_updates_are_rejected_with_one_line_each_and_the_round_closes_
     for name in ("ws2", "ws3", "ws4"):  # one clear line per rejected update, at warning level
         lines = [r for r in caplog.records if name in r.getMessage() and r.levelname == "WARNING"]
         assert len(lines) == 1 and "rejected update" in lines[0].getMessage(), [r.getMessage() for r in lines]
+
+
+def test_the_deployed_trimmed_mean_of_three_runs_the_median_and_says_so(tmp_path, caplog):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare: the shipped rule at the shipped size (3 workstations, trim_fraction 0.2 trims nothing)
+    config = _config(tmp_path, names=("ws1", "ws2", "ws3"), strategy={"name": "trimmed_mean", "trim_fraction": 0.2},
+                     deadline_s=3600.0)
+    statuses, audit = [], tmp_path / "audit.jsonl"
+    caplog.set_level("INFO", logger="hrc_fl.federated")
+    server, clients, _ = _start_round(config, statuses, audit)
+    # Execute: one client far off
+    finish = _answer_and_finish(server, clients, [(1, _update(1, np.ones(3, np.float32))),
+                                                  (2, _update(1, np.full(3, 2.0, np.float32))),
+                                                  (3, _update(1, np.full(3, 1000.0, np.float32)))])
+    # Assert: the median ran (a plain mean would be ~334), and the registry, status and log say so
+    assert finish is not None
+    np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.full(3, 2.0))
+    assert ModelRegistry(config.state_dir).latest().meta["rule"] == "coordinate_median"
+    assert [s for s in statuses if s.state == "done"][-1].metrics["median_fallback"] == 1.0
+    assert "rule coordinate_median" in caplog.text
