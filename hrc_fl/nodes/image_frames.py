@@ -41,6 +41,30 @@ class DetectedFrame(Generic[Detection]):
     detected_s: float
 
 
+@dataclass(frozen=True)
+class DecodedFrame:
+    """A camera frame as RGB pixels with its source stamp and when decoding started/ended (perf_counter, s)."""
+
+    rgb: np.ndarray
+    stamp: object  # builtin_interfaces/Time of the source image
+    wait_ms: float  # frame stamp -> decoding start (transport and queueing)
+    started_s: float
+    decoded_s: float
+
+
+def decode_frame(msg, limits: ImageLimits, diag: Diagnostics) -> DecodedFrame | None:
+    """``msg`` (sensor_msgs/Image) as RGB, or None after one problem line saying why it was skipped."""
+    started = time.perf_counter()
+    wait_ms = (time.time() - stamp_to_s(msg.header.stamp)) * 1e3
+    try:
+        rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
+                               data=msg.data, is_bigendian=msg.is_bigendian, limits=limits)
+    except ImageError as exc:
+        diag.problem(exc.key, f"frame skipped: {exc}")
+        return None
+    return DecodedFrame(rgb, msg.header.stamp, wait_ms, started, time.perf_counter())
+
+
 class FrameStage(Generic[Detection]):
     """Decode -> scene cut -> detect for one node's frames, and the per-frame diagnostics."""
 
@@ -55,22 +79,19 @@ class FrameStage(Generic[Detection]):
 
     def detect(self, msg) -> DetectedFrame[Detection] | None:
         """Detections in ``msg`` (sensor_msgs/Image), or None after reporting why the frame was skipped."""
-        started = time.perf_counter()
-        wait_ms = (time.time() - stamp_to_s(msg.header.stamp)) * 1e3
+        decoded = decode_frame(msg, self.limits, self.diag)
+        return None if decoded is None else self.detect_decoded(decoded)
+
+    def detect_decoded(self, frame: DecodedFrame) -> DetectedFrame[Detection] | None:
+        """Detections in a frame decoded once for several stages (the composed workstation's pipeline)."""
+        new_scene = self.scene_cuts.is_cut(frame.rgb)
         try:
-            rgb = decode_raw_image(height=msg.height, width=msg.width, encoding=msg.encoding, step=msg.step,
-                                   data=msg.data, is_bigendian=msg.is_bigendian, limits=self.limits)
-        except ImageError as exc:
-            self.diag.problem(exc.key, f"frame skipped: {exc}")
-            return None
-        decoded = time.perf_counter()
-        new_scene = self.scene_cuts.is_cut(rgb)
-        try:
-            detections = self._detect(rgb, stamp_ms(msg.header.stamp), new_scene=new_scene)
+            detections = self._detect(frame.rgb, stamp_ms(frame.stamp), new_scene=new_scene)
         except NonIncreasingTimestampError as exc:
             self.diag.problem(exc.key, str(exc))
             return None
-        return DetectedFrame(rgb, detections, new_scene, wait_ms, started, decoded, time.perf_counter())
+        return DetectedFrame(frame.rgb, detections, new_scene, frame.wait_ms, frame.started_s, frame.decoded_s,
+                             time.perf_counter())
 
     def report(self, frame: DetectedFrame[Detection], dropped_frames: int) -> None:
         """fps, stage times (ms) and dropped frames of a processed frame on /diagnostics."""
