@@ -40,6 +40,10 @@ class NodeSpec:
     #: Parameters of one node of a composed process: node name -> {parameter: value}.
     node_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    def executables(self) -> tuple[str, ...]:
+        """Node executables this process runs (the composed ones, or its own)."""
+        return self.composed or (self.executable,)
+
     def node_names(self) -> tuple[str, ...]:
         """ROS names of the nodes this process runs."""
         return tuple(COMPOSED_NODE_NAMES[e] for e in self.composed) if self.composed else (self.name,)

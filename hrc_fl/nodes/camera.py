@@ -162,9 +162,9 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.common import run_node
+    from hrc_fl.nodes.composition import run_nodes
 
-    run_node(lambda: CameraNode(), args)
+    run_nodes(lambda nodes: nodes.append(CameraNode()), args)
 
 
 if __name__ == "__main__":

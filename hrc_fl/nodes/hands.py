@@ -141,9 +141,9 @@ class HandsNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.common import run_node
+    from hrc_fl.nodes.composition import run_nodes
 
-    run_node(lambda: HandsNode(), args)
+    run_nodes(lambda nodes: nodes.append(HandsNode()), args)
 
 
 if __name__ == "__main__":

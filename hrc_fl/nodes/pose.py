@@ -264,9 +264,9 @@ class PoseNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.common import run_node
+    from hrc_fl.nodes.composition import run_nodes
 
-    run_node(lambda: PoseNode(), args)
+    run_nodes(lambda nodes: nodes.append(PoseNode()), args)
 
 
 if __name__ == "__main__":
