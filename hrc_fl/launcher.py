@@ -55,7 +55,7 @@ def process_arguments(spec: NodeSpec) -> list[str]:
     args = ["--nodes", ",".join(spec.composed)]
     for node, params in spec.node_parameters.items():
         for key, value in params.items():
-            args += ["--param", f"{node}:{key}:={_param_value(value)}"]
+            args += ["--param", f"{node}:{key}={_param_value(value)}"]
     return args
 
 

@@ -1,6 +1,6 @@
 """workstation node: a workstation's nodes composed in one process (``ros2 run hrc_fl workstation_node``).
 
-    workstation_node [--nodes camera_node,hands_node,...] [--param NODE:NAME:=YAML_VALUE ...] --ros-args ...
+    workstation_node [--nodes camera_node,hands_node,...] [--param NODE:NAME=YAML_VALUE ...] --ros-args ...
 
 Each node is the same class its own executable runs (``camera_node``, ``hands_node``, ...), with the
 same name, topics, parameters (the global ``--params-file`` files are keyed by node name) and services;
@@ -41,11 +41,12 @@ FRAME_CONSUMERS = ("pose_node", "hands_node")
 
 
 def parse_node_parameter(text: str) -> tuple[str, str, object]:
-    """``NODE:NAME:=VALUE`` -> (node, name, value parsed as YAML, as ROS parses ``-p``)."""
-    target, sep, raw = text.partition(":=")
+    """``NODE:NAME=VALUE`` -> (node, name, value parsed as YAML, as ROS parses ``-p``). Not ``:=``: rcl
+    takes any ``a:=b`` word of the command line, even before ``--ros-args``, for a (deprecated) remap."""
+    target, sep, raw = text.partition("=")
     node, colon, name = target.partition(":")
     if not sep or not colon or not node or not name:
-        raise ValueError(f"--param wants NODE:NAME:=VALUE, got {text!r}")
+        raise ValueError(f"--param wants NODE:NAME=VALUE, got {text!r}")
     return node, name, yaml.safe_load(raw) if raw else ""
 
 
@@ -91,7 +92,7 @@ def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="workstation_node", description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default=",".join(DEFAULT_NODES),
                         help="comma-separated node executables to compose, in start order")
-    parser.add_argument("--param", action="append", default=[], metavar="NODE:NAME:=VALUE",
+    parser.add_argument("--param", action="append", default=[], metavar="NODE:NAME=VALUE",
                         help="a parameter of one node (repeatable)")
     own = parser.parse_args(remove_ros_args(argv)[1:])
     executables = [e.strip() for e in own.nodes.split(",") if e.strip()]
