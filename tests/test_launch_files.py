@@ -19,9 +19,10 @@ from tests import launch_standins
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 OVERRIDES = {
-    "workstation": [{}, {"workstation_id": "cell7", "fl": "false", "camera_source": "/dev/video2"}],
+    "workstation": [{}, {"workstation_id": "cell7", "fl": "false", "camera_source": "/dev/video2"},
+                    {"camera_source": "/dev/video2", "composed": "false"}],
     "aggregator": [{}],
-    "plant_demo": [{}, {"workstations": "2"}],
+    "plant_demo": [{}, {"workstations": "2"}, {"workstations": "2", "composed": "false"}],
 }
 
 
@@ -142,3 +143,35 @@ def test_launch_print_shows_the_node_commands():
     assert [_executable_of(c)[0] for c in lines] == [s.executable for s in specs_for("workstation",
                                                                                   {"workstation_id": "ws4"})]
     assert all("__ns:=/ws4" in c for c in lines)
+
+
+def test_a_workstation_is_one_composed_process_by_default_and_one_per_node_on_request():
+    # Execute
+    composed = specs_for("workstation", {"camera_source": "/dev/video2"})
+    separate = specs_for("workstation", {"camera_source": "/dev/video2", "composed": "false"})
+
+    # Assert: the composed process runs every workstation node but the FL client, with each node's own
+    # parameter file and the camera's source targeted at the camera only; apart, one process per node
+    assert [s.executable for s in composed] == ["workstation_node", "fl_client_node"]
+    inside = composed[0]
+    assert inside.composed == ("camera_node", "hands_node", "pose_node", "wearable_node", "intention_node",
+                               "safety_node")
+    assert inside.node_names() == ("camera", "hands", "pose", "wearable", "intention", "safety")
+    assert [Path(f).name for f in inside.param_files] == [f"{n}.yaml" for n in inside.node_names()]
+    assert inside.node_parameters == {"camera": {"source": "/dev/video2"}}
+    assert "source" not in inside.parameters  # the wearable has a 'source' parameter of its own
+    command = node_command(inside)
+    assert "__node:=" not in " ".join(command)  # every node keeps its own name
+    assert command[command.index("--param") + 1] == "camera:source=/dev/video2"
+    assert [s.executable for s in separate] == ["camera_node", "hands_node", "pose_node", "wearable_node",
+                                                "intention_node", "safety_node", "fl_client_node"]
+    assert separate[0].parameters["source"] == "/dev/video2"
+
+
+def test_the_plant_demo_composes_each_robot_sim_into_its_workstation():
+    specs = specs_for("plant_demo", {"workstations": "2"})
+    composed = [s for s in specs if s.composed]
+    assert [s.namespace for s in composed] == ["ws1", "ws2"]
+    assert all(s.composed[-1] == "robot_sim_node" for s in composed)
+    assert sorted(s.executable for s in specs) == ["aggregator_node", "fl_client_node", "fl_client_node",
+                                                  "workstation_node", "workstation_node"]

@@ -193,7 +193,13 @@ def test_composed_and_separate_processes_give_the_same_safety_states(ros_probe, 
         assert "PROTECTIVE_STOP" in zones, (ns, seq)
         assert any("restart interlock" in r for _, r in seq), (ns, seq)
     assert sequences["wsc"] == sequences["wss"]
+    # and every process ended on SIGINT with exit 0; the composed process and the perception nodes
+    # cleanly: no worker thread publishing into a finished context (RCLError)
     assert all(code == 0 for c in codes.values() for code in c.values()), codes
+    logs = {p.name: p.read_text(errors="replace") for p in tmp_path.glob("logs_*/*.log")}
+    checked = ["wsc_workstation.log", "wss_camera.log", "wss_hands.log", "wss_pose.log"]
+    assert set(checked) <= set(logs), sorted(logs)
+    assert not [name for name in checked if "Traceback" in logs[name] or "RCLError" in logs[name]]
 
 
 def test_stalled_camera_stops_and_a_returning_camera_clears_through_the_interlock(ros_probe, tmp_path):
