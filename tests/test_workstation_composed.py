@@ -92,6 +92,7 @@ class Workstation:
         self.probe = probe
         self.image_pub = probe.publisher(Image, f"/{ns}/test/image_raw", SENSOR_QOS)
         self.bodies: dict[int, object] = {}
+        self.sent: set[int] = set()
         self.states: list = []
         probe.node.create_subscription(BodyPoseArray, f"/{ns}/humans/bodies/tracked",
                                        lambda m: self.bodies.__setitem__(_key(m.header.stamp), m), RESULT_QOS)
@@ -119,6 +120,7 @@ class Workstation:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             stamp = _stamp()
+            self.sent.add(_key(stamp))
             self.image_pub.publish(image_message(frame, "camera_optical_frame", stamp))
             step_end = min(end, time.monotonic() + resend_s)
             while time.monotonic() < step_end:
@@ -204,12 +206,14 @@ def test_composed_and_separate_processes_give_the_same_safety_states(ros_probe, 
 
 def test_stalled_camera_stops_and_a_returning_camera_clears_through_the_interlock(ros_probe, tmp_path):
     from hrc_fl_msgs.msg import SafetyZoneState
+    from sensor_msgs.msg import Image
 
-    from hrc_fl.nodes.common import stamp_to_s
+    from hrc_fl.nodes.common import SENSOR_QOS, stamp_to_s
 
-    # Prepare: the composed workstation, nobody in view, CLEAR
+    # Prepare: the composed workstation, nobody in view, CLEAR; a viewer (rviz) on its camera topic
     empty = _no_person()
     ws = Workstation(ros_probe, "wst", True, STALL_CONFIG, tmp_path)
+    viewed = ros_probe.collect(Image, "/wst/camera/image_raw", SENSOR_QOS)
     try:
         ws.wait_zone(SafetyZoneState.CLEAR, 90.0, empty)
         last = ws.send(empty)
@@ -235,3 +239,5 @@ def test_stalled_camera_stops_and_a_returning_camera_clears_through_the_interloc
     assert any("restart interlock" in r for r in kinds), kinds
     assert returned[-1].zone == SafetyZoneState.CLEAR
     assert all(code == 0 for code in codes.values()), codes
+    # the frames handed over in memory were still published for the viewer, with their capture stamps
+    assert viewed and {_key(m.header.stamp) for m in viewed} <= ws.sent
