@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import signal
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -27,29 +28,55 @@ def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event, failures: list[BaseException]) -> None:
+    try:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=SPIN_WAKE_S)
+    except ExternalShutdownException:
+        pass
+    except BaseException as exc:  # a callback's fault ends the process, as in a node of its own
+        failures.append(exc)
+    finally:
+        stop.set()
+
+
 def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None,
               *, closers: list[Callable[[], None]] | None = None) -> None:
     """Init rclpy, let ``build`` append the process's nodes, spin them until Ctrl-C / SIGTERM, then
     run ``closers`` (e.g. a shared pipeline), every node's ``close()`` (reverse order) and tear down.
 
-    Nodes appended before ``build`` raised are still closed and destroyed.
+    Each node spins its own executor on its own thread, so a slow callback of one node (a torch
+    inference in intention) never holds another's (the safety node's watchdog cycle) behind it, as with
+    separate processes; they share only the GIL, which MediaPipe, torch and rcl's waits release. A fault
+    raised in a callback stops the process and propagates after the clean-up. Nodes appended before
+    ``build`` raised are still closed and destroyed.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     nodes: list[Node] = []
     closers = closers if closers is not None else []
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    threads: list[threading.Thread] = []
     try:
         build(nodes)
-        executor = SingleThreadedExecutor()
         for node in nodes:
+            executor = SingleThreadedExecutor()
             executor.add_node(node)
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_WAKE_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
+            thread = threading.Thread(target=_spin, args=(executor, stop, failures),
+                                      name=f"spin-{node.get_name()}", daemon=True)
+            threads.append(thread)
+            thread.start()
+        while not stop.is_set() and rclpy.ok():
+            stop.wait(SPIN_WAKE_S)  # the main thread only waits for a signal (KeyboardInterrupt here)
+    except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         for sig in previous:  # a second signal while closing must not cut the cleanup short
             signal.signal(sig, signal.SIG_IGN)
+        for thread in threads:
+            thread.join()
         for close in closers:
             close()
         for node in reversed(nodes):
@@ -63,3 +90,5 @@ def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None
         faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failures:
+        raise failures[0]
