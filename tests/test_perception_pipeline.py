@@ -1,4 +1,4 @@
-"""The shared perception pipeline's core: stages on one frame at the same time, errors kept apart."""
+"""The shared perception pipeline's core: one frame to pose and hands, each on the newest one."""
 
 from __future__ import annotations
 
@@ -6,57 +6,88 @@ import threading
 
 import pytest
 
-from hrc_fl.perception.parallel_stages import ParallelStages
+from hrc_fl.perception.frame_fanout import LatestFrameFanOut
 
 
-def test_stages_run_on_the_same_item_at_the_same_time():
-    # Prepare: each stage waits until the other one has started (a barrier of two): sequential
-    # execution would time out
+def test_both_consumers_work_on_the_same_frame_at_the_same_time():
+    # Prepare: each consumer waits until the other one has started on the frame (a barrier of two):
+    # one after the other would time out
     barrier = threading.Barrier(2, timeout=10.0)
     seen: list[tuple[str, int]] = []
     errors: list[BaseException] = []
 
-    def stage(name: str):
+    def consumer(name: str):
         def run(item: int) -> None:
             barrier.wait()
             seen.append((name, item))
         return run
 
-    stages = ParallelStages([(stage("pose"), errors.append), (stage("hands"), errors.append)])
+    fanout = LatestFrameFanOut([("pose", consumer("pose"), errors.append), ("hands", consumer("hands"), errors.append)])
     try:
         # Execute
-        failed = [stages.run(i) for i in range(3)]
+        fanout.submit(1)
+        for worker in fanout.workers.values():
+            assert worker.wait_idle(10.0)
     finally:
-        stages.close()
+        fanout.stop()
 
-    # Assert: both stages saw every item, run() returned only after both were done, nothing failed
-    assert failed == [0, 0, 0] and errors == []
-    assert sorted(seen) == sorted([(n, i) for n in ("pose", "hands") for i in range(3)])
+    # Assert
+    assert errors == [] and sorted(seen) == [("hands", 1), ("pose", 1)]
 
 
-def test_a_failing_stage_is_reported_to_its_own_handler_and_the_other_still_runs():
-    # Prepare
+def test_a_slow_consumer_skips_to_the_newest_frame_and_never_holds_the_other():
+    # Prepare: hands blocks on its first frame until released
+    release = threading.Event()
+    pose_seen: list[int] = []
+    hands_seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def hands(item: int) -> None:
+        if item == 1:
+            assert release.wait(10.0)
+        hands_seen.append(item)
+
+    fanout = LatestFrameFanOut([("pose", pose_seen.append, errors.append), ("hands", hands, errors.append)])
+    try:
+        # Execute: five frames while hands is stuck on the first; pose takes each as it comes
+        for frame in range(1, 6):
+            fanout.submit(frame)
+            assert fanout.workers["pose"].wait_idle(10.0)
+        release.set()
+        assert fanout.workers["hands"].wait_idle(10.0)
+    finally:
+        fanout.stop()
+
+    # Assert: pose saw every frame; hands went from frame 1 straight to the newest (no queue of old ones)
+    assert pose_seen == [1, 2, 3, 4, 5]
+    assert hands_seen == [1, 5]
+    assert fanout.dropped("hands") == 3 and fanout.dropped("pose") == 0
+    assert errors == []
+
+
+def test_a_failing_consumer_reports_to_its_own_handler_and_the_other_carries_on():
+    pose_seen: list[int] = []
     pose_errors: list[BaseException] = []
     hands_errors: list[BaseException] = []
-    done: list[int] = []
 
     def broken(item: int) -> None:
         raise RuntimeError(f"bad frame {item}")
 
-    stages = ParallelStages([(done.append, pose_errors.append), (broken, hands_errors.append)])
+    fanout = LatestFrameFanOut([("pose", pose_seen.append, pose_errors.append), ("hands", broken, hands_errors.append)])
     try:
-        # Execute
-        failed = stages.run(7)
-        again = stages.run(8)
+        for frame in (7, 8):
+            fanout.submit(frame)
+            for worker in fanout.workers.values():
+                assert worker.wait_idle(10.0)
     finally:
-        stages.close()
+        fanout.stop()
 
-    # Assert
-    assert failed == 1 and again == 1
-    assert done == [7, 8] and pose_errors == []
+    assert pose_seen == [7, 8] and pose_errors == []
     assert [str(e) for e in hands_errors] == ["bad frame 7", "bad frame 8"]
 
 
-def test_no_stages_is_refused():
-    with pytest.raises(ValueError, match="at least one stage"):
-        ParallelStages([])
+def test_consumers_are_validated():
+    with pytest.raises(ValueError, match="at least one"):
+        LatestFrameFanOut([])
+    with pytest.raises(ValueError, match="distinct"):
+        LatestFrameFanOut([("pose", print, print), ("pose", print, print)])

@@ -8,8 +8,8 @@ same name, topics, parameters (the global ``--params-file`` files are keyed by n
 would set it for every node of the process).
 
 With a camera and pose and/or hands in the process, frames go from the camera to one shared pipeline in
-memory (:mod:`hrc_fl.nodes.perception_pipeline`): decoded once, pose and hands in two threads, the
-newest frame only. The camera still publishes its image topics for rviz and recording.
+memory (:mod:`hrc_fl.nodes.perception_pipeline`): decoded once, pose and hands each on its own
+thread with the newest frame only. The camera still publishes its image topics for rviz and recording.
 """
 
 from __future__ import annotations
