@@ -14,7 +14,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters
-from hrc_fl.nodes.image_frames import DecodedFrame, DetectedFrame, FrameStage
+from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.debounce import CommandDebouncer
 from hrc_fl.perception.image_decoding import ImageLimits
 from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
@@ -50,7 +50,7 @@ def landmarks_message(hand: DetectedHand, header) -> HandLandmarks:
     return msg
 
 
-class HandsNode(Node):
+class HandsNode(FrameConsumer, Node):
     def __init__(self, *, images_from_topic: bool = True) -> None:
         """``images_from_topic=False``: no image subscription; frames come decoded through
         :meth:`process_decoded` (the composed workstation's shared perception pipeline)."""
@@ -83,17 +83,6 @@ class HandsNode(Node):
             self.worker = LatestOnlyWorker(self._process, name="hands", on_error=self.frames.worker_failed)
             self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
         self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}")
-
-    def _process(self, msg: Image) -> None:
-        frame = self.frames.detect(msg)
-        if frame is not None:
-            self._publish(msg, frame, self.worker.dropped if self.worker is not None else 0)
-
-    def process_decoded(self, msg: Image, decoded: DecodedFrame, dropped_frames: int) -> None:
-        """Detect and publish for a frame the shared pipeline decoded once (``msg``: its source image)."""
-        frame = self.frames.detect_decoded(decoded)
-        if frame is not None:
-            self._publish(msg, frame, dropped_frames)
 
     def _publish(self, msg: Image, frame: DetectedFrame[DetectedHand], dropped_frames: int) -> None:
         hands = frame.detections

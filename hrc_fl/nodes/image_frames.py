@@ -17,6 +17,7 @@ import numpy as np
 
 from hrc_fl.nodes.common import Diagnostics, RateMeter, stamp_to_s
 from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
+from hrc_fl.perception.latest_worker import LatestOnlyWorker
 from hrc_fl.perception.mediapipe_hands import NonIncreasingTimestampError
 from hrc_fl.perception.scene_cut import SceneCutDetector
 
@@ -112,3 +113,26 @@ class FrameStage(Generic[Detection]):
         """The frame worker's error callback: one error line, the node keeps running."""
         self.diag.problem("internal_error", f"frame processing failed: {type(exc).__name__}: {exc}", error=True)
 
+
+
+class FrameConsumer:
+    """What the hands and pose nodes do alike with a frame: detect it from their own image subscription
+    (``worker``) or from the shared pipeline's decoded frame, then their own ``_publish``."""
+
+    frames: FrameStage
+    worker: LatestOnlyWorker | None
+
+    def _publish(self, msg, frame: DetectedFrame, dropped_frames: int) -> None:
+        raise NotImplementedError
+
+    def _process(self, msg) -> None:
+        """The worker's handler for a ``sensor_msgs/Image`` of the node's own subscription."""
+        frame = self.frames.detect(msg)
+        if frame is not None:
+            self._publish(msg, frame, self.worker.dropped if self.worker is not None else 0)
+
+    def process_decoded(self, msg, decoded: DecodedFrame, dropped_frames: int) -> None:
+        """Detect and publish for a frame the shared pipeline decoded once (``msg``: its source image)."""
+        frame = self.frames.detect_decoded(decoded)
+        if frame is not None:
+            self._publish(msg, frame, dropped_frames)

@@ -18,7 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, stamp_to_s
-from hrc_fl.nodes.image_frames import DecodedFrame, DetectedFrame, FrameStage
+from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.body_localisation import (
     TORSO,
     BodyScale,
@@ -96,7 +96,7 @@ def _depth_image_m(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width).astype(np.float32) * scale
 
 
-class PoseNode(Node):
+class PoseNode(FrameConsumer, Node):
     def __init__(self, *, images_from_topic: bool = True) -> None:
         """``images_from_topic=False``: no image subscription; frames come decoded through
         :meth:`process_decoded` (the composed workstation's shared perception pipeline)."""
@@ -172,17 +172,6 @@ class PoseNode(Node):
         sx, sy = width_px / info.width, height_px / info.height
         return PinholeIntrinsics(info.k[0] * sx, info.k[4] * sy, info.k[2] * sx, info.k[5] * sy,
                                  width_px, height_px)
-
-    def _process(self, msg: Image) -> None:
-        frame = self.frames.detect(msg)
-        if frame is not None:
-            self._publish(msg, frame, self.worker.dropped if self.worker is not None else 0)
-
-    def process_decoded(self, msg: Image, decoded: DecodedFrame, dropped_frames: int) -> None:
-        """Detect and publish for a frame the shared pipeline decoded once (``msg``: its source image)."""
-        frame = self.frames.detect_decoded(decoded)
-        if frame is not None:
-            self._publish(msg, frame, dropped_frames)
 
     def _publish(self, msg: Image, frame: DetectedFrame[DetectedPose], dropped_frames: int) -> None:
         poses = frame.detections
