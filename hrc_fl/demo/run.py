@@ -71,8 +71,8 @@ class DemoOptions:
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
     palm_photo: str = "Back_Projection_Theory0.jpg"  # a real open palm (opencv-doc): the STOP gesture
     out_dir: Path | None = None
-    #: Workstation node executables to add although the graph lacks them (developer option, until
-    #: graph.py lists them), e.g. ("pose_node", "safety_node").
+    #: Workstation node executables to add, each as a process of its own, although the graph lacks them
+    #: (developer option), e.g. ("foxglove_bridge_node",).
     extra_nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
