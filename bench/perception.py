@@ -27,7 +27,7 @@ checkout's ``config/``, then ``PYTHONPATH=/tmp/rev HRC_FL_CACHE=$PWD/.cache/hrc_
 bench/perception.py --quick --mode separate`` (node processes and the start-up interpreters inherit it).
 
 Last line: one JSON object (safety_p50_ms, safety_p95_ms, gesture_p50_ms, gesture_p95_ms, pose_p50_ms,
-pose_p95_ms, fps, frame_age_growth_ms, rss_mib_end, pss_mib_end, ...; with --mode both the separate
+pose_p95_ms, fps, frame_age_growth_ms, cpu_ms_per_frame, rss_mib_end, pss_mib_end, ...; with --mode both the separate
 graph's figures as separate_* and the ratios; with --memory also hands_import_s, hands_startup_s, ...).
 """
 
@@ -211,6 +211,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
             seen[kind].clear()
         for v in stages.values():
             v.clear()
+        cpu_start = sum(_cpu_s(proc) for proc in procs.values())
         t_start = time.monotonic()
         next_sample = t_start
         while (now := time.monotonic()) < t_start + duration_s:
@@ -221,6 +222,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
                 next_sample += 1.0
             executor.spin_once(timeout_sec=0.02)
         elapsed_s = time.monotonic() - t_start
+        cpu_s = sum(_cpu_s(proc) for proc in procs.values()) - cpu_start
         measuring[0] = False
     finally:
         launcher.stop()
@@ -229,8 +231,20 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
         rclpy.try_shutdown(context=context)
     fps = {kind: len(seen[kind]) / elapsed_s for kind in lat}
     total = {k: [sum(v) for v in zip(*(m[k] for m in memory.values()), strict=False)] for k in ("rss", "pss")}
-    return {"mode": mode, "processes": len(specs), "elapsed_s": elapsed_s, "lat": lat, "fps": fps,
+    return {"mode": mode, "processes": len(specs), "elapsed_s": elapsed_s, "cpu_s": cpu_s, "lat": lat, "fps": fps,
             "stages": stages, "memory": memory, "total": total}
+
+
+def _cpu_s(proc) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def _cpu_ms_per_frame(m: dict) -> float:
+    """CPU time of all node processes per frame that reached the safety node, ms: what a frame costs,
+    nearly independent of how loaded the machine is (unlike the latencies)."""
+    frames = len(m["lat"]["safety"])
+    return m["cpu_s"] * 1e3 / frames if frames else float("nan")
 
 
 def _summary(m: dict) -> dict:
@@ -241,6 +255,7 @@ def _summary(m: dict) -> dict:
         "gesture_fps": round(fps["gesture"], 2), "safety_fps": round(fps["safety"], 2),
         # camera -> body pose age from the first to the last tenth of the run (ms): > 0 when frames queue
         "frame_age_growth_ms": round(_growth(lat["pose"]), 2), "processes": m["processes"],
+        "cpu_ms_per_frame": round(_cpu_ms_per_frame(m), 2), "cpu_cores": round(m["cpu_s"] / m["elapsed_s"], 3),
         "rss_mib_end": round(m["total"]["rss"][-1], 1) if m["total"]["rss"] else None,
         "pss_mib_end": round(m["total"]["pss"][-1], 1) if m["total"]["pss"] else None,
         "duration_s": round(m["elapsed_s"], 1),
@@ -260,7 +275,9 @@ def _print(m: dict, rate_hz: float) -> None:
         print(f"{label:28s} {len(values):6d} {_pct(values, 50):8.1f} {_pct(values, 95):8.1f} "
               f"{max(values) if values else float('nan'):8.1f} {fps[kind]:6.1f}")
     print(f"frame age growth over the run (camera -> pose, last tenth - first tenth): {_growth(lat['pose']):+.1f} ms")
-    print("where the time goes (medians of the nodes' /diagnostics; wait = camera stamp -> processing start):")
+    print(f"CPU of the node processes: {m['cpu_s'] / m['elapsed_s']:.2f} cores, {_cpu_ms_per_frame(m):.1f} ms per "
+          "frame that reached the safety node")
+    print("where the time goes (medians of the nodes' /diagnostics; wait = camera stamp -> detection start):")
     for which, values in m["stages"].items():
         parts = [f"{k}={statistics.median(v):.1f}" for k, v in sorted(values.items()) if v]
         if parts:
@@ -320,7 +337,7 @@ def main() -> int:
     if "separate" in runs and first["mode"] != "separate":
         separate = _summary(runs["separate"])
         result.update({f"separate_{k}": v for k, v in separate.items() if k != "stage_ms"})
-        for key in ("safety_p95_ms", "gesture_p95_ms", "pose_p95_ms", "pss_mib_end"):
+        for key in ("safety_p95_ms", "gesture_p95_ms", "pose_p95_ms", "pss_mib_end", "cpu_ms_per_frame"):
             if separate.get(key) and result.get(key) is not None:
                 result[f"ratio_{key}"] = round(result[key] / separate[key], 3)
     for name, results in startup.items():
