@@ -38,6 +38,7 @@ def _spin(executor: SingleThreadedExecutor, stop: threading.Event, failures: lis
         failures.append(exc)
     finally:
         stop.set()
+        executor.shutdown(timeout_sec=1.0)  # its guard conditions go before the nodes are destroyed
 
 
 def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None,
