@@ -27,7 +27,8 @@ _SCRIPT = textwrap.dedent('''
             self.worker.start()
             if "--fail" in sys.argv:
                 self.create_timer(0.2, self._fail)
-            self.create_timer(0.2, lambda: print("READY", flush=True))
+            if name == "one":  # one line from one thread (two would interleave on the pipe)
+                self.create_timer(0.2, lambda: print("READY", flush=True))
 
         def _loop(self):
             while not self.stop.is_set():
