@@ -14,6 +14,8 @@ NODES = [
     "safety_node",
     "fl_client_node",
     "aggregator_node",
+    # a workstation's nodes composed in one process (the default of the launch files and the demo)
+    "workstation_node",
     # beyond the fixed eight: the demo's simulated robot and the Foxglove live-view bridge
     "robot_sim_node",
     "foxglove_bridge_node",

@@ -41,9 +41,12 @@ def main() -> int:
     run = run_demo(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
     report = write_report(run)
     usage = list(run.usage.values()) + ([run.driver_usage] if run.driver_usage else [])
-    print(f"{'process':<34} {'CPU s':>7} {'CPU share':>9} {'peak RSS MiB':>13}")
+    print(f"{'process':<34} {'CPU s':>7} {'CPU share':>9} {'peak RSS MiB':>13} {'peak PSS MiB':>13}")
     for u in sorted(usage, key=lambda u: u.label):
-        print(f"{u.label:<34} {u.cpu_s:7.1f} {u.cpu_s / run.wall_s:9.0%} {u.peak_rss_bytes / 2**20:13.0f}")
+        print(f"{u.label:<34} {u.cpu_s:7.1f} {u.cpu_s / run.wall_s:9.0%} {u.peak_rss_bytes / 2**20:13.0f} "
+              f"{u.peak_pss_bytes / 2**20:13.0f}")
+    print(f"whole demo ({len(run.usage)} node processes + driver, camera {options.image_rate_hz:g} Hz): peak "
+          f"PSS {run.peak_pss_bytes_total / 2**20:.0f} MiB, peak RSS sum {run.peak_rss_bytes_total / 2**20:.0f} MiB")
     latencies = [s.perception_latency_s for rec in run.record.workstations.values() for s in rec.safety
                  if math.isfinite(s.perception_latency_s) and s.perception_latency_s > 0]
     med = statistics.median(latencies) if latencies else math.nan
@@ -60,7 +63,14 @@ def main() -> int:
     print(json.dumps({
         "workstations": options.workstations, "scenario_length_s": options.length_s,
         "wall_s": round(run.wall_s, 2), "warmup_s": round(run.record.warmup_s, 2),
-        "peak_rss_mib_total": round(sum(u.peak_rss_bytes for u in usage) / 2**20, 1),
+        # Memory of the whole demo (node processes + this driver), the peak of simultaneous sums:
+        # PSS (shared pages split among the processes that map them) is the honest figure; the RSS sum
+        # counts every shared library once per process.
+        "peak_pss_mib_total": round(run.peak_pss_bytes_total / 2**20, 1),
+        "peak_rss_mib_total": round(run.peak_rss_bytes_total / 2**20, 1),
+        "peak_rss_mib_sum_of_process_peaks": round(sum(u.peak_rss_bytes for u in usage) / 2**20, 1),
+        "node_processes": len(run.usage),
+        "camera_rate_hz": options.image_rate_hz,
         "cpu_share": {u.label: round(u.cpu_s / run.wall_s, 3) for u in usage},
         "camera_to_safety_latency_median_s": finite(med), "camera_to_safety_latency_p95_s": finite(p95),
         "added_separation_m_at_1_6_mps": finite(HUMAN_SPEED_MPS * med),

@@ -32,8 +32,21 @@ class NodeSpec:
     namespace: str = ""
     param_files: tuple[str, ...] = ()  # file names in config/, or absolute paths; later ones win
     parameters: Mapping[str, Any] = field(default_factory=dict)  # applied after the files
-    remappings: tuple[tuple[str, str], ...] = ()
+    remappings: tuple[tuple[str, str], ...] = ()  # in a composed process, "node:from" targets one node
     package: str = PACKAGE
+    #: A composed process (executable ``workstation_node``): the node executables it runs, in start
+    #: order. Empty for a single node. ``name`` is then the process's label (logs), not a node name.
+    composed: tuple[str, ...] = ()
+    #: Parameters of one node of a composed process: node name -> {parameter: value}.
+    node_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def executables(self) -> tuple[str, ...]:
+        """Node executables this process runs (the composed ones, or its own)."""
+        return self.composed or (self.executable,)
+
+    def node_names(self) -> tuple[str, ...]:
+        """ROS names of the nodes this process runs."""
+        return tuple(COMPOSED_NODE_NAMES[e] for e in self.composed) if self.composed else (self.name,)
 
 
 WORKSTATION_ARGUMENTS = (
@@ -42,6 +55,8 @@ WORKSTATION_ARGUMENTS = (
     LaunchArgument("camera_source", "", "Camera source: device index/path, video file, image folder, "
                    "'topic:<name>', or empty for the packaged replay photos."),
     LaunchArgument("fl", "true", "Run the federated-learning client on this workstation."),
+    LaunchArgument("composed", "true", "Run the workstation's nodes in one process (workstation_node); "
+                   "'false' = one process per node. The FL client is always its own process."),
 )
 AGGREGATOR_ARGUMENTS = (
     LaunchArgument("config_file", "", "Extra parameter YAML applied after the packaged defaults."),
@@ -50,6 +65,8 @@ PLANT_ARGUMENTS = (
     LaunchArgument("workstations", "3", "Number of workstations in the plant demo."),
     LaunchArgument("config_file", "", "Extra parameter YAML applied after the packaged defaults."),
     LaunchArgument("fl", "true", "Run federated learning across the workstations."),
+    LaunchArgument("composed", "true", "One process per workstation (with its simulated robot); "
+                   "'false' = one process per node."),
 )
 
 
@@ -78,22 +95,52 @@ WORKSTATION_NODES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def workstation_graph(args: Mapping[str, str]) -> list[NodeSpec]:
-    """Nodes of one workstation, namespaced by its id."""
+#: The executable that runs several of a workstation's nodes in one process (hrc_fl.nodes.workstation).
+COMPOSED_EXECUTABLE = "workstation_node"
+#: Nodes that never join the composed process: torch + FedML start-up and training must not take the
+#: safety loop's core or share its interpreter (DESIGN.md, "One process per workstation").
+OWN_PROCESS = ("fl_client_node",)
+#: The simulated robot of the plant demo (composed into its workstation's process there).
+ROBOT_SIM_NODE: tuple[str, str, str] = ("robot_sim_node", "robot_sim", "robot_sim.yaml")
+#: Executable -> node name, for every node a composed process can run.
+COMPOSED_NODE_NAMES: dict[str, str] = {e: n for e, n, _ in (*WORKSTATION_NODES, ROBOT_SIM_NODE)
+                                       if e not in OWN_PROCESS}
+
+
+def _composed(entries: list[tuple[str, str, str]], ws: str, extra_file: str,
+              node_parameters: Mapping[str, Mapping[str, Any]]) -> NodeSpec:
+    files = tuple(d for _, _, d in entries) + ((extra_file,) if extra_file else ())
+    return NodeSpec(executable=COMPOSED_EXECUTABLE, name="workstation", namespace=ws, param_files=files,
+                    parameters={"workstation_id": ws}, composed=tuple(e for e, _, _ in entries),
+                    node_parameters={k: dict(v) for k, v in node_parameters.items()})
+
+
+def workstation_graph(args: Mapping[str, str], *, with_robot_sim: bool = False) -> list[NodeSpec]:
+    """Nodes of one workstation, namespaced by its id: by default one composed process (and the FL
+    client apart), or one process per node with ``composed:=false``."""
     ws = args["workstation_id"]
     if not ws or not ws.replace("_", "").isalnum() or ws[0].isdigit():
         raise ValueError(f"workstation_id must be a ROS name token (letters, digits, _): {ws!r}")
     fl = _truthy(args.get("fl", "true"))
-    nodes: list[NodeSpec] = []
-    for executable, name, defaults in WORKSTATION_NODES:
-        if executable == "fl_client_node" and not fl:
-            continue
+    extra = args.get("config_file", "")
+    entries = [e for e in WORKSTATION_NODES if fl or e[0] != "fl_client_node"]
+    if with_robot_sim:
+        entries.append(ROBOT_SIM_NODE)
+    camera_params = {"source": args["camera_source"]} if args.get("camera_source") else {}
+    if _truthy(args.get("composed", "true")):
+        inside = [e for e in entries if e[0] not in OWN_PROCESS]
+        nodes = [_composed(inside, ws, extra, {"camera": camera_params} if camera_params else {})]
+        entries = [e for e in entries if e[0] in OWN_PROCESS]
+    else:
+        nodes = []
+    for executable, name, defaults in entries:
         params: dict[str, Any] = {"workstation_id": ws}
-        if executable == "camera_node" and args.get("camera_source"):
-            params["source"] = args["camera_source"]
+        if executable == "camera_node":
+            params.update(camera_params)
+        if executable == ROBOT_SIM_NODE[0]:
+            params = {}
         nodes.append(NodeSpec(executable=executable, name=name, namespace=ws,
-                              param_files=_files(defaults, args.get("config_file", "")),
-                              parameters=params))
+                              param_files=_files(defaults, extra), parameters=params))
     return nodes
 
 
@@ -117,12 +164,10 @@ def plant_graph(args: Mapping[str, str]) -> list[NodeSpec]:
     fl = args.get("fl", "true")
     nodes = aggregator_graph(args) if _truthy(fl) else []
     for i in range(1, count + 1):
-        ws = f"ws{i}"
-        nodes += workstation_graph({"workstation_id": ws, "config_file": args.get("config_file", ""),
-                                    "camera_source": "", "fl": fl})
         # No robot arm here: a simulated cobot per cell closes the loop on the speed scale.
-        nodes.append(NodeSpec(executable="robot_sim_node", name="robot_sim", namespace=ws,
-                              param_files=_files("robot_sim.yaml", args.get("config_file", ""))))
+        nodes += workstation_graph({"workstation_id": f"ws{i}", "config_file": args.get("config_file", ""),
+                                    "camera_source": "", "fl": fl, "composed": args.get("composed", "true")},
+                                   with_robot_sim=True)
     return nodes
 
 

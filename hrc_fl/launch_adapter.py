@@ -24,6 +24,7 @@ def launch_description(graph_name: str):  # -> launch.LaunchDescription
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
+    from hrc_fl.launcher import process_arguments  # here: hrc_fl.launcher imports this module
     from launch import LaunchDescription
 
     graph = GRAPHS[graph_name]
@@ -32,7 +33,8 @@ def launch_description(graph_name: str):  # -> launch.LaunchDescription
         return Node(
             package=spec.package,
             executable=spec.executable,
-            name=spec.name,
+            name=None if spec.composed else spec.name,  # a composed process keeps each node's own name
+            arguments=process_arguments(spec),
             namespace=spec.namespace,
             parameters=[resolve_param_file(f) for f in spec.param_files] + [dict(spec.parameters)],
             remappings=list(spec.remappings),

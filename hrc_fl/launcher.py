@@ -26,11 +26,18 @@ from hrc_fl.paths import config_dir
 _PR_SET_PDEATHSIG = 1
 
 
-def executable_path(executable: str) -> str:
-    """The console script of a node, next to this interpreter (the virtual environment's bin/)."""
+def executable_command(executable: str) -> list[str]:
+    """How to start a node executable: its console script next to this interpreter (the virtual
+    environment's bin/), or ``python -m hrc_fl.nodes.<name>`` when this source tree has the node but the
+    environment's scripts predate it (an editable install from before the node was added)."""
     candidate = Path(sys.executable).parent / executable
     if candidate.is_file():
-        return str(candidate)
+        return [str(candidate)]
+    import importlib.util
+
+    module = f"hrc_fl.nodes.{executable.removesuffix('_node')}"
+    if executable.endswith("_node") and importlib.util.find_spec(module) is not None:
+        return [sys.executable, "-m", module]
     raise FileNotFoundError(f"node executable {executable!r} not found next to {sys.executable}; "
                             "is hrc_fl installed in this environment?")
 
@@ -41,9 +48,23 @@ def _param_value(value: object) -> str:
     return text.removesuffix("...").strip()
 
 
+def process_arguments(spec: NodeSpec) -> list[str]:
+    """Arguments before ``--ros-args``: for a composed process its nodes and per-node parameters."""
+    if not spec.composed:
+        return []
+    args = ["--nodes", ",".join(spec.composed)]
+    for node, params in spec.node_parameters.items():
+        for key, value in params.items():
+            args += ["--param", f"{node}:{key}={_param_value(value)}"]
+    return args
+
+
 def node_command(spec: NodeSpec) -> list[str]:
-    """The argv that runs one node with its name, namespace, parameter files and remappings."""
-    cmd = [executable_path(spec.executable), "--ros-args", "-r", f"__node:={spec.name}"]
+    """The argv that runs one node (or a composed process) with its name, namespace, parameter files
+    and remappings."""
+    cmd = [*executable_command(spec.executable), *process_arguments(spec), "--ros-args"]
+    if not spec.composed:  # a composed process keeps each node's own name
+        cmd += ["-r", f"__node:={spec.name}"]
     if spec.namespace:
         cmd += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
     for param_file in spec.param_files:

@@ -98,9 +98,11 @@ def test_demo_quick_runs_and_reports_from_the_run(tmp_path):
     nodes = set(summary["nodes"])
     assert {"Nodes", "Topics that flowed", "Safety timeline", "Latencies", "Federated learning"} <= set(sections)
 
-    # Every node process ended without an error on the demo's SIGINT; the simulated robot ran and published
+    # Every node process ended without an error on the demo's SIGINT; the workstation is one composed
+    # process (the FL client apart); the simulated robot ran in it and published
     node_rows = [r for r in sections["Nodes"].splitlines() if r.startswith(("| /ws1/", "| /plant/"))]
-    assert any("/ws1/robot_sim" in r for r in node_rows)
+    assert any("/ws1/workstation" in r for r in node_rows)
+    assert "robot_sim_node" in nodes
     assert all(code in STOPPED_CLEANLY for code in _exit_codes(node_rows)), node_rows
     assert summary["topic_counts"].get("/ws1/robot/joint_states", 0) > 0
     # topics the bag records are counted through the bag's subscription: same count as in the bag

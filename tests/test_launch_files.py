@@ -19,9 +19,10 @@ from tests import launch_standins
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 OVERRIDES = {
-    "workstation": [{}, {"workstation_id": "cell7", "fl": "false", "camera_source": "/dev/video2"}],
+    "workstation": [{}, {"workstation_id": "cell7", "fl": "false", "camera_source": "/dev/video2"},
+                    {"camera_source": "/dev/video2", "composed": "false"}],
     "aggregator": [{}],
-    "plant_demo": [{}, {"workstations": "2"}],
+    "plant_demo": [{}, {"workstations": "2"}, {"workstations": "2", "composed": "false"}],
 }
 
 
@@ -47,15 +48,23 @@ def _argv_from_launch_node(node) -> dict:
     params = {k: v for p in node.parameters if isinstance(p, dict) for k, v in p.items()}
     return {"executable": node.executable, "package": node.package, "name": node.name,
             "namespace": node.namespace, "param_files": files, "parameters": params,
-            "remappings": [tuple(r) for r in node.remappings]}
+            "remappings": [tuple(r) for r in node.remappings],
+            "arguments": list(node.extra.get("arguments") or [])}
+
+
+def _executable_of(command: list[str]) -> tuple[str, int]:
+    """The node executable a launcher command runs, and the index of its first argument."""
+    if command[1:2] == ["-m"]:  # python -m hrc_fl.nodes.<name>: scripts installed before the node existed
+        return command[2].rsplit(".", 1)[1] + "_node", 3
+    return Path(command[0]).name, 1
 
 
 def _argv_from_launcher(command: list[str]) -> dict:
     """Parse the launcher's argv back into the same terms."""
-    exe = Path(command[0]).name
+    exe, start = _executable_of(command)
     args = command[command.index("--ros-args") + 1:]
     out = {"executable": exe, "package": "hrc_fl", "name": None, "namespace": "", "param_files": [],
-           "parameters": {}, "remappings": []}
+           "parameters": {}, "remappings": [], "arguments": command[start:command.index("--ros-args")]}
     i = 0
     while i < len(args):
         flag, value = args[i], args[i + 1]
@@ -105,8 +114,9 @@ def test_every_parameter_file_exists_and_names_its_node():
         for spec in specs_for(graph):
             for path in [a for a in node_command(spec) if a.endswith(".yaml")]:
                 content = yaml.safe_load(Path(path).read_text())
-                assert f"/**/{spec.name}" in content, f"{path} has no section for node {spec.name}"
-                assert "ros__parameters" in content[f"/**/{spec.name}"]
+                sections = [f"/**/{name}" for name in spec.node_names() if f"/**/{name}" in content]
+                assert sections, f"{path} has no section for any node of {spec.name} ({spec.node_names()})"
+                assert all("ros__parameters" in content[s] for s in sections)
 
 
 def test_every_executable_is_an_installed_entry_point():
@@ -130,6 +140,38 @@ def test_launch_print_shows_the_node_commands():
     result = subprocess.run([str(Path(sys.executable).parent / "hrc-fl"), "launch", "workstation",
                              "workstation_id:=ws4", "--print"], capture_output=True, text=True, check=True)
     lines = [shlex.split(line) for line in result.stdout.splitlines()]
-    assert [Path(c[0]).name for c in lines] == [s.executable for s in specs_for("workstation",
+    assert [_executable_of(c)[0] for c in lines] == [s.executable for s in specs_for("workstation",
                                                                                   {"workstation_id": "ws4"})]
     assert all("__ns:=/ws4" in c for c in lines)
+
+
+def test_a_workstation_is_one_composed_process_by_default_and_one_per_node_on_request():
+    # Execute
+    composed = specs_for("workstation", {"camera_source": "/dev/video2"})
+    separate = specs_for("workstation", {"camera_source": "/dev/video2", "composed": "false"})
+
+    # Assert: the composed process runs every workstation node but the FL client, with each node's own
+    # parameter file and the camera's source targeted at the camera only; apart, one process per node
+    assert [s.executable for s in composed] == ["workstation_node", "fl_client_node"]
+    inside = composed[0]
+    assert inside.composed == ("camera_node", "hands_node", "pose_node", "wearable_node", "intention_node",
+                               "safety_node")
+    assert inside.node_names() == ("camera", "hands", "pose", "wearable", "intention", "safety")
+    assert [Path(f).name for f in inside.param_files] == [f"{n}.yaml" for n in inside.node_names()]
+    assert inside.node_parameters == {"camera": {"source": "/dev/video2"}}
+    assert "source" not in inside.parameters  # the wearable has a 'source' parameter of its own
+    command = node_command(inside)
+    assert "__node:=" not in " ".join(command)  # every node keeps its own name
+    assert command[command.index("--param") + 1] == "camera:source=/dev/video2"
+    assert [s.executable for s in separate] == ["camera_node", "hands_node", "pose_node", "wearable_node",
+                                                "intention_node", "safety_node", "fl_client_node"]
+    assert separate[0].parameters["source"] == "/dev/video2"
+
+
+def test_the_plant_demo_composes_each_robot_sim_into_its_workstation():
+    specs = specs_for("plant_demo", {"workstations": "2"})
+    composed = [s for s in specs if s.composed]
+    assert [s.namespace for s in composed] == ["ws1", "ws2"]
+    assert all(s.composed[-1] == "robot_sim_node" for s in composed)
+    assert sorted(s.executable for s in specs) == ["aggregator_node", "fl_client_node", "fl_client_node",
+                                                  "workstation_node", "workstation_node"]

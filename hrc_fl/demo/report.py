@@ -215,7 +215,7 @@ def write_report(run: DemoRun) -> Path:
     """Write report.md (+ PNGs, summary.json) into the run folder; returns the report path."""
     record: DemoRecord = run.record or DemoRecord()
     out = run.run_dir
-    executables = {s.executable for s in run.specs}
+    executables = {e for s in run.specs for e in s.executables()}  # a composed process runs several
     lines = ["# hrc_fl plant demo report", "",
              f"Run of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}: "
              f"{run.options.workstations} workstation(s), scenario length {run.options.length_s:.0f} s, "

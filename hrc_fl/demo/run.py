@@ -40,8 +40,10 @@ class DemoOptions:
     workstations: int = 3
     rounds: int = 4
     length_s: float = 300.0
-    #: MediaPipe hands + pose cost ~36 ms of a core each per frame: 3 Hz x 3 workstations is 0.65 core.
-    image_rate_hz: float = 3.0
+    #: Camera rate of every workstation, frames/s: 10 Hz, the low end of what a speed-and-separation
+    #: cell runs its people detection at (one frame per 0.1 s adds 0.16 m of travel at 1.6 m/s). Each
+    #: workstation is one composed process whose shared pipeline runs pose and hands on each frame at once.
+    image_rate_hz: float = 10.0
     warmup_timeout_s: float = 90.0
     fl_grace_s: float = 180.0          # after the scenario, wait this long at most for the FL rounds
     fl_deadline_s: float = 90.0        # a round closes this long after it opened (with quorum) at the latest
@@ -69,8 +71,8 @@ class DemoOptions:
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
     palm_photo: str = "Back_Projection_Theory0.jpg"  # a real open palm (opencv-doc): the STOP gesture
     out_dir: Path | None = None
-    #: Workstation node executables to add although the graph lacks them (developer option, until
-    #: graph.py lists them), e.g. ("pose_node", "safety_node").
+    #: Workstation node executables to add, each as a process of its own, although the graph lacks them
+    #: (developer option), e.g. ("foxglove_bridge_node",).
     extra_nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -99,7 +101,7 @@ class DemoOptions:
     def quick(**overrides) -> DemoOptions:
         """One workstation, two FL rounds, a short scenario."""
         # one workstation: the whole FL budget goes to completing its two rounds, also on a busy CI machine
-        values = dict(workstations=1, rounds=2, length_s=60.0, image_rate_hz=8.0, warmup_timeout_s=60.0,
+        values = dict(workstations=1, rounds=2, length_s=60.0, image_rate_hz=10.0, warmup_timeout_s=60.0,
                       fl_budget_s=240.0)
         values.update(overrides)
         return DemoOptions(**values)
@@ -112,6 +114,7 @@ class NodeUsage:
     label: str
     cpu_s: float = 0.0
     peak_rss_bytes: int = 0
+    peak_pss_bytes: int = 0  # proportional set size: shared pages split among the processes mapping them
     exit_code: int | None = None
 
 
@@ -126,6 +129,10 @@ class DemoRun:
     interrupted: bool = False
     early_exit: list[str] = field(default_factory=list)
     usage: dict[str, NodeUsage] = field(default_factory=dict)
+    #: Largest sum over all node processes and the driver of their PSS / RSS taken at the same moment
+    #: (bytes). The PSS sum is the honest memory of the demo; summed RSS counts shared pages once per process.
+    peak_pss_bytes_total: int = 0
+    peak_rss_bytes_total: int = 0
     driver_usage: NodeUsage | None = None
     topic_rates: list = field(default_factory=list)
     uncounted_topic_suffixes: tuple[str, ...] = ()
@@ -146,8 +153,9 @@ def replay_subject(workstation: str) -> int:
 
 
 def demo_specs(options: DemoOptions, fl_config: Path | None = None, run_dir: Path | None = None) -> list[NodeSpec]:
-    """The plant graph adapted for the demo: the camera relays the scenario's images, the pose
-    node's bodies go through the scenario driver, and each workstation gets a simulated robot.
+    """The plant graph adapted for the demo: one composed process per workstation (camera, hands,
+    pose, wearable, intention, safety and its simulated robot; the FL client apart), the camera relaying
+    the scenario's images, and the pose node's bodies going through the scenario driver.
 
     Each workstation replays another real subject's watch data (non-IID, as in a plant) for its own
     worker; with ``run_dir`` the FL sample stores, model stores and the aggregator's state live in the
@@ -159,42 +167,55 @@ def demo_specs(options: DemoOptions, fl_config: Path | None = None, run_dir: Pat
                                      "fl": "true" if options.fl else "false", "config_file": DEMO_CONFIG})
     out: list[NodeSpec] = []
     for spec in specs:
-        params = dict(spec.parameters)
         remaps = list(spec.remappings)
-        if spec.executable == "camera_node":
-            params["source"] = "topic:demo/image_raw"
-        elif spec.executable == "pose_node":
-            remaps.append(("humans/bodies/tracked", "humans/bodies/detected"))
-        elif spec.executable in FL_EXECUTABLES and fl_config is not None:
-            params["federation_config"] = str(fl_config)
-        ws = spec.namespace
-        if spec.executable in ("wearable_node", "fl_client_node") and ws.startswith("ws"):
-            params["worker_id"] = f"worker{ws.removeprefix('ws')}"
-        if spec.executable == "wearable_node" and ws.startswith("ws"):
-            params["replay_subject"] = replay_subject(ws)
-        if run_dir is not None:
-            if spec.executable in ("intention_node", "fl_client_node"):
-                params["model_store_dir"] = str(run_dir / "models" / ws)
-            if spec.executable == "fl_client_node":
-                params["sample_db"] = str(run_dir / "samples" / f"{ws}.sqlite")
-            if spec.executable == "aggregator_node":
-                params["state_dir"] = str(run_dir / "federated")
-                params["audit_path"] = str(run_dir / FL_AUDIT)
-        out.append(dataclasses.replace(spec, parameters=params, remappings=tuple(remaps)))
+        if spec.composed:  # per-node parameters (--param) and remaps targeted at one node ("pose:...")
+            node_params = {name: dict(values) for name, values in spec.node_parameters.items()}
+            for executable, name in zip(spec.executables(), spec.node_names(), strict=True):
+                _adapt_node(executable, spec.namespace, node_params.setdefault(name, {}), remaps, f"{name}:",
+                            fl_config, run_dir)
+            out.append(dataclasses.replace(spec, remappings=tuple(remaps),
+                                           node_parameters={k: v for k, v in node_params.items() if v}))
+        else:
+            params = dict(spec.parameters)
+            _adapt_node(spec.executable, spec.namespace, params, remaps, "", fl_config, run_dir)
+            out.append(dataclasses.replace(spec, parameters=params, remappings=tuple(remaps)))
     for i in range(1, options.workstations + 1):
         ws = f"ws{i}"
         for executable in options.extra_nodes:
-            if any(s.executable == executable and s.namespace == ws for s in out):
+            if any(executable in s.executables() and s.namespace == ws for s in out):
                 continue
             name = executable.removesuffix("_node")
             remaps = (("humans/bodies/tracked", "humans/bodies/detected"),) if executable == "pose_node" else ()
             files = ((f"{name}.yaml",) if (config_dir() / f"{name}.yaml").is_file() else ()) + (DEMO_CONFIG,)
             out.append(NodeSpec(executable=executable, name=name, namespace=ws, param_files=files,
                                 parameters={"workstation_id": ws}, remappings=remaps))
-        if not any(s.executable == "robot_sim_node" and s.namespace == ws for s in out):
+        if not any("robot_sim_node" in s.executables() and s.namespace == ws for s in out):
             out.append(NodeSpec(executable="robot_sim_node", name="robot_sim", namespace=ws,
                                 param_files=("robot_sim.yaml", DEMO_CONFIG)))
     return out
+
+
+def _adapt_node(executable: str, ws: str, params: dict, remaps: list[tuple[str, str]], target: str,
+                fl_config: Path | None, run_dir: Path | None) -> None:
+    """The demo's parameters and remaps of one node (``target``: ``"<node>:"`` inside a composed process)."""
+    if executable == "camera_node":
+        params["source"] = "topic:demo/image_raw"
+    elif executable == "pose_node":
+        remaps.append((f"{target}humans/bodies/tracked", "humans/bodies/detected"))
+    elif executable in FL_EXECUTABLES and fl_config is not None:
+        params["federation_config"] = str(fl_config)
+    if executable in ("wearable_node", "fl_client_node") and ws.startswith("ws"):
+        params["worker_id"] = f"worker{ws.removeprefix('ws')}"
+    if executable == "wearable_node" and ws.startswith("ws"):
+        params["replay_subject"] = replay_subject(ws)
+    if run_dir is not None:
+        if executable in ("intention_node", "fl_client_node"):
+            params["model_store_dir"] = str(run_dir / "models" / ws)
+        if executable == "fl_client_node":
+            params["sample_db"] = str(run_dir / "samples" / f"{ws}.sqlite")
+        if executable == "aggregator_node":
+            params["state_dir"] = str(run_dir / "federated")
+            params["audit_path"] = str(run_dir / FL_AUDIT)
 
 
 def _start_event(executables: set[str]) -> str:
@@ -296,9 +317,23 @@ def _seed_model_stores(run_dir: Path, workstations: list[str]) -> None:
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
 
 
-def _sample_usage(launcher, usage: dict[str, NodeUsage]) -> None:
+def pss_bytes(pid: int) -> int | None:
+    """Proportional set size of a process (``/proc/<pid>/smaps_rollup``), bytes; None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _sample_usage(launcher, usage: dict[str, NodeUsage]) -> tuple[int, int]:
+    """Update CPU and peak memory per node process; returns this moment's (RSS, PSS) sums, bytes."""
     import psutil
 
+    rss_total = pss_total = 0
     for node in launcher.nodes:
         label = f"/{node.spec.namespace}/{node.spec.name}".replace("//", "/")
         entry = usage.setdefault(label, NodeUsage(label))
@@ -306,10 +341,28 @@ def _sample_usage(launcher, usage: dict[str, NodeUsage]) -> None:
             proc = psutil.Process(node.process.pid)
             with proc.oneshot():
                 times = proc.cpu_times()
-                entry.cpu_s = max(entry.cpu_s, times.user + times.system)
-                entry.peak_rss_bytes = max(entry.peak_rss_bytes, proc.memory_info().rss)
+                rss = proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
+        pss = pss_bytes(node.process.pid) or 0
+        entry.cpu_s = max(entry.cpu_s, times.user + times.system)
+        entry.peak_rss_bytes = max(entry.peak_rss_bytes, rss)
+        entry.peak_pss_bytes = max(entry.peak_pss_bytes, pss)
+        rss_total += rss
+        pss_total += pss
+    return rss_total, pss_total
+
+
+def _sample_memory_total(result: DemoRun, launchers: list, driver_proc) -> None:
+    """One simultaneous sample of every process (nodes and this driver); keeps the peak sums."""
+    rss_total = driver_proc.memory_info().rss
+    pss_total = pss_bytes(driver_proc.pid) or 0
+    for launcher in launchers:
+        rss, pss = _sample_usage(launcher, result.usage)
+        rss_total += rss
+        pss_total += pss
+    result.peak_rss_bytes_total = max(result.peak_rss_bytes_total, rss_total)
+    result.peak_pss_bytes_total = max(result.peak_pss_bytes_total, pss_total)
 
 
 def _progress_line(driver, options: DemoOptions, elapsed_s: float) -> str:
@@ -403,7 +456,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     os.environ.update({k: v for k, v in node_environment().items() if k.startswith(("ROS_", "FASTDDS"))})
     context = rclpy.Context()
     rclpy.init(context=context)
-    executables = {s.executable for s in specs}
+    executables = {e for s in specs for e in s.executables()}
     driver = DemoDriver(workstations, Scenario(ScenarioConfig(length_s=options.length_s)),
                         image_rate_hz=options.image_rate_hz, worker_photo=photo_path(options.worker_photo),
                         palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
@@ -464,8 +517,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                     break
             if now >= next_progress:
                 next_progress = max(next_progress + 2.0, now + 1.0)  # no burst of lines after a slow start
-                _sample_usage(launcher, result.usage)
-                _sample_usage(agg_launcher, result.usage)
+                _sample_memory_total(result, [launcher, agg_launcher], self_proc)
                 progress(_progress_line(driver, options, now - start))
                 dead = [f"/{n.spec.namespace}/{n.spec.name} (exit {n.process.returncode})"
                         for n in launcher.exited() + agg_launcher.exited()]
@@ -478,8 +530,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         result.interrupted = stop["signal"] is not None
         if result.interrupted:
             progress("[demo] interrupted: stopping every node")
-        _sample_usage(launcher, result.usage)
-        _sample_usage(agg_launcher, result.usage)
+        _sample_memory_total(result, [launcher, agg_launcher], self_proc)
         codes = {**agg_launcher.stop(), **launcher.stop()}
         for label, code in codes.items():
             key = "/" + label.strip("/")
@@ -487,7 +538,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
         result.wall_s = time.monotonic() - start
         times = self_proc.cpu_times()
         result.driver_usage = NodeUsage("demo driver (this process)", times.user + times.system,
-                                        self_proc.memory_info().rss)
+                                        self_proc.memory_info().rss, pss_bytes(self_proc.pid) or 0)
         result.topic_rates = driver.rates.rates()
         result.uncounted_topic_suffixes = driver.rates.excluded_suffixes
         executor.shutdown(timeout_sec=1.0)  # releases the handles its callback generator may hold

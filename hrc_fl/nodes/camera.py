@@ -3,11 +3,13 @@
 Topics (relative): ``camera/image_raw`` (sensor_msgs/Image, bgr8, SENSOR_QOS) and
 ``camera/camera_info`` (sensor_msgs/CameraInfo, SENSOR_QOS), both stamped with the capture time and
 the configured optical frame id. A source that fails is reopened with exponential back-off; losses
-and reopens are reported on /diagnostics.
+and reopens are reported on /diagnostics. In a composed workstation process, :meth:`CameraNode.add_frame_listener`
+hands every published frame to the perception pipeline in-process as well (no serialisation, no copy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,7 @@ class CameraNode(Node):
         self.image_pub = self.create_publisher(Image, "camera/image_raw", SENSOR_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", SENSOR_QOS)
         self.rate = RateMeter()
+        self._frame_listeners: list[Callable[[Image], None]] = []
         self._calibration = self._load_calibration(p["camera_info_file"])
         self._scaled: dict[tuple[int, int], CameraCalibration] = {}
         kind, value = parse_source(p["source"])
@@ -125,9 +128,18 @@ class CameraNode(Node):
         if self.source is not None:
             self.diag.set_value("reopen_count", self.source.reopen_count)
 
+    def add_frame_listener(self, listener: Callable[[Image], None]) -> None:
+        """Also hand every published image to ``listener`` (same process; it must return quickly)."""
+        self._frame_listeners.append(listener)
+
     def _publish(self, image: Image) -> None:
         cal = self._calibration_for(image.width, image.height)
-        self.image_pub.publish(image)
+        # With the frame handed over in memory, serialising 0.9 MB for nobody is the largest cost left
+        # outside MediaPipe: publish the image topic while someone (rviz, a recorder) subscribes to it.
+        if not self._frame_listeners or self.image_pub.get_subscription_count() > 0:
+            self.image_pub.publish(image)
+        for listener in self._frame_listeners:
+            listener(image)
         self.info_pub.publish(camera_info_message(cal, image.header.frame_id, image.header.stamp))
         self.rate.tick()
         self.diag.set_value("fps", f"{self.rate.rate_hz():.1f}")
@@ -153,9 +165,9 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.common import run_node
+    from hrc_fl.nodes.composition import run_nodes
 
-    run_node(lambda: CameraNode(), args)
+    run_nodes(lambda nodes: nodes.append(CameraNode()), args)
 
 
 if __name__ == "__main__":

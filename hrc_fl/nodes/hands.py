@@ -14,7 +14,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters
-from hrc_fl.nodes.image_frames import FrameStage
+from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.debounce import CommandDebouncer
 from hrc_fl.perception.image_decoding import ImageLimits
 from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
@@ -50,8 +50,10 @@ def landmarks_message(hand: DetectedHand, header) -> HandLandmarks:
     return msg
 
 
-class HandsNode(Node):
-    def __init__(self) -> None:
+class HandsNode(FrameConsumer, Node):
+    def __init__(self, *, images_from_topic: bool = True) -> None:
+        """``images_from_topic=False``: no image subscription; frames come decoded through
+        :meth:`process_decoded` (the composed workstation's shared perception pipeline)."""
         super().__init__("hands")
         self.params = p = declare_parameters(self, PARAMETERS)
         from hrc_fl.perception.gesture_classifier import GESTURE_NAMES, GestureClassifier
@@ -76,15 +78,13 @@ class HandsNode(Node):
             scene_cuts=SceneCutDetector(threshold=p["scene_cut_threshold"]), diag=self.diag)
         self.landmarks_pub = self.create_publisher(HandLandmarks, "hands/landmarks", RESULT_QOS)
         self.gesture_pub = self.create_publisher(HandGesture, "hands/gesture", RESULT_QOS)
-        self.worker: LatestOnlyWorker[Image] = LatestOnlyWorker(self._process, name="hands",
-                                                              on_error=self.frames.worker_failed)
-        self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
+        self.worker: LatestOnlyWorker[Image] | None = None
+        if images_from_topic:
+            self.worker = LatestOnlyWorker(self._process, name="hands", on_error=self.frames.worker_failed)
+            self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
         self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}")
 
-    def _process(self, msg: Image) -> None:
-        frame = self.frames.detect(msg)
-        if frame is None:
-            return
+    def _publish(self, msg: Image, frame: DetectedFrame[DetectedHand], dropped_frames: int) -> None:
         hands = frame.detections
         seen: set[str] = set()
         for index, hand in enumerate(hands):
@@ -99,7 +99,7 @@ class HandsNode(Node):
             if key not in seen:
                 self.debouncers[key].reset()
         self.diag.set_value("hands", len(hands))
-        self.frames.report(frame, self.worker.dropped)
+        self.frames.report(frame, dropped_frames)
 
     def _gesture(self, hand: DetectedHand, key: str, landmarks: HandLandmarks,
                  aspect_ratio: float) -> HandGesture:
@@ -124,14 +124,15 @@ class HandsNode(Node):
         return msg
 
     def close(self) -> None:
-        self.worker.stop()
+        if self.worker is not None:
+            self.worker.stop()
         self.detector.close()
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.common import run_node
+    from hrc_fl.nodes.composition import run_nodes
 
-    run_node(lambda: HandsNode(), args)
+    run_nodes(lambda nodes: nodes.append(HandsNode()), args)
 
 
 if __name__ == "__main__":

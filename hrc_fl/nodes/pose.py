@@ -18,7 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, stamp_to_s
-from hrc_fl.nodes.image_frames import FrameStage
+from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.body_localisation import (
     TORSO,
     BodyScale,
@@ -96,8 +96,10 @@ def _depth_image_m(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width).astype(np.float32) * scale
 
 
-class PoseNode(Node):
-    def __init__(self) -> None:
+class PoseNode(FrameConsumer, Node):
+    def __init__(self, *, images_from_topic: bool = True) -> None:
+        """``images_from_topic=False``: no image subscription; frames come decoded through
+        :meth:`process_decoded` (the composed workstation's shared perception pipeline)."""
         super().__init__("pose")
         self.params = p = declare_parameters(self, PARAMETERS)
         from hrc_fl.perception.arm_signal_classifier import ARM_SIGNAL_NAMES, ArmSignalClassifier
@@ -131,9 +133,10 @@ class PoseNode(Node):
             self.detector.detect, limits=ImageLimits(p["max_image_width_px"], p["max_image_height_px"]),
             scene_cuts=SceneCutDetector(threshold=p["scene_cut_threshold"]), diag=self.diag)
         self.tracked_pub = self.create_publisher(BodyPoseArray, "humans/bodies/tracked", RESULT_QOS)
-        self.worker: LatestOnlyWorker[Image] = LatestOnlyWorker(self._process, name="pose",
-                                                              on_error=self.frames.worker_failed)
-        self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
+        self.worker: LatestOnlyWorker[Image] | None = None
+        if images_from_topic:
+            self.worker = LatestOnlyWorker(self._process, name="pose", on_error=self.frames.worker_failed)
+            self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, SENSOR_QOS)
         if p["depth_topic"]:
             self.create_subscription(Image, p["depth_topic"], self._on_depth, SENSOR_QOS)
@@ -170,10 +173,7 @@ class PoseNode(Node):
         return PinholeIntrinsics(info.k[0] * sx, info.k[4] * sy, info.k[2] * sx, info.k[5] * sy,
                                  width_px, height_px)
 
-    def _process(self, msg: Image) -> None:
-        frame = self.frames.detect(msg)
-        if frame is None:
-            return
+    def _publish(self, msg: Image, frame: DetectedFrame[DetectedPose], dropped_frames: int) -> None:
         poses = frame.detections
         t_s = stamp_to_s(msg.header.stamp)
         update = self.tracker.update([_centroid(pose) for pose in poses])
@@ -197,7 +197,7 @@ class PoseNode(Node):
                 self.body_pubs[body.body_id] = pub
             pub.publish(body)
         self.diag.set_value("bodies", len(out.bodies))
-        self.frames.report(frame, self.worker.dropped)
+        self.frames.report(frame, dropped_frames)
 
     def _body(self, pose: DetectedPose, body_id: str, msg: Image, t_s: float,
               intrinsics: PinholeIntrinsics, depth_m: np.ndarray | None) -> BodyPose:
@@ -247,14 +247,15 @@ class PoseNode(Node):
         return body
 
     def close(self) -> None:
-        self.worker.stop()
+        if self.worker is not None:
+            self.worker.stop()
         self.detector.close()
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.common import run_node
+    from hrc_fl.nodes.composition import run_nodes
 
-    run_node(lambda: PoseNode(), args)
+    run_nodes(lambda nodes: nodes.append(PoseNode()), args)
 
 
 if __name__ == "__main__":

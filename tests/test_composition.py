@@ -1,0 +1,79 @@
+"""The composed-process runner (`run_nodes`): Ctrl-C with worker threads publishing, and real faults."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+# Two nodes in one process; one has a worker thread that publishes as fast as it can until close() -
+# as the pose and hands workers do. With rclpy's own SIGINT handler the context went first and the
+# worker's next publish raised RCLError.
+_SCRIPT = textwrap.dedent('''
+    import sys, threading
+    from rclpy.node import Node
+    from std_msgs.msg import String
+    from hrc_fl.nodes.composition import run_nodes
+
+    class Busy(Node):
+        def __init__(self, name):
+            super().__init__(name)
+            self.pub = self.create_publisher(String, "chatter", 10)
+            self.stop = threading.Event()
+            self.sent = 0
+            self.worker = threading.Thread(target=self._loop)
+            self.worker.start()
+            if "--fail" in sys.argv:
+                self.create_timer(0.2, self._fail)
+            if name == "one":  # one line from one thread (two would interleave on the pipe)
+                self.create_timer(0.2, lambda: print("READY", flush=True))
+
+        def _loop(self):
+            while not self.stop.is_set():
+                self.pub.publish(String(data="x"))
+                self.sent += 1
+
+        def _fail(self):
+            raise RuntimeError("a real fault in a callback")
+
+        def close(self):
+            self.stop.set()
+            self.worker.join()
+            print(f"CLOSED {self.get_name()} {self.sent > 0}", flush=True)
+
+    run_nodes(lambda nodes: nodes.extend([Busy("one"), Busy("two")]))
+''')
+
+
+def test_sigint_stops_the_workers_before_the_context_and_exits_0():
+    # Prepare
+    proc = subprocess.Popen([sys.executable, "-c", _SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        time.sleep(0.5)
+
+        # Execute
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    # Assert: both nodes closed (in reverse order), their workers had published, a clean exit
+    assert proc.returncode == 0, err[-2000:]
+    assert [line for line in out.splitlines() if line.startswith("CLOSED")] == ["CLOSED two True",
+                                                                                 "CLOSED one True"]
+    assert "RCLError" not in err and "Traceback" not in err, err[-2000:]
+
+
+def test_a_fault_in_a_callback_ends_the_process_with_it_after_closing_the_nodes():
+    # Execute
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, "--fail"], capture_output=True, text=True, timeout=60)
+
+    # Assert
+    assert proc.returncode != 0
+    assert "RuntimeError: a real fault in a callback" in proc.stderr
+    assert "CLOSED two True" in proc.stdout and "CLOSED one True" in proc.stdout
