@@ -23,6 +23,7 @@ from hrc_fl.perception.gesture_classifier import (
     fine_to_hrc_proba,
     hrc_index_of_fine,
     threshold_for_false_command_rate,
+    thresholds_for_false_command_rate,
 )
 from hrc_fl.perception.hand_features import (
     HAND_FEATURE_DIM,
@@ -202,6 +203,27 @@ def test_threshold_meets_the_false_command_rate_and_is_the_lowest_that_does():
         assert ((scores > 0) & (scores >= lower)).mean() > target or t == 0.0
 
 
+def test_per_gesture_thresholds_share_the_false_command_budget():
+    # Prepare: NONE-truth validation probabilities; OK is mimicked often and confidently, STOP rarely
+    rng = np.random.default_rng(6)
+    proba = rng.dirichlet(np.ones(len(GESTURE_NAMES)) * 0.3, size=3000)
+    ok = GESTURE_NAMES.index("OK")
+    proba[:600] = 0.0
+    proba[:600, ok] = 0.99
+    proba[600:, 0] += 2.0  # the rest mostly NONE
+    proba /= proba.sum(axis=1, keepdims=True)
+
+    # Execute
+    thresholds = thresholds_for_false_command_rate(proba, 0.01)
+
+    # Assert: total false commands within budget; OK's threshold above its mimics, STOP's not raised by them
+    assert thresholds.shape == (len(GESTURE_NAMES),) and thresholds[0] == 0.0
+    best = proba.argmax(axis=1)
+    passed = (best != 0) & (proba.max(axis=1) >= thresholds[best])
+    assert passed.mean() <= 0.01
+    assert thresholds[ok] > 1.0 and thresholds[GESTURE_NAMES.index("STOP")] < 0.99  # OK's mimics are p == 1
+
+
 def test_mapping_and_probability_reduction(hands):
     # Prepare
     names = (*hands.class_names, protocol.THUMB_SIDEWAYS)
@@ -233,7 +255,8 @@ def test_decide_falls_back_to_none_below_threshold():
 def test_built_classifier_matches_this_feature_layout_and_has_a_validated_threshold(classifier, tmp_path):
     # Assert: the asset was trained on the features this code computes, with a threshold from validation
     assert classifier.meta["in_dim"] == HAND_FEATURE_DIM
-    assert 0.0 < classifier.min_confidence <= 1.0
+    assert classifier.min_confidence.shape == (len(GESTURE_NAMES),)
+    assert np.all(classifier.min_confidence[1:] > 0.0) and np.all(np.isfinite(classifier.min_confidence))
     assert "validation" in classifier.meta["threshold"]["chosen_on"]
 
     # a weights file from another feature layout is refused with the command that fixes it
@@ -366,7 +389,7 @@ def test_train_command_trains_and_saves_a_model_that_reproduces_its_report(tmp_p
     assert counts.sum() == metrics["n_test"]
     assert (tmp_path / "gestures_confusion.png").stat().st_size > 1000
     clf = GestureClassifier.load(tmp_path / "gesture_classifier.safetensors")
-    assert clf.min_confidence == pytest.approx(metrics["min_confidence"])
+    assert clf.min_confidence.tolist() == pytest.approx(list(metrics["min_confidence"].values()))
     split = protocol.split_by_recording(hands.labels, hands.handedness, hands.class_names, seed=metrics["seed"])
     pred = [decide(p, clf.min_confidence).code
             for p in clf.predict_proba_batch(hands.points_xy[split.test], hands.handedness[split.test] == "left")]

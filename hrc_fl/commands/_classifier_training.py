@@ -19,8 +19,9 @@ def _log(message: str) -> None:
 
 
 def _gesture_summary(m: dict[str, Any]) -> None:
+    thresholds = ", ".join(f"{k} {v:.3f}" for k, v in m["min_confidence"].items() if k != "NONE")
     _log(f"gestures: held-out recordings macro-F1 {m['macro_f1_held_out']:.4f} (7 HRC classes incl. NONE, "
-         f"threshold {m['min_confidence']:.3f}), argmax {m['macro_f1_held_out_argmax']:.4f}, STOP recall "
+         f"thresholds {thresholds}), argmax {m['macro_f1_held_out_argmax']:.4f}, STOP recall "
          f"{m['stop_recall_held_out']:.4f}; run `hrc-fl evaluate-gestures` for the rotation protocol")
     for name, row in m["per_class_held_out"].items():
         _log(f"  {name:<12} precision {row['precision']:.4f} recall {row['recall']:.4f} F1 {row['f1']:.4f}")

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             "test_hand": split.test_hand, "n_test_hands": len(test), "views_per_hand": args.views,
             "in_plane_deg": 90, "out_of_plane_deg": 45, "mirrored_share": 0.5,
             "direction_guard_deg": float(np.rad2deg(protocol.DIRECTION_GUARD_RAD)),
-            "threshold": t, "threshold_chosen": clf.meta.get("threshold"), "hold_frames": hold,
+            "threshold": dict(zip(GESTURE_NAMES, t.tolist(), strict=True)),
+            "threshold_chosen": clf.meta.get("threshold"), "hold_frames": hold,
         },
         "held_out": held, "rotated": rotated, "mirrored": mirrored,
         "false_command_rotated": fcr_rot, "false_command_as_recorded": fcr_rec,
@@ -185,7 +186,8 @@ def _photo_check(clf) -> dict:
 
 def _tables(r: dict) -> str:
     lines = ["# Gesture classifier on held-out recordings", "",
-             f"threshold {r['protocol']['threshold']:.4f}; {r['protocol']['n_test_hands']} test hands x "
+             "thresholds " + ", ".join(f"{k} {v:.3f}" for k, v in r["protocol"]["threshold"].items() if k != "NONE")
+             + f"; {r['protocol']['n_test_hands']} test hands x "
              f"{r['protocol']['views_per_hand']} views (in-plane +-90 deg, out-of-plane +-45 deg, half mirrored)", "",
              "| class | held-out P | held-out R | rotated P | rotated R | rotated F1 | rotated n |",
              "|---|---:|---:|---:|---:|---:|---:|"]

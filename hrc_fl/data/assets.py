@@ -234,8 +234,7 @@ def _build_gesture_classifier(dl: _Downloads, log: Log) -> None:
 
     metrics = train_and_save(out_dir=training_dir() / "gestures", weights_path=assets_dir()
                              / "gesture_classifier.safetensors", log=log)
-    log(f"gesture classifier: held-out recordings macro-F1 {metrics['macro_f1_held_out']:.4f} (HRC vocabulary), "
-        f"threshold {metrics['min_confidence']:.4f}")
+    log(f"gesture classifier: held-out recordings macro-F1 {metrics['macro_f1_held_out']:.4f} (HRC vocabulary)")
 
 
 def _build_arm_signal_classifier(dl: _Downloads, log: Log) -> None:

@@ -84,8 +84,8 @@ class HandsNode(Node):
         self.worker: LatestOnlyWorker[Image] = LatestOnlyWorker(self._process, name="hands",
                                                               on_error=self.frames.worker_failed)
         self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
-        self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}, gesture threshold "
-                               f"{self.gesture_min_confidence:.3f}")
+        self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}, gesture thresholds "
+                               f"{np.round(self.gesture_min_confidence, 3).tolist()}")
 
     def _process(self, msg: Image) -> None:
         frame = self.frames.detect(msg)

@@ -32,9 +32,11 @@ GESTURE_NAMES: tuple[str, ...] = ("NONE", "STOP", "CLOSED_FIST", "POINTING", "TH
 #: HandPose (pose-classification-kit) classes that make up each HRC gesture; all others are NONE.
 #: STOP is an open palm towards the camera with all five fingers extended: the data set has it as
 #: "Stop" (fingers together), "5" (fingers spread) and "Vulcan_Salute" (spread, gap between middle and
-#: ring finger); real open-palm photos fall between "5" and "Vulcan_Salute".
+#: ring finger); real open-palm photos fall between "5" and "Vulcan_Salute". "Help" is a flat open hand
+#: held sideways (fingers horizontal, thumb up): STOP must not depend on how the palm is turned
+#: (issue 15), and that hand turned by 90 degrees is an open palm, so it is STOP too (the safe side).
 HRC_FROM_HANDPOSE: dict[str, tuple[str, ...]] = {
-    "STOP": ("Stop", "5", "Vulcan_Salute"),
+    "STOP": ("Stop", "5", "Vulcan_Salute", "Help"),
     "CLOSED_FIST": ("Fight_Fist", "Power_Fist"),
     "POINTING": ("1",),
     "THUMB_UP": ("Super",),
@@ -47,6 +49,8 @@ DEFAULT_EPOCHS = 400
 DEFAULT_HIDDEN = 256
 #: Share of validation hands outside the vocabulary that may come out as a command (sets the threshold).
 DEFAULT_TARGET_FALSE_COMMAND_RATE = 0.005
+#: Largest threshold: just above 1, i.e. "never" (a probability is at most 1).
+MAX_THRESHOLD = float(np.nextafter(1.0, 2.0))
 #: Share of training views turned only a little in plane (+-UPRIGHT_IN_PLANE_RAD), the rest up to the protocol's.
 UPRIGHT_SHARE = 0.25
 UPRIGHT_IN_PLANE_RAD = np.deg2rad(20.0)
@@ -78,21 +82,29 @@ class GestureDecision:
     confidence: float  # probability of the returned gesture (of the best one when it fell back to NONE)
 
 
-def decide(proba: np.ndarray, min_confidence: float) -> GestureDecision:
-    """Most probable gesture, or NONE when its probability is below ``min_confidence``."""
-    if not 0.0 <= min_confidence <= 1.0:
-        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+def _per_class(min_confidence: float | np.ndarray) -> np.ndarray:
+    t = np.broadcast_to(np.asarray(min_confidence, dtype=np.float64), (len(GESTURE_NAMES),))
+    # above 1 is allowed: that gesture is never given (its mimics on validation were certain, p == 1)
+    if not np.all((t >= 0.0) & (t <= MAX_THRESHOLD)):
+        raise ValueError(f"min_confidence must be in [0, {MAX_THRESHOLD}], got {min_confidence}")
+    return t
+
+
+def decide(proba: np.ndarray, min_confidence: float | np.ndarray) -> GestureDecision:
+    """Most probable gesture, or NONE when its probability is below ``min_confidence`` (one value, or
+    one per class of :data:`GESTURE_NAMES`)."""
+    t = _per_class(min_confidence)
     best = int(np.argmax(proba))
     conf = float(proba[best])
-    if conf < min_confidence:
+    if conf < t[best]:
         best = 0
     return GestureDecision(best, GESTURE_NAMES[best], conf)
 
 
-def decide_batch(proba: np.ndarray, min_confidence: float) -> np.ndarray:
-    """(N, 7) -> (N,) gesture codes: the best class, NONE (0) where it is below ``min_confidence``."""
+def decide_batch(proba: np.ndarray, min_confidence: float | np.ndarray) -> np.ndarray:
+    """(N, 7) -> (N,) gesture codes: the best class, NONE (0) where it is below its ``min_confidence``."""
     best = proba.argmax(axis=1)
-    return np.where(proba.max(axis=1) >= min_confidence, best, 0)
+    return np.where(proba.max(axis=1) >= _per_class(min_confidence)[best], best, 0)
 
 
 class GestureClassifier:
@@ -109,8 +121,9 @@ class GestureClassifier:
         self.meta = meta
         self.fine_class_names: tuple[str, ...] = tuple(meta["fine_class_names"])
         self._hrc_of_fine = np.asarray(meta["hrc_of_fine"], dtype=np.int64)
-        #: Probability below which a hand is NONE, chosen on validation data (see ``meta["threshold"]``).
-        self.min_confidence = float(meta["min_confidence"])
+        #: (7,) per gesture: probability below which the best gesture becomes NONE, chosen on validation
+        #: data for a stated false-command rate (see ``meta["threshold"]``).
+        self.min_confidence = _per_class(np.asarray(meta["min_confidence"], dtype=np.float64)).copy()
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> GestureClassifier:
@@ -147,10 +160,23 @@ def threshold_for_false_command_rate(none_max_command_proba: np.ndarray, target_
         raise ValueError(f"target false-command rate must be in [0, 1), got {target_rate}")
     p = np.sort(np.asarray(none_max_command_proba, dtype=np.float64))[::-1]
     allowed = int(np.floor(target_rate * len(p)))  # this many may pass
-    if allowed >= len(p):
+    if allowed >= len(p) or p[allowed] <= 0.0:
         return 0.0
-    # a hand passes when p >= t: put t just above the (allowed+1)-th largest
-    return float(min(1.0, np.nextafter(p[allowed], np.inf)))
+    # a hand passes when p >= t: put t just above the (allowed+1)-th largest (above 1 when that one is 1)
+    return float(np.nextafter(p[allowed], np.inf))
+
+
+def thresholds_for_false_command_rate(none_proba: np.ndarray, target_rate: float) -> np.ndarray:
+    """(7,) per-gesture thresholds from the probabilities (N, 7) of NONE-truth validation hands: each of
+    the 6 commands gets an equal share of the false-command budget ``target_rate``, so the total stays
+    within it and one command that is easily mimicked (OK by the data set's "9") does not raise the
+    threshold of the others (STOP)."""
+    best, top = none_proba.argmax(axis=1), none_proba.max(axis=1)
+    share = target_rate / (len(GESTURE_NAMES) - 1)
+    out = np.zeros(len(GESTURE_NAMES))
+    for code in range(1, len(GESTURE_NAMES)):
+        out[code] = threshold_for_false_command_rate(np.where(best == code, top, 0.0), share)
+    return out
 
 
 def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCHS,
@@ -164,7 +190,7 @@ def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEE
     """
     from hrc_fl.data.datasets import load_hand_pose
     from hrc_fl.perception import gesture_protocol as protocol
-    from hrc_fl.perception.gesture_evaluation import evaluate_held_out, none_command_proba
+    from hrc_fl.perception.gesture_evaluation import evaluate_held_out, oov_view_proba
     from hrc_fl.perception.hand_features import random_views, vary_fingers
     from hrc_fl.perception.landmark_mlp import save_model, train_mlp, write_report
 
@@ -201,10 +227,12 @@ def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEE
 
     val_rng = np.random.default_rng(seed + 1)
     val_oov = split.validation[hrc_of_fine[data.labels[split.validation]] == 0]
-    val_scores = none_command_proba(proba, data, val_oov, val_rng, views=VALIDATION_VIEWS)
-    threshold = threshold_for_false_command_rate(val_scores, target_false_command_rate)
-    log(f"gesture classifier: NONE threshold {threshold:.4f} for a false-command rate of "
-        f"{target_false_command_rate} on {len(val_scores)} validation views of shapes outside the vocabulary")
+    val_proba = oov_view_proba(proba, data, val_oov, val_rng, views=VALIDATION_VIEWS)
+    threshold = thresholds_for_false_command_rate(val_proba, target_false_command_rate)
+    named = dict(zip(GESTURE_NAMES, threshold.tolist(), strict=True))
+    log(f"gesture classifier: thresholds {named} for a "
+        f"false-command rate of {target_false_command_rate} on {len(val_proba)} validation views of shapes "
+        "outside the vocabulary")
     metrics, cm = evaluate_held_out(proba, data, split.test, hrc_of_fine[data.labels], threshold)
     metrics = {
         "data": "pose-classification-kit 1.1.5 HandPose_Dataset.csv",
@@ -212,16 +240,16 @@ def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEE
                  "time into train and validation",
         "seed": seed, "epochs": epochs, "hidden": hidden,
         "n_train": len(split.train), "n_validation": len(split.validation), "n_test": len(split.test),
-        "test_hand": split.test_hand, "min_confidence": threshold,
+        "test_hand": split.test_hand, "min_confidence": named,
         "target_false_command_rate": target_false_command_rate, **metrics,
         "mapping": {k: list(v) for k, v in HRC_FROM_HANDPOSE.items()},
     }
     save_model(Path(weights_path), model, {
         "format": FORMAT, "feature": HAND_FEATURE_LAYOUT, "fine_class_names": list(fine_names),
         "hrc_of_fine": hrc_of_fine.tolist(), "gesture_names": list(GESTURE_NAMES),
-        "min_confidence": threshold, "seed": seed,
+        "min_confidence": threshold.tolist(), "seed": seed,
         "threshold": {"target_false_command_rate": target_false_command_rate,
-                      "chosen_on": f"{len(val_scores)} rotated/mirrored views of the validation hands of "
+                      "chosen_on": f"{len(val_proba)} rotated/mirrored views of the validation hands of "
                                    "shapes outside the vocabulary"},
         "metrics": {k: metrics[k] for k in ("macro_f1_held_out", "macro_f1_commands_held_out", "n_test")},
     })

@@ -50,16 +50,14 @@ def _views(data: HandPoseData, rows: np.ndarray, fine_names: tuple[str, ...], rn
     return pts, data.handedness[rows] == "left", truth
 
 
-def none_command_proba(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, rng: np.random.Generator, *,
-                       views: int) -> np.ndarray:
-    """For every view (rotation protocol) of ``rows`` (hands of shapes outside the vocabulary): the
-    probability of its best class if that class is a command, else 0. The threshold is chosen on these
-    (validation rows only)."""
+def oov_view_proba(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, rng: np.random.Generator, *,
+                   views: int) -> np.ndarray:
+    """Probabilities (N * views, 7) of ``views`` random views (rotation protocol) of each of ``rows``
+    (hands of shapes outside the vocabulary); thresholds are chosen on these for validation rows."""
     rep = np.repeat(rows, views)
     pts, _, _ = random_views(data.points_xy[rep], rng, max_in_plane_rad=protocol.MAX_IN_PLANE_RAD,
                              max_tilt_rad=protocol.MAX_TILT_RAD)
-    p = proba(pts, data.handedness[rep] == "left")
-    return np.where(p.argmax(axis=1) != 0, p.max(axis=1), 0.0)
+    return proba(pts, data.handedness[rep] == "left")
 
 
 def _scores(truth_hrc: np.ndarray, pred: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -72,7 +70,7 @@ def _scores(truth_hrc: np.ndarray, pred: np.ndarray) -> tuple[dict, np.ndarray]:
 
 
 def evaluate_held_out(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, hrc_truth: np.ndarray,
-                      threshold: float) -> tuple[dict, np.ndarray]:
+                      threshold: float | np.ndarray) -> tuple[dict, np.ndarray]:
     """The test recordings as recorded (no view change): macro-F1 with the threshold and with plain argmax
     (the figure before issue 15 used argmax). ``hrc_truth``: (N_all,) HRC class of every data row."""
     p = proba(data.points_xy[rows], data.handedness[rows] == "left")
@@ -85,7 +83,7 @@ def evaluate_held_out(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, hrc_
 
 
 def evaluate_views(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, fine_names: tuple[str, ...],
-                   hrc_of_fine: np.ndarray, threshold: float, rng: np.random.Generator, *, views: int,
+                   hrc_of_fine: np.ndarray, threshold: float | np.ndarray, rng: np.random.Generator, *, views: int,
                    max_in_plane_rad: float = protocol.MAX_IN_PLANE_RAD,
                    mirror_share: float = 0.5) -> tuple[dict, np.ndarray]:
     """Rows seen under random views (rotation protocol; ``max_in_plane_rad=0, mirror_share=1`` = mirrored
@@ -99,21 +97,20 @@ def evaluate_views(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, fine_na
     return out, cm
 
 
-def false_command_rate(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, threshold: float,
+def false_command_rate(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, threshold: float | np.ndarray,
                        rng: np.random.Generator | None, *, views: int) -> dict:
     """Share of hands outside the vocabulary (``rows`` must all be such) that come out as any command,
     as recorded (``rng`` None) or under the rotation protocol; per data-set class too."""
     if rng is None:
-        p = proba(data.points_xy[rows], data.handedness[rows] == "left")
-        score, labels = np.where(p.argmax(axis=1) != 0, p.max(axis=1), 0.0), data.labels[rows]
+        p, labels = proba(data.points_xy[rows], data.handedness[rows] == "left"), data.labels[rows]
     else:
-        score, labels = none_command_proba(proba, data, rows, rng, views=views), data.labels[np.repeat(rows, views)]
-    command = (score > 0) & (score >= threshold)
+        p, labels = oov_view_proba(proba, data, rows, rng, views=views), data.labels[np.repeat(rows, views)]
+    command = decide_batch(p, threshold) != 0
     per_class = {data.class_names[c]: float(command[labels == c].mean()) for c in np.unique(labels)}
     return {"rate": float(command.mean()), "n": len(command), "per_class": per_class}
 
 
-def stop_frames_to_command(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, threshold: float,
+def stop_frames_to_command(proba: ProbaFn, data: HandPoseData, rows: np.ndarray, threshold: float | np.ndarray,
                            hold_frames: int, rng: np.random.Generator, *, sequences: int,
                            max_frames: int = 30) -> np.ndarray:
     """Frames from the first frame an open palm is in view until the debounced STOP command, for
