@@ -16,12 +16,11 @@ import numpy as np
 from hrc_fl.data.datasets import HandPoseData
 from hrc_fl.perception import gesture_protocol as protocol
 from hrc_fl.perception.debounce import CommandDebouncer
-from hrc_fl.perception.gesture_classifier import GESTURE_NAMES, decide_batch
+from hrc_fl.perception.gesture_classifier import GESTURE_NAMES, STOP, decide_batch
 from hrc_fl.perception.hand_features import random_views
 from hrc_fl.perception.landmark_mlp import confusion_matrix, per_class_f1
 
 ProbaFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-STOP = GESTURE_NAMES.index("STOP")
 
 
 def precision_recall(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
