@@ -72,12 +72,18 @@ def hrc_index_of_fine(class_names: tuple[str, ...]) -> np.ndarray:
     return np.array([lookup.get(n, 0) for n in class_names], dtype=np.int64)
 
 
-def fine_to_hrc_proba(fine_proba: np.ndarray, hrc_of_fine: np.ndarray) -> np.ndarray:
-    """(N, num_fine) -> (N, 7) by summing the fine probabilities of each HRC gesture."""
-    out = np.zeros((fine_proba.shape[0], len(GESTURE_NAMES)), dtype=np.float64)
-    for fine, hrc in enumerate(hrc_of_fine):
-        out[:, hrc] += fine_proba[:, fine]
-    return out
+def fine_to_hrc_matrix(hrc_of_fine: np.ndarray) -> np.ndarray:
+    """(num_fine, 7) 0/1 matrix: fine probabilities @ it = HRC probabilities."""
+    return np.eye(len(GESTURE_NAMES))[np.asarray(hrc_of_fine, dtype=np.int64)]
+
+
+def fine_to_hrc_proba(fine_proba: np.ndarray, hrc_of_fine: np.ndarray | None = None, *,
+                      matrix: np.ndarray | None = None) -> np.ndarray:
+    """(N, num_fine) -> (N, 7) by summing the fine probabilities of each HRC gesture (give ``matrix``
+    from :func:`fine_to_hrc_matrix` to skip building it per call)."""
+    m = fine_to_hrc_matrix(hrc_of_fine) if matrix is None else matrix
+    # einsum, not ``@``: see landmark_mlp_numpy (OpenBLAS threads busy-wait between per-frame calls)
+    return np.einsum("nf,fh->nh", np.asarray(fine_proba, dtype=np.float64), m)
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class GestureClassifier:
         self.meta = meta
         self.fine_class_names: tuple[str, ...] = tuple(meta["fine_class_names"])
         self._hrc_of_fine = np.asarray(meta["hrc_of_fine"], dtype=np.int64)
+        self._to_hrc = fine_to_hrc_matrix(self._hrc_of_fine)
         #: (7,) per gesture: probability below which the best gesture becomes NONE, chosen on validation
         #: data for a stated false-command rate (see ``meta["threshold"]``).
         self.min_confidence = _per_class(np.asarray(meta["min_confidence"], dtype=np.float64)).copy()
@@ -147,12 +154,12 @@ class GestureClassifier:
         ValueError on a malformed or degenerate hand.
         """
         feats = normalise_hand(image_points, handedness, aspect_ratio)[None]
-        return fine_to_hrc_proba(self._mlp_proba(feats), self._hrc_of_fine)[0]
+        return fine_to_hrc_proba(self._mlp_proba(feats), matrix=self._to_hrc)[0]
 
     def predict_proba_batch(self, points_xy: np.ndarray, left: np.ndarray, aspect_ratio: float = 1.0) -> np.ndarray:
         """(N, 7) probabilities for a batch (N, 21, 2) with per-hand mirror flags ``left`` (N,)."""
         return fine_to_hrc_proba(self._mlp_proba(normalise_hands(points_xy, left, aspect_ratio)),
-                                 self._hrc_of_fine)
+                                 matrix=self._to_hrc)
 
 
 def threshold_for_false_command_rate(none_max_command_proba: np.ndarray, target_rate: float) -> float:

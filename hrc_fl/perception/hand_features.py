@@ -46,43 +46,56 @@ def is_left(handedness: str) -> bool:
     return h == "left"
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    """Row-wise unit vectors of (N, 2); zero rows stay zero."""
-    n = np.linalg.norm(v, axis=1, keepdims=True)
-    return np.divide(v, n, out=np.zeros_like(v), where=n > MIN_PALM_SIZE)
+_PALM_A = np.array([a for a, _ in PALM_SEGMENTS])
+_PALM_B = np.array([b for _, b in PALM_SEGMENTS])
+_BASES = np.array(FINGER_BASES)
+
+
+def _unit(vx: np.ndarray, vy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (x, y components) of the vectors (vx, vy), each (N,); shorter than
+    :data:`MIN_PALM_SIZE` become zero."""
+    n = np.sqrt(vx * vx + vy * vy)
+    inv = np.where(n > MIN_PALM_SIZE, 1.0 / np.maximum(n, MIN_PALM_SIZE), 0.0)
+    return vx * inv, vy * inv
 
 
 def normalise_hands(points_xy: np.ndarray, mirror: np.ndarray, aspect_ratio: float = 1.0) -> np.ndarray:
     """Batch version: points (N, 21, >=2) and mirror flags (N,) -> features (N, 46) float32.
 
     Raises ValueError on a wrong shape, non-finite points or a degenerate (zero-size) palm.
+    Written with few, plain numpy operations (sums, not ``mean``, no ``stack``): the hands node calls
+    it for every hand of every frame.
     """
     pts = np.asarray(points_xy, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[1] != NUM_HAND_POINTS or pts.shape[2] < 2:
         raise ValueError(f"hand points must be (N, 21, 2 or 3), got {pts.shape}")
     if not aspect_ratio > 0:
         raise ValueError(f"aspect_ratio must be positive, got {aspect_ratio}")
-    pts = pts[:, :, :2].copy()
-    if not np.all(np.isfinite(pts)):
+    if not np.isfinite(pts[:, :, :2]).all():
         raise ValueError("hand points contain non-finite values")
-    pts[:, :, 0] *= aspect_ratio
-    pts -= pts[:, WRIST:WRIST + 1, :]
-    pts[np.asarray(mirror, dtype=bool), :, 0] *= -1.0
-    a = np.array([s[0] for s in PALM_SEGMENTS])
-    b = np.array([s[1] for s in PALM_SEGMENTS])
-    palm = np.linalg.norm(pts[:, a] - pts[:, b], axis=2).mean(axis=1)
-    if np.any(palm < MIN_PALM_SIZE):
+    sign = np.where(np.asarray(mirror, dtype=bool), -aspect_ratio, aspect_ratio)[:, None]
+    x = (pts[:, :, 0] - pts[:, WRIST:WRIST + 1, 0]) * sign  # wrist at the origin, one unit, left mirrored
+    y = pts[:, :, 1] - pts[:, WRIST:WRIST + 1, 1]
+    dx, dy = x[:, _PALM_A] - x[:, _PALM_B], y[:, _PALM_A] - y[:, _PALM_B]
+    palm = np.sqrt(dx * dx + dy * dy).sum(axis=1) * (1.0 / len(PALM_SEGMENTS))
+    if (palm < MIN_PALM_SIZE).any():
         raise ValueError("degenerate hand: palm size is zero")
-    pts /= palm[:, None, None]
-    axis = _unit(pts[:, list(FINGER_BASES)].mean(axis=1))  # wrist -> finger bases, image frame
-    axis[~np.any(axis != 0.0, axis=1)] = (0.0, -1.0)  # bases on the wrist: no direction, keep the image frame
-    # rotation taking ``axis`` to (0, -1): rows are the canonical x and y axes in image coordinates
-    ex = np.stack([-axis[:, 1], axis[:, 0]], axis=1)
-    ey = -axis
-    shape = np.stack([np.einsum("npk,nk->np", pts, ex), np.einsum("npk,nk->np", pts, ey)], axis=2)
-    thumb = _unit(pts[:, THUMB_TIP] - pts[:, THUMB_MCP])
-    out = np.concatenate([shape.reshape(len(pts), -1), axis, thumb], axis=1)
-    return out.astype(np.float32)
+    inv_palm = (1.0 / palm)[:, None]
+    x, y = x * inv_palm, y * inv_palm
+    ux, uy = _unit(x[:, _BASES].sum(axis=1), y[:, _BASES].sum(axis=1))  # hand axis, image frame
+    none = (ux == 0.0) & (uy == 0.0)
+    uy[none] = -1.0  # finger bases on the wrist: no direction, keep the image frame
+    out = np.empty((len(pts), HAND_FEATURE_DIM), dtype=np.float32)
+    ux2, uy2 = ux[:, None], uy[:, None]
+    # rotation taking the axis to (0, -1): canonical x = (-uy, ux) . p, canonical y = -(ux, uy) . p
+    out[:, 0:SHAPE_DIM:2] = y * ux2 - x * uy2
+    out[:, 1:SHAPE_DIM:2] = -(x * ux2 + y * uy2)
+    out[:, SHAPE_DIM] = ux
+    out[:, SHAPE_DIM + 1] = uy
+    tx, ty = _unit(x[:, THUMB_TIP] - x[:, THUMB_MCP], y[:, THUMB_TIP] - y[:, THUMB_MCP])
+    out[:, SHAPE_DIM + 2] = tx
+    out[:, SHAPE_DIM + 3] = ty
+    return out
 
 
 def normalise_hand(points_xy: np.ndarray, handedness: str, aspect_ratio: float = 1.0) -> np.ndarray:
