@@ -43,13 +43,15 @@ def _hold_frames_from_config() -> int:
     return int(doc["/**/hands"]["ros__parameters"]["command_hold_frames"])
 
 
-def _first_frames(rows, n: int):
+def _first_frames(rows, data, n: int):
+    """The first ``n`` frames of each recording among ``rows`` (all of them when ``n`` is 0)."""
     import numpy as np
+
+    from hrc_fl.perception.gesture_protocol import recording_chunks
 
     if n <= 0:
         return rows
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    return np.concatenate([run[:n] for run in np.split(rows, breaks)])
+    return np.concatenate([run[:n] for run in recording_chunks(rows, data.labels, data.handedness)])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     fine = clf.fine_class_names
     hrc_of_fine = np.asarray(clf.meta["hrc_of_fine"], dtype=np.int64)
     split = protocol.split_by_recording(data.labels, data.handedness, data.class_names, seed=int(clf.meta["seed"]))
-    test = _first_frames(split.test, args.max_per_recording)
+    test = _first_frames(split.test, data, args.max_per_recording)
     in_vocab = hrc_of_fine[data.labels[test]] != 0
     t = clf.min_confidence
     proba = clf.predict_proba_batch

@@ -117,9 +117,9 @@ def stop_frames_to_command(proba: ProbaFn, data: HandPoseData, rows: np.ndarray,
     one random view of the rotation protocol (plus per-frame jitter), fed through the classifier, the
     threshold and a :class:`CommandDebouncer` as the hands node does. A clip that gives no STOP command
     within ``max_frames`` counts as ``max_frames + 1`` (a miss)."""
-    rows = np.sort(rows)
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    clips = [c for c in np.split(rows, breaks) if len(c) > max_frames]
+    clips = [c for c in protocol.recording_chunks(rows, data.labels, data.handedness) if len(c) > max_frames]
+    if not clips:
+        raise ValueError(f"no STOP recording has more than {max_frames} frames")
     out = np.full(sequences, max_frames + 1, dtype=np.int64)
     for k in range(sequences):
         clip = clips[k % len(clips)]

@@ -55,6 +55,15 @@ def recordings(labels: np.ndarray, handedness: np.ndarray) -> list[tuple[int, in
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
+def recording_chunks(rows: np.ndarray, labels: np.ndarray, handedness: np.ndarray) -> list[np.ndarray]:
+    """Sorted ``rows`` cut into runs of consecutive frames of one recording (a gap in the row numbers or
+    a change of class or hand ends a run)."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    key = np.asarray(labels)[rows].astype(np.int64) * 2 + (np.asarray(handedness)[rows] == "left")
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(key) != 0)) + 1
+    return np.split(rows, breaks)
+
+
 def split_by_recording(labels: np.ndarray, handedness: np.ndarray, class_names: tuple[str, ...], *, seed: int,
                        validation_fraction: float = DEFAULT_VALIDATION_FRACTION) -> RecordingSplit:
     """Per class one whole recording for test, the other split in time into train and validation.
