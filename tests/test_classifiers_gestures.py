@@ -378,12 +378,17 @@ def test_evaluate_gestures_command_reports_the_protocol_on_a_small_sample(tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_train_command_trains_and_saves_a_model_that_reproduces_its_report(tmp_path, hands):
-    # Execute: the one training command, gestures only, shortened
-    rc = cli_main(["train-classifiers", "--only", "gestures", "--out", str(tmp_path), "--epochs", "20"])
+def test_one_train_command_trains_both_and_saves_models_that_reproduce_their_report(tmp_path, hands):
+    # Execute: the one training command for both classifiers, shortened
+    rc = cli_main(["train-classifiers", "--out", str(tmp_path), "--epochs", "20"])
 
-    # Assert: report files, and the saved weights reproduce the reported held-out figure on the split
+    # Assert: both classifiers trained by the one command (shared MLP and loop)
     assert rc == 0
+    from hrc_fl.perception.arm_signal_classifier import ArmSignalClassifier
+
+    assert ArmSignalClassifier.load(tmp_path / "arm_signal_classifier.safetensors").meta["hidden"] == 128
+    assert json.loads((tmp_path / "arm_signals_metrics.json").read_text())["epochs"] == 20
+    # report files, and the saved gesture weights reproduce the reported held-out figure on the split
     metrics = json.loads((tmp_path / "gestures_metrics.json").read_text())
     with open(tmp_path / "gestures_confusion.csv") as f:
         rows = list(csv.reader(f))
