@@ -23,6 +23,7 @@ from hrc_fl.perception import gesture_classifier as gesture_mod
 from hrc_fl.perception.arm_signal_classifier import ArmSignalClassifier
 from hrc_fl.perception.body_features import body25_to_mediapipe33, normalise_bodies
 from hrc_fl.perception.gesture_classifier import GestureClassifier
+from hrc_fl.perception.gesture_protocol import split_by_recording
 from hrc_fl.perception.hand_features import normalise_hands
 from hrc_fl.perception.landmark_mlp import load_model, predict_proba, stratified_split
 from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP
@@ -44,7 +45,7 @@ def _assets_built():
 def held_out_hands():
     data = load_hand_pose()
     left = data.handedness == "left"
-    _, test = stratified_split(data.labels * 2 + left, gesture_mod.DEFAULT_TEST_FRACTION, gesture_mod.DEFAULT_SEED)
+    test = split_by_recording(data.labels, data.handedness, data.class_names, seed=gesture_mod.DEFAULT_SEED).test
     return data.points_xy[test], left[test], data.handedness[test]
 
 

@@ -145,6 +145,29 @@ def test_manifest_detects_changed_file_and_changed_recipe(tmp_path, monkeypatch)
     assert manifest["items"]["demo"]["recipe"] == "recipe-2"
 
 
+def test_gesture_classifier_is_rebuilt_when_the_feature_layout_or_protocol_code_changes(monkeypatch):
+    # Prepare: the built cache's manifest, valid for the current code
+    from hrc_fl.perception import gesture_protocol, hand_features
+
+    manifest = json.loads(assets.manifest_path().read_text())
+
+    def gesture_item() -> assets.Item:
+        return next(i for i in assets.items() if i.name == "gesture_classifier")
+
+    assert assets.item_is_valid(gesture_item(), manifest)
+    assert json.loads(assets.asset_path("gesture_classifier.json").read_text())["feature"] == \
+        hand_features.HAND_FEATURE_LAYOUT
+
+    # Execute / Assert: another feature layout, or other protocol code, makes the built model invalid
+    monkeypatch.setattr(hand_features, "HAND_FEATURE_LAYOUT", "hand_features.some_other_layout/3")
+    assert not assets.item_is_valid(gesture_item(), manifest)
+    monkeypatch.undo()
+    real_hash = assets._source_hash
+    monkeypatch.setattr(assets, "_source_hash", lambda *mods: real_hash(*mods) + (
+        "-changed" if gesture_protocol.__name__ in mods else ""))
+    assert not assets.item_is_valid(gesture_item(), manifest)
+
+
 def test_missing_registry_client_is_one_clear_line(tmp_path, monkeypatch, capsys):
     # Prepare: an empty cache and no npm on PATH; the command gets an item that needs npm
     monkeypatch.setenv("HRC_FL_CACHE", str(tmp_path))

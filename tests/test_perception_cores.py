@@ -103,8 +103,28 @@ def test_debouncer_reset_and_validation():
     deb.reset()
     assert not deb.update(1).is_command
     assert deb.update(1).is_command
-    with pytest.raises(ValueError, match="hold_frames"):
-        CommandDebouncer(hold_frames=0)
+    for single in (0, 1):  # a command from a single frame is refused at construction
+        with pytest.raises(ValueError, match="hold_frames"):
+            CommandDebouncer(hold_frames=single)
+
+
+def test_debouncer_never_emits_a_command_from_a_single_frame():
+    # Prepare: random label streams with many isolated frames (flicker) and a few steady runs
+    rng = np.random.default_rng(8)
+    for hold in (2, 3, 5):
+        deb = CommandDebouncer(hold_frames=hold)
+        labels = np.where(rng.random(5000) < 0.7, rng.integers(0, 7, 5000), 1)
+        history: list[int] = []
+        for label in labels.tolist():
+            # Execute
+            state = deb.update(label)
+            history.append(label)
+
+            # Assert: a command only after `hold` equal non-NONE frames in a row, this one included
+            if state.is_command:
+                assert label != 0 and history[-hold:] == [label] * hold
+            elif label != 0 and len(history) >= hold and history[-hold:] == [label] * hold:
+                raise AssertionError(f"held {hold} frames of {label} without a command")
 
 
 # ---------------------------------------------------------------- tracker

@@ -234,7 +234,7 @@ def _build_gesture_classifier(dl: _Downloads, log: Log) -> None:
 
     metrics = train_and_save(out_dir=training_dir() / "gestures", weights_path=assets_dir()
                              / "gesture_classifier.safetensors", log=log)
-    log(f"gesture classifier: held-out macro-F1 {metrics['macro_f1_hrc']:.4f} (HRC vocabulary)")
+    log(f"gesture classifier: held-out recordings macro-F1 {metrics['macro_f1_held_out']:.4f} (HRC vocabulary)")
 
 
 def _build_arm_signal_classifier(dl: _Downloads, log: Log) -> None:
@@ -255,7 +255,12 @@ def items() -> list[Item]:
     photos = tuple(f"data/{datasets.PHOTO_DIR}/{n}" for n in [*OPENCV_DOC_PHOTOS, "grace_hopper.jpg"])
     pck = ("data/" + datasets.HAND_POSE_FILE, "data/" + datasets.BODY_POSE_FILE,
            "data/pose_classification_kit/LICENSE")
+    # the feature layout is named in the recipe as well as hashed with the code: a model trained on another
+    # layout is rebuilt (and refused by GestureClassifier.load until then)
+    from hrc_fl.perception.hand_features import HAND_FEATURE_LAYOUT
+
     gesture_code = _source_hash("hrc_fl.perception.hand_features", "hrc_fl.perception.gesture_classifier",
+                                "hrc_fl.perception.gesture_protocol", "hrc_fl.perception.gesture_evaluation",
                                 "hrc_fl.perception.landmark_mlp", "hrc_fl.data.datasets")
     arm_code = _source_hash("hrc_fl.perception.body_features", "hrc_fl.perception.arm_signal_classifier",
                             "hrc_fl.perception.landmark_mlp", "hrc_fl.data.datasets")
@@ -267,7 +272,7 @@ def items() -> list[Item]:
         Item("pose_classification_kit", pck, f"{PCK_WHEEL_REQ}:{PCK_WHEEL_SHA256[:12]}", _build_pck),
         Item("photos", photos, f"{APT_OPENCV_DOC}+matplotlib:v1", _build_photos),
         Item("gesture_classifier", ("assets/gesture_classifier.safetensors", "assets/gesture_classifier.json"),
-             f"{PCK_WHEEL_SHA256[:12]}+{gesture_code}", _build_gesture_classifier),
+             f"{PCK_WHEEL_SHA256[:12]}+{HAND_FEATURE_LAYOUT}+{gesture_code}", _build_gesture_classifier),
         Item("arm_signal_classifier",
              ("assets/arm_signal_classifier.safetensors", "assets/arm_signal_classifier.json"),
              f"{PCK_WHEEL_SHA256[:12]}+{arm_code}", _build_arm_signal_classifier),

@@ -42,12 +42,17 @@ RESET_RETRY_PERIOD_S = 1.0
 RESET_RETRY_S = 6.0
 
 
-def _load_photo(path: Path) -> tuple[int, int, bytes]:
+def _load_photo(path: Path, blur_box: tuple[float, float, float, float] | None = None) -> tuple[int, int, bytes]:
+    """(width, height, bgr bytes); ``blur_box`` (x0, y0, x1, y1, fractions of the size) is blurred."""
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"cannot read photo {path}")
+    if blur_box is not None:
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = (round(f * n) for f, n in zip(blur_box, (w, h, w, h), strict=True))
+        image[y0:y1, x0:x1] = cv2.blur(image, (61, 61))[y0:y1, x0:x1]
     return image.shape[1], image.shape[0], image.tobytes()
 
 
@@ -56,7 +61,8 @@ class DemoDriver(Node):
 
     def __init__(self, workstations: Sequence[str], scenario: Scenario, *, image_rate_hz: float,
                  worker_photo: Path, palm_photo: Path, warmup_timeout_s: float, start_on: str = "bodies",
-                 wait_for: Sequence[str] = (), context=None) -> None:
+                 wait_for: Sequence[str] = (), context=None,
+                 worker_blur_box: tuple[float, float, float, float] | None = None) -> None:
         """``start_on``: the event that starts the scenario clock; ``wait_for``: signals that must also
         have come from every workstation first ("intention": an estimate, "fl_client": the FL client's
         diagnostics), so no node is still importing torch / FedML when the worker starts walking (on 2
@@ -79,7 +85,7 @@ class DemoDriver(Node):
             raise ValueError("image_rate_hz must be positive")
         self.scenario = scenario
         self.record = DemoRecord(workstations={ws: WorkstationRecord(ws) for ws in workstations})
-        self._photos = {"worker": _load_photo(worker_photo), "palm": _load_photo(palm_photo)}
+        self._photos = {"worker": _load_photo(worker_photo, worker_blur_box), "palm": _load_photo(palm_photo)}
         self._image_cls = Image
         self._created_s = time.monotonic()
         self._warmup_timeout_s = warmup_timeout_s

@@ -69,6 +69,10 @@ class DemoOptions:
     fl_self_supervised: bool = False
     record_bag: bool = True
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
+    #: Region of the worker photo that is blurred (x0, y0, x1, y1 as fractions): messi5's relaxed open
+    #: hand, held sideways, is a STOP for the rotation-invariant gesture classifier (issue 15: STOP must
+    #: not depend on how the palm is turned), and the scenario shows a STOP only in its gesture window.
+    worker_photo_blur_box: tuple[float, float, float, float] | None = (0.59, 0.42, 0.72, 0.56)
     palm_photo: str = "Back_Projection_Theory0.jpg"  # a real open palm (opencv-doc): the STOP gesture
     out_dir: Path | None = None
     #: Workstation node executables to add, each as a process of its own, although the graph lacks them
@@ -461,7 +465,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                         image_rate_hz=options.image_rate_hz, worker_photo=photo_path(options.worker_photo),
                         palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
                         start_on=_start_event(executables), wait_for=_wait_signals(executables),
-                        context=context)
+                        context=context, worker_blur_box=options.worker_photo_blur_box)
     # The driver takes ~400 messages/s (bag, record, topic counts) besides relaying the bodies. Under the
     # SingleThreadedExecutor, rebuilding the wait set per callback took ~40 % of its samples (py-spy) and
     # it received the safety states ~0.1 s late (0.25 s in shorter runs) on two saturated cores; with

@@ -31,7 +31,9 @@ PARAMETERS = {
     "min_detection_confidence": (0.5, "MediaPipe palm detection confidence, 0..1."),
     "min_presence_confidence": (0.5, "MediaPipe hand presence confidence, 0..1."),
     "min_tracking_confidence": (0.5, "MediaPipe tracking confidence, 0..1 (below: detect again)."),
-    "gesture_min_confidence": (0.6, "Below this classifier probability the gesture is NONE."),
+    "gesture_min_confidence": (-1.0, "Below this classifier probability the gesture is NONE; < 0 = the threshold "
+                                     "stored with the model (chosen on validation data for a stated "
+                                     "false-command rate)."),
     "command_hold_frames": (3, "Frames a gesture must hold before it is published as a command."),
     "scene_cut_threshold": (40.0, "Mean grey-level change (0..255) of 32x24 thumbnails that counts as a scene cut "
                                   "(tracks are dropped, the frame is detected afresh); 0 = never."),
@@ -58,10 +60,12 @@ class HandsNode(FrameConsumer, Node):
         self.params = p = declare_parameters(self, PARAMETERS)
         from hrc_fl.perception.gesture_classifier import GESTURE_NAMES, GestureClassifier
 
-        if not 0.0 <= p["gesture_min_confidence"] <= 1.0:
-            raise ValueError("gesture_min_confidence must be in [0, 1]")
+        if not p["gesture_min_confidence"] <= 1.0:
+            raise ValueError("gesture_min_confidence must be <= 1 (< 0 = the model's validated threshold)")
         self.gesture_names = GESTURE_NAMES
         self.classifier = GestureClassifier.load(p["gesture_model_path"] or None)
+        self.gesture_min_confidence = (p["gesture_min_confidence"] if p["gesture_min_confidence"] >= 0.0
+                                       else self.classifier.min_confidence)
         model = p["model_path"]
         if not model:
             from hrc_fl.data.assets import asset_path
@@ -71,6 +75,7 @@ class HandsNode(FrameConsumer, Node):
             model, num_hands=p["num_hands"], min_detection_confidence=p["min_detection_confidence"],
             min_presence_confidence=p["min_presence_confidence"],
             min_tracking_confidence=p["min_tracking_confidence"])
+        CommandDebouncer(hold_frames=p["command_hold_frames"])  # ValueError now, not at the first hand
         self.debouncers: dict[str, CommandDebouncer] = {}
         self.diag = Diagnostics(self, "hands")
         self.frames: FrameStage[DetectedHand] = FrameStage(
@@ -82,7 +87,8 @@ class HandsNode(FrameConsumer, Node):
         if images_from_topic:
             self.worker = LatestOnlyWorker(self._process, name="hands", on_error=self.frames.worker_failed)
             self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
-        self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}")
+        self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}, gesture thresholds "
+                               f"{np.round(self.gesture_min_confidence, 3).tolist()}")
 
     def _publish(self, msg: Image, frame: DetectedFrame[DetectedHand], dropped_frames: int) -> None:
         hands = frame.detections
@@ -109,7 +115,7 @@ class HandsNode(FrameConsumer, Node):
         except ValueError as exc:  # degenerate landmarks (e.g. all points on one spot)
             self.diag.problem("gesture_classifier", f"hand not classified: {exc}")
             probs = np.zeros(len(self.gesture_names))
-        code, confidence = thresholded_class(probs, self.params["gesture_min_confidence"])
+        code, confidence = thresholded_class(probs, self.gesture_min_confidence)
         debouncer = self.debouncers.setdefault(
             key, CommandDebouncer(hold_frames=self.params["command_hold_frames"], none_label=0))
         state = debouncer.update(code)

@@ -114,9 +114,9 @@ def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEE
 
     raw = np.concatenate([points[train_idx], vis[train_idx, :, None]], axis=2)  # (N, 33, 3): x, y, visibility
 
-    def features(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def features(batch: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         p, v = augment_bodies(batch[:, :, :2], batch[:, :, 2], rng)
-        return normalise_bodies(p, v)[0]
+        return normalise_bodies(p, v)[0], y
 
     model = train_mlp(features, raw, labels[train_idx], in_dim=BODY_FEATURE_DIM,
                       num_classes=len(data.class_names), epochs=epochs, seed=seed)

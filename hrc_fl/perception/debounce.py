@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MIN_HOLD_FRAMES = 2
+
 
 @dataclass(frozen=True)
 class DebouncedLabel:
@@ -18,12 +20,15 @@ class CommandDebouncer:
     """Tracks one stream of labels (e.g. the gesture of one hand).
 
     ``is_command`` is true while the same non-``none_label`` label has been seen for at least
-    ``hold_frames`` consecutive updates. :meth:`reset` (hand lost) starts over.
+    ``hold_frames`` consecutive updates. :meth:`reset` (hand lost) starts over. A single frame never
+    makes a command (``hold_frames`` >= :data:`MIN_HOLD_FRAMES`): one misclassified frame must not
+    move or release the robot.
     """
 
     def __init__(self, *, hold_frames: int, none_label: int = 0) -> None:
-        if hold_frames < 1:
-            raise ValueError(f"hold_frames must be >= 1, got {hold_frames}")
+        if hold_frames < MIN_HOLD_FRAMES:
+            raise ValueError(f"hold_frames must be >= {MIN_HOLD_FRAMES} (a command needs more than one frame), "
+                             f"got {hold_frames}")
         self.hold_frames = hold_frames
         self.none_label = none_label
         self._label = none_label

@@ -1,9 +1,15 @@
 """Hand-gesture classifier for the HRC command vocabulary, trained on the real HandPose data set.
 
-The MLP predicts the data set's 27 fine classes; HRC probabilities are sums over the fine classes each
-HRC gesture is made of (:data:`HRC_FROM_HANDPOSE`), every other fine class adds to NONE. Training on the
-fine classes keeps NONE (a mixed bag of 20 hand shapes) from blurring the decision boundary.
-Low confidence -> NONE is the caller's decision through :func:`decide`.
+The MLP predicts the data set's 27 fine classes plus :data:`~hrc_fl.perception.gesture_protocol.THUMB_SIDEWAYS`
+(a thumb held sideways); HRC probabilities are sums over the fine classes each HRC gesture is made of
+(:data:`HRC_FROM_HANDPOSE`), every other fine class adds to NONE. Training on the fine classes keeps NONE
+(a mixed bag of 20 hand shapes) from blurring the decision boundary.
+
+Features: hand shape in a canonical hand frame plus hand and thumb direction
+(:mod:`hrc_fl.perception.hand_features`); training views: 3D rotations, perspective, jitter, mirrors
+(:mod:`hrc_fl.perception.gesture_protocol`). The confidence threshold below which a hand is NONE is
+chosen on the validation recordings for a stated false-command rate and stored with the weights
+(:attr:`GestureClassifier.min_confidence`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hrc_fl.perception.hand_features import HAND_FEATURE_DIM, augment_hands, normalise_hand, normalise_hands
+from hrc_fl.perception.hand_features import HAND_FEATURE_DIM, HAND_FEATURE_LAYOUT, normalise_hand, normalise_hands
 from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights, mlp_proba
 
 if TYPE_CHECKING:
@@ -26,20 +32,35 @@ GESTURE_NAMES: tuple[str, ...] = ("NONE", "STOP", "CLOSED_FIST", "POINTING", "TH
 #: HandPose (pose-classification-kit) classes that make up each HRC gesture; all others are NONE.
 #: STOP is an open palm towards the camera with all five fingers extended: the data set has it as
 #: "Stop" (fingers together), "5" (fingers spread) and "Vulcan_Salute" (spread, gap between middle and
-#: ring finger); real open-palm photos fall between "5" and "Vulcan_Salute".
+#: ring finger); real open-palm photos fall between "5" and "Vulcan_Salute". "Help" is a flat open hand
+#: held sideways (fingers horizontal, thumb up): STOP must not depend on how the palm is turned
+#: (issue 15), and that hand turned by 90 degrees is an open palm, so it is STOP too (the safe side).
+#: "9" is OK's hand shape (index tip on the thumb tip, three fingers up: the sign-language 9 / F), which
+#: no model can tell from "Ok" on a recording it has not seen (23.5 % of unseen "9" views were OK).
 HRC_FROM_HANDPOSE: dict[str, tuple[str, ...]] = {
-    "STOP": ("Stop", "5", "Vulcan_Salute"),
+    "STOP": ("Stop", "5", "Vulcan_Salute", "Help"),
     "CLOSED_FIST": ("Fight_Fist", "Power_Fist"),
     "POINTING": ("1",),
     "THUMB_UP": ("Super",),
     "THUMB_DOWN": ("Dislike",),
-    "OK": ("Ok",),
+    "OK": ("Ok", "9"),
 }
-FORMAT = "hrc_fl.gesture_classifier/1"
+FORMAT = "hrc_fl.gesture_classifier/2"
 DEFAULT_SEED = 7
-DEFAULT_EPOCHS = 40
-DEFAULT_TEST_FRACTION = 0.2
-DEFAULT_MIN_CONFIDENCE = 0.6
+DEFAULT_EPOCHS = 400
+DEFAULT_HIDDEN = 256
+#: Share of validation hands outside the vocabulary that may come out as a command (sets the threshold).
+DEFAULT_TARGET_FALSE_COMMAND_RATE = 0.005
+#: Share of the false-command budget given to STOP when choosing the thresholds.
+STOP_BUDGET_SHARE = 0.5
+STOP = GESTURE_NAMES.index("STOP")
+#: Largest threshold: just above 1, i.e. "never" (a probability is at most 1).
+MAX_THRESHOLD = float(np.nextafter(1.0, 2.0))
+#: Share of training views turned only a little in plane (+-UPRIGHT_IN_PLANE_RAD), the rest up to the protocol's.
+UPRIGHT_SHARE = 0.25
+UPRIGHT_IN_PLANE_RAD = np.deg2rad(20.0)
+#: Views of each validation hand under the rotation protocol when choosing the threshold.
+VALIDATION_VIEWS = 4
 
 
 def hrc_index_of_fine(class_names: tuple[str, ...]) -> np.ndarray:
@@ -51,12 +72,18 @@ def hrc_index_of_fine(class_names: tuple[str, ...]) -> np.ndarray:
     return np.array([lookup.get(n, 0) for n in class_names], dtype=np.int64)
 
 
-def fine_to_hrc_proba(fine_proba: np.ndarray, hrc_of_fine: np.ndarray) -> np.ndarray:
-    """(N, num_fine) -> (N, 7) by summing the fine probabilities of each HRC gesture."""
-    out = np.zeros((fine_proba.shape[0], len(GESTURE_NAMES)), dtype=np.float64)
-    for fine, hrc in enumerate(hrc_of_fine):
-        out[:, hrc] += fine_proba[:, fine]
-    return out
+def fine_to_hrc_matrix(hrc_of_fine: np.ndarray) -> np.ndarray:
+    """(num_fine, 7) 0/1 matrix: fine probabilities @ it = HRC probabilities."""
+    return np.eye(len(GESTURE_NAMES))[np.asarray(hrc_of_fine, dtype=np.int64)]
+
+
+def fine_to_hrc_proba(fine_proba: np.ndarray, hrc_of_fine: np.ndarray | None = None, *,
+                      matrix: np.ndarray | None = None) -> np.ndarray:
+    """(N, num_fine) -> (N, 7) by summing the fine probabilities of each HRC gesture (give ``matrix``
+    from :func:`fine_to_hrc_matrix` to skip building it per call)."""
+    m = fine_to_hrc_matrix(hrc_of_fine) if matrix is None else matrix
+    # einsum, not ``@``: see landmark_mlp_numpy (OpenBLAS threads busy-wait between per-frame calls)
+    return np.einsum("nf,fh->nh", np.asarray(fine_proba, dtype=np.float64), m)
 
 
 @dataclass(frozen=True)
@@ -66,27 +93,49 @@ class GestureDecision:
     confidence: float  # probability of the returned gesture (of the best one when it fell back to NONE)
 
 
-def decide(proba: np.ndarray, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> GestureDecision:
-    """Most probable gesture, or NONE when its probability is below ``min_confidence``."""
-    if not 0.0 <= min_confidence <= 1.0:
-        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+def _per_class(min_confidence: float | np.ndarray) -> np.ndarray:
+    t = np.broadcast_to(np.asarray(min_confidence, dtype=np.float64), (len(GESTURE_NAMES),))
+    # above 1 is allowed: that gesture is never given (its mimics on validation were certain, p == 1)
+    if not np.all((t >= 0.0) & (t <= MAX_THRESHOLD)):
+        raise ValueError(f"min_confidence must be in [0, {MAX_THRESHOLD}], got {min_confidence}")
+    return t
+
+
+def decide(proba: np.ndarray, min_confidence: float | np.ndarray) -> GestureDecision:
+    """Most probable gesture, or NONE when its probability is below ``min_confidence`` (one value, or
+    one per class of :data:`GESTURE_NAMES`)."""
+    t = _per_class(min_confidence)
     best = int(np.argmax(proba))
     conf = float(proba[best])
-    if conf < min_confidence:
+    if conf < t[best]:
         best = 0
     return GestureDecision(best, GESTURE_NAMES[best], conf)
 
 
+def decide_batch(proba: np.ndarray, min_confidence: float | np.ndarray) -> np.ndarray:
+    """(N, 7) -> (N,) gesture codes: the best class, NONE (0) where it is below its ``min_confidence``."""
+    best = proba.argmax(axis=1)
+    return np.where(proba.max(axis=1) >= _per_class(min_confidence)[best], best, 0)
+
+
 class GestureClassifier:
-    """Trained gesture MLP + its class mapping. Build with :meth:`load`."""
+    """Trained gesture MLP + its class mapping and validated threshold. Build with :meth:`load`."""
 
     def __init__(self, model: NumpyLandmarkMLP | LandmarkMLP, meta: dict) -> None:
         if meta.get("format") != FORMAT:
-            raise ValueError(f"not a gesture classifier file (format {meta.get('format')!r})")
+            raise ValueError(f"not a gesture classifier file of this version (format {meta.get('format')!r}, "
+                             f"expected {FORMAT!r}); rebuild it with `hrc-fl setup-assets`")
+        if meta.get("feature") != HAND_FEATURE_LAYOUT:
+            raise ValueError(f"gesture classifier trained on features {meta.get('feature')!r}, this code computes "
+                             f"{HAND_FEATURE_LAYOUT!r}; rebuild it with `hrc-fl setup-assets`")
         self._model = model
         self.meta = meta
         self.fine_class_names: tuple[str, ...] = tuple(meta["fine_class_names"])
         self._hrc_of_fine = np.asarray(meta["hrc_of_fine"], dtype=np.int64)
+        self._to_hrc = fine_to_hrc_matrix(self._hrc_of_fine)
+        #: (7,) per gesture: probability below which the best gesture becomes NONE, chosen on validation
+        #: data for a stated false-command rate (see ``meta["threshold"]``).
+        self.min_confidence = _per_class(np.asarray(meta["min_confidence"], dtype=np.float64)).copy()
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> GestureClassifier:
@@ -100,73 +149,122 @@ class GestureClassifier:
         """(7,) probabilities over :data:`GESTURE_NAMES` for one hand.
 
         ``image_points``: (21, 2 or 3) MediaPipe normalised image coordinates (x/width, y/height, y down).
-        ``handedness``: "Left"/"Right" (MediaPipe's label; a wrong label does little harm, see
-        :func:`hrc_fl.perception.hand_features.augment_hands`). ``aspect_ratio``: image width / height,
-        so both axes are in one unit. ValueError on a malformed or degenerate hand.
+        ``handedness``: "Left"/"Right" (MediaPipe's label; a wrong label does no harm, training mirrors
+        at random). ``aspect_ratio``: image width / height, so both axes are in one unit.
+        ValueError on a malformed or degenerate hand.
         """
         feats = normalise_hand(image_points, handedness, aspect_ratio)[None]
-        return fine_to_hrc_proba(self._mlp_proba(feats), self._hrc_of_fine)[0]
+        return fine_to_hrc_proba(self._mlp_proba(feats), matrix=self._to_hrc)[0]
 
     def predict_proba_batch(self, points_xy: np.ndarray, left: np.ndarray, aspect_ratio: float = 1.0) -> np.ndarray:
         """(N, 7) probabilities for a batch (N, 21, 2) with per-hand mirror flags ``left`` (N,)."""
         return fine_to_hrc_proba(self._mlp_proba(normalise_hands(points_xy, left, aspect_ratio)),
-                                 self._hrc_of_fine)
+                                 matrix=self._to_hrc)
+
+
+def threshold_for_false_command_rate(none_max_command_proba: np.ndarray, target_rate: float) -> float:
+    """Smallest threshold at which at most ``target_rate`` of the NONE hands come out as a command.
+
+    ``none_max_command_proba``: for each NONE-truth validation hand, the probability of its best class
+    when that class is a command, else 0 (it is NONE at any threshold).
+    """
+    if not 0.0 <= target_rate < 1.0:
+        raise ValueError(f"target false-command rate must be in [0, 1), got {target_rate}")
+    p = np.sort(np.asarray(none_max_command_proba, dtype=np.float64))[::-1]
+    allowed = int(np.floor(target_rate * len(p)))  # this many may pass
+    if allowed >= len(p) or p[allowed] <= 0.0:
+        return 0.0
+    # a hand passes when p >= t: put t just above the (allowed+1)-th largest (above 1 when that one is 1)
+    return float(np.nextafter(p[allowed], np.inf))
+
+
+def thresholds_for_false_command_rate(none_proba: np.ndarray, target_rate: float) -> np.ndarray:
+    """(7,) per-gesture thresholds from the probabilities (N, 7) of NONE-truth validation hands. STOP gets
+    :data:`STOP_BUDGET_SHARE` of the false-command budget ``target_rate`` (a missed STOP is the worst
+    error, a false one only stops the robot), the other 5 commands equal shares of the rest, so the total
+    stays within the budget and a command that is easily mimicked does not raise the others' thresholds."""
+    best, top = none_proba.argmax(axis=1), none_proba.max(axis=1)
+    out = np.zeros(len(GESTURE_NAMES))
+    other_share = (1.0 - STOP_BUDGET_SHARE) / (len(GESTURE_NAMES) - 2)
+    for code in range(1, len(GESTURE_NAMES)):
+        share = target_rate * (STOP_BUDGET_SHARE if code == STOP else other_share)
+        out[code] = threshold_for_false_command_rate(np.where(best == code, top, 0.0), share)
+    return out
 
 
 def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCHS,
-                   test_fraction: float = DEFAULT_TEST_FRACTION, log: Callable[[str], None] = print) -> dict:
-    """Train on the HandPose data with a stratified held-out split; save weights, metrics and confusion matrix.
+                   hidden: int = DEFAULT_HIDDEN, target_false_command_rate: float = DEFAULT_TARGET_FALSE_COMMAND_RATE,
+                   log: Callable[[str], None] = print) -> dict:
+    """Train on the training part of the recording split (:mod:`~hrc_fl.perception.gesture_protocol`),
+    choose the NONE threshold on the validation part, save weights + meta, and write the held-out report.
 
-    Returns the metrics dict (``macro_f1_hrc`` over all 7 HRC classes incl. NONE, ``macro_f1_commands``
-    over the 6 commands, ``accuracy_fine`` over the 27 data-set classes, split sizes).
+    Returns the metrics dict of :func:`hrc_fl.perception.gesture_evaluation.held_out_report` plus the
+    threshold and split sizes.
     """
     from hrc_fl.data.datasets import load_hand_pose
-    from hrc_fl.perception.landmark_mlp import (
-        confusion_matrix,
-        per_class_f1,
-        predict_proba,
-        save_model,
-        stratified_split,
-        train_mlp,
-        write_report,
-    )
+    from hrc_fl.perception import gesture_protocol as protocol
+    from hrc_fl.perception.gesture_evaluation import evaluate_held_out, oov_view_proba
+    from hrc_fl.perception.hand_features import random_views, vary_fingers
+    from hrc_fl.perception.landmark_mlp import save_model, train_mlp, write_report
 
     data = load_hand_pose()
-    hrc_of_fine = hrc_index_of_fine(data.class_names)
-    left = np.array([h == "left" for h in data.handedness])
-    # stratify on class and hand so both hands of every class are held out in proportion
-    strata = data.labels * 2 + left.astype(np.int64)
-    train_idx, test_idx = stratified_split(strata, test_fraction, seed)
-    log(f"gesture classifier: {len(train_idx)} training / {len(test_idx)} held-out hands, {epochs} epochs")
+    fine_names = (*data.class_names, protocol.THUMB_SIDEWAYS)
+    hrc_of_fine = hrc_index_of_fine(fine_names)
+    left = data.handedness == "left"
+    split = protocol.split_by_recording(data.labels, data.handedness, data.class_names, seed=seed)
+    log(f"gesture classifier: {len(split.train)} training / {len(split.validation)} validation / "
+        f"{len(split.test)} test hands (whole recordings held out), {epochs} epochs")
 
-    raw = data.points_xy[train_idx]
-    raw_left = left[train_idx]
+    train_pts, train_left = data.points_xy[split.train], left[split.train]
+    direction_rows = np.isin(data.labels[split.train],
+                             [data.class_names.index(n) for n in protocol.DIRECTION_PAIRS])
+    # thumbs are turned all the way round (their label follows the angle); other shapes to the protocol's +-90
+    # degrees plus a margin, so that the edge of the protocol is not the edge of what the model saw
+    max_in_plane = np.where(direction_rows, np.pi, protocol.MAX_IN_PLANE_RAD + np.deg2rad(30.0))
 
-    def features(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return normalise_hands(augment_hands(batch, rng), raw_left)
+    def epoch_data(raw: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        # a share of near-upright views too: most hands at a workstation are held about upright
+        upright = rng.random(len(raw)) < UPRIGHT_SHARE
+        limit = np.where(upright, UPRIGHT_IN_PLANE_RAD, max_in_plane)
+        views, angle, _ = random_views(vary_fingers(raw, rng), rng, max_in_plane_rad=limit,
+                                       max_tilt_rad=protocol.MAX_TILT_RAD)
+        return normalise_hands(views, train_left), protocol.direction_labels(y, angle, fine_names)
 
-    model = train_mlp(features, raw, data.labels[train_idx], in_dim=HAND_FEATURE_DIM,
-                      num_classes=len(data.class_names), epochs=epochs, seed=seed)
-    fine_proba = predict_proba(model, normalise_hands(data.points_xy[test_idx], left[test_idx]))
-    y_fine = data.labels[test_idx]
-    y_hrc = hrc_of_fine[y_fine]
-    pred_hrc = fine_to_hrc_proba(fine_proba, hrc_of_fine).argmax(1)
-    cm = confusion_matrix(y_hrc, pred_hrc, len(GESTURE_NAMES))
-    f1 = per_class_f1(cm)
+    model = train_mlp(epoch_data, train_pts, data.labels[split.train], in_dim=HAND_FEATURE_DIM,
+                      num_classes=len(fine_names), epochs=epochs, seed=seed, hidden=hidden)
+
+    def proba(points: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+        from hrc_fl.perception.landmark_mlp import predict_proba
+
+        return fine_to_hrc_proba(predict_proba(model, normalise_hands(points, mirror)), hrc_of_fine)
+
+    val_rng = np.random.default_rng(seed + 1)
+    val_oov = split.validation[hrc_of_fine[data.labels[split.validation]] == 0]
+    val_proba = oov_view_proba(proba, data, val_oov, val_rng, views=VALIDATION_VIEWS)
+    threshold = thresholds_for_false_command_rate(val_proba, target_false_command_rate)
+    named = dict(zip(GESTURE_NAMES, threshold.tolist(), strict=True))
+    log(f"gesture classifier: thresholds {named} for a "
+        f"false-command rate of {target_false_command_rate} on {len(val_proba)} validation views of shapes "
+        "outside the vocabulary")
+    metrics, cm = evaluate_held_out(proba, data, split.test, hrc_of_fine[data.labels], threshold)
     metrics = {
         "data": "pose-classification-kit 1.1.5 HandPose_Dataset.csv",
-        "seed": seed, "epochs": epochs, "test_fraction": test_fraction,
-        "n_train": len(train_idx), "n_test": len(test_idx),
-        "macro_f1_hrc": float(f1.mean()), "macro_f1_commands": float(f1[1:].mean()),
-        "f1_per_class": {n: float(v) for n, v in zip(GESTURE_NAMES, f1, strict=True)},
-        "accuracy_hrc": float((pred_hrc == y_hrc).mean()),
-        "accuracy_fine": float((fine_proba.argmax(1) == y_fine).mean()),
+        "split": "by recording: per class one whole recording (hand) held out for test, the other split in "
+                 "time into train and validation",
+        "seed": seed, "epochs": epochs, "hidden": hidden,
+        "n_train": len(split.train), "n_validation": len(split.validation), "n_test": len(split.test),
+        "test_hand": split.test_hand, "min_confidence": named,
+        "target_false_command_rate": target_false_command_rate, **metrics,
         "mapping": {k: list(v) for k, v in HRC_FROM_HANDPOSE.items()},
     }
     save_model(Path(weights_path), model, {
-        "format": FORMAT, "feature": "hand_features.normalise_hand/1", "fine_class_names": list(data.class_names),
+        "format": FORMAT, "feature": HAND_FEATURE_LAYOUT, "fine_class_names": list(fine_names),
         "hrc_of_fine": hrc_of_fine.tolist(), "gesture_names": list(GESTURE_NAMES),
-        "metrics": {k: metrics[k] for k in ("macro_f1_hrc", "macro_f1_commands", "accuracy_fine", "n_test")},
+        "min_confidence": threshold.tolist(), "seed": seed,
+        "threshold": {"target_false_command_rate": target_false_command_rate,
+                      "chosen_on": f"{len(val_proba)} rotated/mirrored views of the validation hands of "
+                                   "shapes outside the vocabulary"},
+        "metrics": {k: metrics[k] for k in ("macro_f1_held_out", "macro_f1_commands_held_out", "n_test")},
     })
     write_report(Path(out_dir), "gestures", cm, GESTURE_NAMES, metrics)
     return metrics

@@ -36,34 +36,38 @@ class LandmarkMLP(nn.Module):
         return self.net(features)
 
 
-def train_mlp(features_fn: Callable[[np.ndarray, np.random.Generator], np.ndarray], raw: np.ndarray,
-              labels: np.ndarray, *, in_dim: int, num_classes: int, epochs: int, seed: int,
-              lr: float = 2e-3, batch_size: int = 256, hidden: int = 128) -> LandmarkMLP:
-    """Train on ``raw`` samples; ``features_fn(raw_batch, rng)`` augments and featurises each epoch."""
+#: ``(raw samples, their labels, rng) -> (features, labels)``: one epoch's augmented, featurised data.
+#: Labels may change with the augmentation (a thumb turned over is another gesture).
+EpochData = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def train_mlp(epoch_data: EpochData, raw: np.ndarray, labels: np.ndarray, *, in_dim: int, num_classes: int,
+              epochs: int, seed: int, lr: float = 2e-3, batch_size: int = 256, hidden: int = 128) -> LandmarkMLP:
+    """Train on ``raw`` samples; ``epoch_data(raw, labels, rng)`` augments and featurises each epoch."""
     # one thread: tiny matrices, and several threads on a shared 2-core machine are much slower
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(features_fn, raw, labels, in_dim=in_dim, num_classes=num_classes, epochs=epochs,
+        return _train(epoch_data, raw, labels, in_dim=in_dim, num_classes=num_classes, epochs=epochs,
                       seed=seed, lr=lr, batch_size=batch_size, hidden=hidden)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(features_fn: Callable[[np.ndarray, np.random.Generator], np.ndarray], raw: np.ndarray,
-           labels: np.ndarray, *, in_dim: int, num_classes: int, epochs: int, seed: int,
-           lr: float, batch_size: int, hidden: int) -> LandmarkMLP:
+def _train(epoch_data: EpochData, raw: np.ndarray, labels: np.ndarray, *, in_dim: int, num_classes: int,
+           epochs: int, seed: int, lr: float, batch_size: int, hidden: int) -> LandmarkMLP:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = LandmarkMLP(in_dim, num_classes, hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    y_all = torch.as_tensor(labels, dtype=torch.long)
     loss_fn = nn.CrossEntropyLoss()
     with torch.inference_mode(False):
         for _ in range(epochs):
             model.train()
-            x_all = torch.as_tensor(features_fn(raw, rng), dtype=torch.float32)
+            x, y = epoch_data(raw, labels, rng)
+            x_all = torch.as_tensor(x, dtype=torch.float32)
+            y_all = torch.as_tensor(y, dtype=torch.long)
             order = torch.as_tensor(rng.permutation(len(raw)))
             for start in range(0, len(raw), batch_size):
                 idx = order[start:start + batch_size]

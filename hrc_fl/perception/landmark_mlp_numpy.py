@@ -97,11 +97,11 @@ def mlp_proba(model, features: np.ndarray) -> np.ndarray:
     return predict_proba(model, features)
 
 
-def thresholded_class(probs: np.ndarray, min_confidence: float) -> tuple[int, float]:
+def thresholded_class(probs: np.ndarray, min_confidence: float | np.ndarray) -> tuple[int, float]:
     """(class index, its probability) of a classifier output, class 0 (NONE) when the best class is
-    below ``min_confidence``; non-finite probabilities count as 0."""
+    below ``min_confidence`` (one value, or one per class); non-finite probabilities count as 0."""
     probs = np.where(np.isfinite(probs), probs, 0.0)
     code = int(np.argmax(probs))
-    if probs[code] < min_confidence:
+    if probs[code] < np.broadcast_to(min_confidence, probs.shape)[code]:
         code = 0  # not sure enough: NONE, reported with the probability the classifier gave NONE
     return code, float(probs[code])
