@@ -18,6 +18,7 @@ import numpy as np
 
 from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord, rounds_completed
 from hrc_fl.demo.run import DemoRun
+from hrc_fl.safety.monitor import reason_kind
 
 ZONE_NAMES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")
 NOT_AVAILABLE = "not available in this build"
@@ -371,19 +372,12 @@ def write_report(run: DemoRun) -> Path:
     return report
 
 
-def _reason_kind(clause: str) -> str:
-    """A reason clause without its numbers: "bodies: stale (1.01 s > 1.00 s)" -> "bodies: stale"."""
-    text = re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b", "", clause)
-    text = re.sub(r"\(\s*[<>=]*\s*\)", "", text)
-    return re.sub(r"\s+", " ", text).strip(" ;:")
-
-
 def stop_causes(rec: WorkstationRecord, top: int = 6) -> dict[str, float]:
     """Reasons the safety node gave while in PROTECTIVE_STOP, numbers removed, as shares of those states."""
     stops = [s for s in rec.safety if s.zone == len(ZONE_NAMES) - 1]
     counts: dict[str, int] = {}
     for s in stops:
-        for clause in {_reason_kind(c) for c in (s.reason or "no reason given").split(";")}:
+        for clause in {reason_kind(c) for c in (s.reason or "no reason given").split(";")}:
             if clause:
                 counts[clause] = counts.get(clause, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]

@@ -9,6 +9,7 @@ separation, S_p and the allowed robot speed, (3) advances the zone state machine
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from hrc_fl.safety.geometry import (
     min_separation,
     tcp_capsules,
 )
+from hrc_fl.safety.latency import ObservationAgePeaks
 from hrc_fl.safety.separation import (
     SeparationParameters,
     SeparationTerms,
@@ -42,6 +44,10 @@ GESTURE_THUMB_UP = 4
 ARM_SIGNAL_ALL_STOP = 1
 
 BODIES, ROBOT, GESTURE, INTENTION = "bodies", "robot", "gesture", "intention"
+
+
+_NO_POINTS = np.zeros((0, 3))
+_NO_POINTS_AUGMENTED = np.zeros((0, 5))
 
 
 # ---------------------------------------------------------------- inputs
@@ -96,6 +102,18 @@ class IntentionInput:
 
 
 @dataclass(frozen=True)
+class _CheckedBodies:
+    """A bodies message that passed the checks: per body its known keypoints (K,3) and their augmented
+    rows (K,5), (body id, K) in the same order, and the largest 1-sigma uncertainty."""
+
+    stamp_s: float
+    points: list[np.ndarray]
+    augmented: list[np.ndarray]
+    owners: list[tuple[str, int]]
+    sigma_m: float
+
+
+@dataclass(frozen=True)
 class SafetyInputs:
     """Messages that arrived since the previous step, in arrival order, plus a reset request."""
 
@@ -130,6 +148,8 @@ class SafetyConfig:
     intention_max_age_s: float = 1.0
     max_future_s: float = 0.05
     min_body_points: int = 4
+    keypoint_range_m: float = 8.0                 # camera working range: farther keypoints are a fault
+    relax_latency_window_s: float = 2.0           # relaxing uses the peak observation age of this window
     stop_gesture_min_confidence: float = 0.5
     resume_gesture_enabled: bool = True
     command_hold_s: float = 0.5
@@ -147,6 +167,10 @@ class SafetyConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f"{name} must be within 0..1, got {value!r}")
+        if not (math.isfinite(self.relax_latency_window_s) and self.relax_latency_window_s >= 0.0):
+            raise ValueError(f"relax_latency_window_s must be finite and >= 0, got {self.relax_latency_window_s!r}")
+        if not (math.isfinite(self.keypoint_range_m) and self.keypoint_range_m > 0.0):
+            raise ValueError(f"keypoint_range_m must be finite and > 0, got {self.keypoint_range_m!r}")
         for name in ("warning_band_m", "hysteresis_m", "robot_speed_tolerance_mps", "command_hold_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
@@ -251,6 +275,17 @@ def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float
     return zone, stop_m, reduced_m, warning_m
 
 
+def reason_kind(clause: str) -> str:
+    """A reason or fault without its numbers and quoted names, for counting causes:
+    "bodies: stale (1.01 s > 1.00 s)" -> "bodies: stale", "bodies: body 'p1': infinite keypoint" ->
+    "bodies: body: infinite keypoint"."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "", clause)
+    text = re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b", "", text)
+    text = re.sub(r"\(\s*[<>=]*\s*\)", "", text)
+    text = re.sub(r"\s+([:;,)])", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip(" ;:")
+
+
 # ---------------------------------------------------------------- monitor
 def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float) -> str:
     """Why ``zone`` is kept although the separation alone would allow a less restrictive one."""
@@ -275,9 +310,11 @@ class SafetyMonitor:
             InputSpec(INTENTION, config.intention_max_age_s, required=False),
         ], max_future_s=config.max_future_s)
         self.zones = ZoneMachine(config.zones)
-        self._points = np.zeros((0, 3))
-        self._points_augmented = augment_points(self._points)
-        self._point_body: list[str] = []
+        self._latency = ObservationAgePeaks(config.relax_latency_window_s)
+        self._points = _NO_POINTS
+        self._points_augmented = _NO_POINTS_AUGMENTED
+        self._point_owners: list[tuple[str, int]] = []    # (body id, its number of keypoints), in order
+        self._keypoint_range_sq = config.keypoint_range_m ** 2
         self._sigma_m = 0.0
         self._bodies_stamp_s: float | None = None
         self._capsules: Capsules | None = None
@@ -300,27 +337,47 @@ class SafetyMonitor:
                                      self.params.stopping.at(v_max))
 
     # ------------------------------------------------ ingest
-    def _ingest_bodies(self, msg: BodiesInput, now_s: float) -> str | None:
+    def _check_bodies(self, msg: BodiesInput, now_s: float) -> _CheckedBodies | None:
+        """Validate one bodies message (content, then stamp through the watchdog); None when it is a
+        fault (recorded by the watchdog for this cycle). Cheap: per body one product gives the squared
+        distances of all keypoints (finiteness and working range in one reduction) and the augmented
+        rows the distance needs; nothing is installed here (the newest good message of a cycle wins)."""
         problem = ""
         points: list[np.ndarray] = []
-        owners: list[str] = []
+        augmented: list[np.ndarray] = []
+        owners: list[tuple[str, int]] = []
         sigma = 0.0
         arm_stop = False
+        range_sq = self._keypoint_range_sq
         for body in msg.bodies:
-            pts = np.asarray(body.points_m, dtype=float)
+            pts = body.points_m
+            if not isinstance(pts, np.ndarray) or pts.dtype != np.float64:
+                pts = np.asarray(pts, dtype=float)
             if pts.ndim != 2 or pts.shape[1:] != (3,):
                 problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
                 break
-            # A finite sum means every entry is finite (NaN and inf propagate): one reduction in the usual case.
-            all_known = math.isfinite(float(pts.sum())) or bool(np.isfinite(pts).all())
-            known = None if all_known else np.isfinite(pts).all(axis=1)  # NaN rows: unknown keypoints, dropped
-            n_known = pts.shape[0] if all_known else int(known.sum())
             if body.frame != self.config.robot.base_frame:
                 problem = f"body {body.body_id!r} in frame {body.frame!r}, need {self.config.robot.base_frame!r}"
-            elif not all_known and np.isinf(pts).any():
-                problem = f"body {body.body_id!r}: infinite keypoint"
-            elif n_known < self.config.min_body_points:
-                problem = (f"body {body.body_id!r}: only {n_known} known keypoints "
+                break
+            aug = augment_points(pts)
+            # |p|^2 of every keypoint: its maximum is finite and within range only if every entry is
+            # finite and every point lies inside the working range (NaN and inf propagate; 1e200 overflows).
+            far_sq = float(aug[:, 3].max()) if pts.shape[0] else 0.0
+            if not far_sq <= range_sq:
+                sq = aug[:, 3]
+                known = ~np.isnan(sq)                            # NaN rows: unknown keypoints, dropped
+                if np.isinf(pts[known]).any():
+                    problem = f"body {body.body_id!r}: infinite keypoint"
+                    break
+                far_sq = float(sq[known].max()) if known.any() else 0.0
+                if not far_sq <= range_sq:
+                    problem = (f"body {body.body_id!r}: keypoint {math.sqrt(far_sq):.3g} m from "
+                               f"{self.config.robot.base_frame}, beyond the working range of the camera "
+                               f"(keypoint_range_m {self.config.keypoint_range_m:.1f} m)")
+                    break
+                pts, aug = pts[known], aug[known]
+            if pts.shape[0] < self.config.min_body_points:
+                problem = (f"body {body.body_id!r}: only {pts.shape[0]} known keypoints "
                            f"(< {self.config.min_body_points}), cannot locate the human")
             elif not (math.isfinite(body.position_uncertainty_m) and body.position_uncertainty_m >= 0.0):
                 problem = f"body {body.body_id!r}: invalid position uncertainty {body.position_uncertainty_m!r}"
@@ -328,8 +385,9 @@ class SafetyMonitor:
                 problem = f"body {body.body_id!r}: non-finite arm signal confidence"
             if problem:
                 break
-            points.append(pts if all_known else pts[known])
-            owners += [body.body_id] * n_known
+            points.append(pts)
+            augmented.append(aug)
+            owners.append((body.body_id, pts.shape[0]))
             sigma = max(sigma, body.position_uncertainty_m)
             if (body.arm_signal == ARM_SIGNAL_ALL_STOP
                     and body.arm_signal_confidence >= self.config.arm_signal_min_confidence):
@@ -342,17 +400,31 @@ class SafetyMonitor:
         if self._arm_stop_frames >= self.config.arm_signal_min_frames:
             self._last_stop_command_s = max(self._last_stop_command_s, now_s)
         if fault is not None:
-            return fault
-        if len(points) == 1:
-            self._points = points[0]
+            return None
+        return _CheckedBodies(msg.stamp_s, points, augmented, owners, sigma)
+
+    def _install_bodies(self, checked: _CheckedBodies, now_s: float) -> None:
+        """Make ``checked`` the current human observation (once per cycle: the newest good message)."""
+        if len(checked.points) == 1:
+            self._points, self._points_augmented = checked.points[0], checked.augmented[0]
+        elif checked.points:
+            self._points = np.concatenate(checked.points, axis=0)
+            self._points_augmented = np.concatenate(checked.augmented, axis=0)
         else:
-            self._points = np.concatenate(points, axis=0) if points else np.zeros((0, 3))
-        self._points_augmented = augment_points(self._points)  # once per message, not per cycle
-        self._point_body = owners
-        self._sigma_m = sigma
-        self._bodies_stamp_s = msg.stamp_s
+            self._points, self._points_augmented = _NO_POINTS, _NO_POINTS_AUGMENTED
+        self._point_owners = checked.owners
+        self._sigma_m = checked.sigma_m
+        if self._bodies_stamp_s is not None:
+            self._latency.observation(now_s, now_s - self._bodies_stamp_s)
+        self._bodies_stamp_s = checked.stamp_s
         self._human_version += 1
-        return None
+
+    def _body_of_point(self, index: int) -> str:
+        for body_id, count in self._point_owners:
+            if index < count:
+                return body_id
+            index -= count
+        return ""
 
     def _robot_capsules(self, msg: JointInput | TcpInput) -> Capsules:
         if isinstance(msg, TcpInput):
@@ -439,8 +511,11 @@ class SafetyMonitor:
             now_s = self._last_now_s
         self._last_now_s = now_s
 
-        for msg in inputs.bodies:
-            self._ingest_bodies(msg, now_s)
+        newest: _CheckedBodies | None = None
+        for msg in inputs.bodies:  # every message is checked (faults count); the newest good one is used
+            newest = self._check_bodies(msg, now_s) or newest
+        if newest is not None:
+            self._install_bodies(newest, now_s)
         for msg in inputs.robot:
             self._ingest_robot(msg, now_s)
         resume = False
@@ -474,7 +549,7 @@ class SafetyMonitor:
             sep = self._cache
             d = sep.min_distance_m
             if sep.point_index >= 0:
-                body_id = self._point_body[sep.point_index]
+                body_id = self._body_of_point(sep.point_index)
             latency = max(0.0, now_s - self._bodies_stamp_s)
             v_meas = v_max if self._robot_speed_mps is None else self._robot_speed_mps
             terms = protective_separation_distance(
@@ -487,6 +562,9 @@ class SafetyMonitor:
                              min_speed_mps=v_min, max_speed_mps=v_max, warning_band_m=cfg.warning_band_m,
                              stopping_at_min_max=self._stopping_at_min_max)
             distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(d, **zone_args)
+            # Relaxing (and the restart interlock's "area clear") at the recent peak age, not the
+            # instantaneous sawtooth between frames (hrc_fl/safety/latency.py).
+            zone_args["latency_s"] = max(latency, self._latency.peak_s(now_s))
             relaxed_zone = zone_for_separation(d - cfg.hysteresis_m, **zone_args)[0]
             target_scale = allowed / v_max
             if distance_zone == Zone.PROTECTIVE_STOP:
@@ -534,7 +612,7 @@ class SafetyMonitor:
                 # its cause has ended (a fault cycle, or the human just left the stop distance): say why
                 # the stop still holds, so no stop is ever published without a reason
                 reasons.append(f"protective stop held: {update.not_ready_reason}")
-        elif update.zone > distance_zone:
+        elif update.zone > distance_zone and not faults:
             reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s))
         return SafetyDecision(
             stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
