@@ -126,23 +126,25 @@ class Diagnostics:
         with self._lock:
             self._values[key] = str(value)
 
-    def problem(self, key: str, message: str, *, error: bool = False, count: int = 1) -> None:
+    def problem(self, key: str, message: str, *, error: bool = False, count: int = 1,
+                prefix_key: bool = True) -> None:
         """Count ``count`` occurrences, flag the next report (WARN, or ERROR when ``error``) and log one
-        line unless ``key`` logged less than ``log_interval_s`` ago (then the next line gives the number
-        left out)."""
+        line ("key: message", or the message alone without ``prefix_key``) unless ``key`` logged less than
+        ``log_interval_s`` ago (then the next line gives the number left out)."""
         now_s = time.monotonic()
+        text = f"{key}: {message}" if prefix_key else message
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + count
             level = DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN
             if level > self._level:
                 self._level = level
-            self._message = f"{key}: {message}"
+            self._message = text
             if now_s - self._last_log_s.get(key, -math.inf) < self.log_interval_s:
                 self._unlogged[key] = self._unlogged.get(key, 0) + count
                 return
             self._last_log_s[key] = now_s
             left_out = self._unlogged.pop(key, 0) + count - 1
-        line = f"{key}: {message}" + (f" ({left_out} more since the last line)" if left_out else "")
+        line = text + (f" ({left_out} more since the last line)" if left_out else "")
         # rclpy refuses a second severity from one call site, so each severity has its own line.
         if error:
             self.node.get_logger().error(line)

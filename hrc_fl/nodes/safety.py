@@ -177,7 +177,6 @@ class SafetyNode(Node):
         self._robot: list[JointInput | TcpInput] = []
         self._gestures: list[GestureInput] = []
         self._intentions: list[IntentionInput] = []
-        self._faulted_stop = True   # the last decision was PROTECTIVE_STOP because of an input fault
         self._last_zone: Zone | None = None
         self._last_decision: SafetyDecision | None = None
         self._marker_messages: dict[tuple[str, int], Marker] = {}
@@ -235,11 +234,12 @@ class SafetyNode(Node):
         self._on_input()
 
     def _on_input(self) -> None:
-        # Decide at once on a human/robot message, except while stopped by an input fault: then the
-        # heartbeat decides on everything that arrived (every message is still checked, the newest good
-        # one wins), so a flood of bad messages costs a check each, not a decision and a state each, and
-        # the state keeps its rate. A fault while not stopped is decided at once (stops in this callback).
-        if self._evaluate_on_input and not self._faulted_stop:
+        # Decide at once on a human/robot message, except in PROTECTIVE_STOP: there nothing can become
+        # more restrictive, and the heartbeat (within one period) decides on everything that arrived:
+        # every message is still checked, the newest good one wins. So a flood of bad messages costs a
+        # check each, not a decision and a state each, and the state keeps its rate; a bad message while
+        # the robot moves is decided at once (it stops in this callback).
+        if self._evaluate_on_input and self._last_zone != Zone.PROTECTIVE_STOP:
             self._evaluate()
 
     def _on_gesture(self, msg: HandGesture) -> None:
@@ -281,12 +281,8 @@ class SafetyNode(Node):
         # Faults counted per cause (numbers and ids removed: "bodies: stale", "bodies: body: infinite
         # keypoint"), every occurrence; the log line of a cause is throttled to about one a second with the
         # number left out (Diagnostics), so neither a flood of bad messages nor a stalled input floods the log.
-        kinds: dict[str, list[str]] = {}
-        for fault in decision.faults:
-            kinds.setdefault(reason_kind(fault), []).append(fault)
-        for kind, faults in kinds.items():
-            self._diag.problem(kind, faults[-1], error=True, count=len(faults))
-        self._faulted_stop = bool(decision.faults) and decision.zone == Zone.PROTECTIVE_STOP
+        for fault, count in zip(decision.faults, decision.fault_counts, strict=True):
+            self._diag.problem(reason_kind(fault), fault, error=True, count=count, prefix_key=False)
         if decision.zone != self._last_zone:
             self.get_logger().info(f"zone {decision.zone.name}: {decision.reason or 'clear'}")
             self._last_zone = decision.zone

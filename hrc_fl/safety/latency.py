@@ -17,12 +17,18 @@ from collections import deque
 
 
 class ObservationAgePeaks:
-    """Sawtooth peaks of the observation age (s) over the last ``window_s`` seconds. Time passed in."""
+    """Sawtooth peaks of the observation age (s) over the last ``window_s`` seconds, each capped at
+    ``max_age_s`` (the watchdog's limit: an older observation is a fault, which holds the stop and
+    restarts the interlock's clear time itself; a stall must not also widen the zones after it). Time
+    passed in."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, max_age_s: float) -> None:
         if not (math.isfinite(window_s) and window_s >= 0.0):
             raise ValueError(f"window_s must be finite and >= 0, got {window_s!r}")
+        if not (math.isfinite(max_age_s) and max_age_s > 0.0):
+            raise ValueError(f"max_age_s must be finite and > 0, got {max_age_s!r}")
         self.window_s = window_s
+        self.max_age_s = max_age_s
         self._peaks: deque[tuple[float, float]] = deque()   # (time s, peak age s), time increasing
 
     def observation(self, now_s: float, previous_age_s: float) -> None:
@@ -30,6 +36,7 @@ class ObservationAgePeaks:
         (the peak of the sawtooth just ended)."""
         if not math.isfinite(previous_age_s):
             return
+        previous_age_s = min(previous_age_s, self.max_age_s)
         peaks = self._peaks
         # Keep a decreasing sequence: an older, smaller peak can never be the maximum again.
         while peaks and peaks[-1][1] <= previous_age_s:

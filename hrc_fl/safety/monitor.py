@@ -216,6 +216,7 @@ class SafetyDecision:
     human_points_m: np.ndarray                  # (N,3) keypoints used (for markers)
     separation: SeparationResult | None         # geometry of the minimum (per-point distances on demand)
     capsules: Capsules | None
+    fault_counts: tuple[int, ...] = ()          # per entry of ``faults``: how many inputs had that fault
 
     @property
     def closest_human_point_m(self) -> np.ndarray | None:
@@ -286,6 +287,18 @@ def reason_kind(clause: str) -> str:
     return re.sub(r"\s+", " ", text).strip(" ;:")
 
 
+def collapse_faults(faults: Sequence[str]) -> tuple[list[str], list[int]]:
+    """One entry per fault kind (:func:`reason_kind`), the newest text of each, in order of first
+    appearance, and how many there were: a cycle after a flood of bad messages names each cause once."""
+    newest: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for fault in faults:
+        kind = reason_kind(fault)
+        newest[kind] = fault
+        counts[kind] = counts.get(kind, 0) + 1
+    return list(newest.values()), list(counts.values())
+
+
 # ---------------------------------------------------------------- monitor
 def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float) -> str:
     """Why ``zone`` is kept although the separation alone would allow a less restrictive one."""
@@ -310,7 +323,7 @@ class SafetyMonitor:
             InputSpec(INTENTION, config.intention_max_age_s, required=False),
         ], max_future_s=config.max_future_s)
         self.zones = ZoneMachine(config.zones)
-        self._latency = ObservationAgePeaks(config.relax_latency_window_s)
+        self._latency = ObservationAgePeaks(config.relax_latency_window_s, config.bodies_max_age_s)
         self._points = _NO_POINTS
         self._points_augmented = _NO_POINTS_AUGMENTED
         self._point_owners: list[tuple[str, int]] = []    # (body id, its number of keypoints), in order
@@ -524,6 +537,9 @@ class SafetyMonitor:
         for msg in inputs.intentions:
             self._ingest_intention(msg, now_s)
         faults += self.watchdog.faults(now_s)
+        fault_counts: list[int] = [1] * len(faults)
+        if len(faults) > 1:
+            faults, fault_counts = collapse_faults(faults)
 
         reasons: list[str] = []
         stop_command = now_s - self._last_stop_command_s <= cfg.command_hold_s
@@ -618,7 +634,7 @@ class SafetyMonitor:
             stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
             min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
             stop_distance_m=stop_m, reduced_speed_distance_m=reduced_m, warning_distance_m=warning_m,
-            closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults),
+            closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults), fault_counts=tuple(fault_counts),
             reset_accepted=update.reset_accepted, reset_message=update.reset_message,
             human_points_m=self._points, separation=sep, capsules=self._capsules,
         )
