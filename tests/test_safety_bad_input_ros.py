@@ -204,7 +204,7 @@ def test_flood_of_invalid_bodies_keeps_the_state_rate_never_clear_and_logs_each_
     # the state keeps its configured rate (measured over the inner part of the flood, on the node's stamps)
     inner = [s for s in during if start_s + 0.5 <= _stamp_s(s) <= end_s - 0.5]
     rate_hz = len(inner) / (end_s - start_s - 1.0)
-    assert abs(rate_hz - RATE_HZ) <= 0.1 * RATE_HZ, f"state rate {rate_hz:.1f} Hz during the flood, configured {RATE_HZ}"
+    assert abs(rate_hz - RATE_HZ) <= 0.1 * RATE_HZ, f"state rate {rate_hz:.1f} Hz in the flood, configured {RATE_HZ}"
     # every cause was recognised ...
     seen = {reason_kind(f) for s in during for f in s.faults}
     for cause in ("cannot locate the human", "infinite keypoint", "working range of the camera", "in frame",

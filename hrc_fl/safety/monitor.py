@@ -300,10 +300,12 @@ def collapse_faults(faults: Sequence[str]) -> tuple[list[str], list[int]]:
 
 
 # ---------------------------------------------------------------- monitor
-def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float) -> str:
+def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float,
+                 relax_latency_s: float) -> str:
     """Why ``zone`` is kept although the separation alone would allow a less restrictive one."""
     if relaxed_zone >= zone:
-        return f"{zone.name} held: separation within the {hysteresis_m:.2f} m hysteresis of its border"
+        return (f"{zone.name} held: separation within the {hysteresis_m:.2f} m hysteresis of its border at "
+                f"the recent peak observation age {relax_latency_s:.3f} s")
     return f"{zone.name} held: the less restrictive zone must hold for {min_dwell_s:.2f} s"
 
 
@@ -557,6 +559,7 @@ class SafetyMonitor:
         body_id = ""
         sep: SeparationResult | None = None
         have_data = self._capsules is not None and self._bodies_stamp_s is not None
+        relax_latency = math.nan
         if have_data:
             key = (self._human_version, self._robot_version)
             if key != self._cache_key or self._cache is None:
@@ -580,7 +583,7 @@ class SafetyMonitor:
             distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(d, **zone_args)
             # Relaxing (and the restart interlock's "area clear") at the recent peak age, not the
             # instantaneous sawtooth between frames (hrc_fl/safety/latency.py).
-            zone_args["latency_s"] = max(latency, self._latency.peak_s(now_s))
+            zone_args["latency_s"] = relax_latency = max(latency, self._latency.peak_s(now_s))
             relaxed_zone = zone_for_separation(d - cfg.hysteresis_m, **zone_args)[0]
             target_scale = allowed / v_max
             if distance_zone == Zone.PROTECTIVE_STOP:
@@ -629,7 +632,8 @@ class SafetyMonitor:
                 # the stop still holds, so no stop is ever published without a reason
                 reasons.append(f"protective stop held: {update.not_ready_reason}")
         elif update.zone > distance_zone and not faults:
-            reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s))
+            reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s,
+                                        relax_latency))
         return SafetyDecision(
             stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
             min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
