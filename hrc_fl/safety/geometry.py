@@ -367,6 +367,20 @@ class RobotModel:
     stopping_distances_m: tuple[float, ...]
     position_uncertainty_m: float
 
+    @property
+    def reach_m(self) -> float:
+        """Upper bound (m) on the distance of any point of the robot's capsules from the base origin, in
+        any joint configuration: the DH links' lengths plus the tool, plus the largest radius (and the
+        static capsules)."""
+        c = self.chain
+        links = sum(math.hypot(a, d) for a, d in zip(c.a_m, c.d_m, strict=True)) + c.tool.length_m
+        arm = links + max(*c.link_radii_m, c.tool.radius_m)
+        fixed = 0.0
+        if self.static:
+            fixed = (max(math.hypot(*p) for s in self.static for p in (s.start, s.end))
+                     + max(s.radius_m for s in self.static))
+        return max(arm, fixed)
+
 
 def _floats(mapping: Mapping[str, Any], key: str) -> tuple[float, ...]:
     if key not in mapping:
