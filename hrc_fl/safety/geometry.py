@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hrc_fl.safety.records import frozen_record
+
 
 @dataclass(frozen=True)
 class Capsules:
@@ -184,7 +186,8 @@ def min_separation(points: np.ndarray, capsules: Capsules, *,
     dist = point_capsule_distances(points, capsules, augmented=augmented)
     flat = int(dist.argmin())
     n, m = divmod(flat, dist.shape[1])
-    return SeparationResult(float(dist.flat[flat]), n, m, dist, points[n], capsules)
+    return frozen_record(SeparationResult, min_distance_m=float(dist.flat[flat]), point_index=n, capsule_index=m,
+                         pair_distances_m=dist, closest_point_m=points[n], capsules=capsules)
 
 
 def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:

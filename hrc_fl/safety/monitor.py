@@ -26,6 +26,7 @@ from hrc_fl.safety.geometry import (
     tcp_capsules,
 )
 from hrc_fl.safety.latency import ObservationAgePeaks
+from hrc_fl.safety.records import frozen_record
 from hrc_fl.safety.separation import (
     SeparationParameters,
     SeparationTerms,
@@ -634,7 +635,8 @@ class SafetyMonitor:
         elif update.zone > distance_zone and not faults:
             reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s,
                                         relax_latency))
-        return SafetyDecision(
+        return frozen_record(
+            SafetyDecision,
             stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
             min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
             stop_distance_m=stop_m, reduced_speed_distance_m=reduced_m, warning_distance_m=warning_m,

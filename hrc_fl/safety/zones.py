@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 
+from hrc_fl.safety.records import frozen_record
+
 
 class Zone(IntEnum):
     """Values equal the SafetyZoneState constants; larger is more restrictive."""
@@ -162,7 +164,8 @@ class ZoneMachine:
         self._last_s = now_s
         self._scale = target if target <= self._scale else min(target, self._scale + self.config.ramp_up_per_s * dt_s)
         in_stop = self.zone == Zone.PROTECTIVE_STOP
-        return ZoneUpdate(
+        return frozen_record(
+            ZoneUpdate,
             zone=self.zone, speed_scale=self._scale,
             reset_required=in_stop and self._manual_needed(),
             ready_to_reset=in_stop and ready, not_ready_reason=reason if in_stop else "",
