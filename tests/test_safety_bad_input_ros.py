@@ -21,13 +21,10 @@ import pytest
 import yaml
 
 from hrc_fl.paths import config_file
+from tests.safety_cell import NS, SafetyCell, safety_node, stamp_s
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
-NS = "ws1"
-UPRIGHT = [0.0, -math.pi / 2, 0.0, -math.pi / 2, 0.0, 0.0]
-JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
-          "wrist_3_joint"]
 X_FAR = 3.0  # human column 3 m from the upright UR5e: CLEAR with the shipped values
 SHIPPED = yaml.safe_load(config_file("safety.yaml").read_text())["/**/safety"]["ros__parameters"]
 RATE_HZ = float(SHIPPED["publish_rate_hz"])
@@ -84,79 +81,21 @@ rclpy.shutdown()
 """
 
 
-def _stamp_s(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
 @pytest.fixture(scope="module")
 def safety_log(tmp_path_factory):
-    from tests.rosutil import NodeProcesses
-
-    log_dir = tmp_path_factory.mktemp("safety_bad_input")
-    procs = NodeProcesses()
-    procs.start("safety_node", namespace=NS, param_files=("safety.yaml",), parameters={"markers_rate_hz": 0.0},
-                log_dir=log_dir)
-    try:
-        yield log_dir / f"{NS}_safety.log"
-    finally:
-        procs.stop_all()
+    with safety_node(tmp_path_factory.mktemp("safety_bad_input"), {"markers_rate_hz": 0.0}) as log:
+        yield log
 
 
-class Cell:
-    """The probe side: a camera/pose stand-in and the robot at 20 Hz, and every state the node sends."""
+def _cell(probe) -> SafetyCell:
+    """The shared cell at X_FAR, collecting states deep enough that a probe behind its schedule loses none
+    (the rate is counted from them)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    def __init__(self, probe) -> None:
-        from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import JointState
-
-        from hrc_fl.nodes.common import RESULT_QOS
-
-        self.probe = probe
-        self.bodies_pub = probe.publisher(BodyPoseArray, f"/{NS}/humans/bodies/tracked", RESULT_QOS)
-        self.joints_pub = probe.publisher(JointState, f"/{NS}/robot/joint_states", 10)
-        # deep enough that a probe behind its schedule loses no state (the rate is counted from them)
-        self.states = probe.collect(SafetyZoneState, f"/{NS}/safety/state",
-                                    QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE))
-        self.camera_on = True
-        self.body_stamps: list[float] = []
-        for pub in (self.bodies_pub, self.joints_pub):
-            probe.wait_for_subscribers(pub, timeout_s=30.0)
-        probe.wait_for_publishers(f"/{NS}/safety/state", timeout_s=30.0)
-
-    def publish_once(self) -> None:
-        from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
-        from sensor_msgs.msg import JointState
-
-        now = self.probe.node.get_clock().now().to_msg()
-        if self.camera_on:
-            msg = BodyPoseArray()
-            msg.header.stamp = now
-            body = BodyPose(body_id="p1", workstation_frame="base_link", position_uncertainty_m=0.02)
-            body.workstation_points = [v for i in range(33) for v in (X_FAR, 0.0, 0.1 + 1.7 * i / 32)]
-            msg.bodies = [body]
-            self.bodies_pub.publish(msg)
-            self.body_stamps.append(_stamp_s(msg))
-        joints = JointState(name=JOINTS, position=UPRIGHT)
-        joints.header.stamp = now
-        self.joints_pub.publish(joints)
-
-    def drive_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.publish_once()
-            self.probe.spin_for(0.05)
-
-    def drive_until(self, predicate, timeout_s: float, what: str):
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            self.publish_once()
-            self.probe.spin_for(0.05)
-            if self.states and predicate(self.states[-1]):
-                return self.states[-1]
-        last = self.states[-1] if self.states else None
-        raise AssertionError(f"timed out waiting for {what}; last state: "
-                             f"{None if last is None else (last.zone_name, last.reason)}")
+    cell = SafetyCell(probe, QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE))
+    cell.x = X_FAR
+    cell.wait_connected(timeout_s=30.0)
+    return cell
 
 
 def _error_lines(log: Path) -> list[str]:
@@ -173,7 +112,7 @@ def test_flood_of_invalid_bodies_keeps_the_state_rate_never_clear_and_logs_each_
     from hrc_fl.safety.monitor import reason_kind
 
     # Prepare: the cell runs CLEAR (automatic restart of the shipped config after the start-up stop)
-    cell = Cell(ros_probe)
+    cell = _cell(ros_probe)
     cell.drive_until(lambda s: s.zone_name == "CLEAR", timeout_s=60.0, what="CLEAR before the flood")
     errors_before = len(_error_lines(safety_log))
 
@@ -197,12 +136,15 @@ def test_flood_of_invalid_bodies_keeps_the_state_rate_never_clear_and_logs_each_
     # Assert: the flood was one (>= half the asked rate reached the wire)
     assert report["sent"] >= 0.5 * FLOOD_RATE_HZ * FLOOD_S, report
     start_s, end_s = report["start_s"], report["end_s"]
-    during = [s for s in cell.states if start_s <= _stamp_s(s) <= end_s]
+    # from the first decision on a flood message (the flood's first messages take a moment to arrive)
+    first_s = min(stamp_s(s) for s in cell.states if start_s <= stamp_s(s) and any("flood" in f for f in s.faults))
+    assert first_s - start_s < 1.0
+    during = [s for s in cell.states if first_s <= stamp_s(s) <= end_s]
     # never CLEAR (nor anything but the stop) while invalid bodies arrive, each state says why
     assert during and all(s.zone_name == "PROTECTIVE_STOP" and s.speed_scale == 0.0 for s in during)
     assert all(s.reason for s in during)
     # the state keeps its configured rate (measured over the inner part of the flood, on the node's stamps)
-    inner = [s for s in during if start_s + 0.5 <= _stamp_s(s) <= end_s - 0.5]
+    inner = [s for s in during if start_s + 0.5 <= stamp_s(s) <= end_s - 0.5]
     rate_hz = len(inner) / (end_s - start_s - 1.0)
     assert abs(rate_hz - RATE_HZ) <= 0.1 * RATE_HZ, f"state rate {rate_hz:.1f} Hz in the flood, configured {RATE_HZ}"
     # every cause was recognised ...
@@ -224,16 +166,16 @@ def test_flood_of_invalid_bodies_keeps_the_state_rate_never_clear_and_logs_each_
 def test_stalled_camera_stops_within_one_cycle_and_the_returning_camera_clears_through_the_interlock(
         safety_log, ros_probe):
     # Prepare: CLEAR with a live camera stand-in
-    cell = Cell(ros_probe)
+    cell = _cell(ros_probe)
     cell.drive_until(lambda s: s.zone_name == "CLEAR", timeout_s=60.0, what="CLEAR with a live camera")
 
     # Execute: the camera stalls (bodies stop, the robot goes on) ...
-    cell.camera_on = False
+    cell.x = None
     last_body_s = cell.body_stamps[-1]
     stopped = cell.drive_until(lambda s: s.zone_name == "PROTECTIVE_STOP", timeout_s=10.0, what="stop on stall")
     cell.drive_for(0.5)
     # ... and comes back
-    cell.camera_on = True
+    cell.x = X_FAR
     first_back = len(cell.body_stamps)
     back_from = len(cell.states)
     cleared = cell.drive_until(lambda s: s.zone_name != "PROTECTIVE_STOP", timeout_s=30.0,
@@ -242,13 +184,13 @@ def test_stalled_camera_stops_within_one_cycle_and_the_returning_camera_clears_t
 
     # Assert: no decision taken later than bodies_max_age_s after the last frame is anything but a stop
     # (the first heartbeat past the limit stops: within one cycle), and it names the stale input
-    late = [s for s in cell.states[:back_from] if _stamp_s(s) > last_body_s + SHIPPED["bodies_max_age_s"]]
+    late = [s for s in cell.states[:back_from] if stamp_s(s) > last_body_s + SHIPPED["bodies_max_age_s"]]
     assert late and all(s.zone_name == "PROTECTIVE_STOP" for s in late)
     assert any(f.startswith("bodies: stale") for f in stopped.faults) and stopped.speed_scale == 0.0
     # the restart waited for the configured interlock: the area clear for auto_reset_clear_s after the
     # first frame that came back, the waiting states saying so
     assert SHIPPED["restart_interlock"] == "auto"
-    assert _stamp_s(cleared) - first_body_back_s >= SHIPPED["auto_reset_clear_s"]
+    assert stamp_s(cleared) - first_body_back_s >= SHIPPED["auto_reset_clear_s"]
     waiting = [s for s in cell.states[back_from:] if s.zone_name == "PROTECTIVE_STOP" and not s.faults]
     assert waiting and all("restart interlock" in s.reason or "protective stop held" in s.reason
                            for s in waiting)
