@@ -417,7 +417,8 @@ class SafetyMonitor:
             self._last_stop_command_s = max(self._last_stop_command_s, now_s)
         if fault is not None:
             return None
-        return _CheckedBodies(msg.stamp_s, points, augmented, owners, sigma)
+        return frozen_record(_CheckedBodies, stamp_s=msg.stamp_s, points=points, augmented=augmented,
+                             owners=owners, sigma_m=sigma)
 
     def _install_bodies(self, checked: _CheckedBodies, now_s: float) -> None:
         """Make ``checked`` the current human observation (once per cycle: the newest good message)."""
@@ -540,9 +541,6 @@ class SafetyMonitor:
         for msg in inputs.intentions:
             self._ingest_intention(msg, now_s)
         faults += self.watchdog.faults(now_s)
-        fault_counts: list[int] = [1] * len(faults)
-        if len(faults) > 1:
-            faults, fault_counts = collapse_faults(faults)
 
         reasons: list[str] = []
         stop_command = now_s - self._last_stop_command_s <= cfg.command_hold_s
@@ -605,6 +603,9 @@ class SafetyMonitor:
                                    f"< S_p {terms.protective_separation_m:.3f} m")
         elif not faults:
             faults.append("no human or robot data yet")
+        fault_counts: list[int] = [1] * len(faults)
+        if len(faults) > 1:  # a flood: each cause once, with its count
+            faults, fault_counts = collapse_faults(faults)
 
         intention_capped = False
         intent = self._intention
