@@ -245,7 +245,7 @@ class SafetyNode(Node):
     def _on_gesture(self, msg: HandGesture) -> None:
         self._gestures.append(GestureInput(stamp_to_s(msg.header.stamp), int(msg.gesture),
                                            float(msg.confidence), bool(msg.is_command)))
-        if msg.is_command:
+        if msg.is_command and self._last_zone != Zone.PROTECTIVE_STOP:  # in a stop: the heartbeat decides
             self._evaluate()
 
     def _on_intention(self, msg: IntentionEstimate) -> None:
