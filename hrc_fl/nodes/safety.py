@@ -135,6 +135,13 @@ def _color(rgba: tuple[float, float, float, float]) -> ColorRGBA:
     return color
 
 
+def _keypoints(flat) -> np.ndarray:
+    """(K,3) float64 from a float32[] message field; a length that is no multiple of 3 stays one row, which
+    the monitor refuses as malformed (a fault with its reason, not an exception in the callback)."""
+    points = np.frombuffer(flat, dtype=np.float32).astype(float)
+    return points.reshape(-1, 3) if points.size % 3 == 0 else points.reshape(1, -1)
+
+
 class SafetyNode(Node):
     def __init__(self) -> None:
         # No parameter services: parameters are read once here (no runtime reconfiguration), and the six
@@ -214,8 +221,7 @@ class SafetyNode(Node):
     def _on_bodies(self, msg: BodyPoseArray) -> None:
         bodies = tuple(
             BodyObservation(
-                body_id=b.body_id,
-                points_m=np.frombuffer(b.workstation_points, dtype=np.float32).astype(float).reshape(-1, 3),
+                body_id=b.body_id, points_m=_keypoints(b.workstation_points),
                 position_uncertainty_m=float(b.position_uncertainty_m), frame=b.workstation_frame,
                 arm_signal=int(b.arm_signal), arm_signal_confidence=float(b.arm_signal_confidence))
             for b in msg.bodies)

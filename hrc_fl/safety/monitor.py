@@ -8,6 +8,7 @@ separation, S_p and the allowed robot speed, (3) advances the zone state machine
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -277,15 +278,23 @@ def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float
     return zone, stop_m, reduced_m, warning_m
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b")
+_EMPTY_PARENS = re.compile(r"\(\s*[<>=]*\s*\)")
+_SPACE_BEFORE = re.compile(r"\s+([:;,)])")
+_SPACES = re.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=512)
 def reason_kind(clause: str) -> str:
     """A reason or fault without its numbers and quoted names, for counting causes:
     "bodies: stale (1.01 s > 1.00 s)" -> "bodies: stale", "bodies: body 'p1': infinite keypoint" ->
-    "bodies: body: infinite keypoint"."""
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "", clause)
-    text = re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b", "", text)
-    text = re.sub(r"\(\s*[<>=]*\s*\)", "", text)
-    text = re.sub(r"\s+([:;,)])", r"\1", text)
-    return re.sub(r"\s+", " ", text).strip(" ;:")
+    "bodies: body: infinite keypoint". Cached: under a flood the same texts repeat."""
+    text = _QUOTED.sub("", clause)
+    text = _NUMBER.sub("", text)
+    text = _EMPTY_PARENS.sub("", text)
+    text = _SPACE_BEFORE.sub(r"\1", text)
+    return _SPACES.sub(" ", text).strip(" ;:")
 
 
 def collapse_faults(faults: Sequence[str]) -> tuple[list[str], list[int]]:
