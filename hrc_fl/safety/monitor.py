@@ -50,6 +50,7 @@ BODIES, ROBOT, GESTURE, INTENTION = "bodies", "robot", "gesture", "intention"
 
 _NO_POINTS = np.zeros((0, 3))
 _NO_POINTS_AUGMENTED = np.zeros((0, 5))
+_NO_POINTS.flags.writeable = _NO_POINTS_AUGMENTED.flags.writeable = False  # shared by every empty decision
 
 
 # ---------------------------------------------------------------- inputs
@@ -391,7 +392,7 @@ class SafetyMonitor:
             if not far_sq <= range_sq:
                 sq = aug[:, 3]
                 known = ~np.isnan(sq)                            # NaN rows: unknown keypoints, dropped
-                if np.isinf(pts[known]).any():
+                if np.isinf(pts).any():  # inf anywhere, also beside a NaN
                     problem = f"body {body.body_id!r}: infinite keypoint"
                     break
                 far_sq = float(sq[known].max()) if known.any() else 0.0
