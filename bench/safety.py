@@ -160,7 +160,7 @@ def bench_node_callback(iterations: int) -> dict[str, float]:
         node = SafetyNode()
         msg = _body_message(node)
         joints = JointState(name=JOINTS, position=[0.0, -1.57, 0.0, -1.57, 0.0, 0.0])
-        # Out of the start-up stop first: in PROTECTIVE_STOP the node leaves inputs to its heartbeat (a
+        # Out of the start-up stop first: stopped for a fault, the node leaves inputs to its heartbeat (a
         # guard condition the executor runs; nothing spins here), so decide by hand until it has left.
         for _ in range(100):
             stamp = node.get_clock().now().to_msg()

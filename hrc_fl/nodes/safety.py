@@ -185,6 +185,7 @@ class SafetyNode(Node):
         self._gestures: list[GestureInput] = []
         self._intentions: list[IntentionInput] = []
         self._last_zone: Zone | None = None
+        self._stopped_for_fault = False   # the last decision: PROTECTIVE_STOP with an input fault
         self._last_decision: SafetyDecision | None = None
         self._marker_messages: dict[tuple[str, int], Marker] = {}
 
@@ -240,18 +241,19 @@ class SafetyNode(Node):
         self._on_input()
 
     def _on_input(self) -> None:
-        # Decide at once on a human/robot message, except in PROTECTIVE_STOP: there nothing can become
-        # more restrictive, and the heartbeat (within one period) decides on everything that arrived:
-        # every message is still checked, the newest good one wins. So a flood of bad messages costs a
-        # check each, not a decision and a state each, and the state keeps its rate; a bad message while
-        # the robot moves is decided at once (it stops in this callback).
-        if self._evaluate_on_input and self._last_zone != Zone.PROTECTIVE_STOP:
+        # Decide at once on a human/robot message, except while stopped for an input fault: then nothing
+        # can become more restrictive, and the heartbeat (within one period) decides on everything that
+        # arrived: every message is still checked, the newest good one wins. So a flood of bad messages
+        # costs a check each, not a decision and a state each, and the state keeps its rate; a bad message
+        # while the robot moves is decided at once (it stops in this callback), and a stop without a fault
+        # (a worker close by, the restart interlock) still answers each input at once.
+        if self._evaluate_on_input and not self._stopped_for_fault:
             self._evaluate()
 
     def _on_gesture(self, msg: HandGesture) -> None:
         self._gestures.append(GestureInput(stamp_to_s(msg.header.stamp), int(msg.gesture),
                                            float(msg.confidence), bool(msg.is_command)))
-        if msg.is_command and self._last_zone != Zone.PROTECTIVE_STOP:  # in a stop: the heartbeat decides
+        if msg.is_command and not self._stopped_for_fault:  # else the heartbeat decides (see _on_input)
             self._evaluate()
 
     def _on_intention(self, msg: IntentionEstimate) -> None:
@@ -289,6 +291,7 @@ class SafetyNode(Node):
         # number left out (Diagnostics), so neither a flood of bad messages nor a stalled input floods the log.
         for fault, count in zip(decision.faults, decision.fault_counts, strict=True):
             self._diag.problem(reason_kind(fault), fault, error=True, count=count, prefix_key=False)
+        self._stopped_for_fault = decision.zone == Zone.PROTECTIVE_STOP and bool(decision.faults)
         if decision.zone != self._last_zone:
             self.get_logger().info(f"zone {decision.zone.name}: {decision.reason or 'clear'}")
             self._last_zone = decision.zone
