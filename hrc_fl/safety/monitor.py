@@ -127,6 +127,9 @@ class SafetyInputs:
     reset_requested: bool = False
 
 
+_NO_INPUTS = SafetyInputs()
+
+
 # ---------------------------------------------------------------- config
 @dataclass(frozen=True)
 class SafetyConfig:
@@ -528,7 +531,7 @@ class SafetyMonitor:
         """Ingest ``inputs`` (arrived since the last step) and decide for time ``now_s`` (seconds, the
         clock of the message stamps)."""
         cfg = self.config
-        inputs = SafetyInputs() if inputs is None else inputs
+        inputs = _NO_INPUTS if inputs is None else inputs
         faults: list[str] = []
         if not math.isfinite(now_s):
             faults.append(f"clock: invalid time {now_s!r}")
