@@ -3,7 +3,6 @@ a STOP gesture stops, and a killed pose publisher stops the robot (stale input).
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -12,12 +11,10 @@ import time
 
 import pytest
 
+from tests.safety_cell import NS, SafetyCell, safety_node
+
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
-NS = "ws1"
-UPRIGHT = [0.0, -math.pi / 2, 0.0, -math.pi / 2, 0.0, 0.0]
-JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
-          "wrist_3_joint"]
 # Human column positions (x, m) against the upright UR5e with the shipped defaults: surface distance is
 # x - 0.21 m (upper-arm capsule); thresholds there are about stop 0.46, reduced 1.11, warning 1.61 m.
 X_CLEAR, X_WARNING, X_REDUCED, X_STOP = 2.6, 1.6, 1.0, 0.45
@@ -48,71 +45,27 @@ while True:
 
 @pytest.fixture(scope="module")
 def safety_process(tmp_path_factory):
-    from tests.rosutil import NodeProcesses
-
-    log_dir = tmp_path_factory.mktemp("safety_logs")
-    procs = NodeProcesses()
-    procs.start("safety_node", namespace=NS, param_files=("safety.yaml",), parameters=NODE_PARAMS,
-                log_dir=log_dir)
-    try:
-        yield log_dir / f"{NS}_safety.log"
-    finally:
-        procs.stop_all()
+    with safety_node(tmp_path_factory.mktemp("safety_logs"), NODE_PARAMS) as log:
+        yield log
 
 
-class Cell:
-    """Probe-side stand-ins for perception and the robot, plus the safety outputs."""
+class Cell(SafetyCell):
+    """The shared cell plus gestures, the speed scale and the reset service."""
 
     def __init__(self, probe) -> None:
-        from hrc_fl_msgs.msg import BodyPoseArray, HandGesture, SafetyZoneState
-        from sensor_msgs.msg import JointState
+        from hrc_fl_msgs.msg import HandGesture
         from std_msgs.msg import Float64
         from std_srvs.srv import Trigger
 
         from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS
 
-        self.probe = probe
-        self.bodies_pub = probe.publisher(BodyPoseArray, f"/{NS}/humans/bodies/tracked", RESULT_QOS)
+        super().__init__(probe)
         self.gesture_pub = probe.publisher(HandGesture, f"/{NS}/hands/gesture", RESULT_QOS)
-        self.joints_pub = probe.publisher(JointState, f"/{NS}/robot/joint_states", 10)
-        self.states = probe.collect(SafetyZoneState, f"/{NS}/safety/state", SAFETY_QOS)
         self.scales = probe.collect(Float64, f"/{NS}/robot/speed_scale", SAFETY_QOS)
         self.reset_client = probe.node.create_client(Trigger, f"/{NS}/safety/reset")
-        self.x: float | None = X_CLEAR
-        for pub in (self.bodies_pub, self.joints_pub, self.gesture_pub):
-            probe.wait_for_subscribers(pub, timeout_s=20.0)
-        probe.wait_for_publishers(f"/{NS}/safety/state", timeout_s=20.0)
+        self.x = X_CLEAR
+        self.wait_connected(self.gesture_pub)
         assert self.reset_client.wait_for_service(timeout_sec=20.0)
-
-    def _now(self):
-        return self.probe.node.get_clock().now().to_msg()
-
-    def publish_once(self) -> None:
-        from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
-        from sensor_msgs.msg import JointState
-
-        if self.x is not None:
-            msg = BodyPoseArray()
-            msg.header.stamp = self._now()
-            body = BodyPose(body_id="p1", workstation_frame="base_link", position_uncertainty_m=0.02)
-            body.workstation_points = [v for i in range(33) for v in (self.x, 0.0, 0.1 + 1.7 * i / 32)]
-            msg.bodies = [body]
-            self.bodies_pub.publish(msg)
-        joints = JointState(name=JOINTS, position=UPRIGHT)
-        joints.header.stamp = self._now()
-        self.joints_pub.publish(joints)
-
-    def drive_until(self, predicate, timeout_s: float = 10.0, what: str = ""):
-        """Publish at about 20 Hz until the newest state satisfies ``predicate``; return it."""
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            self.publish_once()
-            self.probe.spin_for(0.05)
-            if self.states and predicate(self.states[-1]):
-                return self.states[-1]
-        last = self.states[-1] if self.states else None
-        raise AssertionError(f"timed out waiting for {what}; last state: "
-                             f"{None if last is None else (last.zone_name, last.reason)}")
 
     def zone_at(self, x: float, zone_name: str, timeout_s: float = 10.0):
         self.x = x

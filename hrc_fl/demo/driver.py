@@ -234,7 +234,8 @@ class DemoDriver(Node):
                               protective_separation_m=float(msg.protective_separation_m),
                               perception_latency_s=float(msg.perception_latency_s),
                               reset_required=bool(msg.reset_required), reason=msg.reason,
-                              worker_distance_m=self.scenario.worker_distance_m(t))
+                              worker_distance_m=self.scenario.worker_distance_m(t),
+                              stamp_s=stamp_to_s(msg.header.stamp))
         self.latest[ws] = sample
         if not self.started:
             rec.warmup_safety_states += 1

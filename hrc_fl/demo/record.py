@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -17,6 +18,7 @@ class SafetySample:
     reset_required: bool
     reason: str
     worker_distance_m: float    # scripted distance of the worker's centre from the robot base
+    stamp_s: float = math.nan   # the state's header stamp (decision time, host clock)
 
 
 @dataclass

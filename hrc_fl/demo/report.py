@@ -18,10 +18,16 @@ import numpy as np
 
 from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord, rounds_completed
 from hrc_fl.demo.run import DemoRun
+from hrc_fl.demo.scenario import BODY_RADIUS_M, FALSE_STOP_MARGIN_M, false_stop_distance_m
+from hrc_fl.safety.monitor import SafetyConfig, reason_kind
 
 ZONE_NAMES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")
 NOT_AVAILABLE = "not available in this build"
 HUMAN_SPEED_MPS = 1.6  # ISO 13855 walking speed, for the separation a latency implies
+#: The issue's "farther than 2 m from every robot" (scripted worker centre distance from the robot base).
+FAR_WORKER_M = 2.0
+FULL_SPEED_SCALE = 0.999
+PROTECTIVE_STOP = 3
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -211,6 +217,64 @@ def _plot_latency(rows: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+def ground_truth_false_stop_distance_m() -> float:
+    """The demo robot's false-stop distance (worker centre from the base, m) from the packaged robot file
+    and the safety node's S_p constants (hrc_fl.demo.scenario.false_stop_distance_m)."""
+    from hrc_fl.paths import config_file
+    from hrc_fl.safety.config import load_robot_model
+
+    robot = load_robot_model(config_file("robot_ur5e.yaml"))
+    return false_stop_distance_m(robot, SafetyConfig(robot=robot).separation_parameters())
+
+
+def _commanded(s) -> bool:
+    """A stop a worker asked for (STOP gesture / ALL_STOP) or one waiting for the operator's reset."""
+    return s.reset_required or "stop command" in s.reason
+
+
+def _stale(s) -> bool:
+    return any(reason_kind(c).endswith(": stale") for c in s.reason.split(";"))
+
+
+def safety_metrics(rec: WorkstationRecord, false_stop_m: float) -> dict:
+    """Per workstation, from its SafetyZoneState samples and the scenario's ground truth (the scripted
+    worker distance of each state):
+
+    - ``false_stops``: PROTECTIVE_STOP states, not commanded and not waiting for a manual reset, while
+      the worker's centre is farther than ``false_stop_m`` from the robot base (``false_stop_rate``: of
+      all states there); ``far_stops``: the same while the worker is farther than 2 m;
+    - ``stale_stops``: PROTECTIVE_STOP states with a stale input among their reasons (anywhere);
+    - ``full_speed_fraction``: share of the time (state to state) at speed scale 1;
+    - camera->safety latency per camera frame: the first decision on each frame (its image stamp is the
+      state's stamp minus its perception latency), p50 and p95.
+    """
+    states = rec.safety
+    beyond = [s for s in states if s.worker_distance_m > false_stop_m]
+    false = [s for s in beyond if s.zone == PROTECTIVE_STOP and not _commanded(s)]
+    far = [s for s in states if s.worker_distance_m > FAR_WORKER_M]
+    far_stops = [s for s in far if s.zone == PROTECTIVE_STOP and not _commanded(s)]
+    total_s = full_s = 0.0
+    for a, b in itertools.pairwise(states):
+        dt = max(0.0, b.t_s - a.t_s)
+        total_s += dt
+        full_s += dt if a.speed_scale >= FULL_SPEED_SCALE else 0.0
+    first: dict[float, float] = {}
+    for s in states:
+        if math.isfinite(s.stamp_s) and math.isfinite(s.perception_latency_s):
+            image = round(s.stamp_s - s.perception_latency_s, 4)
+            first[image] = min(first.get(image, math.inf), s.perception_latency_s)
+    latencies = list(first.values())
+    return {
+        "false_stop_distance_m": false_stop_m, "false_stops": len(false),
+        "false_stop_rate": len(false) / len(beyond) if beyond else math.nan,
+        "far_stops": len(far_stops), "far_stop_rate": len(far_stops) / len(far) if far else math.nan,
+        "stale_stops": sum(1 for s in states if s.zone == PROTECTIVE_STOP and _stale(s)),
+        "full_speed_fraction": full_s / total_s if total_s > 0 else math.nan,
+        "camera_to_safety_latency_p50_s": _pct(latencies, 50), "camera_to_safety_latency_p95_s": _pct(latencies, 95),
+        "frames_decided": len(latencies),
+    }
+
+
 def write_report(run: DemoRun) -> Path:
     """Write report.md (+ PNGs, summary.json) into the run folder; returns the report path."""
     record: DemoRecord = run.record or DemoRecord()
@@ -243,6 +307,10 @@ def write_report(run: DemoRun) -> Path:
                      f"{'' if u.exit_code is None else u.exit_code} |")
     summary["cpu_share"] = {u.label: (u.cpu_s / run.wall_s if run.wall_s > 0 else None) for u in usage}
     summary["peak_rss_mib"] = {u.label: u.peak_rss_bytes / 2**20 for u in usage}
+    # Whole-demo memory: the peak of the simultaneous sums over all processes. PSS splits shared pages among
+    # the processes that map them (the honest total); the RSS sum counts each shared library once per process.
+    summary["peak_pss_mib_total"] = run.peak_pss_bytes_total / 2**20
+    summary["peak_rss_mib_total"] = run.peak_rss_bytes_total / 2**20
     if run.early_exit:
         lines += ["", "Nodes that exited before the end: " + ", ".join(run.early_exit)
                   + " (see the logs folder)."]
@@ -262,7 +330,14 @@ def write_report(run: DemoRun) -> Path:
     lines.append("")
 
     # Safety
-    lines += ["## Safety timeline", ""]
+    false_stop_m = ground_truth_false_stop_distance_m()
+    lines += ["## Safety timeline", "",
+              f"A stop is counted as **false** when it was neither commanded nor waiting for a manual reset while "
+              f"the worker's scripted centre was farther than {false_stop_m:.2f} m from the robot base: the robot's "
+              f"reach bound + a body radius of {BODY_RADIUS_M:.1f} m + the true protective separation distance "
+              f"(S_p at full speed with the worker's true position: no perception latency or uncertainty) + a "
+              f"margin of {FALSE_STOP_MARGIN_M:.1f} m (what healthy perception adds). Stale-input stops: stop "
+              "states with a stale input among their reasons.", ""]
     for ws, rec in record.workstations.items():
         ws_sum: dict = {}
         summary["workstations"][ws] = ws_sum
@@ -299,6 +374,15 @@ def write_report(run: DemoRun) -> Path:
                   ]
         causes = stop_causes(rec)
         ws_sum["stop_causes"] = causes
+        metrics = safety_metrics(rec, false_stop_m)
+        ws_sum.update(metrics)
+        lines += [f"- false stops: {metrics['false_stops']} states ({_fmt(100 * metrics['false_stop_rate'], 1)} % "
+                  f"of the states with the worker farther than {false_stop_m:.2f} m); stops while the worker was "
+                  f"farther than {FAR_WORKER_M:.0f} m: {metrics['far_stops']}; stale-input stops: "
+                  f"{metrics['stale_stops']}; time at full speed: {_fmt(100 * metrics['full_speed_fraction'], 1)} %",
+                  f"- camera→safety latency (first decision on each of {metrics['frames_decided']} frames): "
+                  f"p50 {_fmt(metrics['camera_to_safety_latency_p50_s'] * 1000, 1)} ms, "
+                  f"p95 {_fmt(metrics['camera_to_safety_latency_p95_s'] * 1000, 1)} ms"]
         if causes:
             lines.append("- why PROTECTIVE_STOP (share of its states, a state can have several reasons): "
                          + "; ".join(f"{c} {share:.0%}" for c, share in causes.items()))
@@ -312,6 +396,17 @@ def write_report(run: DemoRun) -> Path:
             lines.append(f"- robot TCP speed: median {_fmt(_pct([r.tcp_speed_mps for r in rec.robot], 50))} m/s, "
                          f"max {_fmt(max(r.tcp_speed_mps for r in rec.robot))} m/s")
         lines.append("")
+
+    per_ws = [w for w in summary["workstations"].values() if "false_stops" in w]
+    summary["false_stops"] = sum(w["false_stops"] for w in per_ws)
+    summary["stale_stops"] = sum(w["stale_stops"] for w in per_ws)
+    summary["far_stops"] = sum(w["far_stops"] for w in per_ws)
+    fractions = [w["full_speed_fraction"] for w in per_ws if math.isfinite(w["full_speed_fraction"])]
+    summary["full_speed_fraction"] = statistics.fmean(fractions) if fractions else math.nan
+    summary["full_speed_fraction_min"] = min(fractions) if fractions else math.nan
+    summary["camera_to_safety_latency_p95_s"] = max(
+        (w["camera_to_safety_latency_p95_s"] for w in per_ws if math.isfinite(w["camera_to_safety_latency_p95_s"])),
+        default=math.nan)
 
     # Latencies
     lines += ["## Latencies", ""]
@@ -371,19 +466,12 @@ def write_report(run: DemoRun) -> Path:
     return report
 
 
-def _reason_kind(clause: str) -> str:
-    """A reason clause without its numbers: "bodies: stale (1.01 s > 1.00 s)" -> "bodies: stale"."""
-    text = re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b", "", clause)
-    text = re.sub(r"\(\s*[<>=]*\s*\)", "", text)
-    return re.sub(r"\s+", " ", text).strip(" ;:")
-
-
 def stop_causes(rec: WorkstationRecord, top: int = 6) -> dict[str, float]:
     """Reasons the safety node gave while in PROTECTIVE_STOP, numbers removed, as shares of those states."""
     stops = [s for s in rec.safety if s.zone == len(ZONE_NAMES) - 1]
     counts: dict[str, int] = {}
     for s in stops:
-        for clause in {_reason_kind(c) for c in (s.reason or "no reason given").split(";")}:
+        for clause in {reason_kind(c) for c in (s.reason or "no reason given").split(";")}:
             if clause:
                 counts[clause] = counts.get(clause, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]

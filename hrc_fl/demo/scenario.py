@@ -19,6 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hrc_fl.safety.geometry import RobotModel
+from hrc_fl.safety.separation import SeparationParameters, protective_separation_m
+
+#: Ground truth of a false stop (stated in the report): the worker's body reaches this far around its
+#: scripted centre, and a stop counts as false only beyond the true protective distance plus this margin
+#: (it covers what a healthy perception adds: 1.6 m/s x 0.15 s of latency plus 3 sigma of the pose).
+BODY_RADIUS_M = 0.3
+FALSE_STOP_MARGIN_M = 0.5
+
 
 @dataclass(frozen=True)
 class Keyframe:
@@ -138,3 +147,14 @@ class BodyShifter:
         out = pts.copy()
         out[:, :2] += np.asarray(target_xy, dtype=np.float64) - self._reference
         return out
+
+
+def false_stop_distance_m(robot: RobotModel, params: SeparationParameters, *, body_radius_m: float = BODY_RADIUS_M,
+                          margin_m: float = FALSE_STOP_MARGIN_M) -> float:
+    """Distance (m) of the worker's scripted centre from the robot base beyond which a protective stop is
+    false: the robot's reach bound + the body radius + the ground-truth protective separation distance
+    (S_p at the robot's full speed with the worker's true position, i.e. without the perception terms:
+    no latency, no position uncertainty) + ``margin_m``."""
+    true_sp_m = protective_separation_m(separation_m=math.inf, robot_speed_mps=robot.max_speed_mps,
+                                        position_uncertainty_m=0.0, perception_latency_s=0.0, params=params)
+    return robot.reach_m + body_radius_m + true_sp_m + margin_m

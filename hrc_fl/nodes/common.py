@@ -99,16 +99,21 @@ def declare_parameters(node: Node, spec: Mapping[str, tuple[Any, str]]) -> dict[
 class Diagnostics:
     """Publishes one ``DiagnosticStatus`` on ``/diagnostics`` at a fixed period.
 
-    Nodes record problems with :meth:`problem` (logged once per occurrence as one line, counted,
-    and raised to WARN/ERROR on the next report) and key values with :meth:`set_value`.
+    Nodes record problems with :meth:`problem` (counted, logged as one clear line, and raised to
+    WARN/ERROR on the next report) and key values with :meth:`set_value`. Log lines are throttled per
+    key: at most one per ``log_interval_s``, the next one saying how many were left out, so a flood of
+    bad input costs a counter increment per message, not a log line (the counts are all published).
     """
 
     node: Node
     name: str
     period_s: float = 1.0
     hardware_id: str = ""
+    log_interval_s: float = 1.0
     _values: dict[str, str] = field(default_factory=dict)
     _counts: dict[str, int] = field(default_factory=dict)
+    _last_log_s: dict[str, float] = field(default_factory=dict)
+    _unlogged: dict[str, int] = field(default_factory=dict)
     _level: bytes = DiagnosticStatus.OK
     _message: str = "ok"
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,19 +126,30 @@ class Diagnostics:
         with self._lock:
             self._values[key] = str(value)
 
-    def problem(self, key: str, message: str, *, error: bool = False) -> None:
-        """Count, log one clear line and flag the next report (WARN, or ERROR when ``error``)."""
+    def problem(self, key: str, message: str, *, error: bool = False, count: int = 1,
+                prefix_key: bool = True) -> None:
+        """Count ``count`` occurrences, flag the next report (WARN, or ERROR when ``error``) and log one
+        line ("key: message", or the message alone without ``prefix_key``) unless ``key`` logged less than
+        ``log_interval_s`` ago (then the next line gives the number left out)."""
+        now_s = time.monotonic()
+        text = f"{key}: {message}" if prefix_key else message
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+            self._counts[key] = self._counts.get(key, 0) + count
             level = DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN
             if level > self._level:
                 self._level = level
-            self._message = f"{key}: {message}"
+            self._message = text
+            if now_s - self._last_log_s.get(key, -math.inf) < self.log_interval_s:
+                self._unlogged[key] = self._unlogged.get(key, 0) + count
+                return
+            self._last_log_s[key] = now_s
+            left_out = self._unlogged.pop(key, 0) + count - 1
+        line = text + (f" ({left_out} more since the last line)" if left_out else "")
         # rclpy refuses a second severity from one call site, so each severity has its own line.
         if error:
-            self.node.get_logger().error(f"{key}: {message}")
+            self.node.get_logger().error(line)
         else:
-            self.node.get_logger().warning(f"{key}: {message}")
+            self.node.get_logger().warning(line)
 
     def count(self, key: str) -> int:
         with self._lock:

@@ -48,6 +48,7 @@ from hrc_fl.safety.monitor import (
     SafetyInputs,
     SafetyMonitor,
     TcpInput,
+    reason_kind,
 )
 from hrc_fl.safety.zones import Zone, ZoneConfig
 from hrc_fl.viz.markers import MarkerSpec, safety_markers
@@ -83,6 +84,10 @@ PARAMETERS = {
     "intention_max_age_s": (1.0, "Maximum age of an intention estimate before it expires, s."),
     "max_future_s": (0.05, "Stamps further than this in the future are faults, s."),
     "min_body_points": (4, "A body with fewer known keypoints cannot be located -> fault."),
+    "keypoint_range_m": (8.0, "Camera working range, metres from the base_link origin: a keypoint farther "
+                         "away is a fault (a broken depth estimate), not a far body."),
+    "relax_latency_window_s": (2.0, "Relaxing a zone (and the automatic restart's area-clear condition) uses "
+                               "the largest observation age of this window, s (docs/safety.md)."),
     "stop_gesture_min_confidence": (0.5, "Minimum confidence of a STOP / THUMB_UP command gesture."),
     "resume_gesture_enabled": (True, "A THUMB_UP command gesture requests a reset."),
     "command_hold_s": (0.5, "A stop command stays asserted this long after its last message, s."),
@@ -130,6 +135,13 @@ def _color(rgba: tuple[float, float, float, float]) -> ColorRGBA:
     return color
 
 
+def _keypoints(flat) -> np.ndarray:
+    """(K,3) float64 from a float32[] message field; a length that is no multiple of 3 stays one row, which
+    the monitor refuses as malformed (a fault with its reason, not an exception in the callback)."""
+    points = np.frombuffer(flat, dtype=np.float32).astype(float)
+    return points.reshape(-1, 3) if points.size % 3 == 0 else points.reshape(1, -1)
+
+
 class SafetyNode(Node):
     def __init__(self) -> None:
         # No parameter services: parameters are read once here (no runtime reconfiguration), and the six
@@ -156,6 +168,7 @@ class SafetyNode(Node):
             bodies_max_age_s=p["bodies_max_age_s"], robot_max_age_s=p["robot_max_age_s"],
             gesture_max_age_s=p["gesture_max_age_s"], intention_max_age_s=p["intention_max_age_s"],
             max_future_s=p["max_future_s"], min_body_points=p["min_body_points"],
+            keypoint_range_m=p["keypoint_range_m"], relax_latency_window_s=p["relax_latency_window_s"],
             stop_gesture_min_confidence=p["stop_gesture_min_confidence"],
             resume_gesture_enabled=p["resume_gesture_enabled"], command_hold_s=p["command_hold_s"],
             arm_signal_min_confidence=p["arm_signal_min_confidence"],
@@ -171,8 +184,8 @@ class SafetyNode(Node):
         self._robot: list[JointInput | TcpInput] = []
         self._gestures: list[GestureInput] = []
         self._intentions: list[IntentionInput] = []
-        self._last_faults: set[str] = set()
         self._last_zone: Zone | None = None
+        self._stopped_for_fault = False   # the last decision: PROTECTIVE_STOP with an input fault
         self._last_decision: SafetyDecision | None = None
         self._marker_messages: dict[tuple[str, int], Marker] = {}
 
@@ -188,7 +201,11 @@ class SafetyNode(Node):
         else:
             self.create_subscription(PoseStamped, "robot/tcp_pose", self._on_tcp, SENSOR_QOS)
         self.create_service(Trigger, "safety/reset", self._on_reset)
-        self.create_timer(1.0 / p["publish_rate_hz"], self._on_timer)
+        # The heartbeat decides from a guard condition that the timer triggers: rclpy's executor runs ready
+        # timers before ready subscriptions, so deciding in the timer itself would judge a fresh message
+        # that is already waiting as missing (a "stale" stop of our own making on a loaded machine).
+        self._heartbeat = self.create_guard_condition(self._evaluate)
+        self.create_timer(1.0 / p["publish_rate_hz"], self._heartbeat.trigger)
         if p["markers_rate_hz"] > 0.0:
             self.create_timer(1.0 / p["markers_rate_hz"], self._publish_markers)
         self._diag.set_value("robot", robot.name)
@@ -205,39 +222,42 @@ class SafetyNode(Node):
     def _on_bodies(self, msg: BodyPoseArray) -> None:
         bodies = tuple(
             BodyObservation(
-                body_id=b.body_id,
-                points_m=np.asarray(b.workstation_points, dtype=float).reshape(-1, 3),
+                body_id=b.body_id, points_m=_keypoints(b.workstation_points),
                 position_uncertainty_m=float(b.position_uncertainty_m), frame=b.workstation_frame,
                 arm_signal=int(b.arm_signal), arm_signal_confidence=float(b.arm_signal_confidence))
             for b in msg.bodies)
         self._bodies.append(BodiesInput(stamp_to_s(msg.header.stamp), bodies))
-        if self._evaluate_on_input:
-            self._evaluate()
+        self._on_input()
 
     def _on_joints(self, msg: JointState) -> None:
         self._robot.append(JointInput(stamp_to_s(msg.header.stamp), tuple(msg.name),
                                       tuple(float(v) for v in msg.position)))
-        if self._evaluate_on_input:
-            self._evaluate()
+        self._on_input()
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         p, q = msg.pose.position, msg.pose.orientation
         self._robot.append(TcpInput(stamp_to_s(msg.header.stamp), msg.header.frame_id, (p.x, p.y, p.z),
                                     (q.x, q.y, q.z, q.w)))
-        if self._evaluate_on_input:
+        self._on_input()
+
+    def _on_input(self) -> None:
+        # Decide at once on a human/robot message, except while stopped for an input fault: then nothing
+        # can become more restrictive, and the heartbeat (within one period) decides on everything that
+        # arrived: every message is still checked, the newest good one wins. So a flood of bad messages
+        # costs a check each, not a decision and a state each, and the state keeps its rate; a bad message
+        # while the robot moves is decided at once (it stops in this callback), and a stop without a fault
+        # (a worker close by, the restart interlock) still answers each input at once.
+        if self._evaluate_on_input and not self._stopped_for_fault:
             self._evaluate()
 
     def _on_gesture(self, msg: HandGesture) -> None:
         self._gestures.append(GestureInput(stamp_to_s(msg.header.stamp), int(msg.gesture),
                                            float(msg.confidence), bool(msg.is_command)))
-        if msg.is_command:
+        if msg.is_command and not self._stopped_for_fault:  # else the heartbeat decides (see _on_input)
             self._evaluate()
 
     def _on_intention(self, msg: IntentionEstimate) -> None:
         self._intentions.append(IntentionInput(stamp_to_s(msg.header.stamp), msg.label, float(msg.confidence)))
-
-    def _on_timer(self) -> None:
-        self._evaluate()
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         decision = self._evaluate(reset=True)
@@ -266,15 +286,12 @@ class SafetyNode(Node):
         return decision
 
     def _report(self, decision: SafetyDecision) -> None:
-        # One log line per fault kind when it appears ("bodies: stale"), not one per cycle.
-        kinds: dict[str, str] = {}
-        for fault in decision.faults:
-            source, _, text = fault.partition(": ")
-            kinds[f"{source}: {text.split(' ', 1)[0]}"] = fault
-        for kind in sorted(set(kinds) - self._last_faults):
-            source, _, text = kinds[kind].partition(": ")
-            self._diag.problem(source, text, error=True)
-        self._last_faults = set(kinds)
+        # Faults counted per cause (numbers and ids removed: "bodies: stale", "bodies: body: infinite
+        # keypoint"), every occurrence; the log line of a cause is throttled to about one a second with the
+        # number left out (Diagnostics), so neither a flood of bad messages nor a stalled input floods the log.
+        for fault, count in zip(decision.faults, decision.fault_counts, strict=True):
+            self._diag.problem(reason_kind(fault), fault, error=True, count=count, prefix_key=False)
+        self._stopped_for_fault = decision.zone == Zone.PROTECTIVE_STOP and bool(decision.faults)
         if decision.zone != self._last_zone:
             self.get_logger().info(f"zone {decision.zone.name}: {decision.reason or 'clear'}")
             self._last_zone = decision.zone

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hrc_fl.safety.records import frozen_record
+
 
 @dataclass(frozen=True)
 class Capsules:
@@ -184,7 +186,8 @@ def min_separation(points: np.ndarray, capsules: Capsules, *,
     dist = point_capsule_distances(points, capsules, augmented=augmented)
     flat = int(dist.argmin())
     n, m = divmod(flat, dist.shape[1])
-    return SeparationResult(float(dist.flat[flat]), n, m, dist, points[n], capsules)
+    return frozen_record(SeparationResult, min_distance_m=float(dist.flat[flat]), point_index=n, capsule_index=m,
+                         pair_distances_m=dist, closest_point_m=points[n], capsules=capsules)
 
 
 def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
@@ -366,6 +369,20 @@ class RobotModel:
     stopping_times_s: tuple[float, ...]
     stopping_distances_m: tuple[float, ...]
     position_uncertainty_m: float
+
+    @property
+    def reach_m(self) -> float:
+        """Upper bound (m) on the distance of any point of the robot's capsules from the base origin, in
+        any joint configuration: the DH links' lengths plus the tool, plus the largest radius (and the
+        static capsules)."""
+        c = self.chain
+        links = sum(math.hypot(a, d) for a, d in zip(c.a_m, c.d_m, strict=True)) + c.tool.length_m
+        arm = links + max(*c.link_radii_m, c.tool.radius_m)
+        fixed = 0.0
+        if self.static:
+            fixed = (max(math.hypot(*p) for s in self.static for p in (s.start, s.end))
+                     + max(s.radius_m for s in self.static))
+        return max(arm, fixed)
 
 
 def _floats(mapping: Mapping[str, Any], key: str) -> tuple[float, ...]:

@@ -8,7 +8,9 @@ separation, S_p and the allowed robot speed, (3) advances the zone state machine
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +26,8 @@ from hrc_fl.safety.geometry import (
     min_separation,
     tcp_capsules,
 )
+from hrc_fl.safety.latency import ObservationAgePeaks
+from hrc_fl.safety.records import frozen_record
 from hrc_fl.safety.separation import (
     SeparationParameters,
     SeparationTerms,
@@ -42,6 +46,11 @@ GESTURE_THUMB_UP = 4
 ARM_SIGNAL_ALL_STOP = 1
 
 BODIES, ROBOT, GESTURE, INTENTION = "bodies", "robot", "gesture", "intention"
+
+
+_NO_POINTS = np.zeros((0, 3))
+_NO_POINTS_AUGMENTED = np.zeros((0, 5))
+_NO_POINTS.flags.writeable = _NO_POINTS_AUGMENTED.flags.writeable = False  # shared by every empty decision
 
 
 # ---------------------------------------------------------------- inputs
@@ -96,6 +105,18 @@ class IntentionInput:
 
 
 @dataclass(frozen=True)
+class _CheckedBodies:
+    """A bodies message that passed the checks: per body its known keypoints (K,3) and their augmented
+    rows (K,5), (body id, K) in the same order, and the largest 1-sigma uncertainty."""
+
+    stamp_s: float
+    points: list[np.ndarray]
+    augmented: list[np.ndarray]
+    owners: list[tuple[str, int]]
+    sigma_m: float
+
+
+@dataclass(frozen=True)
 class SafetyInputs:
     """Messages that arrived since the previous step, in arrival order, plus a reset request."""
 
@@ -104,6 +125,9 @@ class SafetyInputs:
     gestures: Sequence[GestureInput] = ()
     intentions: Sequence[IntentionInput] = ()
     reset_requested: bool = False
+
+
+_NO_INPUTS = SafetyInputs()
 
 
 # ---------------------------------------------------------------- config
@@ -130,6 +154,8 @@ class SafetyConfig:
     intention_max_age_s: float = 1.0
     max_future_s: float = 0.05
     min_body_points: int = 4
+    keypoint_range_m: float = 8.0                 # camera working range: farther keypoints are a fault
+    relax_latency_window_s: float = 2.0           # relaxing uses the peak observation age of this window
     stop_gesture_min_confidence: float = 0.5
     resume_gesture_enabled: bool = True
     command_hold_s: float = 0.5
@@ -147,6 +173,10 @@ class SafetyConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f"{name} must be within 0..1, got {value!r}")
+        if not (math.isfinite(self.relax_latency_window_s) and self.relax_latency_window_s >= 0.0):
+            raise ValueError(f"relax_latency_window_s must be finite and >= 0, got {self.relax_latency_window_s!r}")
+        if not (math.isfinite(self.keypoint_range_m) and self.keypoint_range_m > 0.0):
+            raise ValueError(f"keypoint_range_m must be finite and > 0, got {self.keypoint_range_m!r}")
         for name in ("warning_band_m", "hysteresis_m", "robot_speed_tolerance_mps", "command_hold_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
@@ -192,6 +222,7 @@ class SafetyDecision:
     human_points_m: np.ndarray                  # (N,3) keypoints used (for markers)
     separation: SeparationResult | None         # geometry of the minimum (per-point distances on demand)
     capsules: Capsules | None
+    fault_counts: tuple[int, ...] = ()          # per entry of ``faults``: how many inputs had that fault
 
     @property
     def closest_human_point_m(self) -> np.ndarray | None:
@@ -251,11 +282,44 @@ def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float
     return zone, stop_m, reduced_m, warning_m
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:m/s|m|s)?\b")
+_EMPTY_PARENS = re.compile(r"\(\s*[<>=]*\s*\)")
+_SPACE_BEFORE = re.compile(r"\s+([:;,)])")
+_SPACES = re.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=512)
+def reason_kind(clause: str) -> str:
+    """A reason or fault without its numbers and quoted names, for counting causes:
+    "bodies: stale (1.01 s > 1.00 s)" -> "bodies: stale", "bodies: body 'p1': infinite keypoint" ->
+    "bodies: body: infinite keypoint". Cached: under a flood the same texts repeat."""
+    text = _QUOTED.sub("", clause)
+    text = _NUMBER.sub("", text)
+    text = _EMPTY_PARENS.sub("", text)
+    text = _SPACE_BEFORE.sub(r"\1", text)
+    return _SPACES.sub(" ", text).strip(" ;:")
+
+
+def collapse_faults(faults: Sequence[str]) -> tuple[list[str], list[int]]:
+    """One entry per fault kind (:func:`reason_kind`), the newest text of each, in order of first
+    appearance, and how many there were: a cycle after a flood of bad messages names each cause once."""
+    newest: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for fault in faults:
+        kind = reason_kind(fault)
+        newest[kind] = fault
+        counts[kind] = counts.get(kind, 0) + 1
+    return list(newest.values()), list(counts.values())
+
+
 # ---------------------------------------------------------------- monitor
-def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float) -> str:
+def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float,
+                 relax_latency_s: float) -> str:
     """Why ``zone`` is kept although the separation alone would allow a less restrictive one."""
     if relaxed_zone >= zone:
-        return f"{zone.name} held: separation within the {hysteresis_m:.2f} m hysteresis of its border"
+        return (f"{zone.name} held: separation within the {hysteresis_m:.2f} m hysteresis of its border at "
+                f"the recent peak observation age {relax_latency_s:.3f} s")
     return f"{zone.name} held: the less restrictive zone must hold for {min_dwell_s:.2f} s"
 
 
@@ -275,9 +339,11 @@ class SafetyMonitor:
             InputSpec(INTENTION, config.intention_max_age_s, required=False),
         ], max_future_s=config.max_future_s)
         self.zones = ZoneMachine(config.zones)
-        self._points = np.zeros((0, 3))
-        self._points_augmented = augment_points(self._points)
-        self._point_body: list[str] = []
+        self._latency = ObservationAgePeaks(config.relax_latency_window_s, config.bodies_max_age_s)
+        self._points = _NO_POINTS
+        self._points_augmented = _NO_POINTS_AUGMENTED
+        self._point_owners: list[tuple[str, int]] = []    # (body id, its number of keypoints), in order
+        self._keypoint_range_sq = config.keypoint_range_m ** 2
         self._sigma_m = 0.0
         self._bodies_stamp_s: float | None = None
         self._capsules: Capsules | None = None
@@ -300,27 +366,47 @@ class SafetyMonitor:
                                      self.params.stopping.at(v_max))
 
     # ------------------------------------------------ ingest
-    def _ingest_bodies(self, msg: BodiesInput, now_s: float) -> str | None:
+    def _check_bodies(self, msg: BodiesInput, now_s: float) -> _CheckedBodies | None:
+        """Validate one bodies message (content, then stamp through the watchdog); None when it is a
+        fault (recorded by the watchdog for this cycle). Cheap: per body one product gives the squared
+        distances of all keypoints (finiteness and working range in one reduction) and the augmented
+        rows the distance needs; nothing is installed here (the newest good message of a cycle wins)."""
         problem = ""
         points: list[np.ndarray] = []
-        owners: list[str] = []
+        augmented: list[np.ndarray] = []
+        owners: list[tuple[str, int]] = []
         sigma = 0.0
         arm_stop = False
+        range_sq = self._keypoint_range_sq
         for body in msg.bodies:
-            pts = np.asarray(body.points_m, dtype=float)
+            pts = body.points_m
+            if not isinstance(pts, np.ndarray) or pts.dtype != np.float64:
+                pts = np.asarray(pts, dtype=float)
             if pts.ndim != 2 or pts.shape[1:] != (3,):
                 problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
                 break
-            # A finite sum means every entry is finite (NaN and inf propagate): one reduction in the usual case.
-            all_known = math.isfinite(float(pts.sum())) or bool(np.isfinite(pts).all())
-            known = None if all_known else np.isfinite(pts).all(axis=1)  # NaN rows: unknown keypoints, dropped
-            n_known = pts.shape[0] if all_known else int(known.sum())
             if body.frame != self.config.robot.base_frame:
                 problem = f"body {body.body_id!r} in frame {body.frame!r}, need {self.config.robot.base_frame!r}"
-            elif not all_known and np.isinf(pts).any():
-                problem = f"body {body.body_id!r}: infinite keypoint"
-            elif n_known < self.config.min_body_points:
-                problem = (f"body {body.body_id!r}: only {n_known} known keypoints "
+                break
+            aug = augment_points(pts)
+            # |p|^2 of every keypoint: its maximum is finite and within range only if every entry is
+            # finite and every point lies inside the working range (NaN and inf propagate; 1e200 overflows).
+            far_sq = float(aug[:, 3].max()) if pts.shape[0] else 0.0
+            if not far_sq <= range_sq:
+                sq = aug[:, 3]
+                known = ~np.isnan(sq)                            # NaN rows: unknown keypoints, dropped
+                if np.isinf(pts).any():  # inf anywhere, also beside a NaN
+                    problem = f"body {body.body_id!r}: infinite keypoint"
+                    break
+                far_sq = float(sq[known].max()) if known.any() else 0.0
+                if not far_sq <= range_sq:
+                    problem = (f"body {body.body_id!r}: keypoint {math.sqrt(far_sq):.3g} m from "
+                               f"{self.config.robot.base_frame}, beyond the working range of the camera "
+                               f"(keypoint_range_m {self.config.keypoint_range_m:.1f} m)")
+                    break
+                pts, aug = pts[known], aug[known]
+            if pts.shape[0] < self.config.min_body_points:
+                problem = (f"body {body.body_id!r}: only {pts.shape[0]} known keypoints "
                            f"(< {self.config.min_body_points}), cannot locate the human")
             elif not (math.isfinite(body.position_uncertainty_m) and body.position_uncertainty_m >= 0.0):
                 problem = f"body {body.body_id!r}: invalid position uncertainty {body.position_uncertainty_m!r}"
@@ -328,8 +414,9 @@ class SafetyMonitor:
                 problem = f"body {body.body_id!r}: non-finite arm signal confidence"
             if problem:
                 break
-            points.append(pts if all_known else pts[known])
-            owners += [body.body_id] * n_known
+            points.append(pts)
+            augmented.append(aug)
+            owners.append((body.body_id, pts.shape[0]))
             sigma = max(sigma, body.position_uncertainty_m)
             if (body.arm_signal == ARM_SIGNAL_ALL_STOP
                     and body.arm_signal_confidence >= self.config.arm_signal_min_confidence):
@@ -342,17 +429,32 @@ class SafetyMonitor:
         if self._arm_stop_frames >= self.config.arm_signal_min_frames:
             self._last_stop_command_s = max(self._last_stop_command_s, now_s)
         if fault is not None:
-            return fault
-        if len(points) == 1:
-            self._points = points[0]
+            return None
+        return frozen_record(_CheckedBodies, stamp_s=msg.stamp_s, points=points, augmented=augmented,
+                             owners=owners, sigma_m=sigma)
+
+    def _install_bodies(self, checked: _CheckedBodies, now_s: float) -> None:
+        """Make ``checked`` the current human observation (once per cycle: the newest good message)."""
+        if len(checked.points) == 1:
+            self._points, self._points_augmented = checked.points[0], checked.augmented[0]
+        elif checked.points:
+            self._points = np.concatenate(checked.points, axis=0)
+            self._points_augmented = np.concatenate(checked.augmented, axis=0)
         else:
-            self._points = np.concatenate(points, axis=0) if points else np.zeros((0, 3))
-        self._points_augmented = augment_points(self._points)  # once per message, not per cycle
-        self._point_body = owners
-        self._sigma_m = sigma
-        self._bodies_stamp_s = msg.stamp_s
+            self._points, self._points_augmented = _NO_POINTS, _NO_POINTS_AUGMENTED
+        self._point_owners = checked.owners
+        self._sigma_m = checked.sigma_m
+        if self._bodies_stamp_s is not None:
+            self._latency.observation(now_s, now_s - self._bodies_stamp_s)
+        self._bodies_stamp_s = checked.stamp_s
         self._human_version += 1
-        return None
+
+    def _body_of_point(self, index: int) -> str:
+        for body_id, count in self._point_owners:
+            if index < count:
+                return body_id
+            index -= count
+        return ""
 
     def _robot_capsules(self, msg: JointInput | TcpInput) -> Capsules:
         if isinstance(msg, TcpInput):
@@ -429,7 +531,7 @@ class SafetyMonitor:
         """Ingest ``inputs`` (arrived since the last step) and decide for time ``now_s`` (seconds, the
         clock of the message stamps)."""
         cfg = self.config
-        inputs = SafetyInputs() if inputs is None else inputs
+        inputs = _NO_INPUTS if inputs is None else inputs
         faults: list[str] = []
         if not math.isfinite(now_s):
             faults.append(f"clock: invalid time {now_s!r}")
@@ -439,8 +541,11 @@ class SafetyMonitor:
             now_s = self._last_now_s
         self._last_now_s = now_s
 
-        for msg in inputs.bodies:
-            self._ingest_bodies(msg, now_s)
+        newest: _CheckedBodies | None = None
+        for msg in inputs.bodies:  # every message is checked (faults count); the newest good one is used
+            newest = self._check_bodies(msg, now_s) or newest
+        if newest is not None:
+            self._install_bodies(newest, now_s)
         for msg in inputs.robot:
             self._ingest_robot(msg, now_s)
         resume = False
@@ -466,6 +571,7 @@ class SafetyMonitor:
         body_id = ""
         sep: SeparationResult | None = None
         have_data = self._capsules is not None and self._bodies_stamp_s is not None
+        relax_latency = math.nan
         if have_data:
             key = (self._human_version, self._robot_version)
             if key != self._cache_key or self._cache is None:
@@ -474,7 +580,7 @@ class SafetyMonitor:
             sep = self._cache
             d = sep.min_distance_m
             if sep.point_index >= 0:
-                body_id = self._point_body[sep.point_index]
+                body_id = self._body_of_point(sep.point_index)
             latency = max(0.0, now_s - self._bodies_stamp_s)
             v_meas = v_max if self._robot_speed_mps is None else self._robot_speed_mps
             terms = protective_separation_distance(
@@ -487,6 +593,9 @@ class SafetyMonitor:
                              min_speed_mps=v_min, max_speed_mps=v_max, warning_band_m=cfg.warning_band_m,
                              stopping_at_min_max=self._stopping_at_min_max)
             distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(d, **zone_args)
+            # Relaxing (and the restart interlock's "area clear") at the recent peak age, not the
+            # instantaneous sawtooth between frames (hrc_fl/safety/latency.py).
+            zone_args["latency_s"] = relax_latency = max(latency, self._latency.peak_s(now_s))
             relaxed_zone = zone_for_separation(d - cfg.hysteresis_m, **zone_args)[0]
             target_scale = allowed / v_max
             if distance_zone == Zone.PROTECTIVE_STOP:
@@ -507,6 +616,9 @@ class SafetyMonitor:
                                    f"< S_p {terms.protective_separation_m:.3f} m")
         elif not faults:
             faults.append("no human or robot data yet")
+        fault_counts: list[int] = [1] * len(faults)
+        if len(faults) > 1:  # a flood: each cause once, with its count
+            faults, fault_counts = collapse_faults(faults)
 
         intention_capped = False
         intent = self._intention
@@ -534,13 +646,15 @@ class SafetyMonitor:
                 # its cause has ended (a fault cycle, or the human just left the stop distance): say why
                 # the stop still holds, so no stop is ever published without a reason
                 reasons.append(f"protective stop held: {update.not_ready_reason}")
-        elif update.zone > distance_zone:
-            reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s))
-        return SafetyDecision(
+        elif update.zone > distance_zone and not faults:
+            reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s,
+                                        relax_latency))
+        return frozen_record(
+            SafetyDecision,
             stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
             min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
             stop_distance_m=stop_m, reduced_speed_distance_m=reduced_m, warning_distance_m=warning_m,
-            closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults),
+            closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults), fault_counts=tuple(fault_counts),
             reset_accepted=update.reset_accepted, reset_message=update.reset_message,
             human_points_m=self._points, separation=sep, capsules=self._capsules,
         )

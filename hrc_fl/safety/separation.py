@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from hrc_fl.safety.records import frozen_record
+
 #: ISO 13855 walking speed (m/s) and the approach speed of hands/arms close to the hazard.
 HUMAN_SPEED_MPS = 1.6
 HUMAN_SPEED_CLOSE_MPS = 2.0
@@ -165,7 +167,8 @@ def protective_separation_distance(
     v_h = human_speed_mps(separation_m, params)
     t_r = params.reaction_time_s
     t_s, s_s = params.stopping.at(robot_speed_mps)
-    return SeparationTerms(
+    return frozen_record(
+        SeparationTerms,
         s_h_m=v_h * (t_r + t_s),
         s_r_m=robot_speed_mps * t_r,
         s_s_m=s_s,

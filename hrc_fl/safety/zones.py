@@ -9,7 +9,9 @@ the separation rule), PROTECTIVE_STOP (speed 0). Rules:
 - PROTECTIVE_STOP is forced by: the distance rule, a stop command (STOP gesture / ALL_STOP arm signal),
   or any input fault. Leaving it needs "ready" (no fault, no stop command asserted, the hysteresis
   distance zone is not PROTECTIVE_STOP, ``min_dwell_s`` in the stop) AND the restart interlock:
-  ``manual``: a reset request while ready; ``auto``: ready without interruption for ``auto_reset_clear_s``.
+  ``manual``: a reset request while ready; ``auto``: ready, and the stop's cause ended (no fault, no
+  command, not inside the stop distance) without interruption for ``auto_reset_clear_s`` (that time runs
+  concurrently with the dwell).
   A stop caused by a command needs a manual reset even in ``auto`` mode when
   ``command_stop_requires_manual_reset`` is set. A reset request that arrives while not ready is refused
   and forgotten (it never arms a later restart).
@@ -22,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+
+from hrc_fl.safety.records import frozen_record
 
 
 class Zone(IntEnum):
@@ -120,13 +124,18 @@ class ZoneMachine:
                 reason = "stop command asserted"
             elif relaxed_zone == Zone.PROTECTIVE_STOP:
                 reason = "human inside the stop distance (plus hysteresis)"
-            elif dwell_s < self.config.min_dwell_s:
-                reason = f"minimum dwell {self.config.min_dwell_s:.2f} s not elapsed"
-            ready = reason == ""
-            if not ready:
+            # The area-clear time runs from the moment the stop's cause ended, concurrently with the
+            # dwell: counting it only after the dwell made every one-cycle fault cost
+            # min_dwell_s + auto_reset_clear_s of stop (docs/safety.md, "Why the restart waited").
+            # Leaving still needs both: the stop lasted min_dwell_s AND the area stayed clear for
+            # auto_reset_clear_s without a break.
+            if reason:
                 self._ready_since_s = None
             elif self._ready_since_s is None:
                 self._ready_since_s = now_s
+            if not reason and dwell_s < self.config.min_dwell_s:
+                reason = f"minimum dwell {self.config.min_dwell_s:.2f} s not elapsed"
+            ready = reason == ""
             leave = False
             if reset_request:
                 reset_accepted = ready
@@ -155,7 +164,8 @@ class ZoneMachine:
         self._last_s = now_s
         self._scale = target if target <= self._scale else min(target, self._scale + self.config.ramp_up_per_s * dt_s)
         in_stop = self.zone == Zone.PROTECTIVE_STOP
-        return ZoneUpdate(
+        return frozen_record(
+            ZoneUpdate,
             zone=self.zone, speed_scale=self._scale,
             reset_required=in_stop and self._manual_needed(),
             ready_to_reset=in_stop and ready, not_ready_reason=reason if in_stop else "",
