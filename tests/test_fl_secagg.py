@@ -138,7 +138,7 @@ def test_too_many_drops_fail_clearly_and_release_nothing(pki):
     params, clients, server = _setup(pki, 6, config)
     updates = _updates(params.clients)
     _share_phase(clients, server)
-    with pytest.raises(RoundFailed, match="2 clients dropped after masking.*at most 1"):
+    with pytest.raises(RoundFailed, match=r"2 clients dropped after masking.*at most 1"):
         _finish(clients, server, updates, drop=params.clients[:2])
     assert server.held_state()["sum"].size == 0
     with pytest.raises(RoundFailed):
@@ -295,3 +295,69 @@ def test_config_validation():
         RoundParams.announce(1, [f"c{i}" for i in range(5)], SecAggConfig(enabled=True, threshold=2), 1.0)
     with pytest.raises(ValueError, match="unknown keys"):
         SecAggConfig.from_mapping({"enabled": True, "treshold": 3})
+
+
+def _packaged_config(**changes):
+    import yaml
+
+    from hrc_fl import paths
+
+    with open(paths.config_file("federated.yaml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    for section, values in changes.items():
+        data[section] = {**(data.get(section) or {}), **values}
+    return data
+
+
+@pytest.mark.parametrize("rule", ["median", "trimmed_mean"])
+def test_federation_config_refuses_rules_that_need_individual_updates(tmp_path, rule):
+    from hrc_fl.federated.fl_config import parse_config
+
+    data = _packaged_config(secure_aggregation={"enabled": True}, strategy={"name": rule})
+    with pytest.raises(ValueError, match=f"strategy '{rule}' needs every client's update, but secure_aggregation"):
+        parse_config(data, tmp_path)
+    data["secure_aggregation"]["enabled"] = False
+    assert parse_config(data, tmp_path).strategy["name"] == rule
+
+
+def test_federation_config_with_secure_aggregation_moves_clipping_to_the_client(tmp_path):
+    from hrc_fl.federated.fl_config import parse_config
+
+    data = _packaged_config(secure_aggregation={"enabled": True},
+                            strategy={"name": "fedavg", "dp": {"clip_norm": 0.5, "noise_multiplier": 1.0,
+                                                               "expected_clients": 3}})
+    config = parse_config(data, tmp_path)
+    assert config.secure_aggregation.enabled and config.client_clip_norm == 0.5
+    data["strategy"] = {"name": "fedavg"}  # no clip bound anywhere
+    with pytest.raises(ValueError, match="needs a client clip bound"):
+        parse_config(data, tmp_path)
+    data["strategy"] = {"name": "fedavg", "max_update_norm": 10.0}
+    data["secure_aggregation"]["max_dropouts"] = 1  # 3 workstations: 2 neighbours, 2 shares needed
+    with pytest.raises(ValueError, match="fewer than the 2 shares"):
+        parse_config(data, tmp_path)
+
+
+def test_dp_noise_goes_on_the_unmasked_sum_with_the_fixed_denominator(pki):
+    from hrc_fl.federated.privacy import DPStrategy
+    from hrc_fl.federated.strategies import FedAvg
+
+    config = SecAggConfig(enabled=True, max_dropouts=1)
+    params, clients, server = _setup(pki, 5, config)
+    updates = _updates(params.clients)
+    _share_phase(clients, server)
+    result = _finish(clients, server, updates, drop=params.clients[:1])
+    current = {"a": np.zeros(200, np.float32), "b": np.ones((57,), np.float32)}
+    plain = secagg.apply_secure_sum(current, result)
+    survivors = list(params.clients[1:])
+    expected_mean = sum(updates[c] for c in survivors) / len(survivors)
+    np.testing.assert_allclose(secagg.flatten(plain.tensors) - secagg.flatten(current), expected_mean, atol=1e-5)
+    assert plain.rule == "secure_sum" and plain.accepted_ids == survivors
+    dp = DPStrategy(FedAvg(), clip_norm=CLIP, noise_multiplier=0.0, expected_clients=8)
+    private = secagg.apply_secure_sum(current, result, dp=dp)
+    np.testing.assert_allclose(secagg.flatten(private.tensors) - secagg.flatten(current),
+                               sum(updates[c] for c in survivors) / 8, atol=1e-5)
+    assert private.metrics["dp_denominator"] == 8.0
+    noisy = secagg.apply_secure_sum(current, result, dp=DPStrategy(FedAvg(), clip_norm=CLIP, noise_multiplier=1.0,
+                                                                    expected_clients=8))
+    noise = secagg.flatten(noisy.tensors) - secagg.flatten(private.tensors)
+    assert 0.8 * CLIP / 8 < np.std(noise) < 1.2 * CLIP / 8 and noisy.metrics["epsilon"] > 0

@@ -32,13 +32,14 @@ checkpointed (a restarted aggregator has no round to resume). Threat model: docs
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cryptography import x509
@@ -52,7 +53,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
 from hrc_fl.federated import shamir
-from hrc_fl.federated.update import NDArrays
+from hrc_fl.federated.update import AggregationResult, NDArrays
+
+if TYPE_CHECKING:
+    from hrc_fl.federated.privacy import DPStrategy
 
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 _DOMAIN = b"hrc_fl secagg v1"
@@ -71,7 +75,7 @@ class RoundFailed(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------- parameters
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SecAggConfig:
     """The ``secure_aggregation`` section of config/federated.yaml.
 
@@ -86,7 +90,7 @@ class SecAggConfig:
     enabled: bool = False
     neighbours: int = 0
     threshold: int = 0
-    max_dropouts: int = 1
+    max_dropouts: int = 0
     ring_bits: int = 32
     scale: float = 2.0 ** 20
 
@@ -103,12 +107,12 @@ class SecAggConfig:
         """Parse the YAML section (None = disabled); unknown keys raise ValueError."""
         if not data:
             return cls()
-        unknown = sorted(set(data) - {"enabled", "neighbours", "threshold", "max_dropouts", "ring_bits", "scale"})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ValueError(f"unknown keys in secure_aggregation: {unknown}")
-        return cls(enabled=bool(data.get("enabled", False)), neighbours=int(data.get("neighbours", 0)),
-                   threshold=int(data.get("threshold", 0)), max_dropouts=int(data.get("max_dropouts", 1)),
-                   ring_bits=int(data.get("ring_bits", 32)), scale=float(data.get("scale", 2.0 ** 20)))
+        # each value cast to its field's type; absent keys keep the defaults declared above
+        return cls(**{k: type(fields[k].default)(v) for k, v in data.items()})
 
     def degree(self, num_clients: int) -> int:
         """Neighbours per client for ``num_clients`` (see the class docstring)."""
@@ -142,7 +146,7 @@ class SecAggConfig:
                              f"overflows the 2^{self.ring_bits} ring; lower scale or raise ring_bits")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RoundParams:
     """What the aggregator announces for one secure round: ``round_id`` (unique, random per round),
     the ordered ``clients`` (node names), the neighbour graph's public ``graph_seed``, ``clip_norm`` and the
@@ -190,7 +194,7 @@ class RoundParams:
 
 
 # ---------------------------------------------------------------------------------------------- messages
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class KeyAdvert:
     round_id: str
     sender: str
@@ -205,7 +209,7 @@ class KeyAdvert:
                      self.certificate_pem, self.signature)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class EncryptedShare:
     round_id: str
     sender: str
@@ -217,7 +221,7 @@ class EncryptedShare:
         return _size(self.round_id, self.sender, self.receiver, self.nonce, self.ciphertext)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class MaskedInput:
     round_id: str
     sender: str
@@ -227,14 +231,14 @@ class MaskedInput:
         return _size(self.round_id, self.sender) + int(self.masked.nbytes)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class UnmaskRequest:
     round_id: str
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class UnmaskResponse:
     round_id: str
     sender: str
@@ -328,7 +332,8 @@ def verify_advert(advert: KeyAdvert, params: RoundParams, ca_certificate: x509.C
         cert = x509.load_pem_x509_certificate(advert.certificate_pem)
         cert.verify_directly_issued_by(ca_certificate)
     except (ValueError, TypeError, InvalidSignature) as exc:
-        raise SecAggError(f"key advert from {advert.sender}: certificate not issued by the federation CA ({exc})") from exc
+        raise SecAggError(f"key advert from {advert.sender}: certificate not issued by the federation CA "
+                          f"({exc})") from exc
     common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not common_names or common_names[0].value != advert.sender:
         raise SecAggError(f"key advert from {advert.sender} carries another node's certificate")
@@ -491,7 +496,7 @@ def _reduce(values: np.ndarray, ring_bits: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- aggregator
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SecureSum:
     """What an unmasked round releases: the SUM of the participants' clipped updates (float64, flat), who
     is in it and who dropped after masking."""
@@ -499,6 +504,23 @@ class SecureSum:
     total: np.ndarray
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
+
+
+def apply_secure_sum(current: Mapping[str, np.ndarray], result: SecureSum, *,
+                     dp: DPStrategy | None = None) -> AggregationResult:
+    """The new global model from an unmasked round: ``current`` + the sum of the survivors' clipped deltas
+    divided by their number (equal weights: a weight would have to be sent in the clear), or, with ``dp``,
+    by the fixed denominator with central Gaussian noise on the sum (:meth:`DPStrategy.release_sum`)."""
+    clipped_sum = unflatten(result.total, current)
+    metrics = {"secure_aggregation": 1.0, "num_dropped": float(len(result.dropped)),
+               "num_accepted": float(len(result.survivors))}
+    if dp is not None:
+        tensors = dp.release_sum(current, clipped_sum, len(result.survivors), metrics)
+    else:
+        count = len(result.survivors)
+        tensors = {k: (np.asarray(current[k], np.float32) + clipped_sum[k] / np.float32(count)).astype(np.float32)
+                   for k in current}
+    return AggregationResult(tensors, list(result.survivors), {}, metrics, "secure_sum")
 
 
 class SecAggServer:
