@@ -9,7 +9,7 @@ adapter translates what it needs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ class FederationConfig:
     seed: int
     learner_module: str
     learner_options: dict[str, Any]
-    secure_aggregation: SecAggConfig = SecAggConfig()
+    secure_aggregation: SecAggConfig = field(default_factory=SecAggConfig)
 
     def __post_init__(self) -> None:
         if 0 not in self.nodes:
