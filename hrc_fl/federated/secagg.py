@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import math
 import os
@@ -180,12 +181,16 @@ class RoundParams:
     def neighbours(self, name: str) -> tuple[str, ...]:
         """``name``'s neighbours: all others (dense) or k/2 on each side on a ring in a random order drawn
         from ``graph_seed`` (a random k-regular Harary graph, SecAgg+)."""
-        k = self.config.degree(len(self.clients))
-        if k >= len(self.clients) - 1:
-            return tuple(c for c in self.clients if c != name)
+        return self._graph[name]
+
+    @functools.cached_property
+    def _graph(self) -> dict[str, tuple[str, ...]]:
+        k, n = self.config.degree(len(self.clients)), len(self.clients)
+        if k >= n - 1:
+            return {name: tuple(c for c in self.clients if c != name) for name in self.clients}
         order = sorted(self.clients, key=lambda c: hashlib.sha256(self.graph_seed + c.encode()).digest())
-        i, n = order.index(name), len(order)
-        return tuple(sorted({order[(i + d) % n] for d in range(-(k // 2), k // 2 + 1) if d}))
+        return {name: tuple(sorted({order[(i + d) % n] for d in range(-(k // 2), k // 2 + 1) if d}))
+                for i, name in enumerate(order)}
 
     def check_round(self, round_id: str, what: str, sender: str) -> None:
         if round_id != self.round_id:
@@ -378,6 +383,7 @@ class SecAggClient:
         self._seed = os.urandom(32)
         self._peers: dict[str, KeyAdvert] = {}  # verified neighbours' adverts
         self._held: dict[str, tuple[bytes, bytes]] = {}  # sender -> (seed share, mask-key share) for me
+        self._share_keys: dict[str, AESGCM] = {}  # peer -> AES-GCM under the pairwise share key
         self._masked = False
         self._unmasked = False
 
@@ -391,9 +397,12 @@ class SecAggClient:
         return KeyAdvert(self.params.round_id, self.name, cipher_public, mask_public, commitment,
                          self._certificate_pem, signature)
 
-    def _share_key(self, peer: str) -> bytes:
-        agreed = self._cipher_key.exchange(X25519PublicKey.from_public_bytes(self._peers[peer].cipher_public))
-        return _derive(agreed, "share key", self.params.round_id, *sorted((self.name, peer)))
+    def _share_key(self, peer: str) -> AESGCM:
+        if peer not in self._share_keys:
+            agreed = self._cipher_key.exchange(X25519PublicKey.from_public_bytes(self._peers[peer].cipher_public))
+            self._share_keys[peer] = AESGCM(_derive(agreed, "share key", self.params.round_id,
+                                                    *sorted((self.name, peer))))
+        return self._share_keys[peer]
 
     def share_keys(self, adverts: Iterable[KeyAdvert]) -> list[EncryptedShare]:
         """Phase 2: verify the neighbours' adverts the aggregator forwarded (SecAggError on any that fails:
@@ -416,7 +425,7 @@ class SecAggClient:
         for peer in sorted(self._peers):
             nonce = os.urandom(12)
             plaintext = seed_shares[points[peer]] + key_shares[points[peer]]
-            ciphertext = AESGCM(self._share_key(peer)).encrypt(nonce, plaintext,
+            ciphertext = self._share_key(peer).encrypt(nonce, plaintext,
                                                                _share_ad(self.params.round_id, self.name, peer))
             out.append(EncryptedShare(self.params.round_id, self.name, peer, nonce, ciphertext))
         return out
@@ -432,7 +441,7 @@ class SecAggClient:
                 if share.receiver != self.name or share.sender not in self._peers:
                     raise SecAggError(f"share from {share.sender} to {share.receiver} is not for {self.name}")
                 try:
-                    plaintext = AESGCM(self._share_key(share.sender)).decrypt(
+                    plaintext = self._share_key(share.sender).decrypt(
                         share.nonce, share.ciphertext, _share_ad(share.round_id, share.sender, share.receiver))
                 except (InvalidTag, ValueError) as exc:
                     raise SecAggError(f"share from {share.sender}: authentication failed (corrupt or forged)") from exc
