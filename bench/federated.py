@@ -234,6 +234,7 @@ def _plain_round(shared, deltas) -> tuple[float, float]:
 
 
 def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0) -> dict[str, float]:
+    """One secure round in process; each client's time includes encoding what it sends (wire format)."""
     from hrc_fl.federated import secagg
 
     names = sorted(nodes)[:len(deltas)]
@@ -243,45 +244,44 @@ def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0) -> dict[str, fl
     server = secagg.SecAggServer(params, ca_certificate_pem=ca_pem, vector_size=vectors[names[0]].size)
     clients = {n: secagg.SecAggClient(params, n, signing_key_pem=nodes[n][0], certificate_pem=nodes[n][1],
                                       ca_certificate_pem=ca_pem) for n in names}
-    critical = serial = 0.0
-    up = down = 0
+    totals = {"critical_s": 0.0, "serial_s": 0.0, "uplink_bytes": 0.0, "downlink_extra_bytes": 0.0}
+
+    def sent(messages):
+        listed = messages if isinstance(messages, list) else [messages]
+        return messages, sum(len(secagg.encode_message(m)) for m in listed)
 
     def phase(per_client, server_work=None):
-        nonlocal critical, serial
         results, times = {}, []
-        for name in per_client:
-            results[name], seconds = _timed(per_client[name])
+        for name, work in per_client.items():
+            (results[name], nbytes), seconds = _timed(lambda w=work: sent(w()))
+            totals["uplink_bytes"] += nbytes
             times.append(seconds)
-        critical += max(times)
-        serial += sum(times)
+        totals["critical_s"] += max(times)
+        totals["serial_s"] += sum(times)
         if server_work is not None:
             _, seconds = _timed(lambda: server_work(results))
-            critical += seconds
-            serial += seconds
+            totals["critical_s"] += seconds
+            totals["serial_s"] += seconds
         return results
 
-    adverts = phase({n: c.advertise for n, c in clients.items()},
-                    lambda r: [server.receive_advert(a) for a in r.values()])
-    up += sum(a.wire_bytes() for a in adverts.values())
-    down += sum(a.wire_bytes() for n in names for a in server.adverts_for(n))
+    phase({n: c.advertise for n, c in clients.items()}, lambda r: [server.receive_advert(a) for a in r.values()])
+    totals["downlink_extra_bytes"] += sum(sent(server.adverts_for(n))[1] for n in names)
     shares = phase({n: (lambda c=c, n=n: c.share_keys(server.adverts_for(n))) for n, c in clients.items()},
                    lambda r: [server.receive_shares(n, s) for n, s in r.items()])
-    up += sum(s.wire_bytes() for v in shares.values() for s in v)
-    down += sum(s.wire_bytes() for v in shares.values() for s in v)
-    phase({n: (lambda c=c, n=n: c.receive_shares(server.shares_for(n))) for n, c in clients.items()})
+    totals["downlink_extra_bytes"] += sum(sent(v)[1] for v in shares.values())
+    for name, client in clients.items():  # refusals (none here) travel back as names only
+        client.receive_shares(server.shares_for(name))
     participants = server.participants()
     alive = {n: c for n, c in clients.items() if n not in names[:drops]}
-    masked = phase({n: (lambda c=c, n=n: c.masked_input(vectors[n], participants)) for n, c in alive.items()},
-                   lambda r: [server.receive_masked(m) for m in r.values()])
-    up += sum(m.wire_bytes() for m in masked.values())
+    phase({n: (lambda c=c, n=n: c.masked_input(vectors[n], participants)) for n, c in alive.items()},
+          lambda r: [server.receive_masked(m) for m in r.values()])
     request = server.unmask_request()
-    answers = phase({n: (lambda c=c: c.unmask(request)) for n, c in alive.items()},
-                    lambda r: [server.receive_unmask(a) for a in r.values()])
-    up += sum(a.wire_bytes() for a in answers.values())
+    phase({n: (lambda c=c: c.unmask(request)) for n, c in alive.items()},
+          lambda r: [server.receive_unmask(a) for a in r.values()])
     _, seconds = _timed(lambda: secagg.apply_secure_sum(shared, server.finish()))
-    critical += seconds
-    serial += seconds
-    return {"critical_s": critical, "serial_s": serial, "uplink_bytes": float(up), "downlink_extra_bytes": float(down)}
+    totals["critical_s"] += seconds
+    totals["serial_s"] += seconds
+    return totals
 
 
 def bench_secagg(repeats: int) -> dict[str, float]:

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from hrc_fl.federated import shamir
+from hrc_fl.federated import shamir, wire
 from hrc_fl.federated.update import AggregationResult, NDArrays
 
 if TYPE_CHECKING:
@@ -209,10 +209,6 @@ class KeyAdvert:
     certificate_pem: bytes
     signature: bytes  # ECDSA-SHA256 with the sender's certificate key over _advert_bytes
 
-    def wire_bytes(self) -> int:
-        return _size(self.round_id, self.sender, self.cipher_public, self.mask_public, self.seed_commitment,
-                     self.certificate_pem, self.signature)
-
 
 @dataclasses.dataclass(frozen=True)
 class EncryptedShare:
@@ -222,18 +218,12 @@ class EncryptedShare:
     nonce: bytes
     ciphertext: bytes  # AES-GCM(seed share | mask-key share), AD = round id, sender, receiver
 
-    def wire_bytes(self) -> int:
-        return _size(self.round_id, self.sender, self.receiver, self.nonce, self.ciphertext)
-
 
 @dataclasses.dataclass(frozen=True)
 class MaskedInput:
     round_id: str
     sender: str
     masked: np.ndarray  # unsigned ring elements, one per coordinate
-
-    def wire_bytes(self) -> int:
-        return _size(self.round_id, self.sender) + int(self.masked.nbytes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,14 +240,78 @@ class UnmaskResponse:
     seed_shares: dict[str, bytes]  # surviving neighbour -> this client's share of its self-mask seed
     key_shares: dict[str, bytes]  # dropped neighbour -> this client's share of its mask private key
 
-    def wire_bytes(self) -> int:
-        return _size(self.round_id, self.sender, *self.seed_shares, *self.seed_shares.values(),
-                     *self.key_shares, *self.key_shares.values())
+
+# ---------------------------------------------------------------------------------------------- wire form
+_MESSAGE_TYPES = {cls.__name__: cls for cls in (KeyAdvert, EncryptedShare, MaskedInput, UnmaskRequest,
+                                                 UnmaskResponse)}
 
 
-def _size(*fields: str | bytes) -> int:
-    """Bytes on the wire: each field plus a 4-byte length prefix."""
-    return sum(4 + len(f.encode() if isinstance(f, str) else f) for f in fields)
+def _pack(value: object) -> object:
+    if isinstance(value, bytes):
+        return np.frombuffer(value, np.uint8).copy()
+    if isinstance(value, np.ndarray):  # ring elements, little-endian bytes
+        return np.ascontiguousarray(value.astype(value.dtype.newbyteorder("<"))).view(np.uint8).copy()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    return value
+
+
+def _unpack(kind: str, value: object, ring_bits: int) -> object:
+    if kind == "bytes" and isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
+        return value.tobytes()
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "np.ndarray" and isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
+        dtype = np.dtype(ring_dtype(ring_bits)).newbyteorder("<")
+        if value.size % dtype.itemsize:
+            raise SecAggError(f"masked vector of {value.size} bytes is not a whole number of ring elements")
+        return value.view(dtype).astype(ring_dtype(ring_bits))
+    if kind == "tuple[str, ...]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if kind == "dict[str, bytes]" and isinstance(value, dict):
+        return {str(k): _unpack("bytes", v, ring_bits) for k, v in value.items()}
+    raise SecAggError(f"malformed secure-aggregation message: a {kind} field holds {type(value).__name__}")
+
+
+def encode_message(message: KeyAdvert | EncryptedShare | MaskedInput | UnmaskRequest | UnmaskResponse) -> bytes:
+    """A protocol message in the project's safe wire format (:mod:`hrc_fl.federated.wire`: no pickle)."""
+    body: dict[str, object] = {"secagg": type(message).__name__}
+    body.update({f.name: _pack(getattr(message, f.name)) for f in dataclasses.fields(message)})
+    return wire.encode(body)
+
+
+def decode_message(payload: bytes, params: RoundParams
+                   ) -> KeyAdvert | EncryptedShare | MaskedInput | UnmaskRequest | UnmaskResponse:
+    """The message in ``payload``; SecAggError when it is not a well-formed one (the round is unaffected)."""
+    try:
+        body = wire.decode(payload)
+        cls = _MESSAGE_TYPES[str(body.pop("secagg"))]
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        if set(body) != set(fields):
+            raise SecAggError(f"malformed {cls.__name__}: fields {sorted(body)}, expected {sorted(fields)}")
+        return cls(**{name: _unpack(str(kind), body[name], params.config.ring_bits) for name, kind in fields.items()})
+    except (wire.WireError, KeyError) as exc:
+        raise SecAggError(f"malformed secure-aggregation message: {exc}") from exc
+
+
+def encode_params(params: RoundParams) -> bytes:
+    """The aggregator's round announcement in the wire format."""
+    return wire.encode({"round_id": params.round_id, "clients": list(params.clients),
+                        "config": dataclasses.asdict(params.config), "clip_norm": params.clip_norm,
+                        "graph_seed": _pack(params.graph_seed)})
+
+
+def decode_params(payload: bytes) -> RoundParams:
+    """A round announcement; ValueError when malformed or unsafe (validated like a configuration)."""
+    body = wire.decode(payload)
+    try:
+        return RoundParams(str(body["round_id"]), tuple(str(c) for c in body["clients"]),
+                           SecAggConfig.from_mapping(body["config"]), float(body["clip_norm"]),
+                           bytes(_unpack("bytes", body["graph_seed"], 32)))  # type: ignore[arg-type]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed secure-aggregation round announcement: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------- primitives
