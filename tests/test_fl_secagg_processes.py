@@ -22,9 +22,9 @@ def client_process(conn, name: str, key_pem: bytes, cert_pem: bytes, ca_pem: byt
     client = secagg.SecAggClient(params, name, signing_key_pem=key_pem, certificate_pem=cert_pem,
                                  ca_certificate_pem=ca_pem)
     conn.send_bytes(secagg.encode_message(client.advertise()))
-    adverts = [secagg.decode_message(b, params) for b in conn.recv()]
-    conn.send([secagg.encode_message(s) for s in client.share_keys(adverts)])
-    conn.send(client.receive_shares([secagg.decode_message(b, params) for b in conn.recv()]))
+    adverts = secagg.decode_messages(conn.recv_bytes(), params)
+    conn.send_bytes(secagg.encode_messages(client.share_keys(adverts)))
+    conn.send(client.receive_shares(secagg.decode_messages(conn.recv_bytes(), params)))
     participants = conn.recv()
     conn.send_bytes(secagg.encode_message(client.masked_input(update, participants)))
     request = secagg.decode_message(conn.recv_bytes(), params)
@@ -77,13 +77,11 @@ def test_round_between_processes_with_a_client_killed_after_sharing(federation):
     for name in names:
         server.receive_advert(secagg.decode_message(receive(name), params))
     for name in names:
-        conns[name].send([secagg.encode_message(a) for a in server.adverts_for(name)])
+        conns[name].send_bytes(secagg.encode_messages(server.adverts_for(name)))
     for name in names:
-        payloads = _recv(conns[name])
-        wire_seen.extend(payloads)
-        server.receive_shares(name, [secagg.decode_message(b, params) for b in payloads])
+        server.receive_shares(name, secagg.decode_messages(receive(name), params))
     for name in names:
-        conns[name].send([secagg.encode_message(s) for s in server.shares_for(name)])
+        conns[name].send_bytes(secagg.encode_messages(server.shares_for(name)))
     for name in names:
         assert _recv(conns[name]) == {}
     killed = names[3]
@@ -125,6 +123,8 @@ def test_malformed_wire_messages_are_refused_and_the_round_goes_on(federation):
         secagg.decode_message(adverts[names[0]][:-7], params)
     with pytest.raises(secagg.SecAggError, match="malformed"):
         secagg.decode_message(b"not a message", params)
+    with pytest.raises(secagg.SecAggError, match="malformed"):
+        secagg.decode_messages(adverts[names[0]], params)  # a single message where a batch belongs
     for payload in adverts.values():
         server.receive_advert(secagg.decode_message(payload, params))
     assert sorted(server.adverts) == names

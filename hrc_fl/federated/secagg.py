@@ -275,25 +275,53 @@ def _unpack(kind: str, value: object, ring_bits: int) -> object:
     raise SecAggError(f"malformed secure-aggregation message: a {kind} field holds {type(value).__name__}")
 
 
-def encode_message(message: KeyAdvert | EncryptedShare | MaskedInput | UnmaskRequest | UnmaskResponse) -> bytes:
-    """A protocol message in the project's safe wire format (:mod:`hrc_fl.federated.wire`: no pickle)."""
+Message = KeyAdvert | EncryptedShare | MaskedInput | UnmaskRequest | UnmaskResponse
+
+
+def _body(message: Message) -> dict[str, object]:
     body: dict[str, object] = {"secagg": type(message).__name__}
     body.update({f.name: _pack(getattr(message, f.name)) for f in dataclasses.fields(message)})
-    return wire.encode(body)
+    return body
 
 
-def decode_message(payload: bytes, params: RoundParams
-                   ) -> KeyAdvert | EncryptedShare | MaskedInput | UnmaskRequest | UnmaskResponse:
+def _parse(body: object, params: RoundParams) -> Message:
+    if not isinstance(body, dict):
+        raise SecAggError("malformed secure-aggregation message: not a mapping")
+    body = dict(body)
+    cls = _MESSAGE_TYPES[str(body.pop("secagg"))]
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    if set(body) != set(fields):
+        raise SecAggError(f"malformed {cls.__name__}: fields {sorted(body)}, expected {sorted(fields)}")
+    return cls(**{name: _unpack(str(kind), body[name], params.config.ring_bits) for name, kind in fields.items()})
+
+
+def encode_message(message: Message) -> bytes:
+    """A protocol message in the project's safe wire format (:mod:`hrc_fl.federated.wire`: no pickle)."""
+    return wire.encode(_body(message))
+
+
+def encode_messages(messages: Sequence[Message]) -> bytes:
+    """Several messages (e.g. one client's shares for all its neighbours) as one wire payload."""
+    return wire.encode({"secagg": "batch", "items": [_body(m) for m in messages]})
+
+
+def decode_message(payload: bytes, params: RoundParams) -> Message:
     """The message in ``payload``; SecAggError when it is not a well-formed one (the round is unaffected)."""
     try:
-        body = wire.decode(payload)
-        cls = _MESSAGE_TYPES[str(body.pop("secagg"))]
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        if set(body) != set(fields):
-            raise SecAggError(f"malformed {cls.__name__}: fields {sorted(body)}, expected {sorted(fields)}")
-        return cls(**{name: _unpack(str(kind), body[name], params.config.ring_bits) for name, kind in fields.items()})
+        return _parse(wire.decode(payload), params)
     except (wire.WireError, KeyError) as exc:
         raise SecAggError(f"malformed secure-aggregation message: {exc}") from exc
+
+
+def decode_messages(payload: bytes, params: RoundParams) -> list[Message]:
+    """What :func:`encode_messages` wrote; SecAggError when malformed."""
+    try:
+        body = wire.decode(payload)
+        if body.get("secagg") != "batch" or not isinstance(body.get("items"), list):
+            raise SecAggError("malformed secure-aggregation batch")
+        return [_parse(item, params) for item in body["items"]]
+    except (wire.WireError, KeyError) as exc:
+        raise SecAggError(f"malformed secure-aggregation batch: {exc}") from exc
 
 
 def encode_params(params: RoundParams) -> bytes:
