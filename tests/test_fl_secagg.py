@@ -361,3 +361,22 @@ def test_dp_noise_goes_on_the_unmasked_sum_with_the_fixed_denominator(pki):
                                                                     expected_clients=8))
     noise = secagg.flatten(noisy.tensors) - secagg.flatten(private.tensors)
     assert 0.8 * CLIP / 8 < np.std(noise) < 1.2 * CLIP / 8 and noisy.metrics["epsilon"] > 0
+
+
+def test_client_refuses_to_mask_without_shares_of_a_participating_neighbour(pki):
+    # Prepare: the aggregator withholds b's advert from a, so a holds no share from b
+    params, clients, server = _setup(pki, 5, SecAggConfig(enabled=True, max_dropouts=1))
+    a, b = params.clients[:2]
+    for client in clients.values():
+        server.receive_advert(client.advertise())
+    shares = {n: c.share_keys([ad for ad in server.adverts_for(n) if {n, ad.sender} != {a, b}])
+              for n, c in clients.items()}
+    for name, share_list in shares.items():
+        server.receive_shares(name, share_list)
+    for name, client in clients.items():
+        client.receive_shares(server.shares_for(name))
+    # Execute / Assert: with b still announced as a participant, a refuses instead of leaving b's mask in the sum
+    with pytest.raises(SecAggError, match=f"holds no shares from participants \\['{b}'\\]"):
+        clients[a].masked_input(_updates(params.clients)[a], server.participants())
+    with pytest.raises(SecAggError, match="already shared"):
+        clients[a].share_keys(server.adverts_for(a))

@@ -489,6 +489,8 @@ class SecAggClient:
     def share_keys(self, adverts: Iterable[KeyAdvert]) -> list[EncryptedShare]:
         """Phase 2: verify the neighbours' adverts the aggregator forwarded (SecAggError on any that fails:
         the aggregator tampered, so this client stops), then one encrypted share pair per neighbour."""
+        if self._peers:
+            raise SecAggError(f"{self.name} already shared its keys in round {self.params.round_id}")
         neighbours = set(self.params.neighbours(self.name))
         for advert in adverts:
             if advert.sender == self.name or advert.sender not in neighbours:
@@ -522,6 +524,8 @@ class SecAggClient:
                 self.params.check_round(share.round_id, "share", share.sender)
                 if share.receiver != self.name or share.sender not in self._peers:
                     raise SecAggError(f"share from {share.sender} to {share.receiver} is not for {self.name}")
+                if share.sender in self._held:
+                    raise SecAggError(f"second share from {share.sender}: refused")
                 try:
                     plaintext = self._share_key(share.sender).decrypt(
                         share.nonce, share.ciphertext, _share_ad(share.round_id, share.sender, share.receiver))
@@ -543,7 +547,9 @@ class SecAggClient:
             raise SecAggError(f"{self.name} already sent its masked input for round {self.params.round_id}")
         if self.name not in participants:
             raise SecAggError(f"{self.name} is not among the round's participants")
-        mates = sorted(p for p in participants if p in self._peers)
+        # every participating neighbour masks with me, so I must mask with every one of them (and hold its
+        # shares): a neighbour left out would leave its mask in the sum
+        mates = sorted(set(participants) & set(self.params.neighbours(self.name)))
         missing = [p for p in mates if p not in self._held]
         if missing:
             raise SecAggError(f"{self.name} holds no shares from participants {missing}: refusing to mask")
@@ -573,6 +579,9 @@ class SecAggClient:
             raise SecAggError(f"{self.name} masked its input: it refuses an unmask request that calls it dropped")
         if self._unmasked:
             raise SecAggError(f"{self.name} already answered the unmask request of round {self.params.round_id}")
+        if len(survivors) < self.params.threshold:
+            raise RoundFailed(f"{self.name}: {len(survivors)} survivors < threshold {self.params.threshold}: "
+                              f"refusing to unmask")
         self._unmasked = True
         seed_shares = {p: self._held[p][0] for p in sorted(survivors) if p in self._held}
         key_shares = {p: self._held[p][1] for p in sorted(dropped) if p in self._held}
