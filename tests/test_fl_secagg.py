@@ -271,6 +271,8 @@ def test_client_refuses_to_reveal_its_own_mask_and_answers_once(pki):
     updates = _updates(params.clients)
     _share_phase(clients, server)
     participants = server.participants()
+    with pytest.raises(ValueError, match="non-finite"):
+        clients[params.clients[1]].masked_input(np.full(VECTOR, np.nan), participants)
     for name in participants:
         server.receive_masked(clients[name].masked_input(updates[name], participants))
     me = params.clients[0]
@@ -380,3 +382,14 @@ def test_client_refuses_to_mask_without_shares_of_a_participating_neighbour(pki)
         clients[a].masked_input(_updates(params.clients)[a], server.participants())
     with pytest.raises(SecAggError, match="already shared"):
         clients[a].share_keys(server.adverts_for(a))
+
+
+def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominator():
+    from hrc_fl.federated.privacy import DPStrategy
+    from hrc_fl.federated.strategies import FedAvg
+
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, expected_clients=3)
+    current = {"w": np.zeros(4, np.float32)}
+    with pytest.raises(ValueError, match="4 contributors exceed expected_clients 3"):
+        dp.release_sum(current, {"w": np.ones(4)}, 4, {})
+    assert dp.accountant.history == []  # nothing released, nothing spent

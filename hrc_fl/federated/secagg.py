@@ -81,7 +81,7 @@ class SecAggConfig:
     """The ``secure_aggregation`` section of config/federated.yaml.
 
     ``neighbours`` k: peers each client masks with and shares to (0 = automatic: every other client up to
-    8 clients, else the smallest even number >= 2 log2 N: SecAgg+'s sparse graph); ``threshold`` t: shares
+    9 clients, else the smallest even number >= 2 log2 N: SecAgg+'s sparse graph); ``threshold`` t: shares
     that recover a secret (0 = automatic: floor(k / 2) + 1); ``max_dropouts``: clients that may drop after
     masking with the round still completing (needs k - max_dropouts >= t); ``ring_bits``: the modular ring
     Z_{2^ring_bits}; ``scale``: ring units per unit of update (fixed point); each coordinate is clipped to
@@ -555,6 +555,8 @@ class SecAggClient:
             raise SecAggError(f"{self.name} holds no shares from participants {missing}: refusing to mask")
         if len(mates) < self.params.threshold:
             raise RoundFailed(f"{self.name}: {len(mates)} participating neighbours, {self.params.threshold} needed")
+        if not np.all(np.isfinite(update)):
+            raise ValueError(f"{self.name}: the update holds non-finite values: nothing masked or sent")
         config, n = self.params.config, int(np.size(update))
         total = quantize(np.ravel(update), config, self.params.clip_norm)
         total += keystream(_derive(self._seed, "self mask", self.params.round_id, self.name), n, config.ring_bits)
