@@ -393,3 +393,13 @@ def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominat
     with pytest.raises(ValueError, match="4 contributors exceed expected_clients 3"):
         dp.release_sum(current, {"w": np.ones(4)}, 4, {})
     assert dp.accountant.history == []  # nothing released, nothing spent
+
+
+def test_fedml_transport_refuses_to_run_a_secure_config_in_the_clear(tmp_path):
+    from hrc_fl.federated.fedml_adapter import fedml_init
+    from hrc_fl.federated.fl_config import parse_config
+
+    data = _packaged_config(secure_aggregation={"enabled": True},
+                            strategy={"name": "fedavg", "max_update_norm": 10.0})
+    with pytest.raises(ValueError, match="does not run secure aggregation yet"):
+        fedml_init(parse_config(data, tmp_path), 0)
