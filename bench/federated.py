@@ -12,12 +12,20 @@ time for 100 clients, and uplink bytes per compression option.
 3. Aggregation of 100 simulated clients' intention-model encoders (FedAvg and trimmed mean), in process.
 4. Bytes per client per round on the wire (safe codec, TLS framing excluded) of the intention model:
    shared-layer delta fp32 / fp16 / int8 vs full-model fp32 FedAvg.
+5. Secure aggregation (hrc_fl.federated.secagg) of the intention model's shared delta for 10 and 100
+   simulated clients in process (real certificates, X25519, AES-GCM, ChaCha20, Shamir), against the same
+   round without it (int8 uplink, decode, FedAvg). Time = the round's critical path: per phase the
+   slowest client (workstations run in parallel) plus the aggregator; the serial sum of all clients'
+   work is reported beside it. Bytes = every client's uplink (adverts, shares, masked vector, unmask
+   answer) over the int8 uplink of the same round; the fp32 ratio and the extra downlink (forwarded
+   adverts and shares) beside it.
 
     .venv/bin/python bench/federated.py --quick    # < 1 min on an idle 2-core machine
     .venv/bin/python bench/federated.py            # more rounds
 
 Last line: one JSON object (round_overhead_s, idle_cpu_pct_client, idle_cpu_pct_server,
-aggregate_100_clients_s, uplink_ratio_int8, ...).
+aggregate_100_clients_s, uplink_ratio_int8, secagg_overhead_s_10, secagg_overhead_s_100, secagg_bytes_ratio,
+...).
 """
 
 from __future__ import annotations
@@ -195,6 +203,128 @@ def bench_bytes() -> dict[str, float]:
     return out
 
 
+def _timed(work):
+    tick = time.perf_counter()
+    value = work()
+    return value, time.perf_counter() - tick
+
+
+def _plain_round(shared, deltas) -> tuple[float, float]:
+    """(critical path s, uplink bytes) of the round without secure aggregation: int8 uplink + FedAvg."""
+    from hrc_fl.federated import ClientUpdate, make_strategy, wire
+    from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
+    from hrc_fl.federated.fedml_adapter import encode_uplink
+    from hrc_fl.federated.update import add
+
+    client_s, payloads, nbytes = [], [], 0.0
+    for delta in deltas:
+        payload, seconds = _timed(lambda d=delta: wire.encode(
+            {"msg_type": 3, "model_params": encode_uplink(ErrorFeedbackCompressor(scheme="int8").compress(d))}))
+        client_s.append(seconds)
+        payloads.append(payload)
+        nbytes += len(payload)
+
+    def server():
+        updates = [ClientUpdate(f"c{i}", 1, 1, add(shared, dequantize_update(
+            ErrorFeedbackCompressor(scheme="int8").compress(d)))) for i, d in enumerate(deltas)]
+        return make_strategy({"name": "fedavg"}).aggregate(1, updates, shared)
+
+    _, server_s = _timed(server)
+    return max(client_s) + server_s, nbytes
+
+
+def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0) -> dict[str, float]:
+    """One secure round in process; each client's time includes encoding what it sends (wire format)."""
+    from hrc_fl.federated import secagg
+
+    names = sorted(nodes)[:len(deltas)]
+    config = secagg.SecAggConfig(enabled=True, max_dropouts=max(1, drops))
+    params = secagg.RoundParams.announce(1, names, config, clip_norm=1.0)
+    vectors = {n: secagg.flatten(d) for n, d in zip(names, deltas, strict=True)}
+    server = secagg.SecAggServer(params, ca_certificate_pem=ca_pem, vector_size=vectors[names[0]].size)
+    clients = {n: secagg.SecAggClient(params, n, signing_key_pem=nodes[n][0], certificate_pem=nodes[n][1],
+                                      ca_certificate_pem=ca_pem) for n in names}
+    totals = {"critical_s": 0.0, "serial_s": 0.0, "uplink_bytes": 0.0, "downlink_extra_bytes": 0.0}
+
+    def sent(messages):
+        if isinstance(messages, list):  # one payload per phase and client
+            return messages, len(secagg.encode_messages(messages))
+        return messages, len(secagg.encode_message(messages))
+
+    def phase(per_client, server_work=None):
+        results, times = {}, []
+        for name, work in per_client.items():
+            (results[name], nbytes), seconds = _timed(lambda w=work: sent(w()))
+            totals["uplink_bytes"] += nbytes
+            times.append(seconds)
+        totals["critical_s"] += max(times)
+        totals["serial_s"] += sum(times)
+        if server_work is not None:
+            _, seconds = _timed(lambda: server_work(results))
+            totals["critical_s"] += seconds
+            totals["serial_s"] += seconds
+        return results
+
+    phase({n: c.advertise for n, c in clients.items()}, lambda r: [server.receive_advert(a) for a in r.values()])
+    totals["downlink_extra_bytes"] += sum(sent(server.adverts_for(n))[1] for n in names)
+    shares = phase({n: (lambda c=c, n=n: c.share_keys(server.adverts_for(n))) for n, c in clients.items()},
+                   lambda r: [server.receive_shares(n, s) for n, s in r.items()])
+    totals["downlink_extra_bytes"] += sum(sent(v)[1] for v in shares.values())
+    for name, client in clients.items():  # refusals (none here) travel back as names only
+        client.receive_shares(server.shares_for(name))
+    participants = server.participants()
+    alive = {n: c for n, c in clients.items() if n not in names[:drops]}
+    phase({n: (lambda c=c, n=n: c.masked_input(vectors[n], participants)) for n, c in alive.items()},
+          lambda r: [server.receive_masked(m) for m in r.values()])
+    request = server.unmask_request()
+    phase({n: (lambda c=c: c.unmask(request)) for n, c in alive.items()},
+          lambda r: [server.receive_unmask(a) for a in r.values()])
+    _, seconds = _timed(lambda: secagg.apply_secure_sum(shared, server.finish()))
+    totals["critical_s"] += seconds
+    totals["serial_s"] += seconds
+    return totals
+
+
+def bench_secagg(repeats: int) -> dict[str, float]:
+    from cryptography.hazmat.primitives import serialization
+
+    from hrc_fl.federated import certs
+    from hrc_fl.federated.aggregation import clip_to_norm
+
+    shared, _ = _intention_shared()
+    ca_key, ca_cert = certs.make_ca("bench CA", 1)
+    nodes = {}
+    for i in range(100):
+        key, cert = certs.make_node_certificate(f"ws{i:03d}", ca_key, ca_cert, 1)
+        nodes[f"ws{i:03d}"] = (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()),
+                               cert.public_bytes(serialization.Encoding.PEM))
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    rng = np.random.default_rng(2)
+    out: dict[str, float] = {}
+    for clients in (10, 100):
+        deltas = [clip_to_norm({k: rng.normal(0, 0.01, v.shape).astype(np.float32) for k, v in shared.items()},
+                               1.0)[0] for _ in range(clients)]
+        runs = [(_plain_round(shared, deltas), _secagg_round(shared, deltas, nodes, ca_pem))
+                for _ in range(repeats)]
+        overheads = [sec["critical_s"] - plain_s for (plain_s, _), sec in runs]
+        (_, plain_bytes), sec = runs[-1]
+        out[f"secagg_overhead_s_{clients}"] = statistics.median(overheads)
+        out[f"secagg_overhead_spread_s_{clients}"] = max(overheads) - min(overheads)
+        out[f"secagg_round_s_{clients}"] = statistics.median(s["critical_s"] for _, s in runs)
+        out[f"plain_round_s_{clients}"] = statistics.median(p for (p, _), _ in runs)
+        out[f"secagg_serial_s_{clients}"] = statistics.median(s["serial_s"] for _, s in runs)
+        out[f"secagg_uplink_bytes_{clients}"] = sec["uplink_bytes"]
+        out[f"secagg_downlink_extra_bytes_{clients}"] = sec["downlink_extra_bytes"]
+        out[f"plain_uplink_bytes_{clients}"] = plain_bytes
+        out[f"secagg_bytes_ratio_{clients}"] = sec["uplink_bytes"] / plain_bytes
+        if clients == 100:
+            dropped = _secagg_round(shared, deltas, nodes, ca_pem, drops=1)
+            out["secagg_round_s_100_one_drop"] = dropped["critical_s"]
+    out["secagg_bytes_ratio"] = out["secagg_bytes_ratio_100"]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds (< 1 min on an idle machine)")
@@ -207,6 +337,7 @@ def main() -> int:
     rounds = 4 if args.quick else 12
     sizes = bench_bytes()
     agg = bench_aggregation(3 if args.quick else 10)
+    sec = bench_secagg(1 if args.quick else 5)
     fed = bench_rounds(args.clients, rounds, idle_window_s=3.0 if args.quick else 8.0)
     clients = args.clients
     print(f"{'measure':<58}{'median':>12}{'spread':>12}")
@@ -225,7 +356,17 @@ def main() -> int:
     print(f"{'uplink bytes per client-round, full model fp32 (FedAvg)':<58}{full:>12.0f}")
     print(f"per round with {clients} clients: int8 {sizes['uplink_bytes_int8'] * clients:.0f} B, "
           f"full fp32 {full * clients:.0f} B; rounds measured {fed['rounds_measured']}")
-    result = {**fed, **agg, **sizes, "clients": clients}
+    for n in (10, 100):
+        print(f"{f'secure aggregation overhead per round, {n} clients (s)':<58}{sec[f'secagg_overhead_s_{n}']:>12.3f}"
+              f"{sec[f'secagg_overhead_spread_s_{n}']:>12.3f}")
+        print(f"{'  critical path with / without (s); serial (s)':<58}"
+              f"{sec[f'secagg_round_s_{n}']:>12.3f}{sec[f'plain_round_s_{n}']:>12.3f}{sec[f'secagg_serial_s_{n}']:>10.2f}")
+        print(f"{'  uplink B per round with / without (int8); ratio':<58}{sec[f'secagg_uplink_bytes_{n}']:>12.0f}"
+              f"{sec[f'plain_uplink_bytes_{n}']:>12.0f}{sec[f'secagg_bytes_ratio_{n}']:>10.2f}")
+    print(f"{'  100 clients, one dropped after masking: round (s)':<58}{sec['secagg_round_s_100_one_drop']:>12.3f}")
+    sec["secagg_bytes_ratio_fp32"] = sec["secagg_uplink_bytes_100"] / (100 * sizes["uplink_bytes_fp32"])
+    print(f"{'  uplink ratio against an fp32 uplink, 100 clients':<58}{sec['secagg_bytes_ratio_fp32']:>12.2f}")
+    result = {**fed, **agg, **sizes, **sec, "clients": clients}
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return 0
 

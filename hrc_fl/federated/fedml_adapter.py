@@ -130,7 +130,12 @@ def _fedml_args(config: FederationConfig, rank: int) -> SimpleNamespace:
 
 
 def fedml_init(config: FederationConfig, rank: int) -> SimpleNamespace:
-    """``fedml.init`` for an FL process: offline, no environment collection, no log upload."""
+    """``fedml.init`` for an FL process: offline, no environment collection, no log upload. Refuses a
+    configuration with secure aggregation enabled: this transport does not carry it yet, and running the
+    rounds in the clear under that setting would break its promise (docs/federated_secagg.md)."""
+    if config.secure_aggregation.enabled:
+        raise ValueError("secure_aggregation.enabled is set, but the FedML transport does not run secure "
+                         "aggregation yet: refusing to send updates the aggregator could read; disable it")
     fedml = _import_fedml_offline()
     fedml.set_env_version("local")
     args = _fedml_args(config, rank)

@@ -9,17 +9,20 @@ adapter translates what it needs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hrc_fl import paths
+from hrc_fl.federated.secagg import SecAggConfig
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.transport import Peer, TransportConfig
 
 UPLINK_ENCODINGS = ("fp32", "fp16", "int8")
+#: rules that need every individual update: impossible when the aggregator sees only the masked sum
+RULES_NEEDING_INDIVIDUAL_UPDATES = ("median", "trimmed_mean")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class FederationConfig:
     seed: int
     learner_module: str
     learner_options: dict[str, Any]
+    secure_aggregation: SecAggConfig = field(default_factory=SecAggConfig)
 
     def __post_init__(self) -> None:
         if 0 not in self.nodes:
@@ -95,6 +99,23 @@ class FederationConfig:
         if dp and int(dp.get("expected_clients", 0)) < len(self.client_ranks):
             raise ValueError(f"strategy.dp.expected_clients must be >= the {len(self.client_ranks)} configured "
                              f"clients (the fixed denominator of the DP mean), got {dp.get('expected_clients')}")
+        if self.secure_aggregation.enabled:
+            rule = str(self.strategy.get("name", "fedavg")).lower()
+            if rule in RULES_NEEDING_INDIVIDUAL_UPDATES:
+                raise ValueError(f"strategy {rule!r} needs every client's update, but secure_aggregation hides them "
+                                 f"(the aggregator sees only their sum): use fedavg or fedprox, or disable "
+                                 f"secure_aggregation")
+            self.secure_aggregation.validate(len(self.client_ranks), self.client_clip_norm or 0.0)
+
+    @property
+    def client_clip_norm(self) -> float | None:
+        """The L2 bound a client clips its delta to before sending, when secure aggregation is on (the
+        aggregator cannot clip a masked update): ``strategy.dp.clip_norm``, else ``strategy.max_update_norm``."""
+        if not self.secure_aggregation.enabled:
+            return None
+        dp = self.strategy.get("dp") or {}
+        bound = dp.get("clip_norm") or self.strategy.get("max_update_norm")
+        return float(bound) if bound else None
 
     @property
     def client_ranks(self) -> list[int]:
@@ -147,6 +168,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> FederationConfig:
             seed=int(data.get("seed", 0)),
             learner_module=str(data["learner"]["module"]),
             learner_options=dict(data["learner"].get("options") or {}),
+            secure_aggregation=SecAggConfig.from_mapping(data.get("secure_aggregation")),
         )
     except KeyError as exc:
         raise ValueError(f"federation config is missing key {exc}") from exc

@@ -146,14 +146,32 @@ class DPStrategy(Strategy):
                              f"sensitivity C/m would not hold")
         # the inner rule returned current + mean over the accepted; rescale to sum / m (fixed denominator)
         scale = np.float32(accepted / denominator)
-        mean_delta = difference(result.tensors, current)
+        step = {name: scale * value for name, value in difference(result.tensors, current).items()}
+        noisy = self._release(current, step, denominator, metrics)
+        return AggregationResult(noisy, result.accepted_ids, result.rejected, metrics, result.rule)
+
+    def release_sum(self, current: Mapping[str, np.ndarray], clipped_sum: Mapping[str, np.ndarray],
+                    contributors: int, metrics: dict[str, float]) -> dict[str, np.ndarray]:
+        """``current`` + the SUM of ``contributors`` deltas, each already clipped to ``clip_norm`` by its
+        client (secure aggregation: the aggregator never sees them one by one), divided by the fixed
+        denominator, plus the same noise and accounting as :meth:`aggregate`. ``metrics`` gets epsilon."""
+        denominator = self.expected_clients if self.expected_clients is not None else contributors
+        if contributors > denominator:
+            raise ValueError(f"{contributors} contributors exceed expected_clients {denominator}: the DP "
+                             f"sensitivity C/m would not hold")
+        step = {name: np.asarray(value, np.float64) / denominator for name, value in clipped_sum.items()}
+        return self._release(current, step, denominator, metrics)
+
+    def _release(self, current: Mapping[str, np.ndarray], step: Mapping[str, np.ndarray], denominator: int,
+                 metrics: dict[str, float]) -> dict[str, np.ndarray]:
+        """``current`` + ``step`` (the sum over m) + N(0, (z C / m)^2); one accountant step."""
         std = self.noise_multiplier * self.clip_norm / denominator
-        noisy = {name: (np.asarray(current[name], np.float32) + scale * value
+        noisy = {name: (np.asarray(current[name], np.float32) + value
                         + self._noise(np.shape(value), std)).astype(np.float32)
-                 for name, value in mean_delta.items()}
+                 for name, value in step.items()}
         if self.noise_multiplier > 0:
             self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
         else:
             self.accountant.history.append((0.0, self.sample_rate, 1))
         metrics.update(epsilon=self.epsilon, noise_std=std, dp_denominator=float(denominator))
-        return AggregationResult(noisy, result.accepted_ids, result.rejected, metrics, result.rule)
+        return noisy
