@@ -19,20 +19,37 @@ from pathlib import Path
 
 import yaml
 
-from hrc_fl.graph import GRAPHS, NodeSpec
+from hrc_fl.graph import GRAPHS, PACKAGE, NodeSpec, graph_environment
 from hrc_fl.launch_adapter import resolve_param_file
-from hrc_fl.paths import config_dir
 
 _PR_SET_PDEATHSIG = 1
 
 
-def executable_path(executable: str) -> str:
-    """The console script of a node, next to this interpreter (the virtual environment's bin/)."""
+def executable_path(executable: str, package: str = PACKAGE) -> str:
+    """Where a node's executable is, found as ``ros2 run`` finds it: ``<prefix>/lib/<package>/<exe>`` of
+    the package's ament prefix (``AMENT_PREFIX_PATH``, else this environment, where setup registers it);
+    the console script next to this interpreter where the package is not registered."""
+    prefixes = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+        try:
+            prefixes.append(Path(get_package_prefix(package)))
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (nothing sourced)
+            pass
+    except ImportError:  # pragma: no cover - ament_index_python comes with the ROS 2 wheels
+        pass
+    prefixes.append(Path(sys.prefix))
+    for prefix in prefixes:
+        candidate = prefix / "lib" / package / executable
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     candidate = Path(sys.executable).parent / executable
     if candidate.is_file():
         return str(candidate)
-    raise FileNotFoundError(f"node executable {executable!r} not found next to {sys.executable}; "
-                            "is hrc_fl installed in this environment?")
+    raise FileNotFoundError(f"node executable {executable!r} not found under lib/{package}/ of "
+                            f"{', '.join(map(str, prefixes))} nor next to {sys.executable}; "
+                            "run scripts/setup.sh (or source the workspace that installs hrc_fl)")
 
 
 def _param_value(value: object) -> str:
@@ -43,7 +60,7 @@ def _param_value(value: object) -> str:
 
 def node_command(spec: NodeSpec) -> list[str]:
     """The argv that runs one node with its name, namespace, parameter files and remappings."""
-    cmd = [executable_path(spec.executable), "--ros-args", "-r", f"__node:={spec.name}"]
+    cmd = [executable_path(spec.executable, spec.package), "--ros-args", "-r", f"__node:={spec.name}"]
     if spec.namespace:
         cmd += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
     for param_file in spec.param_files:
@@ -56,14 +73,10 @@ def node_command(spec: NodeSpec) -> list[str]:
 
 
 def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for node processes: the project's Fast DDS profile (large shared-memory segment
-    for images) and localhost discovery unless the user chose otherwise."""
+    """Environment for node processes: ``base`` (default: this process's) plus
+    :func:`hrc_fl.graph.graph_environment`, the same variables the launch files set."""
     env = dict(os.environ if base is None else base)
-    profile = config_dir() / "fastdds.xml"
-    if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(graph_environment(env))
     return env
 
 

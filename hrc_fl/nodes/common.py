@@ -178,25 +178,49 @@ class RateMeter:
 
 #: Seconds of DDS teardown after which a node's log gets its Python stacks (see :func:`run_node`).
 TEARDOWN_STACK_DUMP_S = 5.0
+#: The stated shutdown bound: a node process exits within this many seconds of SIGINT/SIGTERM (its
+#: ``close()`` stops timers and joins worker threads well inside it; launchers escalate after it).
+SHUTDOWN_BOUND_S = 8.0
+#: How often the spin loop looks at the stop request (a signal handler runs between executor steps).
+_STOP_POLL_S = 0.1
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
-    """Standard main: init, spin until Ctrl-C or external shutdown, destroy, shut down cleanly.
+    """Standard main: init, spin until SIGINT/SIGTERM or external shutdown, close, destroy, shut down.
+
+    rclpy's own signal handler is not installed: it would shut the context down at once, while the
+    node's worker threads and timers may still publish (``RCLError: publisher's context is invalid``).
+    Instead SIGINT/SIGTERM only ask the spin loop to stop; then the node's ``close()`` stops its timers
+    and worker threads and saves its state while the context is still valid, and only then is the node
+    destroyed and the context shut down. The whole sequence is meant to finish within
+    :data:`SHUTDOWN_BOUND_S`.
 
     A ``RuntimeError`` out of ``spin`` after the context was already shut down is the shutdown race in
-    rclpy's executor (a Ctrl-C lands while it takes a message, and the take fails on the handle being torn
-    down; seen under load): it ends the node like Ctrl-C, with one log line. While the context is still up,
+    rclpy's executor (an external shutdown lands while it takes a message, and the take fails on the handle
+    being torn down): it ends the node like Ctrl-C, with one log line. While the context is still up,
     the error is a real fault and propagates.
     """
-    rclpy.init(args=args)
+    import signal
+
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node: Node | None = None
     name = "node"
+    executor: SingleThreadedExecutor | None = None
     try:
         node = factory()
         name = node.get_fully_qualified_name()  # now: the handle may be gone by the time it is needed
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=_STOP_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError as exc:
@@ -205,10 +229,16 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         print(f"[{name}] shutdown raced with taking a message ({exc}); exiting cleanly", file=sys.stderr,
               flush=True)
     finally:
+        # A second signal during the teardown below must not interrupt it half-way.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
+            _cancel_timers(node)
             close = getattr(node, "close", None)
             if callable(close):
-                close()  # the node's own state is saved before the middleware is torn down
+                close()  # worker threads joined and state saved while the context is still valid
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
         # Rarely (2 of some 200 node exits this session, when a whole demo stopped at once) Fast DDS deadlocks
         # tearing down readers while its peers leave; the launcher then escalates to SIGKILL. If teardown
         # stalls, leave the Python stacks in the node's log to show where (the process stays up; a C-level
@@ -217,3 +247,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _cancel_timers(node: Node) -> None:
+    """Stop every timer of ``node`` so that no callback runs during ``close()`` and teardown."""
+    for timer in list(node.timers):
+        timer.cancel()
