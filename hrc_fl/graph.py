@@ -155,6 +155,11 @@ GRAPHS: dict[str, GraphDescription] = {
 }
 
 
+#: The stated shutdown bound of every node of every graph: a node exits (code 0, state saved) within this
+#: many seconds of SIGINT. It matches the 5 s ``ros2 launch`` waits before it sends SIGTERM, and
+#: ``hrc-fl launch`` waits as long before it escalates.
+SHUTDOWN_BOUND_S = 5.0
+
 #: Discovery range nodes get when the user set neither a range nor a discovery server: one box.
 DEFAULT_DISCOVERY_RANGE = "LOCALHOST"
 

@@ -7,6 +7,7 @@ launcher leaves no orphans; Ctrl-C / SIGTERM send SIGINT to every node, wait, th
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from hrc_fl.graph import GRAPHS, PACKAGE, NodeSpec, graph_environment
+from hrc_fl.graph import GRAPHS, PACKAGE, SHUTDOWN_BOUND_S, NodeSpec, graph_environment
 from hrc_fl.launch_adapter import resolve_param_file
 
 _PR_SET_PDEATHSIG = 1
@@ -29,16 +30,11 @@ def executable_path(executable: str, package: str = PACKAGE) -> str:
     """Where a node's executable is, found as ``ros2 run`` finds it: ``<prefix>/lib/<package>/<exe>`` of
     the package's ament prefix (``AMENT_PREFIX_PATH``, else this environment, where setup registers it);
     the console script next to this interpreter where the package is not registered."""
-    prefixes = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-        try:
-            prefixes.append(Path(get_package_prefix(package)))
-        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (nothing sourced)
-            pass
-    except ImportError:  # pragma: no cover - ament_index_python comes with the ROS 2 wheels
-        pass
+    prefixes = []
+    with contextlib.suppress(PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset
+        prefixes.append(Path(get_package_prefix(package)))
     prefixes.append(Path(sys.prefix))
     for prefix in prefixes:
         candidate = prefix / "lib" / package / executable
@@ -89,13 +85,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class RunningNode:
     spec: NodeSpec
     process: subprocess.Popen
+    #: Seconds from the SIGINT of :meth:`Launcher.stop` until the process was seen gone (None: not stopped
+    #: by the launcher, or still running).
+    stop_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"/{self.spec.namespace}/{self.spec.name}".replace("//", "/")
 
 
 class Launcher:
     """Starts node processes and stops them all cleanly."""
 
     def __init__(self, specs: Sequence[NodeSpec], *, env: Mapping[str, str] | None = None,
-                 stop_timeout_s: float = 10.0, log_dir: Path | None = None) -> None:
+                 stop_timeout_s: float = SHUTDOWN_BOUND_S, log_dir: Path | None = None) -> None:
         if stop_timeout_s <= 0:
             raise ValueError("stop_timeout_s must be positive")
         self._specs = list(specs)
@@ -123,22 +126,38 @@ class Launcher:
         return [n for n in self.nodes if n.process.poll() is not None]
 
     def stop(self) -> dict[str, int]:
-        """SIGINT every node, wait up to the timeout, then SIGTERM/SIGKILL; returns exit codes."""
+        """SIGINT every node, wait up to the timeout (the nodes' stated shutdown bound), then SIGTERM and
+        SIGKILL, naming each node that needed it; returns the exit codes."""
+        t0 = time.monotonic()
         for node in self.nodes:
             if node.process.poll() is None:
                 node.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + self._stop_timeout_s
+        deadline = t0 + self._stop_timeout_s
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for node in self.nodes:
-                remaining = max(0.0, deadline - time.monotonic())
-                try:
-                    node.process.wait(timeout=remaining)
-                except subprocess.TimeoutExpired:
-                    node.process.send_signal(sig)
+            running = self._wait_stopped(t0, deadline)
+            for node in running:
+                print(f"[launch] {node.label} did not exit within {deadline - t0:.0f} s of SIGINT; "
+                      f"sending {sig.name}", file=sys.stderr, flush=True)
+                node.process.send_signal(sig)
             deadline = time.monotonic() + 3.0
         for node in self.nodes:
             node.process.wait()
+            if node.stop_s is None:
+                node.stop_s = time.monotonic() - t0
         return {f"{n.spec.namespace}/{n.spec.name}": n.process.returncode for n in self.nodes}
+
+    def _wait_stopped(self, t0: float, deadline: float) -> list[RunningNode]:
+        """Poll until every node has exited or ``deadline``; note each one's stop time; return the rest."""
+        while True:
+            running = []
+            for node in self.nodes:
+                if node.process.poll() is None:
+                    running.append(node)
+                elif node.stop_s is None:
+                    node.stop_s = time.monotonic() - t0
+            if not running or time.monotonic() >= deadline:
+                return running
+            time.sleep(0.05)
 
 
 def specs_for(graph_name: str, overrides: Mapping[str, str] | None = None) -> list[NodeSpec]:

@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         codes = launcher.stop()
         rates, not_heard = monitor.finish() if monitor is not None else (None, None)
     print("[launch] stopped: " + ", ".join(f"{k}={v}" for k, v in codes.items()), flush=True)
+    slowest = max(launcher.nodes, key=lambda n: n.stop_s or 0.0, default=None)
+    if slowest is not None and slowest.stop_s is not None:
+        print(f"[launch] slowest stop: {slowest.label} {slowest.stop_s:.1f} s after SIGINT", flush=True)
     if not_heard is not None:
         print(f"[launch] ERROR: {not_heard}", file=sys.stderr, flush=True)
     if rates is not None:

@@ -178,9 +178,10 @@ class RateMeter:
 
 #: Seconds of DDS teardown after which a node's log gets its Python stacks (see :func:`run_node`).
 TEARDOWN_STACK_DUMP_S = 5.0
-#: The stated shutdown bound: a node process exits within this many seconds of SIGINT/SIGTERM (its
-#: ``close()`` stops timers and joins worker threads well inside it; launchers escalate after it).
-SHUTDOWN_BOUND_S = 8.0
+#: How long ``close()`` waits for a federated-learning thread (FedML stops on its event within a second
+#: or two; only an import or a training step in progress takes longer). Inside the shutdown bound, with
+#: room for the DDS teardown after it.
+FL_THREAD_JOIN_S = 3.0
 #: How often the spin loop looks at the stop request (a signal handler runs between executor steps).
 _STOP_POLL_S = 0.1
 
@@ -192,8 +193,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     node's worker threads and timers may still publish (``RCLError: publisher's context is invalid``).
     Instead SIGINT/SIGTERM only ask the spin loop to stop; then the node's ``close()`` stops its timers
     and worker threads and saves its state while the context is still valid, and only then is the node
-    destroyed and the context shut down. The whole sequence is meant to finish within
-    :data:`SHUTDOWN_BOUND_S`.
+    destroyed and the context shut down. The whole sequence finishes within
+    :data:`hrc_fl.graph.SHUTDOWN_BOUND_S`.
 
     A ``RuntimeError`` out of ``spin`` after the context was already shut down is the shutdown race in
     rclpy's executor (an external shutdown lands while it takes a message, and the take fails on the handle
@@ -248,6 +249,34 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
             node.destroy_node()
         rclpy.try_shutdown()
         faulthandler.cancel_dump_traceback_later()
+    _exit_past_busy_workers(name)
+
+
+def _exit_past_busy_workers(name: str) -> None:
+    """After a clean teardown, end the process at once if worker threads are still busy (a FedML import
+    or start-up that cannot be interrupted, see :func:`join_worker`): waiting for them, or for the
+    interpreter's finalisation under them, took seconds past the shutdown bound. Their node's state was
+    saved by ``close()``; nothing of theirs is lost that a normal exit would have kept."""
+    import os
+
+    busy = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
+    if not busy:
+        return
+    print(f"[{name}] exiting with worker thread(s) still busy: {', '.join(busy)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def join_worker(node: Node, thread: threading.Thread, timeout_s: float) -> bool:
+    """Join a node's worker thread within ``timeout_s``; True when it ended. A thread still busy (a
+    daemon, by convention here) gets one log line and ends with the process; it must not publish after
+    its node's stop event (see :class:`hrc_fl.nodes.federated_status.FederatedStatusPublisher`)."""
+    thread.join(timeout=timeout_s)
+    if thread.is_alive():
+        node.get_logger().warning(f"worker thread {thread.name!r} still busy {timeout_s:.1f} s after the stop "
+                                  "request; it ends with the process")
+        return False
+    return True
 
 
 def _cancel_timers(node: Node) -> None:
