@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "by then (default: warm-up timeout + scenario + 150 s, 540 s for the default demo).")
     parser.add_argument("--discovery-timeout-s", type=float, default=None,
                         help="Stop with an error when a node has not been heard on /diagnostics this long after "
-                             "the start (default 60 s).")
+                             "the start (default 90 s).")
     parser.add_argument("--no-fl", action="store_true", help="Run without federated learning.")
     parser.add_argument("--no-bag", action="store_true", help="Do not record the run into an MCAP bag.")
     parser.add_argument("--fl-self-supervised", action="store_true",

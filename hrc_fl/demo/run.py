@@ -45,7 +45,7 @@ class DemoOptions:
     warmup_timeout_s: float = 90.0
     #: Every workstation node must be heard on /diagnostics this long after the start, else the demo
     #: stops with NodesNotHeardError (no DDS traffic, or which node never published) and exits non-zero.
-    discovery_timeout_s: float = 60.0
+    discovery_timeout_s: float = 90.0
     fl_grace_s: float = 180.0          # after the scenario, wait this long at most for the FL rounds
     fl_deadline_s: float = 90.0        # a round closes this long after it opened (with quorum) at the latest
     #: After the last round closed, wait this long at most for every FL client to report "finished" (it
