@@ -76,6 +76,7 @@ class DiscoveryWatch:
         env = os.environ if environment is None else environment
         missing, heard = self.missing(), sorted(self.heard)
         settings = ", ".join(f"{k}={env.get(k, '(unset)')}" for k in DISCOVERY_VARIABLES)
+        first, last = dds_udp_ports(env)
         if not heard:
             message = (f"no DDS traffic between the nodes: none of the {len(self.expected)} nodes "
                        f"({', '.join(self.expected)}) was heard on {DIAGNOSTICS_TOPIC} within "
@@ -83,7 +84,7 @@ class DiscoveryWatch:
                        "interface for one machine: `ip link show lo`; a fresh network namespace has it down), "
                        "that every process uses the same ROS_DOMAIN_ID, that ROS_AUTOMATIC_DISCOVERY_RANGE fits "
                        "the layout (LOCALHOST on one machine, SUBNET across hosts, or a discovery server), and "
-                       "that no firewall drops UDP 7400-7600 (docs/deployment.md). Now: " + settings)
+                       f"that no firewall drops UDP {first}-{last} (docs/deployment.md). Now: " + settings)
         else:
             message = (f"node(s) never published on {DIAGNOSTICS_TOPIC} within {self.timeout_s:.0f} s: "
                        f"{', '.join(missing)} (heard {len(heard)} of {len(self.expected)}). Check their logs for "
@@ -95,6 +96,17 @@ class DiscoveryWatch:
         now = time.monotonic() if now_s is None else now_s
         if not self.complete and now - self.started_s >= self.timeout_s:
             raise self.error()
+
+
+def dds_udp_ports(environment: Mapping[str, str]) -> tuple[int, int]:
+    """The UDP port range DDS uses in the environment's domain (RTPS well-known ports: 7400 + 250 x
+    domain, discovery and user traffic, 2 ports per participant): first and last port."""
+    try:
+        domain = int(environment.get("ROS_DOMAIN_ID", "0") or 0)
+    except ValueError:
+        domain = 0
+    first = 7400 + 250 * domain
+    return first, first + 249
 
 
 def expected_nodes(specs: Iterable) -> tuple[str, ...]:
