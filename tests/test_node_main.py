@@ -87,3 +87,41 @@ def test_a_stalled_teardown_leaves_the_stacks_in_the_node_log():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Timeout (0:00:05)!" in proc.stderr
     assert "in destroy_node" in proc.stderr and "in run_node" in proc.stderr
+
+
+_SLOW_START = textwrap.dedent('''
+    import time
+    from rclpy.node import Node
+    from hrc_fl.nodes import common
+
+    class SlowStart(Node):
+        def __init__(self):
+            super().__init__("slow_start")
+            print("CONSTRUCTING", flush=True)
+            time.sleep(60.0)  # a model / FedML import that takes long on a loaded machine
+            print("CONSTRUCTED", flush=True)
+
+    common.run_node(SlowStart)
+''')
+
+
+def test_sigint_while_the_node_is_still_starting_ends_it_at_once():
+    # Prepare
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_START], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "CONSTRUCTING"
+
+    # Execute
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    # Assert: exit 0 well before the construction would have finished, no traceback
+    from hrc_fl.graph import SHUTDOWN_BOUND_S
+
+    assert proc.returncode == 0, err[-2000:]
+    assert time.monotonic() - t0 < SHUTDOWN_BOUND_S
+    assert "CONSTRUCTED" not in out and "Traceback" not in err

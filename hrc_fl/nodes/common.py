@@ -181,7 +181,7 @@ TEARDOWN_STACK_DUMP_S = 5.0
 #: How long ``close()`` waits for a federated-learning thread (FedML stops on its event within a second
 #: or two; only an import or a training step in progress takes longer). Inside the shutdown bound, with
 #: room for the DDS teardown after it.
-FL_THREAD_JOIN_S = 3.0
+FL_THREAD_JOIN_S = 2.0
 #: How often the spin loop looks at the stop request (a signal handler runs between executor steps).
 _STOP_POLL_S = 0.1
 
@@ -199,7 +199,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     A ``RuntimeError`` out of ``spin`` after the context was already shut down is the shutdown race in
     rclpy's executor (an external shutdown lands while it takes a message, and the take fails on the handle
     being torn down): it ends the node like Ctrl-C, with one log line. While the context is still up,
-    the error is a real fault and propagates.
+    the error is a real fault and propagates. A stop request while the node is still being constructed
+    ends the construction at once (KeyboardInterrupt inside the factory): there is no state to save yet.
     """
     import signal
 
@@ -207,9 +208,13 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
+    starting = [True]
 
     def request_stop(_signum: int, _frame: object) -> None:
         stop.set()
+        if starting[0]:
+            # Still constructing (model and FedML imports take seconds): nothing to save yet, end now.
+            raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node: Node | None = None
@@ -217,6 +222,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     executor: SingleThreadedExecutor | None = None
     try:
         node = factory()
+        starting[0] = False
         name = node.get_fully_qualified_name()  # now: the handle may be gone by the time it is needed
         executor = SingleThreadedExecutor()
         executor.add_node(node)
