@@ -125,3 +125,23 @@ def test_sigint_while_the_node_is_still_starting_ends_it_at_once():
     assert proc.returncode == 0, err[-2000:]
     assert time.monotonic() - t0 < SHUTDOWN_BOUND_S
     assert "CONSTRUCTED" not in out and "Traceback" not in err
+
+
+def test_sigint_while_a_node_executable_loads_its_libraries_ends_it_quietly():
+    # Prepare: a real node executable (the intention node imports torch at load: seconds)
+    import signal
+    import time
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "intention_node"
+    proc = subprocess.Popen([str(exe), "--ros-args", "-r", "__node:=loading_probe"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+
+    # Execute: what ros2 launch or a terminal's Ctrl-C sends while the node is still loading
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+
+    # Assert
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
