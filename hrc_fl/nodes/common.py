@@ -255,21 +255,24 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
             node.destroy_node()
         rclpy.try_shutdown()
         faulthandler.cancel_dump_traceback_later()
-    _exit_past_busy_workers(name)
+    _exit_past_busy_workers(name, stopped_while_starting=starting[0])
 
 
-def _exit_past_busy_workers(name: str) -> None:
+def _exit_past_busy_workers(name: str, *, stopped_while_starting: bool) -> None:
     """After a clean teardown, end the process at once if worker threads are still busy (a FedML import
-    or start-up that cannot be interrupted, see :func:`join_worker`): waiting for them, or for the
-    interpreter's finalisation under them, took seconds past the shutdown bound. Their node's state was
-    saved by ``close()``; nothing of theirs is lost that a normal exit would have kept."""
+    or start-up that cannot be interrupted, see :func:`join_worker`) or the node was stopped half-built:
+    waiting for them, or for the interpreter's finalisation under them, took seconds past the shutdown
+    bound. A node's state was saved by ``close()`` (a half-built one has none); nothing is lost that a
+    normal exit would have kept."""
     import os
 
     busy = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
-    if not busy:
+    if not busy and not stopped_while_starting:
         return
-    print(f"[{name}] exiting with worker thread(s) still busy: {', '.join(busy)}", file=sys.stderr, flush=True)
+    if busy:
+        print(f"[{name}] exiting with worker thread(s) still busy: {', '.join(busy)}", file=sys.stderr, flush=True)
     sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)
 
 

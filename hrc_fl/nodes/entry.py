@@ -5,21 +5,27 @@ A node module imports its models and libraries (torch, MediaPipe, FedML) at impo
 seconds, tens of seconds on a loaded machine. ``ros2 launch`` (and a Ctrl-C in a terminal) may send
 SIGINT during that time; Python's default handler would end the process with a KeyboardInterrupt
 traceback from deep inside an import. This module is light: it installs handlers that end the process
-quietly with exit code 0 while the node is loading, then imports the node module and runs its ``main``,
+at once and quietly with exit code 0 while the node is loading, then imports the node module and runs its ``main``,
 whose :func:`hrc_fl.nodes.common.run_node` takes over the signals.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import sys
 from collections.abc import Callable
 
 SUFFIX = "_node"
 
 
 def _stop_while_loading(_signum: int, _frame: object) -> None:
-    raise SystemExit(0)  # nothing has started yet: no state to save, no traceback
+    # Nothing has started yet: no state to save. Leave at once: unwinding a half-done torch import and
+    # finalising the interpreter under it took longer than the shutdown bound on a loaded machine.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run(executable: str) -> None:
