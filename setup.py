@@ -39,7 +39,8 @@ setup(
     description="HRC cell perception, intention, ISO/TS 15066 safety and federated learning",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [f"{n} = {PACKAGE}.nodes.{n[: -len('_node')]}:main" for n in NODES]
+        # hrc_fl.nodes.entry runs hrc_fl.nodes.<name without _node>.main, quiet on a Ctrl-C while it loads
+        "console_scripts": [f"{n} = {PACKAGE}.nodes.entry:{n}" for n in NODES]
         + ["hrc-fl = hrc_fl.cli:main"],
     },
 )

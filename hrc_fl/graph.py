@@ -198,3 +198,35 @@ GRAPHS: dict[str, GraphDescription] = {
     "aggregator": GraphDescription("aggregator", AGGREGATOR_ARGUMENTS, aggregator_graph),
     "plant_demo": GraphDescription("plant_demo", PLANT_ARGUMENTS, plant_graph),
 }
+
+
+#: The stated shutdown bound of every node of every graph: a node exits (code 0, state saved) within this
+#: many seconds of SIGINT. It matches the 5 s ``ros2 launch`` waits before it sends SIGTERM, and
+#: ``hrc-fl launch`` waits as long before it escalates.
+SHUTDOWN_BOUND_S = 5.0
+
+#: Discovery range nodes get when the user set neither a range nor a discovery server: one box.
+DEFAULT_DISCOVERY_RANGE = "LOCALHOST"
+
+
+def graph_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """Environment variables every node of every graph gets on top of ``base`` (the environment the
+    graph is started from); part of the graph description, so ``hrc-fl launch`` and the launch files
+    (``additional_env`` of each launch_ros ``Node``) set exactly the same.
+
+    - ``FASTDDS_DEFAULT_PROFILES_FILE``: the project's Fast DDS profile (8 MB shared-memory segment for
+      images, UDPv4 for discovery and other hosts).
+    - ``ROS_AUTOMATIC_DISCOVERY_RANGE``: ``LOCALHOST`` (the one-box default); a plant exports ``SUBNET``
+      (docs/deployment.md). Not set when ``ROS_DISCOVERY_SERVER`` is, where the server does discovery.
+    - ``PYTHONUNBUFFERED``: node logs reach files and pipes line by line.
+    A value already in ``base`` always wins: the user's choice is never overridden.
+    """
+    from hrc_fl.paths import config_dir  # a file lookup only; no ROS import
+
+    wanted: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+    profile = config_dir() / "fastdds.xml"
+    if profile.is_file():
+        wanted["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    if not base.get("ROS_DISCOVERY_SERVER"):
+        wanted["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DEFAULT_DISCOVERY_RANGE
+    return {k: v for k, v in wanted.items() if k not in base}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrc_fl.graph import GRAPHS, NodeSpec
+from hrc_fl.graph import GRAPHS, NodeSpec, graph_environment
 from hrc_fl.paths import config_dir
 
 
@@ -29,7 +29,7 @@ def launch_description(graph_name: str):  # -> launch.LaunchDescription
 
     graph = GRAPHS[graph_name]
 
-    def make_node(spec: NodeSpec):
+    def make_node(spec: NodeSpec, environment: dict[str, str]):
         return Node(
             package=spec.package,
             executable=spec.executable,
@@ -38,12 +38,15 @@ def launch_description(graph_name: str):  # -> launch.LaunchDescription
             namespace=spec.namespace,
             parameters=[resolve_param_file(f) for f in spec.param_files] + [dict(spec.parameters)],
             remappings=list(spec.remappings),
+            additional_env=dict(environment),
             output="screen",
         )
 
     def nodes_for_context(context, *args, **kwargs):
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.arguments}
-        return [make_node(spec) for spec in graph.build(values)]
+        # The same variables `hrc-fl launch` sets, computed from the environment ros2 launch runs in.
+        environment = graph_environment(dict(context.environment))
+        return [make_node(spec, environment) for spec in graph.build(values)]
 
     declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
                 for a in graph.arguments]

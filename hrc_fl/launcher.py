@@ -7,6 +7,7 @@ launcher leaves no orphans; Ctrl-C / SIGTERM send SIGINT to every node, wait, th
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -19,27 +20,32 @@ from pathlib import Path
 
 import yaml
 
-from hrc_fl.graph import GRAPHS, NodeSpec
+from hrc_fl.graph import GRAPHS, PACKAGE, SHUTDOWN_BOUND_S, NodeSpec, graph_environment
 from hrc_fl.launch_adapter import resolve_param_file
-from hrc_fl.paths import config_dir
 
 _PR_SET_PDEATHSIG = 1
 
 
-def executable_command(executable: str) -> list[str]:
-    """How to start a node executable: its console script next to this interpreter (the virtual
-    environment's bin/), or ``python -m hrc_fl.nodes.<name>`` when this source tree has the node but the
-    environment's scripts predate it (an editable install from before the node was added)."""
+def executable_path(executable: str, package: str = PACKAGE) -> str:
+    """Where a node's executable is, found as ``ros2 run`` finds it: ``<prefix>/lib/<package>/<exe>`` of
+    the package's ament prefix (``AMENT_PREFIX_PATH``, else this environment, where setup registers it);
+    the console script next to this interpreter where the package is not registered."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    prefixes = []
+    with contextlib.suppress(PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset
+        prefixes.append(Path(get_package_prefix(package)))
+    prefixes.append(Path(sys.prefix))
+    for prefix in prefixes:
+        candidate = prefix / "lib" / package / executable
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     candidate = Path(sys.executable).parent / executable
     if candidate.is_file():
-        return [str(candidate)]
-    import importlib.util
-
-    module = f"hrc_fl.nodes.{executable.removesuffix('_node')}"
-    if executable.endswith("_node") and importlib.util.find_spec(module) is not None:
-        return [sys.executable, "-m", module]
-    raise FileNotFoundError(f"node executable {executable!r} not found next to {sys.executable}; "
-                            "is hrc_fl installed in this environment?")
+        return str(candidate)
+    raise FileNotFoundError(f"node executable {executable!r} not found under lib/{package}/ of "
+                            f"{', '.join(map(str, prefixes))} nor next to {sys.executable}; "
+                            "run scripts/setup.sh (or source the workspace that installs hrc_fl)")
 
 
 def _param_value(value: object) -> str:
@@ -62,7 +68,7 @@ def process_arguments(spec: NodeSpec) -> list[str]:
 def node_command(spec: NodeSpec) -> list[str]:
     """The argv that runs one node (or a composed process) with its name, namespace, parameter files
     and remappings."""
-    cmd = [*executable_command(spec.executable), *process_arguments(spec), "--ros-args"]
+    cmd = [executable_path(spec.executable, spec.package), *process_arguments(spec), "--ros-args"]
     if not spec.composed:  # a composed process keeps each node's own name
         cmd += ["-r", f"__node:={spec.name}"]
     if spec.namespace:
@@ -77,14 +83,10 @@ def node_command(spec: NodeSpec) -> list[str]:
 
 
 def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for node processes: the project's Fast DDS profile (large shared-memory segment
-    for images) and localhost discovery unless the user chose otherwise."""
+    """Environment for node processes: ``base`` (default: this process's) plus
+    :func:`hrc_fl.graph.graph_environment`, the same variables the launch files set."""
     env = dict(os.environ if base is None else base)
-    profile = config_dir() / "fastdds.xml"
-    if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(graph_environment(env))
     return env
 
 
@@ -97,13 +99,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class RunningNode:
     spec: NodeSpec
     process: subprocess.Popen
+    #: Seconds from the SIGINT of :meth:`Launcher.stop` until the process was seen gone (None: not stopped
+    #: by the launcher, or still running).
+    stop_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"/{self.spec.namespace}/{self.spec.name}".replace("//", "/")
 
 
 class Launcher:
     """Starts node processes and stops them all cleanly."""
 
     def __init__(self, specs: Sequence[NodeSpec], *, env: Mapping[str, str] | None = None,
-                 stop_timeout_s: float = 10.0, log_dir: Path | None = None) -> None:
+                 stop_timeout_s: float = SHUTDOWN_BOUND_S, log_dir: Path | None = None) -> None:
         if stop_timeout_s <= 0:
             raise ValueError("stop_timeout_s must be positive")
         self._specs = list(specs)
@@ -131,22 +140,38 @@ class Launcher:
         return [n for n in self.nodes if n.process.poll() is not None]
 
     def stop(self) -> dict[str, int]:
-        """SIGINT every node, wait up to the timeout, then SIGTERM/SIGKILL; returns exit codes."""
+        """SIGINT every node, wait up to the timeout (the nodes' stated shutdown bound), then SIGTERM and
+        SIGKILL, naming each node that needed it; returns the exit codes."""
+        t0 = time.monotonic()
         for node in self.nodes:
             if node.process.poll() is None:
                 node.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + self._stop_timeout_s
+        deadline = t0 + self._stop_timeout_s
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for node in self.nodes:
-                remaining = max(0.0, deadline - time.monotonic())
-                try:
-                    node.process.wait(timeout=remaining)
-                except subprocess.TimeoutExpired:
-                    node.process.send_signal(sig)
+            running = self._wait_stopped(t0, deadline)
+            for node in running:
+                print(f"[launch] {node.label} did not exit within {deadline - t0:.0f} s of SIGINT; "
+                      f"sending {sig.name}", file=sys.stderr, flush=True)
+                node.process.send_signal(sig)
             deadline = time.monotonic() + 3.0
         for node in self.nodes:
             node.process.wait()
+            if node.stop_s is None:
+                node.stop_s = time.monotonic() - t0
         return {f"{n.spec.namespace}/{n.spec.name}": n.process.returncode for n in self.nodes}
+
+    def _wait_stopped(self, t0: float, deadline: float) -> list[RunningNode]:
+        """Poll until every node has exited or ``deadline``; note each one's stop time; return the rest."""
+        while True:
+            running = []
+            for node in self.nodes:
+                if node.process.poll() is None:
+                    running.append(node)
+                elif node.stop_s is None:
+                    node.stop_s = time.monotonic() - t0
+            if not running or time.monotonic() >= deadline:
+                return running
+            time.sleep(0.05)
 
 
 def specs_for(graph_name: str, overrides: Mapping[str, str] | None = None) -> list[NodeSpec]:

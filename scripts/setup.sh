@@ -2,7 +2,9 @@
 # Idempotent setup of everything hrc_fl needs, from the package registries only:
 #   1. the virtual environment .venv/ with the pinned dependencies (requirements.txt + constraints.txt)
 #   2. the interface package hrc_fl_msgs built from msg/ into that environment
-#   3. models and real data sets built into the git-ignored cache .cache/hrc_fl/ (hrc-fl setup-assets)
+#   3. hrc_fl registered in the ament prefix .venv/ (index marker, share/hrc_fl/, lib/hrc_fl/<node>) and
+#      .venv/setup.bash, the one file to source for `ros2 run` / `ros2 launch` / ament_index_python
+#   4. models and real data sets built into the git-ignored cache .cache/hrc_fl/ (hrc-fl setup-assets)
 # Each step is skipped when its inputs are unchanged, so a second run takes seconds.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,6 +51,9 @@ if [[ ! -x "$venv/bin/python" || ! -f "$deps_stamp" || "$(cat "$deps_stamp")" !=
 fi
 
 bash "$root/scripts/build_msgs.sh"
+
+# pip gives console scripts in .venv/bin/ only; ROS 2 tools look in the ament prefix (same layout as colcon).
+"$venv/bin/python" -m hrc_fl.ament_prefix --prefix "$venv"
 
 "$venv/bin/hrc-fl" setup-assets
 # The base intention model that seeds every workstation's model store (trained on the real data above).

@@ -6,6 +6,7 @@ They implement just the API our launch files use, record what they are given, an
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 @dataclass
 class LaunchContext:
     launch_configurations: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)  # launch's context.environment
 
 
 class LaunchDescription:
@@ -79,9 +81,11 @@ def uninstall() -> None:
         sys.modules.pop(name, None)
 
 
-def execute(description: LaunchDescription, overrides: dict[str, str] | None = None) -> list[Node]:
-    """Resolve arguments like ``ros2 launch`` does and return the Node actions it yields."""
-    context = LaunchContext()
+def execute(description: LaunchDescription, overrides: dict[str, str] | None = None,
+            environment: dict[str, str] | None = None) -> list[Node]:
+    """Resolve arguments like ``ros2 launch`` does and return the Node actions it yields;
+    ``environment`` is the environment ros2 launch runs in (default: this process's)."""
+    context = LaunchContext(environment=dict(os.environ if environment is None else environment))
     nodes: list[Node] = []
     pending = list(description.entities)
     while pending:

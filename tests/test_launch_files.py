@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hrc_fl.graph import GRAPHS
-from hrc_fl.launcher import node_command, specs_for
+from hrc_fl.launcher import node_command, node_environment, specs_for
 from tests import launch_standins
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def _load(path: Path):
 
 
 def _argv_from_launch_node(node) -> dict:
-    """What the launch_ros Node would run, in the launcher's terms."""
+    """What the launch_ros Node would run, in the launcher's terms (its environment too: see below)."""
     files = [p for p in node.parameters if isinstance(p, str)]
     params = {k: v for p in node.parameters if isinstance(p, dict) for k, v in p.items()}
     return {"executable": node.executable, "package": node.package, "name": node.name,
@@ -175,3 +175,36 @@ def test_the_plant_demo_composes_each_robot_sim_into_its_workstation():
     assert all(s.composed[-1] == "robot_sim_node" for s in composed)
     assert sorted(s.executable for s in specs) == ["aggregator_node", "fl_client_node", "fl_client_node",
                                                   "workstation_node", "workstation_node"]
+
+
+#: Environments a graph is started from: a bare one, a plant's subnet discovery, a discovery server.
+ENVIRONMENTS = [
+    {"PATH": "/usr/bin"},
+    {"PATH": "/usr/bin", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_DOMAIN_ID": "7"},
+    {"PATH": "/usr/bin", "ROS_DISCOVERY_SERVER": "192.0.2.1:11811",
+     "FASTDDS_DEFAULT_PROFILES_FILE": "/etc/plant/fastdds.xml"},
+]
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+@pytest.mark.parametrize("environment", ENVIRONMENTS, ids=["bare", "subnet", "discovery_server"])
+def test_launch_file_nodes_get_the_launchers_environment(standins, graph, environment):
+    # Prepare
+    description = _load(ROOT / "launch" / f"{graph}.launch.py")
+
+    # Execute: what ExecuteProcess runs each Node with (its environment plus additional_env) ...
+    from_launch = [{**environment, **n.extra["additional_env"]}
+                   for n in standins.execute(description, {}, environment)]
+    # ... and what `hrc-fl launch` runs each node with
+    from_launcher = node_environment(environment)
+
+    # Assert: the same for every node; the profile and range set unless the user chose, never overridden
+    assert from_launch and all(env == from_launcher for env in from_launch)
+    profile = from_launcher["FASTDDS_DEFAULT_PROFILES_FILE"]
+    assert profile == environment.get("FASTDDS_DEFAULT_PROFILES_FILE") or Path(profile).name == "fastdds.xml"
+    for key, value in environment.items():
+        assert from_launcher[key] == value, key
+    if "ROS_DISCOVERY_SERVER" in environment:
+        assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in from_launcher
+    elif "ROS_AUTOMATIC_DISCOVERY_RANGE" not in environment:
+        assert from_launcher["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"

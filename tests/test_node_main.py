@@ -87,3 +87,61 @@ def test_a_stalled_teardown_leaves_the_stacks_in_the_node_log():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Timeout (0:00:05)!" in proc.stderr
     assert "in destroy_node" in proc.stderr and "in run_node" in proc.stderr
+
+
+_SLOW_START = textwrap.dedent('''
+    import time
+    from rclpy.node import Node
+    from hrc_fl.nodes import common
+
+    class SlowStart(Node):
+        def __init__(self):
+            super().__init__("slow_start")
+            print("CONSTRUCTING", flush=True)
+            time.sleep(60.0)  # a model / FedML import that takes long on a loaded machine
+            print("CONSTRUCTED", flush=True)
+
+    common.run_node(SlowStart)
+''')
+
+
+def test_sigint_while_the_node_is_still_starting_ends_it_at_once():
+    # Prepare
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_START], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "CONSTRUCTING"
+
+    # Execute
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    # Assert: exit 0 well before the construction would have finished, no traceback
+    from hrc_fl.graph import SHUTDOWN_BOUND_S
+
+    assert proc.returncode == 0, err[-2000:]
+    assert time.monotonic() - t0 < SHUTDOWN_BOUND_S
+    assert "CONSTRUCTED" not in out and "Traceback" not in err
+
+
+def test_sigint_while_a_node_executable_loads_its_libraries_ends_it_quietly():
+    # Prepare: a real node executable (the intention node imports torch at load: seconds)
+    import signal
+    import time
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "intention_node"
+    proc = subprocess.Popen([str(exe), "--ros-args", "-r", "__node:=loading_probe"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+
+    # Execute: what ros2 launch or a terminal's Ctrl-C sends while the node is still loading
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+
+    # Assert
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]

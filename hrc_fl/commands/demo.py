@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wall-budget-s", type=float, default=None,
                         help="Wall-time budget of the run (s): the waits for FL rounds after the scenario end "
                              "by then (default: warm-up timeout + scenario + 150 s, 540 s for the default demo).")
+    parser.add_argument("--discovery-timeout-s", type=float, default=None,
+                        help="Stop with an error when a node has not been heard on /diagnostics this long after "
+                             "the start (default 90 s).")
     parser.add_argument("--no-fl", action="store_true", help="Run without federated learning.")
     parser.add_argument("--no-bag", action="store_true", help="Do not record the run into an MCAP bag.")
     parser.add_argument("--fl-self-supervised", action="store_true",
@@ -35,10 +38,12 @@ def run(args: argparse.Namespace) -> int:
 
     from hrc_fl.demo.report import write_report
     from hrc_fl.demo.run import DemoOptions, run_demo
+    from hrc_fl.discovery_check import NodesNotHeardError
 
     overrides = {k: v for k, v in {"length_s": args.length_s, "workstations": args.workstations,
                                    "rounds": args.rounds, "image_rate_hz": args.image_rate_hz,
-                                   "wall_budget_s": args.wall_budget_s}.items()
+                                   "wall_budget_s": args.wall_budget_s,
+                                   "discovery_timeout_s": args.discovery_timeout_s}.items()
                  if v is not None}
     if args.extra_nodes:
         overrides["extra_nodes"] = tuple(e.strip() for e in args.extra_nodes.split(",") if e.strip())
@@ -53,10 +58,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hrc-fl demo: {exc}")
         return 2
-    result = run_demo(options, progress=lambda line: print(line, flush=True))
-    report = write_report(result)
-    print(report, flush=True)
-    code = 130 if result.interrupted else 0
+    try:
+        result = run_demo(options, progress=lambda line: print(line, flush=True))
+    except NodesNotHeardError as exc:
+        print(f"hrc-fl demo: ERROR: {exc}", flush=True)
+        code = 1
+    else:
+        report = write_report(result)
+        print(report, flush=True)
+        code = 130 if result.interrupted else 0
     # Leave without tearing down the driver's DDS participant (see run_demo): every node has stopped,
     # the bag and the report are complete and flushed.
     import os

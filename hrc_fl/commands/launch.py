@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[launch] starting {len(specs)} node(s) of {args.graph}: "
           + ", ".join(f"/{s.namespace}/{s.name}".replace("//", "/") for s in specs), flush=True)
     launcher.start()
-    monitor = _Monitor() if args.duration is not None else None
+    monitor = _Monitor(specs, args.duration) if args.duration is not None else None
     deadline = None if args.duration is None else time.monotonic() + args.duration
     failed = []
     try:
@@ -81,26 +81,32 @@ def run(args: argparse.Namespace) -> int:
                 break
     finally:
         codes = launcher.stop()
-        rates = monitor.finish() if monitor is not None else None
+        rates, not_heard = monitor.finish() if monitor is not None else (None, None)
     print("[launch] stopped: " + ", ".join(f"{k}={v}" for k, v in codes.items()), flush=True)
+    slowest = max(launcher.nodes, key=lambda n: n.stop_s or 0.0, default=None)
+    if slowest is not None and slowest.stop_s is not None:
+        print(f"[launch] slowest stop: {slowest.label} {slowest.stop_s:.1f} s after SIGINT", flush=True)
+    if not_heard is not None:
+        print(f"[launch] ERROR: {not_heard}", file=sys.stderr, flush=True)
     if rates is not None:
         from hrc_fl.topic_rates import format_rates
 
         print(format_rates(rates))
         if args.json:
             args.json.write_text(json.dumps([r.__dict__ for r in rates], indent=2))
-    return 1 if failed else 0
+    return 1 if failed or not_heard is not None else 0
 
 
 class _Monitor:
-    """A node in this process that counts the graph's messages."""
+    """A node in this process that counts the graph's messages and notes which nodes published."""
 
-    def __init__(self) -> None:
+    def __init__(self, specs, duration_s: float) -> None:
         import os
 
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
+        from hrc_fl.discovery_check import DiscoveryWatch, expected_nodes, watch_diagnostics
         from hrc_fl.launcher import node_environment
         from hrc_fl.topic_rates import TopicRateMonitor
 
@@ -111,6 +117,8 @@ class _Monitor:
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._monitor = TopicRateMonitor(self._node)
+        self._watch = DiscoveryWatch(expected_nodes(specs), max(duration_s, 1e-3))
+        watch_diagnostics(self._node, self._watch)
         self._last_discovery = 0.0
 
     def spin(self, seconds: float) -> None:
@@ -122,10 +130,12 @@ class _Monitor:
             self._executor.spin_once(timeout_sec=0.05)
 
     def finish(self):
+        """Topic rates, and the error naming the nodes never heard on /diagnostics (None: all were)."""
         import rclpy
 
         rates = self._monitor.rates()
+        not_heard = None if self._watch.complete else self._watch.error()
         self._executor.shutdown(timeout_sec=1.0)  # releases the handles its callback generator may hold
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
-        return rates
+        return rates, not_heard

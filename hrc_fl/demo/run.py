@@ -45,6 +45,9 @@ class DemoOptions:
     #: workstation is one composed process whose shared pipeline runs pose and hands on each frame at once.
     image_rate_hz: float = 10.0
     warmup_timeout_s: float = 90.0
+    #: Every workstation node must be heard on /diagnostics this long after the start, else the demo
+    #: stops with NodesNotHeardError (no DDS traffic, or which node never published) and exits non-zero.
+    discovery_timeout_s: float = 90.0
     fl_grace_s: float = 180.0          # after the scenario, wait this long at most for the FL rounds
     fl_deadline_s: float = 90.0        # a round closes this long after it opened (with quorum) at the latest
     #: After the last round closed, wait this long at most for every FL client to report "finished" (it
@@ -86,8 +89,8 @@ class DemoOptions:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if not self.length_s >= 10.0:
             raise ValueError(f"length_s must be at least 10 s, got {self.length_s}")
-        if not self.image_rate_hz > 0 or not self.warmup_timeout_s > 0:
-            raise ValueError("image_rate_hz and warmup_timeout_s must be positive")
+        if not self.image_rate_hz > 0 or not self.warmup_timeout_s > 0 or not self.discovery_timeout_s > 0:
+            raise ValueError("image_rate_hz, warmup_timeout_s and discovery_timeout_s must be positive")
         if self.wall_budget_s is not None and not self.wall_budget_s >= self.warmup_timeout_s + self.length_s:
             raise ValueError(f"wall_budget_s ({self.wall_budget_s} s) must cover the warm-up timeout and the "
                              f"scenario ({self.warmup_timeout_s + self.length_s:.0f} s)")
@@ -490,12 +493,14 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     self_proc = psutil.Process()
     try:
         launcher.start()
+        discovery = _discovery_watch(driver, node_specs, options.discovery_timeout_s)
         next_progress = start + 1.0
         fl_in_graph = bool(executables & set(FL_EXECUTABLES))
         rounds_done_at: float | None = None
         while stop["signal"] is None:
             executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
+            discovery.check(now)  # raises NodesNotHeardError: the nodes cannot hear each other
             if agg_specs and result.fl_started_s is None and driver.started and (
                     all(driver.fl_samples.get(ws, 0) >= options.fl_start_samples for ws in workstations)
                     or (all(driver.fl_samples.get(ws, 0) >= min_samples for ws in workstations)
@@ -557,6 +562,15 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     if fl_config is not None:
         _evaluate_fl(result, workstations, sorted(labels), progress)
     return result
+
+
+def _discovery_watch(driver, specs: list[NodeSpec], timeout_s: float):
+    """Watch the started nodes' first /diagnostics reports (hrc_fl.discovery_check) from the driver."""
+    from hrc_fl.discovery_check import DiscoveryWatch, expected_nodes, watch_diagnostics
+
+    watch = DiscoveryWatch(expected_nodes(specs), timeout_s)
+    watch_diagnostics(driver, watch)
+    return watch
 
 
 def _label_space_notes(fl_label_space: set[str]) -> list[str]:

@@ -1,10 +1,13 @@
 """Per-workstation TLS certificates for the federated channel (a private CA + one certificate per node).
 
 Every node of the federation (the aggregator and each workstation) gets one key and one certificate
-signed by the plant's CA. The certificate's common name and DNS SAN are the node's name (e.g.
-``aggregator``, ``ws1``); it is valid for both server and client authentication because in FedML's gRPC
-topology every rank also listens. Peers verify each other by that name (mutual TLS), so a process without
-a certificate from this CA, or with another node's certificate, is refused.
+signed by the plant's CA. The certificate's common name and first DNS SAN are the node's name (e.g.
+``aggregator``, ``ws1``); its other SANs are the host that node runs on (its configured ``host``, e.g.
+``ws1-edge.plant.example`` or ``192.0.2.11``, plus any given for it alone) and loopback. So each
+certificate names one host: a certificate copied to another machine does not match that machine's
+name. It is valid for both server and client authentication because in FedML's gRPC topology every rank
+also listens. Peers verify each other by node name (mutual TLS), so a process without a certificate from
+this CA, or with another node's certificate, is refused.
 
 Files in the output folder: ``ca.crt``, ``ca.key`` (keep offline in a real plant), ``<name>.crt``,
 ``<name>.key``. Keys are written with mode 0600, atomically.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,19 +72,34 @@ def make_ca(common_name: str, valid_days: int) -> tuple[ec.EllipticCurvePrivateK
     return key, cert
 
 
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def certificate_hosts(cert: x509.Certificate) -> set[str]:
+    """Every DNS name and IP address in a certificate's SAN, as text."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {*san.get_values_for_type(x509.DNSName), *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))}
+
+
 def make_node_certificate(name: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
-                          valid_days: int, extra_hosts: Sequence[str] = ()
+                          valid_days: int, hosts: Sequence[str] = ()
                           ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """Key + certificate for one node: CN and DNS SAN = ``name`` (plus loopback and ``extra_hosts``)."""
+    """Key + certificate for one node: CN and DNS SAN = ``name``, plus the node's own ``hosts`` (DNS
+    names or IP addresses of the machine it runs on) and loopback."""
     _check_name(name)
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(name)]
-    for host in (*LOOPBACK_NAMES, *extra_hosts):
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    sans.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in LOOPBACK_IPS)
+    names = [name]
+    for host in (*hosts, *LOOPBACK_NAMES, *LOOPBACK_IPS):
+        if host and host not in names:
+            names.append(host)
+    sans = [_general_name(host) for host in names]
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -97,12 +115,18 @@ def make_node_certificate(name: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert
 
 
 def generate_federation(out_dir: Path, node_names: Sequence[str], *, valid_days: int,
-                        ca_name: str = "hrc_fl federation CA", extra_hosts: Sequence[str] = (),
+                        ca_name: str = "hrc_fl federation CA", hosts: Mapping[str, Sequence[str]] | None = None,
                         overwrite_ca: bool = False, keep_existing: bool = False) -> list[Path]:
     """Write a CA (kept if present unless ``overwrite_ca``) and one key/cert per node; return the files.
 
-    ``keep_existing``: leave a node's key/cert alone when both exist and the CA was kept (setup uses
-    this so that a second run changes nothing)."""
+    ``hosts``: per node name, the host names / addresses its certificate carries (that node's only).
+    ``keep_existing``: leave a node's key/cert alone when both exist, the CA was kept and the certificate
+    already names the node's hosts (setup uses this so that a second run changes nothing, while a host
+    that changed in the configuration gets a new certificate)."""
+    hosts = hosts or {}
+    unknown = sorted(set(hosts) - set(node_names))
+    if unknown:
+        raise ValueError(f"hosts given for nodes not generated: {unknown}")
     if len(set(node_names)) != len(node_names):
         raise ValueError(f"node names must be unique: {list(node_names)}")
     out_dir = Path(out_dir)
@@ -117,13 +141,22 @@ def generate_federation(out_dir: Path, node_names: Sequence[str], *, valid_days:
         atomic_write_bytes(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     written = [ca_cert_path, ca_key_path]
     for name in node_names:
-        if keep_existing and ca_kept and (out_dir / f"{name}.key").is_file() and (out_dir / f"{name}.crt").is_file():
+        wanted = list(hosts.get(name, ()))
+        if keep_existing and ca_kept and _covers(out_dir, name, wanted):
             continue
-        key, cert = make_node_certificate(name, ca_key, ca_cert, valid_days, extra_hosts)
+        key, cert = make_node_certificate(name, ca_key, ca_cert, valid_days, wanted)
         atomic_write_bytes(out_dir / f"{name}.key", _key_pem(key), mode=0o600)
         atomic_write_bytes(out_dir / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         written += [out_dir / f"{name}.crt", out_dir / f"{name}.key"]
     return written
+
+
+def _covers(out_dir: Path, name: str, hosts: Sequence[str]) -> bool:
+    """True when ``name``'s key and certificate exist and the certificate names every one of ``hosts``."""
+    key, crt = out_dir / f"{name}.key", out_dir / f"{name}.crt"
+    if not (key.is_file() and crt.is_file()):
+        return False
+    return set(hosts) <= certificate_hosts(x509.load_pem_x509_certificate(crt.read_bytes()))
 
 
 def load_node_credentials(cert_dir: Path, name: str) -> NodeCredentials:

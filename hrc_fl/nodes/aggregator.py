@@ -16,7 +16,13 @@ from rclpy.node import Node
 
 from hrc_fl.federated.fl_config import load_config
 from hrc_fl.federated.learner import load_learner_module
-from hrc_fl.nodes.common import Diagnostics, declare_parameters, lower_thread_priority
+from hrc_fl.nodes.common import (
+    FL_THREAD_JOIN_S,
+    Diagnostics,
+    declare_parameters,
+    join_worker,
+    lower_thread_priority,
+)
 from hrc_fl.nodes.federated_status import FederatedStatusPublisher
 
 PARAMETERS = {
@@ -43,9 +49,9 @@ class AggregatorNode(Node):
         module = load_learner_module(config.learner_module)
         self._initial = module.initial_shared(config.learner_options, config.seed)
         self._audit = Path(str(p["audit_path"])) if p["audit_path"] else None
-        self._publish = FederatedStatusPublisher(self, self._diag)
-        self._diag.set_value("state_dir", config.state_dir)
         self._stop = threading.Event()
+        self._publish = FederatedStatusPublisher(self, self._diag, stop_event=self._stop)
+        self._diag.set_value("state_dir", config.state_dir)
         self._thread = threading.Thread(target=self._run, args=(config,), name="fl-aggregator", daemon=True)
         self._thread.start()
 
@@ -60,8 +66,9 @@ class AggregatorNode(Node):
             self._diag.problem("federation_failed", f"aggregator stopped: {exc}", error=True)
 
     def close(self) -> None:
+        """Stop the federation (the adapter checkpoints every closed round) within the shutdown bound."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        join_worker(self, self._thread, FL_THREAD_JOIN_S)
 
 
 def main(args=None) -> None:

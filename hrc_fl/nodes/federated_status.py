@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from hrc_fl_msgs.msg import FederatedStatus
 from rclpy.node import Node
 
@@ -10,15 +12,23 @@ from hrc_fl.nodes.common import LATCHED_QOS, Diagnostics
 
 
 class FederatedStatusPublisher:
-    """Callable ``on_status`` for :func:`run_server` / :func:`run_client` (any thread)."""
+    """Callable ``on_status`` for :func:`run_server` / :func:`run_client` (any thread).
 
-    def __init__(self, node: Node, diag: Diagnostics, topic: str = "federated/status") -> None:
+    Once ``stop_event`` is set (the node is closing) reports are dropped: the FL thread may still be
+    winding down when the node's publishers go, and a publish then would fail on the invalid context.
+    """
+
+    def __init__(self, node: Node, diag: Diagnostics, topic: str = "federated/status", *,
+                 stop_event: threading.Event | None = None) -> None:
         self._node = node
         self._diag = diag
+        self._stop = stop_event
         self._pub = node.create_publisher(FederatedStatus, topic, LATCHED_QOS)
 
     def __call__(self, status) -> None:
         """``status``: a :class:`hrc_fl.federated.fedml_adapter.StatusReport`."""
+        if self._stop is not None and self._stop.is_set():
+            return
         msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
                               model_version=status.model_version, state=status.state,
                               participants=list(status.participants), metric_names=list(status.metrics),

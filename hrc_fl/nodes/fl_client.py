@@ -32,11 +32,13 @@ from hrc_fl.federated.sample_store import SampleStore
 from hrc_fl.intention.model import IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, default_store_dir
 from hrc_fl.nodes.common import (
+    FL_THREAD_JOIN_S,
     LATCHED_QOS,
     RESULT_QOS,
     SENSOR_QOS,
     Diagnostics,
     declare_parameters,
+    join_worker,
     lower_thread_priority,
     stamp_to_s,
 )
@@ -95,14 +97,14 @@ class FlClientNode(Node):
         self._diag.set_value("samples", self._samples.count(self._worker_id))
         self._diag.set_value("unlabelled_windows", self._samples.count_unlabelled(self._worker_id))
 
-        self._publish_status = FederatedStatusPublisher(self, self._diag)
+        self._stop = threading.Event()
+        self._publish_status = FederatedStatusPublisher(self, self._diag, stop_event=self._stop)
         self._model_pub = self.create_publisher(String, "intention/model_available", LATCHED_QOS)
         self.create_subscription(TaskEvent, "task/events", self._on_event, RESULT_QOS)
         self.create_subscription(Imu, "wearable/imu", self._on_imu, SENSOR_QOS)
         self.create_subscription(HandLandmarks, "hands/landmarks", self._inputs.on_hands, RESULT_QOS)
         self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._inputs.on_bodies, RESULT_QOS)
 
-        self._stop = threading.Event()
         self._fl_thread: threading.Thread | None = None
         if bool(p["run_federation"]):
             config = load_config(str(p["federation_config"]) or None)
@@ -136,6 +138,8 @@ class FlClientNode(Node):
             self._diag.problem("federation_failed", f"federated client stopped: {exc}", error=True)
 
     def _publish_model(self, version: str) -> None:
+        if self._stop.is_set():  # closing: the model is stored; the intention node finds it on restart
+            return
         self._model_pub.publish(String(data=version))
         self.get_logger().info(f"new personalised model {version} available")
 
@@ -185,7 +189,7 @@ class FlClientNode(Node):
     def close(self) -> None:
         self._stop.set()
         if self._fl_thread is not None:
-            self._fl_thread.join(timeout=5.0)
+            join_worker(self, self._fl_thread, FL_THREAD_JOIN_S)
         self._samples.close()
 
 
