@@ -14,11 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder for report.md, results.json, PNGs")
     parser.add_argument("--rounds", type=int, default=0,
                         help="scarce-label rounds (default 20, quick 3; full labels never more than their default)")
-    parser.add_argument("--quick", action="store_true", help="4 clients, 3 rounds, 2 seeds: a smoke run for tests")
+    parser.add_argument("--quick", action="store_true", help="4 clients, 3 rounds: a smoke run for tests")
     parser.add_argument("--label-fraction", type=float, default=0.15,
                         help="share of labelled training windows per client in the scarce regime")
     parser.add_argument("--seeds", default="",
-                        help="comma-separated seeds of data subsets, models and batches (default 0,1,2; quick 0,1)")
+                        help="comma-separated seeds of data subsets, models and batches (default 0,1,2)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the independent runs")
     parser.add_argument("--config", default="",
                         help="federation YAML whose strategy is the deployed rule and whose nodes give the deployed "
