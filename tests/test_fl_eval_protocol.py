@@ -13,13 +13,7 @@ from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSpec, make_time_split
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @dataclasses.dataclass

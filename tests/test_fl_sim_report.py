@@ -16,14 +16,7 @@ from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.federated.strategies import CoordinateMedian, FedAvg
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # tiny models on a shared 2-core machine: more intra-op threads only add contention
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clients(n: int = 3) -> list[ClientData]:
