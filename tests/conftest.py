@@ -62,3 +62,14 @@ def node_processes():
         yield procs
     finally:
         procs.stop_all()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: more torch intra-op threads only add contention."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,14 +16,7 @@ from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.federated.strategies import CoordinateMedian, FedAvg
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # tiny models on a shared 2-core machine: more intra-op threads only add contention
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clients(n: int = 3) -> list[ClientData]:
@@ -94,90 +88,142 @@ def test_fedavg_beats_chance_on_toy_task():
     assert np.mean(result.final.accuracy) > 0.8
 
 
+def test_attacker_is_named_and_excluded_from_the_honest_summary():
+    sim = Simulator(clients=_clients(4), model_factory=_factory, lr=1e-2)
+    result = sim.run(MethodSpec("flip", attack="sign_flip", strategy={"name": "median"}), rounds=2)
+    assert result.attacker == "c0" and result.honest_ids() == ["c1", "c2", "c3"]
+    _, f1 = result.client_scores()
+    honest = result.summary(exclude=[result.attacker])
+    assert honest["mean_f1"] == pytest.approx(float(np.mean(f1[1:])))
+    assert honest["worst_f1"] == pytest.approx(float(np.min(f1[1:])))
+    assert sim.run(MethodSpec("clean", strategy={"name": "median"}), rounds=1).attacker is None
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_fl_report_quick_through_cli_writes_all_methods(tmp_path):
+@pytest.mark.timeout(600)
+def test_fl_report_quick_through_cli_states_protocol_and_summarises_seeds(tmp_path):
     out = tmp_path / "report"
     proc = subprocess.run([sys.executable, "-m", "hrc_fl.cli", "fl-report", "--out", str(out), "--quick",
-                           "--no-progress"], capture_output=True, text=True, timeout=280)
+                           "--no-progress", "--seeds", "0,1,2", "--jobs", "2"],
+                          capture_output=True, text=True, timeout=580)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
+    methods = {"local", "fedavg", "fedavg_ft", "fedprox", "personalised", "centralised"}
+    assert set(results["seeds"]) == {"0", "1", "2"}
     for regime in ("full", "scarce"):
-        methods = results["regimes"][regime]["methods"]
-        assert set(methods) == {"local", "fedavg", "fedavg_ft", "fedprox", "personalised", "centralised"}
-        for name, entry in methods.items():
-            for key in ("mean_acc", "worst_acc", "mean_f1"):
-                assert 0.0 <= entry[key] <= 1.0, (regime, name, key)
-            assert entry["worst_acc"] <= entry["mean_acc"]
-            assert entry["uplink_bytes_per_round"] >= 0
-        assert methods["local"]["uplink_bytes_per_round"] == 0
-        assert methods["personalised"]["uplink_bytes_per_round"] < methods["fedavg"]["uplink_bytes_per_round"]
-    scarce = results["regimes"]["scarce"]
-    assert len(scarce["dp"]) == 3
-    assert {"median/scale100", "fedavg/scale100", "trimmed_mean/scale100", "trimmed_mean/sign_flip"} <= \
-        set(scarce["robustness"])
-    eps = [p["epsilon"] for p in sorted(scarce["dp"], key=lambda p: p["noise_multiplier"])]
-    assert eps[0] > eps[1] > eps[2] > 0
-    assert scarce["compression"]["int8"]["uplink_bytes_per_round"] < \
-        0.3 * scarce["methods"]["personalised"]["uplink_bytes_per_round"]
-    assert (out / "report.md").read_text().count("|") > 20
+        summary = results["summary"][regime]
+        assert methods <= set(summary)
+        for name in methods:
+            per_seed = [results["seeds"][s]["regimes"][regime]["methods"][name] for s in ("0", "1", "2")]
+            m = summary[name]
+            # per method: mean and worst-worker macro-F1 over the three seeds
+            assert m["mean_f1_per_seed"] == [e["mean_f1"] for e in per_seed]
+            assert m["mean_f1"] == pytest.approx(np.mean([e["mean_f1"] for e in per_seed]))
+            assert m["worst_f1"] == pytest.approx(np.mean([e["worst_f1"] for e in per_seed]))
+            assert m["worst_f1_min"] <= m["worst_f1"] <= m["mean_f1"] <= 1.0
+            for e in per_seed:
+                assert e["worst_f1"] == pytest.approx(min(e["per_client_f1"].values()))
+        first = results["seeds"]["0"]["regimes"][regime]["methods"]
+        assert first["local"]["uplink_bytes_per_round"] == 0
+        assert first["personalised"]["uplink_bytes_per_round"] < first["fedavg"]["uplink_bytes_per_round"]
+        block = results["seeds"]["0"]["regimes"][regime]
+        assert all(n > 0 for n in block["validation_windows"].values())
+    # the deployed size from config/federated.yaml (3 workstations) and the rule that ran there
+    for seed, block in results["seeds"].items():
+        robust = block["robustness"]
+        assert set(robust) == {"4", "3"}, seed
+        assert robust["3"]["rule_ran"] == "median" and "trims 0" in robust["3"]["note"]
+        for r in robust.values():
+            attacker = block["regimes"]["scarce"]["clients"][0]
+            assert r["excluded"] == [attacker] and r["clean"]["excluded"] == [attacker]
+            hit = r["attacks"]["sign_flip"]
+            assert hit["entry"]["attacker"] == attacker
+            honest = [v for k, v in hit["entry"]["per_client_f1"].items() if k != attacker]
+            assert hit["entry"]["mean_f1"] == pytest.approx(np.mean(honest))
+            assert hit["loss_f1"] == pytest.approx(r["clean"]["mean_f1"] - hit["entry"]["mean_f1"])
+    first = results["seeds"]["0"]
+    assert len(first["dp"]) == 2 and "dp" not in results["seeds"]["1"]
+    eps = [p["epsilon"] for p in sorted(first["dp"], key=lambda p: p["noise_multiplier"])]
+    assert eps[0] > eps[1] > 0
+    assert first["compression"]["int8"]["uplink_bytes_per_round"] < \
+        0.3 * first["regimes"]["scarce"]["methods"]["personalised"]["uplink_bytes_per_round"]
+    # every choice is recorded with its validation score, and the chosen one has the best
+    for block in results["seeds"].values():
+        for table in block["selection"].values():
+            best = max(c["mean_val_f1"] for c in table)
+            assert [c["chosen"] for c in table].count(True) == 1
+            assert next(c for c in table if c["chosen"])["mean_val_f1"] == best
+    report = (out / "report.md").read_text()
+    assert "## Protocol" in report
+    for text in results["protocol"].values():
+        assert text in report
+    assert {"split", "selection", "budget", "normalisation", "seeds", "robustness"} <= set(results["protocol"])
     assert (out / "curves_scarce.png").stat().st_size > 1000
-    assert set(results["targets"]) >= {"scarce_mean_acc_gain", "scarce_worst_client", "full_not_below_best",
-                                       "int8_uplink", "robust_rule_under_attack"}
+    assert set(results["targets"]) >= {"scarce_mean_f1_gain", "scarce_worst_worker", "full_not_below_best",
+                                       "int8_uplink", "robust_rule_under_attack", "sign_flip_honest_loss"}
 
 
-def _results(robust_sign_flip: float) -> dict:
-    def entry(acc: float, worst: float | None = None, sent: float = 100.0) -> dict:
-        return {"mean_acc": acc, "worst_acc": acc - 0.1 if worst is None else worst, "uplink_bytes_per_round": sent}
+def _results(flip_losses: dict[str, float]) -> dict:
+    def entry(f1: float, worst: float | None = None, sent: float = 100.0) -> dict:
+        return {"mean_f1": f1, "worst_f1": f1 - 0.1 if worst is None else worst, "uplink_bytes_per_round": sent}
 
     methods = {"local": entry(0.88), "fedavg": entry(0.82), "fedavg_ft": entry(0.86), "fedprox": entry(0.82),
                "personalised": entry(0.92, 0.85), "centralised": entry(0.9)}
-    return {"config": {"deployed_rule": "trimmed_mean", "robustness_max_drop": 0.02},
-            "regimes": {"full": {"methods": methods},
-                        "scarce": {"methods": methods,
-                                   "robustness": {"trimmed_mean/scale100": {"mean_acc": 0.915},
-                                                  "trimmed_mean/sign_flip": {"mean_acc": robust_sign_flip},
-                                                  "median/sign_flip": {"mean_acc": 0.5}}}}}
+    seeds = {}
+    for key, loss in flip_losses.items():
+        seed, size = key.split("/")
+        seeds.setdefault(seed, {"robustness": {}})["robustness"][size] = {
+            "attacks": {"sign_flip": {"loss_f1": loss}, "scale100": {"loss_f1": 0.0}}}
+    return {"config": {"deployed_rule": "trimmed_mean", "robustness_max_drop": 0.02, "robustness_sizes": [10, 3],
+                       "robustness_attacks": ["scale100", "sign_flip"]},
+            "summary": {"full": methods, "scarce": methods}, "seeds": seeds}
 
 
-def test_targets_judge_robustness_on_the_deployed_rule_for_both_attacks():
+def test_targets_judge_sign_flip_on_every_seed_and_size():
     from hrc_fl.federated.report import targets
 
-    met = targets(_results(0.905))["robust_rule_under_attack"]
-    assert met["met"] and met["rule"] == "trimmed_mean"
-    assert met["worst_drop"] == pytest.approx(0.015)  # the median row (0.5) is not the deployed rule
-    missed = targets(_results(0.895))["robust_rule_under_attack"]
-    assert not missed["met"] and missed["worst_drop"] == pytest.approx(0.025)
-    partial = _results(0.92)
-    del partial["regimes"]["scarce"]["robustness"]["trimmed_mean/scale100"]
-    assert not targets(partial)["robust_rule_under_attack"]["met"]  # one attack not run is not a pass
-    t = targets(_results(0.92))
-    assert t["scarce_mean_acc_gain"]["met"] and t["scarce_worst_client"]["met"] and t["full_not_below_best"]["met"]
+    good = {f"{s}/{n}": 0.015 for s in ("0", "1", "2") for n in ("10", "3")}
+    met = targets(_results(good))
+    assert met["sign_flip_honest_loss"]["met"] and met["robust_rule_under_attack"]["met"]
+    one_bad = dict(good, **{"2/3": 0.025})
+    missed = targets(_results(one_bad))["sign_flip_honest_loss"]
+    assert not missed["met"] and missed["worst_loss_f1"] == pytest.approx(0.025)
+    partial = {k: v for k, v in good.items() if k != "1/10"}
+    assert not targets(_results(partial))["sign_flip_honest_loss"]["met"]  # a size not run is not a pass
+    t = targets(_results(good))
+    assert t["scarce_mean_f1_gain"]["met"] and t["scarce_worst_worker"]["met"] and t["full_not_below_best"]["met"]
 
 
-def test_report_extra_rows_separate_self_supervision_from_federation():
-    from hrc_fl.federated.report import BASELINES, ReportConfig, extra_specs, method_specs, rule_config
-    from hrc_fl.federated.self_supervised import VicRegConfig
-    from hrc_fl.federated.training import PseudoLabelConfig
+def test_every_method_gets_the_same_budget_and_candidates_differ_only_in_self_supervision():
+    from hrc_fl.federated.report import (
+        BASELINES,
+        PERSONALISED,
+        ReportConfig,
+        budget_specs,
+        candidates,
+        rule_at_size,
+        rule_config,
+        with_choice,
+    )
 
-    # labels only everywhere: no extra rows
-    assert extra_specs(ReportConfig(self_supervised=None), 3) == {}
-    with pytest.raises(ValueError, match="projector_dim"):
-        ReportConfig(projector_dim=0)
-    ssl = VicRegConfig(weight=0.05)
-    cfg = ReportConfig(self_supervised=ssl)
-    specs = method_specs(cfg, 3)
-    assert specs["personalised"].self_supervised == ssl and specs["personalised"].personalisation == "fedrep"
-    assert all(specs[b].self_supervised is None and specs[b].pseudo_label is None for b in BASELINES)
-    extras = extra_specs(cfg, 3)
-    assert set(extras) == {"local_self_supervised", "personalised_labels_only"}
-    assert extras["local_self_supervised"].kind == "local" and extras["local_self_supervised"].self_supervised == ssl
-    assert extras["personalised_labels_only"].self_supervised is None
-    assert extras["personalised_labels_only"].personalisation == "fedrep"
-    assert not set(extras) & set(BASELINES)
-    pl = PseudoLabelConfig(threshold=0.9)
-    extras = extra_specs(ReportConfig(self_supervised=None, pseudo_label=pl), 3)
-    assert set(extras) == {"local_pseudo", "personalised_pseudo"}
-    assert extras["local_pseudo"].pseudo_label == pl and extras["personalised_pseudo"].pseudo_label == pl
+    cfg = ReportConfig(epochs_per_round=3, head_epochs=1, fine_tune_epochs=1)
+    specs = budget_specs(cfg)
+
+    def passes(spec) -> int:
+        head = spec.head_epochs if spec.personalisation == "fedrep" else 0
+        return head + spec.local_epochs + spec.fine_tune_epochs
+
+    assert {name: passes(spec) for name, spec in specs.items()} == dict.fromkeys(specs, 3)
+    assert specs[PERSONALISED].personalisation == "fedrep" and specs[PERSONALISED].local_epochs == 1
+    assert all(specs[b].self_supervised is None for b in BASELINES)
+    with pytest.raises(ValueError, match="no encoder epoch"):
+        ReportConfig(epochs_per_round=2, head_epochs=1, fine_tune_epochs=1)
+    assert candidates(cfg)[0] is None
+    spec, width = with_choice(specs[PERSONALISED], cfg, (0.05, 32))
+    assert spec.self_supervised.weight == 0.05 and width == 32
+    assert dataclasses.replace(spec, self_supervised=None) == specs[PERSONALISED]
+    assert with_choice(specs[PERSONALISED], cfg, None) == (specs[PERSONALISED], 0)
     assert rule_config(cfg, "trimmed_mean") == {"name": "trimmed_mean", "trim_fraction": 0.2}
-    assert rule_config(cfg, "median") == {"name": "median"}
+    assert rule_at_size("trimmed_mean", 0.2, 3)[0] == "median"
+    assert rule_at_size("trimmed_mean", 0.2, 10) == ("trimmed_mean", "")
+    assert rule_at_size("median", 0.2, 3) == ("median", "")

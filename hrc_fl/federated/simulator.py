@@ -83,10 +83,12 @@ class FeatureLoader:
 
 @dataclass(frozen=True)
 class ClientData:
-    """One simulated client: labelled training windows, its test windows (same subject, later) and
-    optionally its unlabelled training windows (``unlabelled_x``, same time span as the labelled ones,
-    never the test span; default none). Unlabelled windows are only ever used for the client's own
-    semi-supervised training (:class:`~hrc_fl.federated.training.PseudoLabelConfig`), never sent."""
+    """One simulated client: labelled training windows, its test windows (same subject, later),
+    optionally its validation windows (``val_x``/``val_y``, between training and test in time; default
+    none) and its unlabelled training windows (``unlabelled_x``, same time span as the labelled ones,
+    never the validation or test span; default none). Unlabelled windows are only ever used for the
+    client's own semi-supervised training (:class:`~hrc_fl.federated.training.PseudoLabelConfig`), never
+    sent. Validation windows are only ever scored: every choice of a comparison is made on them."""
 
     client_id: str
     train_x: np.ndarray
@@ -94,10 +96,21 @@ class ClientData:
     test_x: np.ndarray
     test_y: np.ndarray
     unlabelled_x: np.ndarray | None = None
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
+        if (self.val_x is None) != (self.val_y is None):
+            raise ValueError(f"{self.client_id}: val_x and val_y go together")
+        if self.val_x is None:
+            object.__setattr__(self, "val_x", np.zeros((0, *np.shape(self.train_x)[1:]), np.float32))
+            object.__setattr__(self, "val_y", np.zeros(0, np.int64))
+        if (len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y)
+                or len(self.val_x) != len(self.val_y)):
             raise ValueError(f"{self.client_id}: windows and labels differ in length")
+        if np.shape(self.val_x)[1:] != np.shape(self.train_x)[1:]:
+            raise ValueError(f"{self.client_id}: validation windows {np.shape(self.val_x)[1:]} differ from "
+                             f"training windows {np.shape(self.train_x)[1:]}")
         if len(self.train_y) == 0:
             raise ValueError(f"{self.client_id}: no labelled training windows")
         if np.shape(self.test_x)[1:] != np.shape(self.train_x)[1:]:
@@ -155,7 +168,9 @@ class MethodSpec:
 
 @dataclass
 class RoundRecord:
-    """Per-client scores after one round, bytes sent up in it and its wall time (s)."""
+    """Per-client test (``accuracy``, ``macro_f1``) and validation (``val_accuracy``, ``val_macro_f1``; NaN
+    for a client without validation windows) scores after one round (empty lists: not evaluated), bytes
+    sent up in it and its wall time (s)."""
 
     round: int
     accuracy: list[float]
@@ -164,37 +179,82 @@ class RoundRecord:
     wall_s: float
     epsilon: float | None = None
     server_metrics: dict[str, float] = field(default_factory=dict)
+    val_accuracy: list[float] = field(default_factory=list)
+    val_macro_f1: list[float] = field(default_factory=list)
 
 
 @dataclass
 class MethodResult:
-    """Everything one method produced; the summary figures use the last round."""
+    """Everything one method produced. ``attacker``: the id of the client that attacked (None: none).
+
+    The model a worker keeps is chosen on its validation windows only (:meth:`kept_rounds`); the summary
+    figures are the test scores of the kept models.
+    """
 
     name: str
     rounds: list[RoundRecord]
     client_ids: list[str]
+    attacker: str | None = None
 
     @property
     def final(self) -> RoundRecord:
         return self.rounds[-1]
 
-    def client_scores(self, last_evaluations: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Per-client (accuracy, macro-F1) averaged over the last ``last_evaluations`` evaluated rounds
-        (smooths round-to-round noise the same way for every method)."""
-        rows = [r for r in self.rounds if r.accuracy][-max(1, last_evaluations):]
-        return (np.mean([r.accuracy for r in rows], axis=0), np.mean([r.macro_f1 for r in rows], axis=0))
+    def _evaluated(self) -> list[RoundRecord]:
+        rows = [r for r in self.rounds if r.accuracy]
+        if not rows:
+            raise ValueError(f"{self.name}: no evaluated round")
+        return rows
 
-    def summary(self, last_evaluations: int = 1) -> dict[str, float]:
-        """mean/worst client accuracy and F1 (see :meth:`client_scores`), uplink bytes, wall time (s)."""
-        last = self.final
-        acc, f1 = self.client_scores(last_evaluations)
+    def kept_rounds(self) -> np.ndarray:
+        """Per client, the evaluated round whose model the worker keeps: its best validation macro-F1
+        (the latest such round on ties), or the last evaluated round for a client without validation
+        windows. Test scores never enter this choice."""
+        rows = self._evaluated()
+        rounds = np.array([r.round for r in rows])
+        out = np.empty(len(self.client_ids), np.int64)
+        for k in range(len(self.client_ids)):
+            val = np.array([r.val_macro_f1[k] if r.val_macro_f1 else np.nan for r in rows], np.float64)
+            if np.all(np.isnan(val)):
+                out[k] = rounds[-1]
+                continue
+            best = np.flatnonzero(val == np.nanmax(val))
+            out[k] = rounds[best[-1]]
+        return out
+
+    def client_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-client test (accuracy, macro-F1) of the kept models (:meth:`kept_rounds`)."""
+        return self._kept("accuracy"), self._kept("macro_f1")
+
+    def validation_scores(self) -> np.ndarray:
+        """Per-client validation macro-F1 of the kept models (NaN without validation windows)."""
+        return self._kept("val_macro_f1")
+
+    def _kept(self, key: str) -> np.ndarray:
+        by_round = {r.round: r for r in self._evaluated()}
+        return np.array([getattr(by_round[int(t)], key)[k] if getattr(by_round[int(t)], key) else np.nan
+                         for k, t in enumerate(self.kept_rounds())], np.float64)
+
+    def honest_ids(self) -> list[str]:
+        """Client ids whose scores count in a robustness figure: every client but the attacker."""
+        return [c for c in self.client_ids if c != self.attacker]
+
+    def summary(self, exclude: Sequence[str] = ()) -> dict[str, float]:
+        """mean/worst client test accuracy and F1 of the kept models over the clients not in ``exclude``,
+        mean validation F1 (the selection score), uplink bytes, wall time (s)."""
+        keep = np.array([c not in set(exclude) for c in self.client_ids])
+        if not keep.any():
+            raise ValueError(f"{self.name}: every client excluded")
+        acc, f1 = (a[keep] for a in self.client_scores())
+        val = self.validation_scores()[keep]
         sent = [r.uplink_bytes for r in self.rounds]
         out = {"mean_acc": float(np.mean(acc)), "worst_acc": float(np.min(acc)),
                "mean_f1": float(np.mean(f1)), "worst_f1": float(np.min(f1)),
+               "mean_val_f1": float(np.nanmean(val)) if not np.all(np.isnan(val)) else float("nan"),
                "uplink_bytes_per_round": float(np.mean(sent)) if sent else 0.0,
                "wall_s": float(sum(r.wall_s for r in self.rounds)), "rounds": float(len(self.rounds))}
-        if last.epsilon is not None:
-            out["epsilon"] = float(last.epsilon)
+        if self.final.epsilon is not None:
+            out["epsilon"] = float(self.final.epsilon)
         return out
 
 
@@ -271,11 +331,13 @@ class Simulator:
         probe = model_factory(seed)
         self.shared_prefixes = tuple(shared_prefixes) if shared_prefixes else split.shared_prefixes_of(probe)
 
-    def _loaders(self) -> tuple[list[ArrayLoader], list[ArrayLoader]]:
+    def _loaders(self) -> tuple[list[ArrayLoader], list[tuple[ArrayLoader, ArrayLoader]]]:
+        """Training loaders and, per client, its (validation, test) loaders."""
         train = [ArrayLoader(c.train_x, c.train_y, batch_size=self.batch_size, shuffle=True,
                              seed=self.seed * 1000 + i) for i, c in enumerate(self.clients)]
-        test = [ArrayLoader(c.test_x, c.test_y, batch_size=512, shuffle=False) for c in self.clients]
-        return train, test
+        scored = [(ArrayLoader(c.val_x, c.val_y, batch_size=512, shuffle=False),
+                   ArrayLoader(c.test_x, c.test_y, batch_size=512, shuffle=False)) for c in self.clients]
+        return train, scored
 
     def _semi_supervised(self, method: MethodSpec) -> list[_SemiSupervised | None]:
         """Per client: its unlabelled loader (pseudo-labelling), its all-windows loader (self-supervision)
@@ -308,11 +370,11 @@ class Simulator:
         if rounds < 1 or eval_every < 1:
             raise ValueError(f"rounds and eval_every must be >= 1, got {rounds}, {eval_every}")
         # every method sees the same batch order: variants (e.g. int8 vs fp32) differ only in what they change
-        train_loaders, test_loaders = self._loaders()
+        train_loaders, scored_loaders = self._loaders()
         records: list[RoundRecord] = []
         ids = [c.client_id for c in self.clients]
         if method.kind == "centralised":
-            return self._run_centralised(method, rounds, eval_every, train_loaders, test_loaders, progress)
+            return self._run_centralised(method, rounds, eval_every, train_loaders, scored_loaders, progress)
         prefixes = split.ALL_PARAMETERS if method.personalisation == "none" else self.shared_prefixes
         semi = self._semi_supervised(method)
         # all clients start from the same initial model (as after the server's first broadcast)
@@ -356,37 +418,31 @@ class Simulator:
                                    head_prefixes=self.shared_prefixes,
                                    **_semi_kwargs(extra, server_round, refresh=True))
             wall = time.perf_counter() - start
-            acc: list[float] = []
-            f1: list[float] = []
+            record = RoundRecord(server_round, [], [], sent, wall, epsilon, server_metrics)
             if server_round % eval_every == 0 or server_round == rounds:
-                acc, f1 = self._evaluate_all(models, method, prefixes, global_shared, train_loaders,
-                                             test_loaders, [_semi_kwargs(x, server_round, refresh=True)
-                                                            for x in semi])
-            records.append(RoundRecord(server_round, acc, f1, sent, wall, epsilon, server_metrics))
+                self._evaluate_all(record, models, method, prefixes, global_shared, train_loaders, scored_loaders,
+                                   [_semi_kwargs(x, server_round, refresh=True) for x in semi])
+            records.append(record)
             if progress is not None:
                 progress.update(1)
-        return MethodResult(method.name, records, ids)
+        return MethodResult(method.name, records, ids, attacker=ids[0] if method.attack != "none" else None)
 
-    def _evaluate_all(self, models: list[nn.Module], method: MethodSpec, prefixes: Sequence[str],
-                      global_shared: NDArrays, train_loaders: list[ArrayLoader],
-                      test_loaders: list[ArrayLoader], semi: Sequence[Mapping[str, Any]]
-                      ) -> tuple[list[float], list[float]]:
-        acc: list[float] = []
-        f1: list[float] = []
-        for model, train_loader, test_loader, extra in zip(models, train_loaders, test_loaders, semi, strict=True):
+    def _evaluate_all(self, record: RoundRecord, models: list[nn.Module], method: MethodSpec,
+                      prefixes: Sequence[str], global_shared: NDArrays, train_loaders: list[ArrayLoader],
+                      scored_loaders: list[tuple[ArrayLoader, ArrayLoader]], semi: Sequence[Mapping[str, Any]]
+                      ) -> None:
+        """Score every client's model on its validation and test windows into ``record``."""
+        for model, train_loader, loaders, extra in zip(models, train_loaders, scored_loaders, semi, strict=True):
             if method.kind == "federated" and method.personalisation == "none" and method.fine_tune_epochs:
                 # FedAvg + FT: the whole model is federated, so the head is fine-tuned on a copy before each
                 # evaluation (personalised methods refreshed their head in place when the model arrived)
                 model = copy.deepcopy(model)
                 refresh_head(model, train_loader, _local_round_plan(method, self.lr),
                              shared_prefixes=self.shared_prefixes, **extra)
-            scores = training.evaluate(model, test_loader)
-            acc.append(scores.accuracy)
-            f1.append(scores.macro_f1)
-        return acc, f1
+            _score(record, model, loaders)
 
     def _run_centralised(self, method: MethodSpec, rounds: int, eval_every: int,
-                         train_loaders: list[ArrayLoader], test_loaders: list[ArrayLoader],
+                         train_loaders: list[ArrayLoader], scored_loaders: list[tuple[ArrayLoader, ArrayLoader]],
                          progress: Any) -> MethodResult:
         model = self.model_factory(self.seed)
         pooled = ArrayLoader(np.concatenate([c.train_x for c in self.clients]),
@@ -397,14 +453,22 @@ class Simulator:
             start = time.perf_counter()
             training.train_local(model, pooled, epochs=method.local_epochs, lr=self.lr)
             wall = time.perf_counter() - start
-            acc: list[float] = []
-            f1: list[float] = []
+            record = RoundRecord(server_round, [], [], 0, wall)
             if server_round % eval_every == 0 or server_round == rounds:
-                for loader in test_loaders:
-                    scores = training.evaluate(model, loader)
-                    acc.append(scores.accuracy)
-                    f1.append(scores.macro_f1)
-            records.append(RoundRecord(server_round, acc, f1, 0, wall))
+                for loaders in scored_loaders:
+                    _score(record, model, loaders)
+            records.append(record)
             if progress is not None:
                 progress.update(1)
         return MethodResult(method.name, records, [c.client_id for c in self.clients])
+
+
+def _score(record: RoundRecord, model: nn.Module, loaders: tuple[ArrayLoader, ArrayLoader]) -> None:
+    """Append one client's validation (NaN without windows) and test scores to ``record``."""
+    val_loader, test_loader = loaders
+    val = training.evaluate(model, val_loader)
+    record.val_accuracy.append(val.accuracy if val.num_samples else float("nan"))
+    record.val_macro_f1.append(val.macro_f1 if val.num_samples else float("nan"))
+    scores = training.evaluate(model, test_loader)
+    record.accuracy.append(scores.accuracy)
+    record.macro_f1.append(scores.macro_f1)

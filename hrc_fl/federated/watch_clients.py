@@ -1,10 +1,13 @@
 """Federated clients from the real smartwatch IMU recordings: one client per subject (10 clients).
 
-Windows and the time-ordered train/test split come from :mod:`hrc_fl.intention.windows` (train on the
-first part of every recording, test on the later part, no shared samples). The scarce-label regime
-keeps labels for a random ``label_fraction`` of each client's training windows (at least one per class
-the client has); the rest of its training windows become the client's ``unlabelled_x`` (usable only by its
-own semi-supervised training; never its test windows).
+Windows and the time-ordered train / validation / test split with gaps come from
+:func:`hrc_fl.intention.windows.make_time_split` (every recording: train on its first part, validate on the
+middle part, test on the last part, a gap of ``TimeSplit.gap_samples`` before each later part, no window
+across a boundary). The scarce-label regime keeps labels for a random ``label_fraction`` of each client's
+training windows (at least one per class the client has); the rest of its training windows become the
+client's ``unlabelled_x`` (usable only by its own semi-supervised training; never its validation or test
+windows). Validation windows keep their labels: a worker labels them as it labels training windows, and
+every choice of the evaluation protocol is made on them (docs/federated_evaluation.md).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrc_fl.federated.simulator import ClientData
-from hrc_fl.intention.windows import WindowSet, WindowSpec, make_split
+from hrc_fl.intention.windows import TimeSplit, WindowSet, WindowSpec, make_time_split
 
 
 @dataclass(frozen=True)
@@ -57,19 +60,21 @@ def label_subset(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np
 
 
 def watch_clients(*, label_fraction: float = 1.0, seed: int = 0, spec: WindowSpec | None = None,
-                  subjects: Sequence[int] | None = None) -> tuple[list[ClientData], tuple[str, ...]]:
+                  subjects: Sequence[int] | None = None, split: TimeSplit | None = None
+                  ) -> tuple[list[ClientData], tuple[str, ...]]:
     """One :class:`ClientData` per subject (ids ``subject-<n>``) and the class names."""
     recordings, class_names = load_recordings()
-    train, test = make_split(recordings, spec or WindowSpec())
+    train, validation, test = make_time_split(recordings, spec or WindowSpec(), split or TimeSplit())
     rng = np.random.default_rng(seed)
     wanted = sorted(set(train.subject.tolist())) if subjects is None else list(subjects)
     clients = []
     for subject in wanted:
         tr: WindowSet = train.select(train.subject == subject)
+        va: WindowSet = validation.select(validation.subject == subject)
         te: WindowSet = test.select(test.subject == subject)
         keep = label_subset(tr.y, label_fraction, rng)
         unlabelled = np.ones(len(tr.y), bool)
         unlabelled[keep] = False
         clients.append(ClientData(f"subject-{subject}", tr.x[keep], tr.y[keep], te.x, te.y,
-                                  unlabelled_x=tr.x[unlabelled]))
+                                  unlabelled_x=tr.x[unlabelled], val_x=va.x, val_y=va.y))
     return clients, class_names

@@ -4,6 +4,8 @@ Split rule (no leakage through overlapping windows): every recording (one subjec
 exercise) is cut at ``train_fraction`` of its length; training windows lie wholly in the first part,
 test windows wholly in the second, so no sample belongs to both a training and a test window.
 Training always happens on the past, testing on the future of the same recording.
+:class:`TimeSplit` / :func:`make_time_split` add a validation part between them, with gaps (the federated
+evaluation protocol, docs/federated_evaluation.md).
 
 Units: the watch data (seglearn ``load_watch``) gives acceleration in g and angular rate in rad/s;
 :func:`imu_to_si` converts to m/s² and rad/s, the units of ``sensor_msgs/Imu`` and of the model.
@@ -11,7 +13,7 @@ Units: the watch data (seglearn ``load_watch``) gives acceleration in g and angu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,27 +94,75 @@ def split_point(n_samples: int, train_fraction: float) -> int:
     return round(n_samples * train_fraction)
 
 
+@dataclass(frozen=True)
+class TimeSplit:
+    """Train / validation / test parts of every recording, in time, with a gap before each later part.
+
+    With c1 = round(n * train_fraction) and c2 = round(n * (train_fraction + validation_fraction)) for a
+    recording of n samples: training windows lie wholly in [0, c1), validation windows in
+    [c1 + gap_samples, c2), test windows in [c2 + gap_samples, n). No window overlaps a boundary and at
+    least ``gap_samples`` samples separate the last sample of one part from the first of the next.
+    """
+
+    train_fraction: float = 0.6
+    validation_fraction: float = 0.2
+    gap_samples: int = 50
+
+    def __post_init__(self) -> None:
+        if not (self.train_fraction > 0 and self.validation_fraction > 0
+                and self.train_fraction + self.validation_fraction < 1):
+            raise ValueError("train_fraction and validation_fraction must be > 0 and leave a test part, got "
+                             f"{self.train_fraction}, {self.validation_fraction}")
+        if self.gap_samples < 0:
+            raise ValueError(f"gap_samples must be >= 0, got {self.gap_samples}")
+
+    def parts(self, n_samples: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """[begin, end) sample ranges of the train, validation and test parts of one recording."""
+        c1 = split_point(n_samples, self.train_fraction)
+        c2 = split_point(n_samples, self.train_fraction + self.validation_fraction)
+        return (0, c1), (min(c1 + self.gap_samples, c2), c2), (min(c2 + self.gap_samples, n_samples), n_samples)
+
+
 def make_split(recordings: Sequence[ImuRecording], spec: WindowSpec = WindowSpec(),
                subjects: Iterable[int] | None = None) -> tuple[WindowSet, WindowSet]:
     """Train and test windows of the given subjects (all when ``subjects`` is None).
 
     Training windows end before :func:`split_point`, test windows start at or after it.
     """
+    def parts(n: int) -> tuple[tuple[int, int], ...]:
+        cut = split_point(n, spec.train_fraction)
+        return (0, cut), (cut, n)
+
+    train, test = _windows_in_parts(recordings, spec, parts, subjects)
+    return train, test
+
+
+def make_time_split(recordings: Sequence[ImuRecording], spec: WindowSpec, split: TimeSplit,
+                    subjects: Iterable[int] | None = None) -> tuple[WindowSet, WindowSet, WindowSet]:
+    """Train, validation and test windows of the given subjects by :class:`TimeSplit` (``spec``'s own
+    ``train_fraction`` is not used)."""
+    train, validation, test = _windows_in_parts(recordings, spec, split.parts, subjects)
+    return train, validation, test
+
+
+def _windows_in_parts(recordings: Sequence[ImuRecording], spec: WindowSpec,
+                      parts_of: Callable[[int], Sequence[tuple[int, int]]],
+                      subjects: Iterable[int] | None) -> list[WindowSet]:
+    """One WindowSet per part; ``parts_of(n)`` gives the [begin, end) ranges of a recording of n samples."""
     wanted = None if subjects is None else set(int(s) for s in subjects)
-    parts: dict[str, list[tuple[np.ndarray, ...]]] = {"train": [], "test": []}
+    chunks: list[list[tuple[np.ndarray, ...]]] | None = None
     for index, rec in enumerate(recordings):
         if wanted is not None and int(rec.subject) not in wanted:
             continue
         imu = imu_to_si(rec.imu)
-        n = imu.shape[0]
-        cut = split_point(n, spec.train_fraction)
-        train_starts = window_starts(cut, spec.window, spec.step)
-        test_starts = window_starts(n, spec.window, spec.step, begin=cut)
-        for name, starts in (("train", train_starts), ("test", test_starts)):
+        ranges = parts_of(imu.shape[0])
+        chunks = chunks or [[] for _ in ranges]
+        for part, (begin, end) in zip(chunks, ranges, strict=True):
+            starts = window_starts(end, spec.window, spec.step, begin=begin)
             k = len(starts)
-            parts[name].append((cut_windows(imu, starts, spec.window), np.full(k, int(rec.label)),
-                                np.full(k, int(rec.subject)), np.full(k, index), starts))
-    return _stack(parts["train"], spec.window), _stack(parts["test"], spec.window)
+            part.append((cut_windows(imu, starts, spec.window), np.full(k, int(rec.label)),
+                         np.full(k, int(rec.subject)), np.full(k, index), starts))
+    return [_stack(part, spec.window) for part in (chunks or [[] for _ in parts_of(2 * spec.window)])]
 
 
 def _stack(chunks: list[tuple[np.ndarray, ...]], window: int) -> WindowSet:
