@@ -39,7 +39,7 @@ class Capsules:
     @cached_property
     def _distance_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-capsule constants of the distance computation, computed once per robot state (see
-        :func:`point_capsule_distances`): W (5, 2M), |u|^2 (M,), -1/(2|u|^2) (M,) (0 for a sphere)."""
+        :func:`point_capsule_distances`): W (5, 3M), |u|^2 (M,), -1/(2|u|^2) (M,) (0 for a sphere)."""
         return _distance_terms(self.starts, self.ends)
 
     @classmethod
@@ -49,30 +49,34 @@ class Capsules:
         everything in one array (for a handful of capsules several times faster than the numpy form;
         same values)."""
         m = len(starts)
-        n2 = 2 * m
-        # Flat row-major (6, 2M): rows 0-4 W, row 5 [|u|^2 | -1/(2|u|^2)]; then the 2M end points.
-        w = [0.0] * (6 * n2)
+        n3 = 3 * m
+        # Flat row-major (6, 3M): rows 0-4 W, row 5 [|u|^2 | -1/(2|u|^2) | 0]; then the 2M end points.
+        w = [0.0] * (6 * n3)
         for i, ((ax, ay, az), (bx, by, bz)) in enumerate(zip(starts, ends, strict=True)):
             ux, uy, uz = bx - ax, by - ay, bz - az
             length_sq = ux * ux + uy * uy + uz * uz
-            j = m + i
-            w[i], w[n2 + i], w[2 * n2 + i] = -2.0 * ax, -2.0 * ay, -2.0 * az
-            w[3 * n2 + i], w[4 * n2 + i] = 1.0, ax * ax + ay * ay + az * az
-            w[j], w[n2 + j], w[2 * n2 + j] = -2.0 * ux, -2.0 * uy, -2.0 * uz
-            w[4 * n2 + j] = 2.0 * (ax * ux + ay * uy + az * uz)
-            w[5 * n2 + i], w[5 * n2 + j] = length_sq, (-0.5 / length_sq if length_sq > 0.0 else 0.0)
+            nhi = -0.5 / length_sq if length_sq > 0.0 else 0.0
+            j, k = m + i, 2 * m + i
+            au = 2.0 * (ax * ux + ay * uy + az * uz)
+            w[i], w[n3 + i], w[2 * n3 + i] = -2.0 * ax, -2.0 * ay, -2.0 * az
+            w[3 * n3 + i], w[4 * n3 + i] = 1.0, ax * ax + ay * ay + az * az
+            w[j], w[n3 + j], w[2 * n3 + j] = -2.0 * ux, -2.0 * uy, -2.0 * uz
+            w[4 * n3 + j] = au
+            w[k], w[n3 + k], w[2 * n3 + k] = -2.0 * ux * nhi, -2.0 * uy * nhi, -2.0 * uz * nhi
+            w[4 * n3 + k] = au * nhi
+            w[5 * n3 + i], w[5 * n3 + j] = length_sq, nhi
         w.extend(chain.from_iterable(starts))
         w.extend(chain.from_iterable(ends))
         # Through a C double buffer: about half the cost of np.array on a list of Python floats.
         flat = np.frombuffer(array("d", w), dtype=float)
-        terms = flat[:6 * n2].reshape(6, n2)
-        endpoints = flat[6 * n2:].reshape(n2, 3)
+        terms = flat[:6 * n3].reshape(6, n3)
+        endpoints = flat[6 * n3:].reshape(2 * m, 3)
         if radii_m.shape != (m,) or m == 0:
             raise ValueError(f"need (M,) radii for M >= 1 capsules, got {radii_m.shape} for {m}")
         # Shapes hold by construction, so the record is filled directly (no __post_init__), with its
         # cached properties (what functools.cached_property stores).
         return frozen_record(cls, starts=endpoints[:m], ends=endpoints[m:], radii_m=radii_m,
-                             _distance_terms=(terms[:5], terms[5, :m], terms[5, m:]), endpoints=endpoints,
+                             _distance_terms=(terms[:5], terms[5, :m], terms[5, m:2 * m]), endpoints=endpoints,
                              _radii_list=radii_m.tolist())
 
     def is_finite(self) -> bool:
@@ -90,19 +94,21 @@ class Capsules:
 
 
 def _distance_terms(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """W (5, 2M) such that [p, |p|^2, 1] @ W = [|p - a|^2 | -2 (p - a).u] for capsule starts a and axes
-    u = end - start, plus |u|^2 (M,) and -1/(2|u|^2) (M,) (0 for a zero-length capsule: t = 0)."""
+    """W (5, 3M) such that [p, |p|^2, 1] @ W = [|p - a|^2 | -2 (p - a).u | (p - a).u / |u|^2] for capsule
+    starts a and axes u = end - start, plus |u|^2 (M,) and -1/(2|u|^2) (M,) (0 for a zero-length capsule:
+    t = 0)."""
     m = starts.shape[0]
     axis = ends - starts
     length_sq = np.einsum("ij,ij->i", axis, axis)
     neg_half_inv = np.divide(-0.5, length_sq, out=np.zeros_like(length_sq), where=length_sq > 0.0)
-    w = np.empty((5, 2 * m))
+    w = np.empty((5, 3 * m))
     w[:3, :m] = -2.0 * starts.T
     w[3, :m] = 1.0
     w[4, :m] = np.einsum("ij,ij->i", starts, starts)
-    w[:3, m:] = -2.0 * axis.T
+    w[:3, m:2 * m] = -2.0 * axis.T
     w[3, m:] = 0.0
-    w[4, m:] = 2.0 * np.einsum("ij,ij->i", starts, axis)
+    w[4, m:2 * m] = 2.0 * np.einsum("ij,ij->i", starts, axis)
+    w[:, 2 * m:] = w[:, m:2 * m] * neg_half_inv
     return w, length_sq, neg_half_inv
 
 
@@ -168,16 +174,16 @@ def _axis_distances_sq(points: np.ndarray, capsules: Capsules, augmented: np.nda
     """(N,M) squared distance from each point (N,3) to each capsule's axis segment (may round to -1e-17).
 
     With a = start, u = end - start, t = clip((p - a).u / |u|^2, 0, 1) (t = 0 for a zero-length capsule):
-    |p - a - t u|^2 = |p - a|^2 + t (t |u|^2 - 2 (p - a).u). Both |p - a|^2 and -2 (p - a).u for all pairs
-    come from one (N,5)x(5,2M) product of the augmented points [p, |p|^2, 1] (``augmented``, from
-    :func:`augment_points`; built here when not given); the rest is a few (N,M) element-wise operations,
-    in place (their fixed cost, not the arithmetic, dominates).
+    |p - a - t u|^2 = |p - a|^2 + t (t |u|^2 - 2 (p - a).u). |p - a|^2, -2 (p - a).u for all pairs
+    and (p - a).u / |u|^2 come from one (N,5)x(5,3M) product of the augmented points [p, |p|^2, 1]
+    (``augmented``, from :func:`augment_points`; built here when not given); the rest is five (N,M)
+    element-wise operations, in place (their fixed cost, not the arithmetic, dominates).
     """
-    w, length_sq, neg_half_inv = capsules._distance_terms
+    w, length_sq, _ = capsules._distance_terms
     m = length_sq.shape[0]
-    prod = (augment_points(points) if augmented is None else augmented) @ w   # (N,2M)
-    q = prod[:, m:]                                                # -2 (p - a).u
-    t = q * neg_half_inv                                           # (p - a).u / |u|^2
+    prod = (augment_points(points) if augmented is None else augmented) @ w   # (N,3M)
+    q = prod[:, m:2 * m]                                           # -2 (p - a).u
+    t = prod[:, 2 * m:]                                            # (p - a).u / |u|^2
     _clip(t, 0.0, 1.0, out=t)
     dist = t * length_sq
     dist += q
