@@ -8,7 +8,6 @@ Denavit-Hartenberg chain (one capsule per link between consecutive frame origins
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -39,7 +38,7 @@ class Capsules:
     @cached_property
     def _distance_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-capsule constants of the distance computation, computed once per robot state (see
-        :func:`point_capsule_distances`): W (5, 3M), |u|^2 (M,), -1/(2|u|^2) (M,) (0 for a sphere)."""
+        :func:`point_capsule_distances`): W (5, 2M), |u|^2 (M,), -1/(2|u|^2) (M,) (0 for a sphere)."""
         return _distance_terms(self.starts, self.ends)
 
     @classmethod
@@ -49,43 +48,32 @@ class Capsules:
         everything in one array (for a handful of capsules several times faster than the numpy form;
         same values)."""
         m = len(starts)
-        n3 = 3 * m
-        # Flat row-major (6, 3M): rows 0-4 W, row 5 [|u|^2 | -1/(2|u|^2) | 0]; then the 2M end points.
-        w = [0.0] * (6 * n3)
+        n2 = 2 * m
+        # Flat row-major (6, 2M): rows 0-4 W, row 5 [|u|^2 | -1/(2|u|^2)]; then the 2M end points.
+        w = [0.0] * (6 * n2)
         for i, ((ax, ay, az), (bx, by, bz)) in enumerate(zip(starts, ends, strict=True)):
             ux, uy, uz = bx - ax, by - ay, bz - az
             length_sq = ux * ux + uy * uy + uz * uz
-            nhi = -0.5 / length_sq if length_sq > 0.0 else 0.0
-            j, k = m + i, 2 * m + i
-            au = 2.0 * (ax * ux + ay * uy + az * uz)
-            w[i], w[n3 + i], w[2 * n3 + i] = -2.0 * ax, -2.0 * ay, -2.0 * az
-            w[3 * n3 + i], w[4 * n3 + i] = 1.0, ax * ax + ay * ay + az * az
-            w[j], w[n3 + j], w[2 * n3 + j] = -2.0 * ux, -2.0 * uy, -2.0 * uz
-            w[4 * n3 + j] = au
-            w[k], w[n3 + k], w[2 * n3 + k] = -2.0 * ux * nhi, -2.0 * uy * nhi, -2.0 * uz * nhi
-            w[4 * n3 + k] = au * nhi
-            w[5 * n3 + i], w[5 * n3 + j] = length_sq, nhi
+            j = m + i
+            w[i], w[n2 + i], w[2 * n2 + i] = -2.0 * ax, -2.0 * ay, -2.0 * az
+            w[3 * n2 + i], w[4 * n2 + i] = 1.0, ax * ax + ay * ay + az * az
+            w[j], w[n2 + j], w[2 * n2 + j] = -2.0 * ux, -2.0 * uy, -2.0 * uz
+            w[4 * n2 + j] = 2.0 * (ax * ux + ay * uy + az * uz)
+            w[5 * n2 + i], w[5 * n2 + j] = length_sq, (-0.5 / length_sq if length_sq > 0.0 else 0.0)
         w.extend(chain.from_iterable(starts))
         w.extend(chain.from_iterable(ends))
-        # Through a C double buffer: about half the cost of np.array on a list of Python floats.
-        flat = np.frombuffer(array("d", w), dtype=float)
-        terms = flat[:6 * n3].reshape(6, n3)
-        endpoints = flat[6 * n3:].reshape(2 * m, 3)
-        if radii_m.shape != (m,) or m == 0:
-            raise ValueError(f"need (M,) radii for M >= 1 capsules, got {radii_m.shape} for {m}")
-        # Shapes hold by construction, so the record is filled directly (no __post_init__), with its
-        # cached properties (what functools.cached_property stores).
-        return frozen_record(cls, starts=endpoints[:m], ends=endpoints[m:], radii_m=radii_m,
-                             _distance_terms=(terms[:5], terms[5, :m], terms[5, m:2 * m]), endpoints=endpoints,
-                             _radii_list=radii_m.tolist())
+        flat = np.array(w, dtype=float)
+        terms = flat[:6 * n2].reshape(6, n2)
+        endpoints = flat[6 * n2:].reshape(n2, 3)
+        capsules = cls(endpoints[:m], endpoints[m:], radii_m)
+        # Frozen dataclass: fill the cached properties directly (what functools.cached_property stores).
+        capsules.__dict__["_distance_terms"] = (terms[:5], terms[5, :m], terms[5, m:])
+        capsules.__dict__["endpoints"] = endpoints
+        return capsules
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.starts).all() and np.isfinite(self.ends).all()
                     and np.isfinite(self.radii_m).all())
-
-    @cached_property
-    def _radii_list(self) -> list[float]:
-        return self.radii_m.tolist()
 
     @cached_property
     def endpoints(self) -> np.ndarray:
@@ -94,21 +82,19 @@ class Capsules:
 
 
 def _distance_terms(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """W (5, 3M) such that [p, |p|^2, 1] @ W = [|p - a|^2 | -2 (p - a).u | (p - a).u / |u|^2] for capsule
-    starts a and axes u = end - start, plus |u|^2 (M,) and -1/(2|u|^2) (M,) (0 for a zero-length capsule:
-    t = 0)."""
+    """W (5, 2M) such that [p, |p|^2, 1] @ W = [|p - a|^2 | -2 (p - a).u] for capsule starts a and axes
+    u = end - start, plus |u|^2 (M,) and -1/(2|u|^2) (M,) (0 for a zero-length capsule: t = 0)."""
     m = starts.shape[0]
     axis = ends - starts
     length_sq = np.einsum("ij,ij->i", axis, axis)
     neg_half_inv = np.divide(-0.5, length_sq, out=np.zeros_like(length_sq), where=length_sq > 0.0)
-    w = np.empty((5, 3 * m))
+    w = np.empty((5, 2 * m))
     w[:3, :m] = -2.0 * starts.T
     w[3, :m] = 1.0
     w[4, :m] = np.einsum("ij,ij->i", starts, starts)
-    w[:3, m:2 * m] = -2.0 * axis.T
+    w[:3, m:] = -2.0 * axis.T
     w[3, m:] = 0.0
-    w[4, m:2 * m] = 2.0 * np.einsum("ij,ij->i", starts, axis)
-    w[:, 2 * m:] = w[:, m:2 * m] * neg_half_inv
+    w[4, m:] = 2.0 * np.einsum("ij,ij->i", starts, axis)
     return w, length_sq, neg_half_inv
 
 
@@ -135,16 +121,9 @@ class SeparationResult:
     min_distance_m: float          # min over all pairs of |p - segment| - radius (negative: inside)
     point_index: int               # index of the closest human keypoint
     capsule_index: int             # index of the closest capsule
-    axis_distances_sq: np.ndarray  # (N,M) squared distance of every keypoint to every capsule axis
+    pair_distances_m: np.ndarray   # (N,M) every keypoint-capsule surface distance
     closest_point_m: np.ndarray | None = None  # (3,) the closest human keypoint (None without points)
     capsules: Capsules | None = None           # the capsules measured against
-
-    @cached_property
-    def pair_distances_m(self) -> np.ndarray:
-        """(N,M) every keypoint-capsule surface distance (computed on demand: only markers need it)."""
-        if self.capsules is None:
-            return np.sqrt(np.maximum(self.axis_distances_sq, 0.0))
-        return _surface_distances(self.axis_distances_sq, self.capsules.radii_m)
 
     @cached_property
     def closest_robot_point(self) -> np.ndarray:
@@ -170,87 +149,45 @@ class SeparationResult:
         return self.pair_distances_m.min(axis=1)
 
 
-def _axis_distances_sq(points: np.ndarray, capsules: Capsules, augmented: np.ndarray | None) -> np.ndarray:
-    """(N,M) squared distance from each point (N,3) to each capsule's axis segment (may round to -1e-17).
+def point_capsule_distances(points: np.ndarray, capsules: Capsules, *,
+                            augmented: np.ndarray | None = None) -> np.ndarray:
+    """(N,M) surface distance from each point (N,3) to each capsule (negative inside a capsule).
 
     With a = start, u = end - start, t = clip((p - a).u / |u|^2, 0, 1) (t = 0 for a zero-length capsule):
-    |p - a - t u|^2 = |p - a|^2 + t (t |u|^2 - 2 (p - a).u). |p - a|^2, -2 (p - a).u for all pairs
-    and (p - a).u / |u|^2 come from one (N,5)x(5,3M) product of the augmented points [p, |p|^2, 1]
-    (``augmented``, from :func:`augment_points`; built here when not given); the rest is five (N,M)
-    element-wise operations, in place (their fixed cost, not the arithmetic, dominates).
+    |p - a - t u|^2 = |p - a|^2 + t (t |u|^2 - 2 (p - a).u). Both |p - a|^2 and -2 (p - a).u for all pairs
+    come from one (N,5)x(5,2M) product of the augmented points [p, |p|^2, 1] (``augmented``, from
+    :func:`augment_points`; built here when not given); the rest is a few (N,M) element-wise operations,
+    in place (about a dozen numpy calls in all: their fixed cost, not the arithmetic, dominates).
     """
-    w, length_sq, _ = capsules._distance_terms
+    w, length_sq, neg_half_inv = capsules._distance_terms
     m = length_sq.shape[0]
-    prod = (augment_points(points) if augmented is None else augmented) @ w   # (N,3M)
-    q = prod[:, m:2 * m]                                           # -2 (p - a).u
-    t = prod[:, 2 * m:]                                            # (p - a).u / |u|^2
+    prod = (augment_points(points) if augmented is None else augmented) @ w   # (N,2M)
+    q = prod[:, m:]                                                # -2 (p - a).u
+    t = q * neg_half_inv                                           # (p - a).u / |u|^2
     _clip(t, 0.0, 1.0, out=t)
     dist = t * length_sq
     dist += q
     dist *= t
     dist += prod[:, :m]                                            # + |p - a|^2
-    return dist
-
-
-def _surface_distances(axis_sq: np.ndarray, radii_m: np.ndarray) -> np.ndarray:
-    """(N,M) surface distances from squared axis distances (a new array)."""
-    dist = np.maximum(axis_sq, 0.0)                                # rounding can give -1e-17
+    np.maximum(dist, 0.0, out=dist)                                # rounding can give -1e-17
     np.sqrt(dist, out=dist)
-    dist -= radii_m
+    dist -= capsules.radii_m
     return dist
-
-
-def point_capsule_distances(points: np.ndarray, capsules: Capsules, *,
-                            augmented: np.ndarray | None = None) -> np.ndarray:
-    """(N,M) surface distance from each point (N,3) to each capsule (negative inside a capsule); see
-    :func:`_axis_distances_sq` for the formula."""
-    return _surface_distances(_axis_distances_sq(points, capsules, augmented), capsules.radii_m)
 
 
 def min_separation(points: np.ndarray, capsules: Capsules, *,
                    augmented: np.ndarray | None = None) -> SeparationResult:
     """Minimum surface distance between keypoints (N,3) and capsules, vectorised over all pairs.
-    ``augmented``: the points as :func:`augment_points` returns them, when the caller keeps them.
-
-    The square root and the radius are applied after the nearest keypoint of each capsule is found
-    (sqrt is monotonic and the radius is per capsule: the same value, to the last bit, as the minimum
-    of all surface distances), so per cycle only M square roots are taken; ties go to the lowest
-    (keypoint, capsule) pair as in a row-major argmin. Any NaN (a non-finite point) gives the NaN
-    minimum of the full computation. The (N,M) surface distances are computed only on demand."""
+    ``augmented``: the points as :func:`augment_points` returns them, when the caller keeps them."""
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"human keypoints must be (N,3), got {points.shape}")
     if points.shape[0] == 0:
         return SeparationResult(math.inf, -1, -1, np.zeros((0, capsules.starts.shape[0])))
-    axis_sq = _axis_distances_sq(points, capsules, augmented)
-    best, best_m = math.inf, -1
-    nan = False
-    surface = []
-    # argmin, not min: numpy's min/max reductions cost several times an argmin on arrays this small
-    # (argmin also returns a column's first NaN, so a NaN is never missed).
-    nearest = axis_sq.argmin(axis=0).tolist()
-    item = axis_sq.item
-    for m, (n, radius) in enumerate(zip(nearest, capsules._radii_list, strict=True)):
-        sq = item(n, m)
-        if sq != sq:  # NaN
-            nan = True
-            break
-        d = math.sqrt(sq if sq > 0.0 else 0.0) - radius
-        surface.append(d)
-        if d < best:
-            best, best_m = d, m
-    if nan or best_m < 0:  # non-finite input: the row-major argmin of the full matrix (its first NaN)
-        dist = _surface_distances(axis_sq, capsules.radii_m)
-        flat = int(dist.argmin())
-        n, m = divmod(flat, dist.shape[1])
-        return frozen_record(SeparationResult, min_distance_m=float(dist.flat[flat]), point_index=n,
-                             capsule_index=m, axis_distances_sq=axis_sq, closest_point_m=points[n], capsules=capsules)
-    n = nearest[best_m]
-    # An exact tie with another capsule: the lowest keypoint index wins, as in a row-major argmin.
-    for m in range(best_m + 1, len(surface)):
-        if surface[m] == best and nearest[m] < n:
-            n, best_m = nearest[m], m
-    return frozen_record(SeparationResult, min_distance_m=best, point_index=n, capsule_index=best_m,
-                         axis_distances_sq=axis_sq, closest_point_m=points[n], capsules=capsules)
+    dist = point_capsule_distances(points, capsules, augmented=augmented)
+    flat = int(dist.argmin())
+    n, m = divmod(flat, dist.shape[1])
+    return frozen_record(SeparationResult, min_distance_m=float(dist.flat[flat]), point_index=n, capsule_index=m,
+                         pair_distances_m=dist, closest_point_m=points[n], capsules=capsules)
 
 
 def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:

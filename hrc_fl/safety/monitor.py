@@ -391,10 +391,9 @@ class SafetyMonitor:
             aug = augment_points(pts)
             # |p|^2 of every keypoint: its maximum is finite and within range only if every entry is
             # finite and every point lies inside the working range (NaN and inf propagate; 1e200 overflows).
-            # (argmax and index, not max: several times cheaper here; argmax returns the first NaN)
-            sq = aug[:, 3]
-            far_sq = sq[sq.argmax()] if pts.shape[0] else 0.0
+            far_sq = float(aug[:, 3].max()) if pts.shape[0] else 0.0
             if not far_sq <= range_sq:
+                sq = aug[:, 3]
                 known = ~np.isnan(sq)                            # NaN rows: unknown keypoints, dropped
                 if np.isinf(pts).any():  # inf anywhere, also beside a NaN
                     problem = f"body {body.body_id!r}: infinite keypoint"
@@ -497,8 +496,7 @@ class SafetyMonitor:
                     moved_max_m = 0.0
                 else:
                     moved = capsules.endpoints - self._capsules.endpoints
-                    moved_sq = np.einsum("ij,ij->i", moved, moved)
-                    moved_max_m = math.sqrt(moved_sq.item(moved_sq.argmax()))
+                    moved_max_m = math.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
                 self._robot_speed_mps = moved_max_m / dt
         if capsules is not self._capsules:
             self._robot_version += 1  # invalidates the cached distance
