@@ -54,6 +54,28 @@ def test_vectorised_minimum_matches_brute_force():
     assert np.linalg.norm(points[n] - result.closest_robot_point) == pytest.approx(abs(ref.min()), abs=1e-4)
 
 
+def test_minimum_is_the_full_matrix_minimum_with_row_major_ties_and_nan():
+    # Prepare: capsules 1 and 3 identical, keypoints 2 and 5 identical, so the minimum is an exact tie
+    # between four pairs; then one keypoint NaN.
+    rng = np.random.default_rng(11)
+    starts, ends = rng.uniform(-1, 1, (5, 3)), rng.uniform(-1, 1, (5, 3))
+    starts[3], ends[3] = starts[1], ends[1]
+    caps = Capsules(starts, ends, np.array([0.1, 0.05, 0.1, 0.05, 0.1]))
+    points = rng.uniform(1.5, 2.5, (8, 3))
+    points[2] = points[5] = (starts[1] + ends[1]) / 2 + 0.2
+    dense = point_capsule_distances(points, caps)
+    # Execute
+    result = min_separation(points, caps)
+    # Assert: exactly the minimum of every surface distance, at the first pair in row-major order.
+    flat = int(np.argmin(dense))
+    assert result.min_distance_m == dense.min()
+    assert (result.point_index, result.capsule_index) == divmod(flat, dense.shape[1]) == (2, 1)
+    assert result.pair_distances_m == pytest.approx(dense, abs=0.0)
+    # Execute / Assert: a NaN keypoint gives an unknown (NaN) separation, never a far one.
+    points[6] = np.nan
+    assert math.isnan(min_separation(points, caps).min_distance_m)
+
+
 def test_no_points_means_infinite_separation():
     assert min_separation(np.zeros((0, 3)), _one_capsule()).min_distance_m == math.inf
 

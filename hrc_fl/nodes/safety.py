@@ -192,6 +192,12 @@ class SafetyNode(Node):
         self._diag = Diagnostics(self, "safety")
         self._state_pub = self.create_publisher(SafetyZoneState, "safety/state", SAFETY_QOS)
         self._scale_pub = self.create_publisher(Float64, "robot/speed_scale", SAFETY_QOS)
+        # One message object each, refilled for every decision: a generated message's constructor sets
+        # every field through its checked setter (about a third of the state's publishing cost), and
+        # publish() serialises before it returns. Every field is written on every decision, so nothing
+        # of an earlier one can remain; decisions run in this node's one (mutually exclusive) callback group.
+        self._state_msg = SafetyZoneState()
+        self._scale_msg = Float64()
         self._marker_pub = self.create_publisher(MarkerArray, "safety/markers", 10)
         self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._on_bodies, RESULT_QOS)
         self.create_subscription(HandGesture, "hands/gesture", self._on_gesture, RESULT_QOS)
@@ -301,8 +307,9 @@ class SafetyNode(Node):
         self._diag.set_value("protective_separation_m", f"{decision.protective_separation_m:.3f}")
 
     def _publish_state(self, d: SafetyDecision) -> None:
-        msg = SafetyZoneState(zone=int(d.zone), zone_name=d.zone.name, speed_scale=float(d.speed_scale),
-                              reason=d.reason, reset_required=d.reset_required)
+        msg = self._state_msg
+        msg.zone, msg.zone_name, msg.speed_scale = int(d.zone), d.zone.name, float(d.speed_scale)
+        msg.reason, msg.reset_required = d.reason, d.reset_required
         msg.header.stamp = s_to_stamp(d.stamp_s)
         msg.header.frame_id = self._frame
         msg.min_separation_m = d.min_separation_m  # +inf: nobody in view; NaN: unknown
@@ -325,7 +332,8 @@ class SafetyNode(Node):
         msg.closest_body_id = d.closest_body_id
         msg.faults = list(d.faults)
         self._publish(self._state_pub, msg)
-        self._publish(self._scale_pub, Float64(data=float(d.speed_scale)))
+        self._scale_msg.data = float(d.speed_scale)
+        self._publish(self._scale_pub, self._scale_msg)
 
     def _publish_markers(self) -> None:
         decision = self._last_decision
