@@ -24,6 +24,7 @@ from hrc_fl.demo.scenario import (
     write_scenario,
 )
 from hrc_fl.perception.camera_sources import parse_source
+from tests.rosutil import still_robot
 
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(Path(__file__).resolve().parent.parent / "config" / "fastdds.xml"))
@@ -103,11 +104,9 @@ def _centre_distance_m(body) -> float:
 @pytest.mark.timeout(300)
 def test_composed_workstation_plays_the_scenario_without_the_driver(ros_probe, tmp_path):
     from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
-    from sensor_msgs.msg import JointState
 
     from hrc_fl.launcher import Launcher, specs_for
-    from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, SENSOR_QOS, stamp_to_s
-    from hrc_fl.nodes.robot_sim import PARAMETERS as ROBOT_PARAMETERS
+    from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, stamp_to_s
     from hrc_fl.nodes.scenario_clock import publish_scenario_start, scenario_start_publisher
 
     # Prepare: the worker stands at 4 m, walks up to 0.5 m and stays; a composed workstation
@@ -129,17 +128,7 @@ def test_composed_workstation_plays_the_scenario_without_the_driver(ros_probe, t
     bodies, states = [], []
     ros_probe.node.create_subscription(BodyPoseArray, "/wsr/humans/bodies/tracked", bodies.append, RESULT_QOS)
     ros_probe.node.create_subscription(SafetyZoneState, "/wsr/safety/state", states.append, SAFETY_QOS)
-    joint_pub = ros_probe.publisher(JointState, "/wsr/robot/joint_states", SENSOR_QOS)
-    names = list(ROBOT_PARAMETERS["joint_names"][0])
-    waypoints = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "robot_sim.yaml")
-                               .read_text())["/**/robot_sim"]["ros__parameters"]["waypoints_rad"]
-
-    def publish_joints() -> None:  # a robot standing still at its first waypoint
-        msg = JointState(name=names, position=[float(v) for v in waypoints[:6]], velocity=[0.0] * 6)
-        msg.header.stamp = ros_probe.node.get_clock().now().to_msg()
-        joint_pub.publish(msg)
-
-    timer = ros_probe.node.create_timer(0.02, publish_joints)
+    timer = still_robot(ros_probe, "wsr")
     start_pub = scenario_start_publisher(ros_probe.node)
     launcher = Launcher(specs, log_dir=tmp_path / "logs", stop_timeout_s=10.0)
     launcher.start()
