@@ -110,3 +110,25 @@ def run_cli_while_spinning(probe, argv: list[str], tick: Callable[[], None], tim
     out = proc.communicate()[0].decode()
     assert proc.returncode == 0, out
     return out
+
+
+def still_robot(probe: Probe, ns: str):
+    """Publish ``/<ns>/robot/joint_states`` at 50 Hz: a robot standing still at its first waypoint
+    (config/robot_sim.yaml). Returns the timer (destroy it to stop)."""
+    import yaml
+    from sensor_msgs.msg import JointState
+
+    from hrc_fl.nodes.common import SENSOR_QOS
+    from hrc_fl.nodes.robot_sim import PARAMETERS as ROBOT_PARAMETERS
+
+    joint_pub = probe.publisher(JointState, f"/{ns}/robot/joint_states", SENSOR_QOS)
+    names = list(ROBOT_PARAMETERS["joint_names"][0])
+    waypoints = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "robot_sim.yaml")
+                               .read_text())["/**/robot_sim"]["ros__parameters"]["waypoints_rad"]
+
+    def publish_joints() -> None:
+        msg = JointState(name=names, position=[float(v) for v in waypoints[:6]], velocity=[0.0] * 6)
+        msg.header.stamp = probe.node.get_clock().now().to_msg()
+        joint_pub.publish(msg)
+
+    return probe.node.create_timer(0.02, publish_joints)

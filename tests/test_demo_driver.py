@@ -7,14 +7,12 @@ import time
 import pytest
 import rclpy
 
-from hrc_fl.data.datasets import photo_path
 from hrc_fl.demo.driver import DemoDriver
 from hrc_fl.demo.scenario import Scenario, ScenarioConfig
 
 
 def _driver(context, wait_for):
-    return DemoDriver(["ws1", "ws2"], Scenario(ScenarioConfig(length_s=60.0)), image_rate_hz=1.0,
-                      worker_photo=photo_path("messi5.jpg"), palm_photo=photo_path("Back_Projection_Theory0.jpg"),
+    return DemoDriver(["ws1", "ws2"], Scenario(ScenarioConfig(length_s=60.0)), tick_rate_hz=1.0,
                       warmup_timeout_s=600.0, start_on="bodies", wait_for=wait_for, context=context)
 
 
@@ -87,6 +85,36 @@ def test_driver_sees_rounds_closed_and_clients_finished_from_federated_status():
         ws1.publish(FederatedStatus(role="client", node_id="ws1", round=2, state="finished"))
         ws2.publish(FederatedStatus(role="client", node_id="ws2", round=2, state="finished"))
         assert spin_until(lambda: driver.fl_clients_finished() == {"ws1", "ws2"}), driver.record.federated
+        executor.shutdown(timeout_sec=1.0)
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_scenario_start_reaches_the_workstations_latched():
+    # The workstations play the scenario themselves, timed from the start the driver announces once on
+    # /scenario/start; a process that subscribes after the start still gets it.
+    from rclpy.executors import SingleThreadedExecutor
+
+    from hrc_fl.nodes.scenario_clock import ScenarioClock
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        driver = _driver(context, ())
+        driver._signal("ws1", "bodies")
+        driver._signal("ws2", "bodies")
+        assert driver.started
+        late = rclpy.create_node("late_workstation", context=context)
+        clock = ScenarioClock(late)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(driver)
+        executor.add_node(late)
+        end = time.monotonic() + 10.0
+        while not clock.started and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert clock.started
+        assert clock.seconds_now() == pytest.approx(driver.scenario_time_s(), abs=0.5)
+        assert clock.seconds_now() < 5.0
         executor.shutdown(timeout_sec=1.0)
     finally:
         rclpy.try_shutdown(context=context)

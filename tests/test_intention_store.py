@@ -136,3 +136,19 @@ def test_seed_copies_newest_base_model_into_empty_store_only(tmp_path):
     assert ws.versions() == [newest]
     ws.load(newest, labels=LABELS)
     assert seed_from(ws, base) is None  # not empty any more
+
+
+def test_seeding_a_store_does_not_load_torch(tmp_path):
+    # The demo's driver seeds every workstation's store before the nodes start; torch there would cost
+    # the whole demo a few hundred MB of memory for copying two files.
+    import subprocess
+    import sys
+
+    base = ModelStore(tmp_path / "base")
+    base.save(IntentionModel(IntentionModelConfig(num_classes=2)), ["a", "b"], version="base-0001")
+    code = ("import sys; from hrc_fl.intention.model_store import ModelStore, seed_from; "
+            f"v = seed_from(ModelStore({str(tmp_path / 'ws')!r}), ModelStore({str(tmp_path / 'base')!r})); "
+            "print(v, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["base-0001", "False"]
+    assert ModelStore(tmp_path / "ws").load("base-0001", labels=["a", "b"]).meta.version == "base-0001"

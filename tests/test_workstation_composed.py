@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.rosutil import still_robot
+
 pytestmark = pytest.mark.timeout(400)
 
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
@@ -52,10 +54,14 @@ def _key(stamp) -> int:
 
 
 def _photo(name: str) -> np.ndarray:
+    """The worker photo as the demo's scenario shows it: messi5's relaxed open hand (a STOP gesture, which
+    would hold the robot for a manual reset) blurred."""
     from hrc_fl.data.datasets import photo_path
+    from hrc_fl.demo.scenario import WORKER_PHOTO_BLUR_BOX, blur_region
     from hrc_fl.perception.camera_sources import fit_frame
 
-    return fit_frame(cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR), 640, 480)
+    image = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
+    return fit_frame(blur_region(image, WORKER_PHOTO_BLUR_BOX) if name == "messi5.jpg" else image, 640, 480)
 
 
 def _no_person() -> np.ndarray:
@@ -77,11 +83,10 @@ class Workstation:
 
     def __init__(self, probe, ns: str, composed: bool, config: dict, tmp_path: Path) -> None:
         from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
-        from sensor_msgs.msg import Image, JointState
+        from sensor_msgs.msg import Image
 
         from hrc_fl.launcher import Launcher, specs_for
         from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, SENSOR_QOS
-        from hrc_fl.nodes.robot_sim import PARAMETERS as ROBOT_PARAMETERS
 
         config_file = tmp_path / f"{ns}.yaml"
         config_file.write_text(yaml.safe_dump(config))
@@ -97,17 +102,7 @@ class Workstation:
         probe.node.create_subscription(BodyPoseArray, f"/{ns}/humans/bodies/tracked",
                                        lambda m: self.bodies.__setitem__(_key(m.header.stamp), m), RESULT_QOS)
         probe.node.create_subscription(SafetyZoneState, f"/{ns}/safety/state", self.states.append, SAFETY_QOS)
-        joint_pub = probe.publisher(JointState, f"/{ns}/robot/joint_states", SENSOR_QOS)
-        names = list(ROBOT_PARAMETERS["joint_names"][0])
-        waypoints = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "robot_sim.yaml")
-                                   .read_text())["/**/robot_sim"]["ros__parameters"]["waypoints_rad"]
-
-        def publish_joints() -> None:  # a robot standing still at its first waypoint
-            msg = JointState(name=names, position=[float(v) for v in waypoints[:6]], velocity=[0.0] * 6)
-            msg.header.stamp = probe.node.get_clock().now().to_msg()
-            joint_pub.publish(msg)
-
-        self._timer = probe.node.create_timer(0.02, publish_joints)
+        self._timer = still_robot(probe, ns)
         self.launcher.start()
         probe.wait_for_subscribers(self.image_pub, timeout_s=60.0)
         probe.wait_for_publishers(f"/{ns}/safety/state", timeout_s=60.0)

@@ -1,12 +1,16 @@
-"""The demo's in-process ROS node: plays the scripted camera images, moves real detections along
-the scripted path, presses the operator reset, and records what flowed (see scenario.py)."""
+"""The demo's in-process ROS node: starts the scenario clock, presses the operator reset, and records
+what flowed (see scenario.py).
+
+It is off the camera->safety path: each workstation's own process plays the scripted photos (camera
+``source: scenario:<file>``) and moves its detections along the scripted path (pose
+``simulated_worker``), timed from the start this node announces once on ``/scenario/start``. The
+driver only observes (bag, record, topic counts) and presses the scripted resets."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
@@ -21,19 +25,15 @@ from hrc_fl.demo.record import (
     clients_finished,
     rounds_completed,
 )
-from hrc_fl.demo.scenario import BodyShifter, Scenario
+from hrc_fl.demo.scenario import Scenario
 from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, SENSOR_QOS, stamp_to_s
 from hrc_fl.topic_rates import MONITOR_QOS, TopicRateMonitor
 
-#: Topic the camera node relays in the demo (its ``source`` is ``topic:demo/image_raw``).
-DEMO_IMAGE_TOPIC = "demo/image_raw"
-#: The pose node's output is remapped here; the driver republishes it, shifted, as humans/bodies/tracked.
-DETECTED_BODIES_TOPIC = "humans/bodies/detected"
 #: TCP speed is measured over at least this stamp interval (single 20 ms steps jitter under load).
 TCP_SPEED_WINDOW_S = 0.1
 #: Streams the driver does not count for the report's topic table: every message costs this process a
-#: Python callback (images are ~1 MB each), and the driver sits in the camera->safety loop (it relays the
-#: bodies), so counting 50 Hz IMU and camera streams of three workstations would add to the latency it measures.
+#: Python callback (images are ~1 MB each and, with nobody subscribed, the composed camera does not even
+#: serialise them), and the driver shares the 2 cores with the workstations' safety loops.
 UNCOUNTED_TOPIC_SUFFIXES = ("/image_raw", "/camera_info", "/wearable/imu")
 #: Readiness signals the scenario start can wait for (see DemoDriver).
 WAIT_SIGNALS = ("bodies", "safety", "robot", "intention", "fl_client")
@@ -42,31 +42,17 @@ RESET_RETRY_PERIOD_S = 1.0
 RESET_RETRY_S = 6.0
 
 
-def _load_photo(path: Path, blur_box: tuple[float, float, float, float] | None = None) -> tuple[int, int, bytes]:
-    """(width, height, bgr bytes); ``blur_box`` (x0, y0, x1, y1, fractions of the size) is blurred."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read photo {path}")
-    if blur_box is not None:
-        h, w = image.shape[:2]
-        x0, y0, x1, y1 = (round(f * n) for f, n in zip(blur_box, (w, h, w, h), strict=True))
-        image[y0:y1, x0:x1] = cv2.blur(image, (61, 61))[y0:y1, x0:x1]
-    return image.shape[1], image.shape[0], image.tobytes()
-
-
 class DemoDriver(Node):
     """One node for all workstations of the demo (fewer processes on 2 cores)."""
 
-    def __init__(self, workstations: Sequence[str], scenario: Scenario, *, image_rate_hz: float,
-                 worker_photo: Path, palm_photo: Path, warmup_timeout_s: float, start_on: str = "bodies",
-                 wait_for: Sequence[str] = (), context=None,
-                 worker_blur_box: tuple[float, float, float, float] | None = None) -> None:
+    def __init__(self, workstations: Sequence[str], scenario: Scenario, *, tick_rate_hz: float,
+                 warmup_timeout_s: float, start_on: str = "bodies", wait_for: Sequence[str] = (),
+                 context=None) -> None:
         """``start_on``: the event that starts the scenario clock; ``wait_for``: signals that must also
         have come from every workstation first ("intention": an estimate, "fl_client": the FL client's
         diagnostics), so no node is still importing torch / FedML when the worker starts walking (on 2
-        cores those imports starve perception for seconds). ``warmup_timeout_s`` starts it anyway."""
+        cores those imports starve perception for seconds). ``warmup_timeout_s`` starts it anyway.
+        ``tick_rate_hz``: how often the warm-up timeout and the scripted resets are checked."""
         super().__init__("hrc_fl_demo_driver", context=context)
         from builtin_interfaces.msg import Time  # noqa: F401 - ensures message support is loaded
         from geometry_msgs.msg import PoseStamped
@@ -78,15 +64,16 @@ class DemoDriver(Node):
             SafetyZoneState,
             TaskEvent,
         )
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CameraInfo
         from std_srvs.srv import Trigger
 
-        if not image_rate_hz > 0:
-            raise ValueError("image_rate_hz must be positive")
+        from hrc_fl.nodes.scenario_clock import scenario_start_publisher
+
+        if not tick_rate_hz > 0:
+            raise ValueError("tick_rate_hz must be positive")
         self.scenario = scenario
         self.record = DemoRecord(workstations={ws: WorkstationRecord(ws) for ws in workstations})
-        self._photos = {"worker": _load_photo(worker_photo, worker_blur_box), "palm": _load_photo(palm_photo)}
-        self._image_cls = Image
+        self._start_pub = scenario_start_publisher(self)
         self._created_s = time.monotonic()
         self._warmup_timeout_s = warmup_timeout_s
         # The scenario clock starts with the first real detection ("bodies"), or without a pose node
@@ -99,22 +86,20 @@ class DemoDriver(Node):
             raise ValueError(f"wait_for accepts {WAIT_SIGNALS}, got {sorted(unknown)}")
         self._waiting = {ws: set(wait_for) | {start_on} for ws in workstations}
         self._wait_for = tuple(wait_for)
-        self._start_s: float | None = None
+        self._start_s: float | None = None  # ROS (system) clock, s: the stamp /scenario/start carries
         self._last_t_s = 0.0
         self._reset_until: dict[str, float] = {}
         self._next_reset_try: dict[str, float] = {}
-        self._image_pubs = {}
-        self._body_pubs = {}
         self._reset_clients = {}
-        self._shifters = {ws: BodyShifter(scenario.config.smoothing_time_s) for ws in workstations}
         self._last_tcp: dict[str, tuple[float, np.ndarray]] = {}
         self.latest: dict[str, SafetySample] = {}
         for ws in workstations:
             ns = f"/{ws}/"
-            self._image_pubs[ws] = self.create_publisher(Image, ns + DEMO_IMAGE_TOPIC, SENSOR_QOS)
-            self._body_pubs[ws] = self.create_publisher(BodyPoseArray, ns + "humans/bodies/tracked", RESULT_QOS)
             self._reset_clients[ws] = self.create_client(Trigger, ns + "safety/reset")
-            self.create_subscription(BodyPoseArray, ns + DETECTED_BODIES_TOPIC,
+            # frames the camera published (one small CameraInfo per frame; the images are not taken)
+            self.create_subscription(CameraInfo, ns + "camera/camera_info", lambda _m, w=ws: self._on_frame(w),
+                                     SENSOR_QOS)
+            self.create_subscription(BodyPoseArray, ns + "humans/bodies/tracked",
                                      lambda m, w=ws: self._on_bodies(w, m), RESULT_QOS)
             self.create_subscription(SafetyZoneState, ns + "safety/state",
                                      lambda m, w=ws: self._on_safety(w, m), SAFETY_QOS)
@@ -135,7 +120,7 @@ class DemoDriver(Node):
         self.fl_samples: dict[str, int] = {}
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.rates = TopicRateMonitor(self, exclude_suffixes=UNCOUNTED_TOPIC_SUFFIXES)
-        self.create_timer(1.0 / image_rate_hz, self._on_image_timer)
+        self.create_timer(1.0 / tick_rate_hz, self._on_tick)
         self.create_timer(1.0, self.rates.discover)
 
     # -- scenario clock -------------------------------------------------------------------------
@@ -145,7 +130,10 @@ class DemoDriver(Node):
 
     def scenario_time_s(self) -> float:
         """Seconds since the scenario started (0 while warming up)."""
-        return 0.0 if self._start_s is None else time.monotonic() - self._start_s
+        return 0.0 if self._start_s is None else self._now_s() - self._start_s
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def _signal(self, ws: str, signal: str) -> None:
         """A readiness signal from ``ws``; the scenario starts once every workstation gave all of its."""
@@ -158,25 +146,22 @@ class DemoDriver(Node):
 
     def _maybe_start(self, reason: str) -> None:
         if self._start_s is None:
-            self._start_s = time.monotonic()
-            self.record.warmup_s = self._start_s - self._created_s
+            from hrc_fl.nodes.scenario_clock import publish_scenario_start
+
+            self._start_s = self._now_s()
+            publish_scenario_start(self._start_pub, self._start_s)
+            self.record.warmup_s = time.monotonic() - self._created_s
             self.record.scenario_start_wall_s = time.time()
             self.get_logger().info(f"scenario started ({reason}) after {self.record.warmup_s:.1f} s warm-up")
 
     # -- callbacks ------------------------------------------------------------------------------
-    def _on_image_timer(self) -> None:
+    def _on_frame(self, ws: str) -> None:
+        self.record.workstations[ws].images_published += 1
+
+    def _on_tick(self) -> None:
         if self._start_s is None and time.monotonic() - self._created_s > self._warmup_timeout_s:
             self._maybe_start("warm-up timeout")
         t = self.scenario_time_s()
-        width, height, data = self._photos["palm" if self.started and self.scenario.gesture_shown(t) else "worker"]
-        stamp = self.get_clock().now().to_msg()
-        for ws, pub in self._image_pubs.items():
-            msg = self._image_cls(height=height, width=width, encoding="bgr8", is_bigendian=0, step=width * 3)
-            msg.header.stamp = stamp
-            msg.header.frame_id = "camera_optical_frame"
-            msg.data = data  # bytes, not numpy (FACTS: 100x faster)
-            pub.publish(msg)
-            self.record.workstations[ws].images_published += 1
         if self.started:
             if self.scenario.resets_due(self._last_t_s, t):
                 # The operator presses reset; if it is refused (e.g. an input fault) they press again
@@ -212,15 +197,7 @@ class DemoDriver(Node):
         if msg.bodies:
             self._signal(ws, "bodies")
         rec = self.record.workstations[ws]
-        now_s = self.get_clock().now().nanoseconds * 1e-9
-        rec.body_age_s.append(now_s - stamp_to_s(msg.header.stamp))
-        t = self.scenario_time_s()
-        target = self.scenario.worker_position_xy(t)
-        for body in msg.bodies:
-            points = np.asarray(body.workstation_points, dtype=np.float64)
-            shifted = self._shifters[ws].shift(points, target, t)
-            body.workstation_points = shifted.astype(np.float32).ravel().tolist()
-        self._body_pubs[ws].publish(msg)
+        rec.body_age_s.append(self._now_s() - stamp_to_s(msg.header.stamp))
         rec.bodies_relayed += 1
 
     def _on_safety(self, ws: str, msg) -> None:

@@ -54,9 +54,9 @@ class WorkstationRecord:
     safety: list[SafetySample] = field(default_factory=list)
     robot: list[RobotSample] = field(default_factory=list)
     gestures: list[GestureEvent] = field(default_factory=list)
-    body_age_s: list[float] = field(default_factory=list)    # relay time - image stamp (camera->pose)
+    body_age_s: list[float] = field(default_factory=list)    # driver receive time - image stamp (camera->pose)
     safety_age_s: list[float] = field(default_factory=list)  # receive time - state stamp
-    bodies_relayed: int = 0
+    bodies_relayed: int = 0         # BodyPoseArray messages seen on humans/bodies/tracked
     warmup_safety_states: int = 0   # states before the scenario started (not in the timeline)
     images_published: int = 0
     resets: list[tuple[float, bool, str]] = field(default_factory=list)  # (t, success, message)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from hrc_fl.demo.record import DemoRecord
+from hrc_fl.demo.scenario import WORKER_PHOTO_BLUR_BOX
 from hrc_fl.graph import NodeSpec
 
 #: Small topics worth keeping in the run's bag (images are left out: they are the replayed photos).
@@ -31,6 +32,8 @@ WATCH_SUBJECTS = 10
 FL_AUDIT = "fl_audit.jsonl"
 #: Demo overrides in config/ applied after every node's defaults (the graph's ``config_file``).
 DEMO_CONFIG = "demo.yaml"
+#: The run's scenario (hrc_fl.demo.scenario), in the run folder; every workstation process plays it.
+SCENARIO_FILE = "scenario.yaml"
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,9 @@ class DemoOptions:
     fl_self_supervised: bool = False
     record_bag: bool = True
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
-    #: Region of the worker photo that is blurred (x0, y0, x1, y1 as fractions): messi5's relaxed open
-    #: hand, held sideways, is a STOP for the rotation-invariant gesture classifier (issue 15: STOP must
-    #: not depend on how the palm is turned), and the scenario shows a STOP only in its gesture window.
-    worker_photo_blur_box: tuple[float, float, float, float] | None = (0.59, 0.42, 0.72, 0.56)
+    #: Region of the worker photo that is blurred (x0, y0, x1, y1 as fractions; None = none), see
+    #: hrc_fl.demo.scenario.WORKER_PHOTO_BLUR_BOX.
+    worker_photo_blur_box: tuple[float, float, float, float] | None = WORKER_PHOTO_BLUR_BOX
     palm_photo: str = "Back_Projection_Theory0.jpg"  # a real open palm (opencv-doc): the STOP gesture
     out_dir: Path | None = None
     #: Workstation node executables to add, each as a process of its own, although the graph lacks them
@@ -159,10 +161,23 @@ def replay_subject(workstation: str) -> int:
     return (int(workstation.removeprefix("ws")) - 1) % WATCH_SUBJECTS + 1
 
 
-def demo_specs(options: DemoOptions, fl_config: Path | None = None, run_dir: Path | None = None) -> list[NodeSpec]:
+@dataclass(frozen=True)
+class _Wiring:
+    """What the demo sets on its nodes besides config/demo.yaml."""
+
+    scenario_file: Path
+    image_rate_hz: float
+    fl_config: Path | None
+    run_dir: Path | None
+
+
+def demo_specs(options: DemoOptions, scenario_file: Path, fl_config: Path | None = None,
+               run_dir: Path | None = None) -> list[NodeSpec]:
     """The plant graph adapted for the demo: one composed process per workstation (camera, hands,
-    pose, wearable, intention, safety and its simulated robot; the FL client apart), the camera relaying
-    the scenario's images, and the pose node's bodies going through the scenario driver.
+    pose, wearable, intention, safety and its simulated robot; the FL client apart). Each workstation
+    plays the scenario itself: its camera shows the scenario's photos at the scripted times
+    (``source: scenario:<file>``) and its pose node moves the real detections along the scripted path
+    (``simulated_worker``), so nothing of the demo's driver is on the camera->safety path.
 
     Each workstation replays another real subject's watch data (non-IID, as in a plant) for its own
     worker; with ``run_dir`` the FL sample stores, model stores and the aggregator's state live in the
@@ -170,45 +185,45 @@ def demo_specs(options: DemoOptions, fl_config: Path | None = None, run_dir: Pat
     from hrc_fl.launcher import specs_for
     from hrc_fl.paths import config_dir
 
+    wiring = _Wiring(scenario_file, options.image_rate_hz, fl_config, run_dir)
     specs = specs_for("plant_demo", {"workstations": str(options.workstations),
                                      "fl": "true" if options.fl else "false", "config_file": DEMO_CONFIG})
     out: list[NodeSpec] = []
     for spec in specs:
-        remaps = list(spec.remappings)
-        if spec.composed:  # per-node parameters (--param) and remaps targeted at one node ("pose:...")
+        if spec.composed:  # per-node parameters (--param)
             node_params = {name: dict(values) for name, values in spec.node_parameters.items()}
             for executable, name in zip(spec.executables(), spec.node_names(), strict=True):
-                _adapt_node(executable, spec.namespace, node_params.setdefault(name, {}), remaps, f"{name}:",
-                            fl_config, run_dir)
-            out.append(dataclasses.replace(spec, remappings=tuple(remaps),
-                                           node_parameters={k: v for k, v in node_params.items() if v}))
+                _adapt_node(executable, spec.namespace, node_params.setdefault(name, {}), wiring)
+            out.append(dataclasses.replace(spec, node_parameters={k: v for k, v in node_params.items() if v}))
         else:
             params = dict(spec.parameters)
-            _adapt_node(spec.executable, spec.namespace, params, remaps, "", fl_config, run_dir)
-            out.append(dataclasses.replace(spec, parameters=params, remappings=tuple(remaps)))
+            _adapt_node(spec.executable, spec.namespace, params, wiring)
+            out.append(dataclasses.replace(spec, parameters=params))
     for i in range(1, options.workstations + 1):
         ws = f"ws{i}"
         for executable in options.extra_nodes:
             if any(executable in s.executables() and s.namespace == ws for s in out):
                 continue
             name = executable.removesuffix("_node")
-            remaps = (("humans/bodies/tracked", "humans/bodies/detected"),) if executable == "pose_node" else ()
+            params = {"workstation_id": ws}
+            _adapt_node(executable, ws, params, wiring)
             files = ((f"{name}.yaml",) if (config_dir() / f"{name}.yaml").is_file() else ()) + (DEMO_CONFIG,)
             out.append(NodeSpec(executable=executable, name=name, namespace=ws, param_files=files,
-                                parameters={"workstation_id": ws}, remappings=remaps))
+                                parameters=params))
         if not any("robot_sim_node" in s.executables() and s.namespace == ws for s in out):
             out.append(NodeSpec(executable="robot_sim_node", name="robot_sim", namespace=ws,
                                 param_files=("robot_sim.yaml", DEMO_CONFIG)))
     return out
 
 
-def _adapt_node(executable: str, ws: str, params: dict, remaps: list[tuple[str, str]], target: str,
-                fl_config: Path | None, run_dir: Path | None) -> None:
-    """The demo's parameters and remaps of one node (``target``: ``"<node>:"`` inside a composed process)."""
+def _adapt_node(executable: str, ws: str, params: dict, wiring: _Wiring) -> None:
+    """The demo's parameters of one node."""
+    fl_config, run_dir = wiring.fl_config, wiring.run_dir
     if executable == "camera_node":
-        params["source"] = "topic:demo/image_raw"
+        params["source"] = f"scenario:{wiring.scenario_file}"
+        params["rate_hz"] = wiring.image_rate_hz
     elif executable == "pose_node":
-        remaps.append((f"{target}humans/bodies/tracked", "humans/bodies/detected"))
+        params["simulated_worker"] = str(wiring.scenario_file)
     elif executable in FL_EXECUTABLES and fl_config is not None:
         params["federation_config"] = str(fl_config)
     if executable in ("wearable_node", "fl_client_node") and ws.startswith("ws"):
@@ -429,9 +444,8 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     import rclpy
     from rclpy.experimental import EventsExecutor
 
-    from hrc_fl.data.datasets import photo_path
     from hrc_fl.demo.driver import DemoDriver
-    from hrc_fl.demo.scenario import Scenario, ScenarioConfig
+    from hrc_fl.demo.scenario import Scenario, ScenarioConfig, write_scenario
     from hrc_fl.launcher import Launcher, node_environment
     from hrc_fl.paths import runtime_dir
 
@@ -440,7 +454,12 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     fl_config = write_fl_config(options, run_dir) if options.fl else None
     workstations = [f"ws{i}" for i in range(1, options.workstations + 1)]
     _seed_model_stores(run_dir, workstations)
-    specs = demo_specs(options, fl_config, run_dir)
+    scenario = Scenario(ScenarioConfig(length_s=options.length_s, worker_photo=options.worker_photo,
+                                       worker_photo_blur_box=options.worker_photo_blur_box,
+                                       palm_photo=options.palm_photo))
+    scenario_file = run_dir / SCENARIO_FILE
+    write_scenario(scenario_file, scenario.config)
+    specs = demo_specs(options, scenario_file, fl_config, run_dir)
     result = DemoRun(options=options, run_dir=run_dir, specs=specs, fl_config=fl_config)
     labels = set(fl_labels(fl_config)) if fl_config is not None else set()
     result.fl_notes += _label_space_notes(labels)
@@ -464,12 +483,11 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     context = rclpy.Context()
     rclpy.init(context=context)
     executables = {e for s in specs for e in s.executables()}
-    driver = DemoDriver(workstations, Scenario(ScenarioConfig(length_s=options.length_s)),
-                        image_rate_hz=options.image_rate_hz, worker_photo=photo_path(options.worker_photo),
-                        palm_photo=photo_path(options.palm_photo), warmup_timeout_s=options.warmup_timeout_s,
-                        start_on=_start_event(executables), wait_for=_wait_signals(executables),
-                        context=context, worker_blur_box=options.worker_photo_blur_box)
-    # The driver takes ~400 messages/s (bag, record, topic counts) besides relaying the bodies. Under the
+    driver = DemoDriver(workstations, scenario, tick_rate_hz=options.image_rate_hz,
+                        warmup_timeout_s=options.warmup_timeout_s, start_on=_start_event(executables),
+                        wait_for=_wait_signals(executables), context=context)
+    # The driver takes ~400 messages/s (bag, record, topic counts), off the safety path (the workstations
+    # play the scenario themselves), but on the same 2 cores as the safety loops. Under the
     # SingleThreadedExecutor, rebuilding the wait set per callback took ~40 % of its samples (py-spy) and
     # it received the safety states ~0.1 s late (0.25 s in shorter runs) on two saturated cores; with
     # rclpy's EventsExecutor 3-4 ms, at two thirds of the CPU. Experimental in rclpy, so used here only,

@@ -9,13 +9,23 @@ and the report says so.
 
 Frames: workstation frame = robot base ``base_link`` (metres); the worker approaches along
 ``approach_direction`` (unit vector in the xy plane, pointing from the robot to the worker).
+
+The replay/simulation seam (docs/tools_and_demo.md): a scenario is a YAML file
+(:func:`write_scenario` / :func:`load_scenario`); a camera node with ``source: scenario:<file>`` plays
+its photos at the scripted times (:class:`ScenarioCameraSource`), and a pose node with
+``simulated_worker: <file>`` moves its detections along the scripted path before it publishes them.
+Scenario time is counted from the start stamp on ``/scenario/start`` (whoever runs the scenario
+publishes it; 0 until then), so every process of a plant plays the same script in step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +55,12 @@ DEFAULT_KEYFRAMES = (
 )
 
 
+#: Region of messi5.jpg that the scenario blurs (x0, y0, x1, y1 as fractions of its size): his relaxed open
+#: hand, held sideways, is a STOP for the rotation-invariant gesture classifier (issue 15: STOP must not depend
+#: on how the palm is turned), and the scenario shows a STOP only in its gesture window.
+WORKER_PHOTO_BLUR_BOX: tuple[float, float, float, float] = (0.59, 0.42, 0.72, 0.56)
+
+
 @dataclass(frozen=True)
 class ScenarioConfig:
     """Timing of the scripted events as fractions of ``length_s``."""
@@ -55,6 +71,9 @@ class ScenarioConfig:
     gesture_window: tuple[float, float] = (0.66, 0.76)  # the worker shows an open palm
     approach_direction: tuple[float, float] = (1.0, 0.0)
     smoothing_time_s: float = 2.0                        # reference centre: EMA of real detections
+    worker_photo: str = "messi5.jpg"                     # a real person: pose + hands (photo_path names)
+    worker_photo_blur_box: tuple[float, float, float, float] | None = WORKER_PHOTO_BLUR_BOX
+    palm_photo: str = "Back_Projection_Theory0.jpg"      # a real open palm (opencv-doc): the STOP gesture
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.length_s) and self.length_s > 0):
@@ -71,6 +90,10 @@ class ScenarioConfig:
             raise ValueError("approach_direction must be non-zero")
         if not self.smoothing_time_s > 0:
             raise ValueError("smoothing_time_s must be positive")
+        box = self.worker_photo_blur_box
+        if box is not None and not (len(box) == 4 and 0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3] <= 1.0):
+            raise ValueError("worker_photo_blur_box must be (x0, y0, x1, y1) fractions with x0 < x1, y0 < y1, "
+                             f"got {box}")
 
 
 class Scenario:
@@ -116,6 +139,80 @@ class Scenario:
         return "close to the robot" if now < 1.0 else "at a distance"
 
 
+def write_scenario(path: Path, config: ScenarioConfig) -> None:
+    """Save ``config`` as a scenario YAML file (atomically)."""
+    import yaml
+
+    from hrc_fl.data.atomic_io import atomic_write_text
+
+    data = dataclasses.asdict(config)
+    data["keyframes"] = [[k.at, k.distance_m] for k in config.keyframes]
+    for key in ("reset_at", "gesture_window", "approach_direction", "worker_photo_blur_box"):
+        data[key] = None if data[key] is None else list(data[key])
+    atomic_write_text(Path(path), yaml.safe_dump({"scenario": data}, sort_keys=False))
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """A scenario YAML file -> :class:`Scenario`. Raises ValueError (with the file name) when malformed."""
+    import yaml
+
+    try:
+        data = (yaml.safe_load(Path(path).read_text()) or {})["scenario"]
+        values = dict(data)
+        if "keyframes" in values:
+            values["keyframes"] = tuple(Keyframe(float(a), float(d)) for a, d in values["keyframes"])
+        for key in ("reset_at", "gesture_window", "approach_direction", "worker_photo_blur_box"):
+            if values.get(key) is not None:
+                values[key] = tuple(float(v) for v in values[key])
+        return Scenario(ScenarioConfig(**values))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"scenario file {path}: {exc}") from exc
+
+
+def blur_region(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Copy of a BGR ``image`` with ``box`` (x0, y0, x1, y1, fractions of its width and height) blurred."""
+    import cv2
+
+    out = image.copy()
+    h, w = out.shape[:2]
+    x0, y0, x1, y1 = (round(f * n) for f, n in zip(box, (w, h, w, h), strict=True))
+    out[y0:y1, x0:x1] = cv2.blur(image, (61, 61))[y0:y1, x0:x1]
+    return out
+
+
+class ScenarioCameraSource:
+    """Camera source that plays a scenario's photos at the scripted times (worker photo, or the open
+    palm during the gesture window). ``clock_s`` returns the scenario time now (s)."""
+
+    def __init__(self, scenario: Scenario, clock_s: Callable[[], float], *, width_px: int = 0,
+                 height_px: int = 0) -> None:
+        import cv2
+
+        from hrc_fl.data.datasets import photo_path
+        from hrc_fl.perception.camera_sources import SourceError, fit_frame
+
+        self.scenario = scenario
+        self._clock_s = clock_s
+        self._frames: dict[bool, np.ndarray] = {}
+        for palm, name in ((False, scenario.config.worker_photo), (True, scenario.config.palm_photo)):
+            try:
+                frame = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
+            except KeyError as exc:
+                raise SourceError(str(exc)) from exc
+            if frame is None:
+                raise SourceError(f"cannot read scenario photo {name}")
+            if not palm and scenario.config.worker_photo_blur_box is not None:
+                frame = blur_region(frame, scenario.config.worker_photo_blur_box)
+            self._frames[palm] = np.ascontiguousarray(fit_frame(frame, width_px, height_px))
+        self.description = f"scenario ({scenario.config.worker_photo}, {scenario.config.palm_photo})"
+
+    def read(self) -> np.ndarray | None:
+        return self._frames[self.scenario.gesture_shown(self._clock_s())]
+
+    def close(self) -> None:
+        self._frames.clear()
+
+
 class BodyShifter:
     """Translates real keypoints so the body's centre sits at a scripted position.
 
@@ -158,3 +255,24 @@ def false_stop_distance_m(robot: RobotModel, params: SeparationParameters, *, bo
     true_sp_m = protective_separation_m(separation_m=math.inf, robot_speed_mps=robot.max_speed_mps,
                                         position_uncertainty_m=0.0, perception_latency_s=0.0, params=params)
     return robot.reach_m + body_radius_m + true_sp_m + margin_m
+
+
+class SimulatedWorker:
+    """The scripted worker of a scenario applied to real detections: one :class:`BodyShifter` per
+    tracked body, each body's centre moved to the scripted position at the scenario time."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self._shifters: dict[str, BodyShifter] = {}
+
+    def shift(self, body_id: str, points_xyz: np.ndarray, scenario_t_s: float, stamp_s: float) -> np.ndarray:
+        """(N, 3) workstation points (m) of ``body_id`` -> moved copy. ``scenario_t_s`` picks the scripted
+        position; ``stamp_s`` (the frame's capture time, s) paces the reference centre's average."""
+        shifter = self._shifters.get(body_id)
+        if shifter is None:
+            shifter = self._shifters[body_id] = BodyShifter(self.scenario.config.smoothing_time_s)
+        return shifter.shift(points_xyz, self.scenario.worker_position_xy(scenario_t_s), stamp_s)
+
+    def forget(self, body_id: str) -> None:
+        """The tracker dropped ``body_id``."""
+        self._shifters.pop(body_id, None)

@@ -17,15 +17,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
+from typing import TYPE_CHECKING, Any
 
 from hrc_fl.data.atomic_io import atomic_write_bytes
-from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+
+if TYPE_CHECKING:
+    from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+
+# torch (and the model module, which needs it) is imported where weights are read or written, so that
+# listing and seeding stores (the demo's driver process) does not pay torch's few hundred MB.
 
 FORMAT = "hrc_fl.intention/1"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -109,6 +109,9 @@ class ModelStore:
         weights_path, meta_path = self._paths(version)
         if meta_path.exists():
             raise ModelStoreError(f"model version {version} already exists in {self.root}")
+        import torch
+        from safetensors.torch import save as save_safetensors_bytes
+
         self.root.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
         blob = save_safetensors_bytes(state, metadata={"format": FORMAT, "version": version})
@@ -121,6 +124,8 @@ class ModelStore:
 
     def read_meta(self, version: str) -> ModelMeta:
         """Parse and check the meta of ``version`` (no weights read)."""
+        from hrc_fl.intention.model import IntentionModelConfig
+
         _, meta_path = self._paths(version)
         try:
             raw = json.loads(meta_path.read_text("utf-8"))
@@ -146,6 +151,12 @@ class ModelStore:
              config: IntentionModelConfig | None = None) -> LoadedModel:
         """Load and validate ``version``. ``labels`` / ``config``: what the caller requires (the
         deployment's label space, the input sizes it feeds); a mismatch raises ModelStoreError."""
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors_bytes
+
+        from hrc_fl.intention.model import IntentionModel
+
         meta = self.read_meta(version)
         if labels is not None and tuple(labels) != meta.labels:
             raise ModelStoreError(f"model version {version}: label space {list(meta.labels)} differs from the "

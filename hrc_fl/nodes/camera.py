@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rclpy.node import Node
@@ -26,10 +27,14 @@ from hrc_fl.perception.camera_sources import (
     parse_source,
 )
 
+if TYPE_CHECKING:
+    from hrc_fl.demo.scenario import ScenarioCameraSource
+
 PARAMETERS = {
     "workstation_id": ("ws1", "Workstation id (informational; the namespace carries it)."),
     "source": ("", "'' = packaged replay photos, a folder, a video file, a device ('/dev/video0' or '0'), "
-                   "or 'topic:<name>' to relay a camera driver's image topic."),
+                   "'topic:<name>' to relay a camera driver's image topic, or 'scenario:<file>' to play a "
+                   "scripted scenario's photos at its times (hrc_fl.demo.scenario; clock: /scenario/start)."),
     "replay_photos": (["handSrc.jpg"], "Photo names (hrc_fl.data.datasets.photo_path) for source ''."),
     "rate_hz": (30.0, "Publishing rate for file/folder/device sources, frames per second."),
     "still_hold_s": (2.0, "How long each still image of a folder/list/replay source is shown, seconds."),
@@ -89,19 +94,35 @@ class CameraNode(Node):
             self.create_subscription(Image, value, self._on_driver_image, SENSOR_QOS)
             self.get_logger().info(f"relaying images from {value}")
             return
-        replay: list[Path] = []
-        if kind == "replay":
-            from hrc_fl.data.datasets import photo_path
+        if kind == "scenario":
+            factory = self._scenario_factory(value)
+        else:
+            replay: list[Path] = []
+            if kind == "replay":
+                from hrc_fl.data.datasets import photo_path
 
-            replay = [photo_path(name) for name in p["replay_photos"]]
+                replay = [photo_path(name) for name in p["replay_photos"]]
+
+            def factory():
+                return open_source(kind, value, width_px=p["width_px"], height_px=p["height_px"],
+                                   fps=p["rate_hz"], replay_images=replay,
+                                   hold_frames=max(1, round(p["still_hold_s"] * p["rate_hz"])))
         self.source = ReopeningSource(
-            lambda: open_source(kind, value, width_px=p["width_px"], height_px=p["height_px"],
-                                fps=p["rate_hz"], replay_images=replay,
-                                hold_frames=max(1, round(p["still_hold_s"] * p["rate_hz"]))),
+            factory,
             initial_backoff_s=p["reopen_initial_backoff_s"], max_backoff_s=p["reopen_max_backoff_s"],
             on_event=self._on_source_event, description=p["source"])
         self.create_timer(1.0 / p["rate_hz"], self._on_timer)
         self.get_logger().info(f"camera source {p['source'] or 'replay photos'!r} at {p['rate_hz']} Hz")
+
+    def _scenario_factory(self, path: str) -> Callable[[], ScenarioCameraSource]:
+        """Source ``scenario:<file>``: the scenario's photos at its times (clock: /scenario/start)."""
+        from hrc_fl.demo.scenario import ScenarioCameraSource, load_scenario
+        from hrc_fl.nodes.scenario_clock import ScenarioClock
+
+        scenario = load_scenario(path)  # a malformed file stops the node at start with its name
+        clock = ScenarioClock(self)
+        size = {"width_px": self.params["width_px"], "height_px": self.params["height_px"]}
+        return lambda: ScenarioCameraSource(scenario, clock.seconds_now, **size)
 
     def _load_calibration(self, name: str) -> CameraCalibration | None:
         if not name:

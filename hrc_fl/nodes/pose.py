@@ -69,6 +69,9 @@ PARAMETERS = {
     "tracker_max_distance": (0.2, "Largest centroid jump (fraction of the image) kept as the same body."),
     "tracker_max_missed_frames": (10, "Frames a body may be missing before its id is dropped."),
     "arm_signal_min_confidence": (0.6, "Below this probability the arm signal is NONE."),
+    "simulated_worker": ("", "Scenario file (hrc_fl.demo.scenario): move each detected body's workstation "
+                             "points so its centre follows the scripted path before publishing (simulation "
+                             "and demo; clock: /scenario/start); '' = off (a real cell)."),
 }
 
 
@@ -133,6 +136,14 @@ class PoseNode(FrameConsumer, Node):
             self.detector.detect, limits=ImageLimits(p["max_image_width_px"], p["max_image_height_px"]),
             scene_cuts=SceneCutDetector(threshold=p["scene_cut_threshold"]), diag=self.diag)
         self.tracked_pub = self.create_publisher(BodyPoseArray, "humans/bodies/tracked", RESULT_QOS)
+        self.simulated_worker = None
+        if p["simulated_worker"]:
+            from hrc_fl.demo.scenario import SimulatedWorker, load_scenario
+            from hrc_fl.nodes.scenario_clock import ScenarioClock
+
+            self.simulated_worker = SimulatedWorker(load_scenario(p["simulated_worker"]))
+            self.scenario_clock = ScenarioClock(self)
+            self.get_logger().info(f"simulated worker: bodies follow the scenario {p['simulated_worker']}")
         self.worker: LatestOnlyWorker[Image] | None = None
         if images_from_topic:
             self.worker = LatestOnlyWorker(self._process, name="pose", on_error=self.frames.worker_failed)
@@ -182,6 +193,8 @@ class PoseNode(FrameConsumer, Node):
             pub = self.body_pubs.pop(body_id, None)
             if pub is not None:
                 self.destroy_publisher(pub)
+            if self.simulated_worker is not None:
+                self.simulated_worker.forget(body_id)
         intrinsics = self._intrinsics(msg.width, msg.height)
         with self._lock:
             depth_m = self._depth_m
@@ -189,6 +202,8 @@ class PoseNode(FrameConsumer, Node):
         out.header = msg.header
         for pose, body_id in zip(poses, update.ids, strict=True):
             out.bodies.append(self._body(pose, body_id, msg, t_s, intrinsics, depth_m))
+        if self.simulated_worker is not None:
+            self._simulate(out, t_s)
         self.tracked_pub.publish(out)
         for body in out.bodies:
             pub = self.body_pubs.get(body.body_id)
@@ -198,6 +213,14 @@ class PoseNode(FrameConsumer, Node):
             pub.publish(body)
         self.diag.set_value("bodies", len(out.bodies))
         self.frames.report(frame, dropped_frames)
+
+    def _simulate(self, out: BodyPoseArray, t_s: float) -> None:
+        """Scripted worker: shift each body along the scenario at its frame's capture time ``t_s``."""
+        scenario_t_s = self.scenario_clock.seconds_at(t_s)
+        for body in out.bodies:
+            points = np.asarray(body.workstation_points, dtype=np.float64)
+            shifted = self.simulated_worker.shift(body.body_id, points, scenario_t_s, t_s)
+            body.workstation_points = shifted.astype(np.float32).ravel().tolist()
 
     def _body(self, pose: DetectedPose, body_id: str, msg: Image, t_s: float,
               intrinsics: PinholeIntrinsics, depth_m: np.ndarray | None) -> BodyPose:

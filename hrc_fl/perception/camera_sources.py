@@ -238,7 +238,8 @@ class ReopeningSource:
 
 def parse_source(spec: str) -> tuple[str, str]:
     """Classify a ``source`` parameter: returns (kind, value) with kind one of
-    "replay" (empty spec), "topic", "device", "video", "folder", "images" (comma-separated list).
+    "replay" (empty spec), "topic", "scenario" (``scenario:<file>``, hrc_fl.demo.scenario), "device",
+    "video", "folder", "images" (comma-separated list).
     """
     spec = spec.strip()
     if not spec:
@@ -248,6 +249,11 @@ def parse_source(spec: str) -> tuple[str, str]:
         if not name:
             raise ValueError("source 'topic:' needs a topic name, e.g. topic:/camera/color/image_raw")
         return "topic", name
+    if spec.startswith("scenario:"):
+        name = spec[len("scenario:"):].strip()
+        if not name:
+            raise ValueError("source 'scenario:' needs a scenario file, e.g. scenario:run/scenario.yaml")
+        return "scenario", name
     if spec.isdigit() or spec.startswith("/dev/"):
         return "device", spec
     if "," in spec:
