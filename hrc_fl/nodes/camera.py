@@ -17,7 +17,7 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from hrc_fl.nodes.common import SENSOR_QOS, Diagnostics, RateMeter, declare_parameters
+from hrc_fl.nodes.common import SENSOR_QOS, Diagnostics, RateMeter, declare_parameters, run_node
 from hrc_fl.perception.camera_sources import (
     CameraCalibration,
     ReopeningSource,
@@ -186,9 +186,7 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.composition import run_nodes
-
-    run_nodes(lambda nodes: nodes.append(CameraNode()), args)
+    run_node(CameraNode, args)
 
 
 if __name__ == "__main__":

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import faulthandler
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -192,104 +188,22 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
-#: Seconds of DDS teardown after which a node's log gets its Python stacks (see :func:`run_node`).
+#: Seconds of DDS teardown after which a node's log gets its Python stacks (see
+#: :func:`hrc_fl.nodes.composition.run_nodes`).
 TEARDOWN_STACK_DUMP_S = 5.0
 #: How long ``close()`` waits for a federated-learning thread (FedML stops on its event within a second
 #: or two; only an import or a training step in progress takes longer). Inside the shutdown bound, with
 #: room for the DDS teardown after it.
 FL_THREAD_JOIN_S = 2.0
-#: How often the spin loop looks at the stop request (a signal handler runs between executor steps).
-_STOP_POLL_S = 0.1
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
-    """Standard main: init, spin until SIGINT/SIGTERM or external shutdown, close, destroy, shut down.
+    """Standard main of a node executable: :func:`hrc_fl.nodes.composition.run_nodes` with the one node
+    ``factory`` builds (init, spin until SIGINT/SIGTERM or external shutdown, cancel timers, ``close()``,
+    destroy, shut down; a stop during construction ends it at once; a callback's fault propagates)."""
+    from hrc_fl.nodes.composition import run_nodes  # it imports this module
 
-    rclpy's own signal handler is not installed: it would shut the context down at once, while the
-    node's worker threads and timers may still publish (``RCLError: publisher's context is invalid``).
-    Instead SIGINT/SIGTERM only ask the spin loop to stop; then the node's ``close()`` stops its timers
-    and worker threads and saves its state while the context is still valid, and only then is the node
-    destroyed and the context shut down. The whole sequence finishes within
-    :data:`hrc_fl.graph.SHUTDOWN_BOUND_S`.
-
-    A ``RuntimeError`` out of ``spin`` after the context was already shut down is the shutdown race in
-    rclpy's executor (an external shutdown lands while it takes a message, and the take fails on the handle
-    being torn down): it ends the node like Ctrl-C, with one log line. While the context is still up,
-    the error is a real fault and propagates. A stop request while the node is still being constructed
-    ends the construction at once (KeyboardInterrupt inside the factory): there is no state to save yet.
-    """
-    import signal
-
-    from rclpy.signals import SignalHandlerOptions
-
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    starting = [True]
-
-    def request_stop(_signum: int, _frame: object) -> None:
-        stop.set()
-        if starting[0]:
-            # Still constructing (model and FedML imports take seconds): nothing to save yet, end now.
-            raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    node: Node | None = None
-    name = "node"
-    executor: SingleThreadedExecutor | None = None
-    try:
-        node = factory()
-        starting[0] = False
-        name = node.get_fully_qualified_name()  # now: the handle may be gone by the time it is needed
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=_STOP_POLL_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError as exc:
-        if rclpy.ok():
-            raise
-        print(f"[{name}] shutdown raced with taking a message ({exc}); exiting cleanly", file=sys.stderr,
-              flush=True)
-    finally:
-        # A second signal during the teardown below must not interrupt it half-way.
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        if node is not None:
-            _cancel_timers(node)
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()  # worker threads joined and state saved while the context is still valid
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
-        # Rarely (2 of some 200 node exits this session, when a whole demo stopped at once) Fast DDS deadlocks
-        # tearing down readers while its peers leave; the launcher then escalates to SIGKILL. If teardown
-        # stalls, leave the Python stacks in the node's log to show where (the process stays up; a C-level
-        # watchdog, so it works even when the stalled call holds the GIL).
-        faulthandler.dump_traceback_later(TEARDOWN_STACK_DUMP_S, exit=False)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        faulthandler.cancel_dump_traceback_later()
-    _exit_past_busy_workers(name, stopped_while_starting=starting[0])
-
-
-def _exit_past_busy_workers(name: str, *, stopped_while_starting: bool) -> None:
-    """After a clean teardown, end the process at once if worker threads are still busy (a FedML import
-    or start-up that cannot be interrupted, see :func:`join_worker`) or the node was stopped half-built:
-    waiting for them, or for the interpreter's finalisation under them, took seconds past the shutdown
-    bound. A node's state was saved by ``close()`` (a half-built one has none); nothing is lost that a
-    normal exit would have kept."""
-    import os
-
-    busy = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
-    if not busy and not stopped_while_starting:
-        return
-    if busy:
-        print(f"[{name}] exiting with worker thread(s) still busy: {', '.join(busy)}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    run_nodes(lambda nodes: nodes.append(factory()), args)
 
 
 def join_worker(node: Node, thread: threading.Thread, timeout_s: float) -> bool:
@@ -302,9 +216,3 @@ def join_worker(node: Node, thread: threading.Thread, timeout_s: float) -> bool:
                                   "request; it ends with the process")
         return False
     return True
-
-
-def _cancel_timers(node: Node) -> None:
-    """Stop every timer of ``node`` so that no callback runs during ``close()`` and teardown."""
-    for timer in list(node.timers):
-        timer.cancel()

@@ -1,14 +1,20 @@
-"""Several nodes in one process (rclpy executor), and a clean end on Ctrl-C / SIGTERM.
+"""The one node runner: one or several nodes in one process, and a clean end on Ctrl-C / SIGTERM.
+
+Every node executable ends here: the single-node main :func:`hrc_fl.nodes.common.run_node` is
+``run_nodes`` with one node, the composed workstation (``workstation_node``) passes several.
 
 rclpy's own signal handler shuts the context down first; a worker thread (pose, hands) that publishes a
-moment later then fails with RCLError. Here the signal only ends the spin: the nodes' ``close()`` stops
-their worker threads while the context is still up, then the nodes are destroyed and rclpy shut down.
+moment later then fails with RCLError. Here the signal only ends the spin: timers are cancelled, the
+closers and the nodes' ``close()`` stop their worker threads and save state while the context is still
+up, then the nodes are destroyed and rclpy shut down.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -17,23 +23,32 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-#: Longest wait inside one executor step, s: a signal is acted on within this (Python runs its
+from hrc_fl.nodes.common import TEARDOWN_STACK_DUMP_S
+
+#: Longest wait inside one executor step, s: a stop request is acted on within this (Python runs its
 #: handlers between steps, not inside rcl's wait).
 SPIN_WAKE_S = 0.1
-#: Seconds of DDS teardown after which the log gets the Python stacks (as hrc_fl.nodes.common.run_node).
-TEARDOWN_STACK_DUMP_S = 5.0
 
 
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
+def _spin(executor: SingleThreadedExecutor, name: str, stop: threading.Event,
+          failures: list[BaseException]) -> None:
+    """Spin one node's executor until ``stop`` or the context ends; a callback's fault goes to ``failures``.
 
-
-def _spin(executor: SingleThreadedExecutor, stop: threading.Event, failures: list[BaseException]) -> None:
+    A ``RuntimeError`` once the context is already shut down is the shutdown race in rclpy's executor
+    (an external shutdown lands while it takes a message, and the take fails on the handle being torn
+    down): it ends the node like Ctrl-C, with one log line. While the context is still up, it is a fault.
+    """
     try:
-        while not stop.is_set():
+        while not stop.is_set() and executor.context.ok():
             executor.spin_once(timeout_sec=SPIN_WAKE_S)
     except ExternalShutdownException:
         pass
+    except RuntimeError as exc:
+        if executor.context.ok():
+            failures.append(exc)
+        else:
+            print(f"[{name}] shutdown raced with taking a message ({exc}); exiting cleanly", file=sys.stderr,
+                  flush=True)
     except BaseException as exc:  # a callback's fault ends the process, as in a node of its own
         failures.append(exc)
     finally:
@@ -43,47 +58,70 @@ def _spin(executor: SingleThreadedExecutor, stop: threading.Event, failures: lis
 
 def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None,
               *, closers: list[Callable[[], None]] | None = None) -> None:
-    """Init rclpy, let ``build`` append the process's nodes, spin them until Ctrl-C / SIGTERM, then
-    run ``closers`` (e.g. a shared pipeline), every node's ``close()`` (reverse order) and tear down.
+    """Init rclpy, let ``build`` append the process's nodes, spin them until Ctrl-C / SIGTERM or an
+    external shutdown, then cancel their timers, run ``closers`` (e.g. a shared pipeline), every node's
+    ``close()`` (reverse order) and tear down within :data:`hrc_fl.graph.SHUTDOWN_BOUND_S`.
 
     Each node spins its own executor on its own thread, so a slow callback of one node (a torch
     inference in intention) never holds another's (the safety node's watchdog cycle) behind it, as with
     separate processes; they share only the GIL, which MediaPipe, torch and rcl's waits release. A fault
-    raised in a callback stops the process and propagates after the clean-up. Nodes appended before
-    ``build`` raised are still closed and destroyed.
+    raised in a callback stops the process and propagates after the clean-up (the shutdown race is not a
+    fault, see :func:`_spin`). A stop request while ``build`` still constructs the nodes (model and
+    FedML imports take seconds) ends the construction at once; nodes appended before ``build`` stopped
+    or raised are still closed and destroyed.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = threading.Event()
+    starting = [True]
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+        if starting[0]:
+            raise KeyboardInterrupt  # still constructing: nothing to save yet, end the construction now
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     nodes: list[Node] = []
     closers = closers if closers is not None else []
-    stop = threading.Event()
     failures: list[BaseException] = []
     threads: list[threading.Thread] = []
+    name = "node"
     try:
         build(nodes)
+        starting[0] = False
+        # Names now: a node's handle may be gone by the time a log line needs it.
+        name = ", ".join(node.get_fully_qualified_name() for node in nodes) or name
         for node in nodes:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            thread = threading.Thread(target=_spin, args=(executor, stop, failures),
+            thread = threading.Thread(target=_spin, args=(executor, node.get_fully_qualified_name(), stop,
+                                                          failures),
                                       name=f"spin-{node.get_name()}", daemon=True)
             threads.append(thread)
             thread.start()
         while not stop.is_set() and rclpy.ok():
-            stop.wait(SPIN_WAKE_S)  # the main thread only waits for a signal (KeyboardInterrupt here)
-    except KeyboardInterrupt:
+            stop.wait(SPIN_WAKE_S)  # the main thread only waits for a stop request
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        stopped_while_starting = starting[0]
+        starting[0] = False  # from here a stop request only sets ``stop``, it never interrupts the cleanup
         stop.set()
         for sig in previous:  # a second signal while closing must not cut the cleanup short
             signal.signal(sig, signal.SIG_IGN)
         for thread in threads:
             thread.join()
+        for node in nodes:
+            _cancel_timers(node)  # no callback runs during close() and teardown
         for close in closers:
             close()
         for node in reversed(nodes):
             close_node = getattr(node, "close", None)
             if callable(close_node):
-                close_node()
+                close_node()  # worker threads joined and state saved while the context is still valid
+        # Rarely (2 of some 200 node exits this session, when a whole demo stopped at once) Fast DDS deadlocks
+        # tearing down readers while its peers leave; the launcher then escalates to SIGKILL. If teardown
+        # stalls, leave the Python stacks in the log to show where (the process stays up; a C-level
+        # watchdog, so it works even when the stalled call holds the GIL).
         faulthandler.dump_traceback_later(TEARDOWN_STACK_DUMP_S, exit=False)
         for node in reversed(nodes):
             node.destroy_node()
@@ -93,3 +131,26 @@ def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None
             signal.signal(sig, handler)
     if failures:
         raise failures[0]
+    _exit_past_busy_workers(name, stopped_while_starting=stopped_while_starting)
+
+
+def _cancel_timers(node: Node) -> None:
+    """Stop every timer of ``node`` so that no callback runs during ``close()`` and teardown."""
+    for timer in list(node.timers):
+        timer.cancel()
+
+
+def _exit_past_busy_workers(name: str, *, stopped_while_starting: bool) -> None:
+    """After a clean teardown, end the process at once if worker threads are still busy (a FedML import
+    or start-up that cannot be interrupted, see :func:`hrc_fl.nodes.common.join_worker`) or the nodes
+    were stopped half-built: waiting for them, or for the interpreter's finalisation under them, took
+    seconds past the shutdown bound. State was saved by ``close()`` (a half-built node has none); nothing
+    is lost that a normal exit would have kept."""
+    busy = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
+    if not busy and not stopped_while_starting:
+        return
+    if busy:
+        print(f"[{name}] exiting with worker thread(s) still busy: {', '.join(busy)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

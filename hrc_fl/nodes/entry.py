@@ -6,7 +6,7 @@ seconds, tens of seconds on a loaded machine. ``ros2 launch`` (and a Ctrl-C in a
 SIGINT during that time; Python's default handler would end the process with a KeyboardInterrupt
 traceback from deep inside an import. This module is light: it installs handlers that end the process
 at once and quietly with exit code 0 while the node is loading, then imports the node module and runs its ``main``,
-whose :func:`hrc_fl.nodes.common.run_node` takes over the signals.
+whose :func:`hrc_fl.nodes.composition.run_nodes` takes over the signals.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from hrc_fl_msgs.msg import HandGesture, HandLandmarks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, run_node
 from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.debounce import CommandDebouncer
 from hrc_fl.perception.image_decoding import ImageLimits
@@ -136,9 +136,7 @@ class HandsNode(FrameConsumer, Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.composition import run_nodes
-
-    run_nodes(lambda nodes: nodes.append(HandsNode()), args)
+    run_node(HandsNode, args)
 
 
 if __name__ == "__main__":

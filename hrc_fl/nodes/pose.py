@@ -17,7 +17,7 @@ from hrc_fl_msgs.msg import BodyPose, BodyPoseArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, stamp_to_s
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, run_node, stamp_to_s
 from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.body_localisation import (
     TORSO,
@@ -276,9 +276,7 @@ class PoseNode(FrameConsumer, Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from hrc_fl.nodes.composition import run_nodes
-
-    run_nodes(lambda nodes: nodes.append(PoseNode()), args)
+    run_node(PoseNode, args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -100,11 +101,13 @@ def main(args: list[str] | None = None) -> None:
         overrides = [parse_node_parameter(p) for p in own.param]
     except ValueError as exc:
         parser.error(str(exc))
-    with tempfile.TemporaryDirectory(prefix="hrc_fl_workstation_") as folder:
+    with tempfile.TemporaryDirectory(prefix="hrc_fl_workstation_", ignore_cleanup_errors=True) as folder:
         param_file = node_parameter_file(overrides, Path(folder))
         # After every other parameter source, so a per-node value wins as a -p would.
         ros_args = argv + (["--ros-args", "--params-file", str(param_file)] if param_file else [])
-        closers: list[Callable[[], None]] = []
+        # rcl reads the file at init; removed by a closer too, since run_nodes may end the process with
+        # os._exit (stopped while starting, or a worker still busy) before this block exits.
+        closers: list[Callable[[], None]] = [lambda: shutil.rmtree(folder, ignore_errors=True)]
         run_nodes(lambda nodes: build_workstation(executables, nodes, closers), ros_args, closers=closers)
 
 
