@@ -21,7 +21,7 @@ import pytest
 from hrc_fl.ament_prefix import register
 from hrc_fl.discovery_check import DiscoveryWatch, expected_nodes, watch_diagnostics
 from hrc_fl.graph import GRAPHS, PACKAGE, SHUTDOWN_BOUND_S
-from hrc_fl.launcher import specs_for
+from hrc_fl.launcher import process_arguments, specs_for
 from hrc_fl.paths import runtime_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,11 @@ def test_every_graph_executable_is_under_lib_and_is_what_the_launcher_runs():
         assert path.is_file() and os.access(path, os.X_OK), f"{path} missing: ros2 run {PACKAGE} {exe} fails"
     commands = [shlex.split(line) for line in printed.stdout.splitlines()]
     assert sorted({Path(c[0]).name for c in commands}) == executables
-    assert all(Path(c[0]).parent == PREFIX / "lib" / PACKAGE and c[1] == "--ros-args" for c in commands)
+    # each starts with its ROS arguments (a composed process names its nodes before them: --nodes, --param)
+    by_executable = {s.executable: s for s in specs_for(SHUTDOWN_GRAPH, SHUTDOWN_ARGS)}
+    for c in commands:
+        assert Path(c[0]).parent == PREFIX / "lib" / PACKAGE, c
+        assert c[1:c.index("--ros-args")] == process_arguments(by_executable[Path(c[0]).name]), c
 
 
 def test_register_is_idempotent_and_drops_executables_that_are_gone(tmp_path):
@@ -154,7 +158,7 @@ def test_sigint_stops_every_node_of_the_graph_cleanly_within_the_bound(tmp_path,
     # escalates), and no node log has an RCLError or a traceback
     assert launcher.returncode == 0, out[-3000:]
     codes = dict(item.split("=") for item in re.search(r"\[launch\] stopped: (.*)", out).group(1).split(", "))
-    assert sorted(codes) == sorted(n.strip("/") for n in expected_nodes(specs))
+    assert sorted(codes) == sorted(f"{s.namespace}/{s.name}".strip("/") for s in specs)  # one per process
     assert set(codes.values()) == {"0"}, codes
     assert "did not exit within" not in out, out[-3000:]
     slowest_s = float(re.search(r"slowest stop: \S+ ([0-9.]+) s", out).group(1))

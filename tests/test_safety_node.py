@@ -159,8 +159,16 @@ def test_killed_pose_publisher_stops_the_robot(safety_process, ros_probe):
                             env=dict(os.environ), start_new_session=True)
     try:
         cell.drive_until(lambda s: not s.faults, timeout_s=25.0, what="bodies from the pose process")
-        assert cell.reset().success
-        cell.drive_until(lambda s: s.zone_name == "CLEAR", what="CLEAR with the pose process")
+        # Prepare (cont.): CLEAR through the interlock. On a loaded machine the pose process can miss its age
+        # limit once after the reset, which is a fault stop that needs the reset again (as it should).
+        deadline = time.monotonic() + 30.0
+        while True:
+            assert cell.reset().success or time.monotonic() < deadline, "safety/reset refused"
+            state = cell.drive_until(lambda s: s.zone_name == "CLEAR" or s.reset_required, timeout_s=10.0,
+                                     what="CLEAR (or a new stop) with the pose process")
+            if state.zone_name == "CLEAR" or time.monotonic() > deadline:
+                break
+        assert state.zone_name == "CLEAR", (state.zone_name, state.reason)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         killed_at = time.monotonic()
