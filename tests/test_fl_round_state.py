@@ -71,7 +71,8 @@ def test_round_closes_as_soon_as_every_selected_client_answered():
     closed = _of(state.on_update(3, 1, _update(3, 1)), CloseRound)
     assert len(closed) == 1 and [u.client_id for u in closed[0].updates] == ["ws1", "ws2", "ws3"]
     actions = state.on_committed("v00001", {"num_accepted": 3.0})
-    assert Status("done", {"num_accepted": 3.0}) in actions
+    # the status is about the round that closed, although the state moved on to the next one
+    assert Status("done", {"num_accepted": 3.0}, round_index=1) in actions and state.round_index == 2
     assert _of(actions, SendSync) == [SendSync(1, 2), SendSync(2, 2), SendSync(3, 2)]
 
 
@@ -148,7 +149,8 @@ def test_last_round_sends_finish_and_late_clients_get_the_final_model():
         state.on_update(rank, 1, _update(rank, 1))
     actions = state.on_committed("v00001", {})
     assert _of(actions, SendFinish) == [SendFinish(1, 1), SendFinish(2, 1), SendFinish(3, 1)]
-    assert actions[-1] == Status("finished") and state.finished
+    assert Status("done", {}, round_index=1) in actions
+    assert actions[-1] == Status("finished", round_index=1) and state.finished
     assert state.on_client_online(3, "restarted") == [SendFinish(3, 1)]
 
 

@@ -423,16 +423,18 @@ def _server_manager_class() -> type:
                 elif isinstance(action, CloseRound):
                     self._do(self._close_round(action))
                 elif isinstance(action, Status):
-                    self._status(action.state, action.metrics)
+                    self._status(action.state, action.metrics, action.round_index)
                     if action.state in ("finished", "aborted"):
                         self.transport.flush(self.config.transport.rpc_timeout_s)
                         self.finish()
                 elif isinstance(action, Audit):
                     self._audit(action)
 
-        def _status(self, state: str, metrics: Mapping[str, float] | None = None) -> None:
+        def _status(self, state: str, metrics: Mapping[str, float] | None = None,
+                    round_index: int | None = None) -> None:
             participants = tuple(self.names[r] for r in sorted(self.rounds.online))
-            self.on_status(StatusReport("aggregator", self.names[0], self.rounds.round_index, self.version, state,
+            index = self.rounds.round_index if round_index is None else round_index
+            self.on_status(StatusReport("aggregator", self.names[0], index, self.version, state,
                                         participants, dict(metrics or {})))
 
         def _arm(self, delay_s: float, msg_type: int, **params: Any) -> None:

@@ -80,10 +80,11 @@ class CloseRound:
 @dataclass(frozen=True)
 class Status:
     """Report the aggregator's state (``waiting``, ``training``, ``aggregating``, ``done``, ``finished``,
-    ``aborted``) with ``metrics``."""
+    ``aborted``) with ``metrics``; ``round_index`` is the round it is about (None: the current round)."""
 
     state: str
     metrics: dict[str, float] = field(default_factory=dict)
+    round_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,13 @@ class RoundState:
         self.version = version
         self.open_round = None
         self.closing = False
-        actions: list[Action] = [Status("done", dict(metrics))]
+        closed = self.round_index
+        actions: list[Action] = [Status("done", dict(metrics), round_index=closed)]
         self.round_index += 1
         if self.round_index > self.plan.num_rounds:
             self.finished = True
-            return [*actions, *(SendFinish(rank, self.round_index - 1) for rank in sorted(self.online)),
-                    Status("finished")]
+            return [*actions, *(SendFinish(rank, closed) for rank in sorted(self.online)),
+                    Status("finished", round_index=closed)]
         return actions + self._open()
 
     def on_abort(self, reason: str) -> list[Action]:
