@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -73,6 +74,28 @@ def test_a_real_node_is_heard_and_an_absent_one_is_named(ros_probe, node_process
     # Assert
     error = watch.error()
     assert error.missing == ["/dc/ghost"] and error.heard == ["/dc/robot_sim"]
+
+
+def test_launch_names_unheard_nodes_only_once_the_discovery_timeout_passed():
+    # Prepare: the monitor of `hrc-fl launch --duration` for a node that never runs
+    from hrc_fl.commands.launch import _Monitor
+    from hrc_fl.graph import NodeSpec
+
+    environment = dict(os.environ)  # the monitor exports the graph's DDS settings into this process
+    spec = NodeSpec(executable="robot_sim_node", name="ghost", namespace="dcm")
+    try:
+        # Execute: stopped before the timeout (an early Ctrl-C), then once it has passed
+        _, early = _Monitor([spec], 3600.0).finish()
+        late_monitor = _Monitor([spec], 3600.0)
+        late_monitor._watch.started_s -= 3600.0
+        _, late = late_monitor.finish()
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+    # Assert: nothing reported early; after the timeout the node is named
+    assert early is None
+    assert isinstance(late, NodesNotHeardError) and late.missing == ["/dcm/ghost"]
 
 
 @needs_netns

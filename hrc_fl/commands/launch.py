@@ -130,11 +130,19 @@ class _Monitor:
             self._executor.spin_once(timeout_sec=0.05)
 
     def finish(self):
-        """Topic rates, and the error naming the nodes never heard on /diagnostics (None: all were)."""
+        """Topic rates, and the error naming the nodes never heard on /diagnostics once the discovery
+        timeout has passed (None: all were heard, or the graph stopped before the timeout, e.g. an early
+        Ctrl-C or a node that failed at start: a node not heard yet is no finding then)."""
         import rclpy
 
+        from hrc_fl.discovery_check import NodesNotHeardError
+
         rates = self._monitor.rates()
-        not_heard = None if self._watch.complete else self._watch.error()
+        try:
+            self._watch.check()
+            not_heard = None
+        except NodesNotHeardError as exc:
+            not_heard = exc
         self._executor.shutdown(timeout_sec=1.0)  # releases the handles its callback generator may hold
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
