@@ -112,7 +112,7 @@ def dds_udp_ports(environment: Mapping[str, str]) -> tuple[int, int]:
 def expected_nodes(specs: Iterable) -> tuple[str, ...]:
     """Fully qualified names of the nodes of ``NodeSpec``s (what their diagnostics are named after)."""
     # a composed process (workstation_node) runs several nodes, each with its own name and diagnostics
-    return tuple(f"/{s.namespace.strip('/')}/{name}".replace("//", "/") for s in specs for name in s.node_names())
+    return tuple(label for s in specs for label in s.node_labels())
 
 
 def watch_diagnostics(node, watch: DiscoveryWatch):  # -> rclpy Subscription

@@ -48,6 +48,21 @@ class NodeSpec:
         """ROS names of the nodes this process runs."""
         return tuple(COMPOSED_NODE_NAMES[e] for e in self.composed) if self.composed else (self.name,)
 
+    @property
+    def label(self) -> str:
+        """``/ns/name``: the node's fully qualified name; for a composed process its label (logs, usage)."""
+        return fully_qualified_name(self.namespace, self.name)
+
+    def node_labels(self) -> tuple[str, ...]:
+        """Fully qualified names of the nodes this process runs (what their diagnostics are named after)."""
+        return tuple(fully_qualified_name(self.namespace, n) for n in self.node_names())
+
+
+def fully_qualified_name(namespace: str, name: str) -> str:
+    """``("ws1", "camera")`` -> ``"/ws1/camera"``; ``"/camera"`` without a namespace."""
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
+
 
 WORKSTATION_ARGUMENTS = (
     LaunchArgument("workstation_id", "ws1", "Workstation id; also the ROS namespace of its nodes."),

@@ -105,7 +105,7 @@ class RunningNode:
 
     @property
     def label(self) -> str:
-        return f"/{self.spec.namespace}/{self.spec.name}".replace("//", "/")
+        return self.spec.label
 
 
 class Launcher:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     print(f"[launch] starting {len(specs)} node(s) of {args.graph}: "
-          + ", ".join(f"/{s.namespace}/{s.name}".replace("//", "/") for s in specs), flush=True)
+          + ", ".join(s.label for s in specs), flush=True)
     launcher.start()
     monitor = _Monitor(specs, args.duration) if args.duration is not None else None
     deadline = None if args.duration is None else time.monotonic() + args.duration

@@ -357,8 +357,7 @@ def _sample_usage(launcher, usage: dict[str, NodeUsage]) -> tuple[int, int]:
 
     rss_total = pss_total = 0
     for node in launcher.nodes:
-        label = f"/{node.spec.namespace}/{node.spec.name}".replace("//", "/")
-        entry = usage.setdefault(label, NodeUsage(label))
+        entry = usage.setdefault(node.label, NodeUsage(node.label))
         try:
             proc = psutil.Process(node.process.pid)
             with proc.oneshot():
@@ -546,7 +545,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                 next_progress = max(next_progress + 2.0, now + 1.0)  # no burst of lines after a slow start
                 _sample_memory_total(result, [launcher, agg_launcher], self_proc)
                 progress(_progress_line(driver, options, now - start))
-                dead = [f"/{n.spec.namespace}/{n.spec.name} (exit {n.process.returncode})"
+                dead = [f"{n.label} (exit {n.process.returncode})"
                         for n in launcher.exited() + agg_launcher.exited()]
                 if dead and len(dead) == len(launcher.nodes) + len(agg_launcher.nodes):
                     result.early_exit = dead
