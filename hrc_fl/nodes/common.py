@@ -22,6 +22,10 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+# Re-exported beside run_node: a node module or test that uses run_node reads the dump delay from here too.
+from hrc_fl.nodes.composition import TEARDOWN_STACK_DUMP_S as TEARDOWN_STACK_DUMP_S
+from hrc_fl.nodes.composition import run_nodes
+
 #: Camera frames and IMU samples: best effort, shallow queue (ROS convention for sensor streams).
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 #: Safety state and speed scale: every message matters, keep a few, reliable.
@@ -188,9 +192,6 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
-#: Seconds of DDS teardown after which a node's log gets its Python stacks (see
-#: :func:`hrc_fl.nodes.composition.run_nodes`).
-TEARDOWN_STACK_DUMP_S = 5.0
 #: How long ``close()`` waits for a federated-learning thread (FedML stops on its event within a second
 #: or two; only an import or a training step in progress takes longer). Inside the shutdown bound, with
 #: room for the DDS teardown after it.
@@ -201,8 +202,6 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     """Standard main of a node executable: :func:`hrc_fl.nodes.composition.run_nodes` with the one node
     ``factory`` builds (init, spin until SIGINT/SIGTERM or external shutdown, cancel timers, ``close()``,
     destroy, shut down; a stop during construction ends it at once; a callback's fault propagates)."""
-    from hrc_fl.nodes.composition import run_nodes  # it imports this module
-
     run_nodes(lambda nodes: nodes.append(factory()), args)
 
 

@@ -23,8 +23,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from hrc_fl.nodes.common import TEARDOWN_STACK_DUMP_S
-
+#: Seconds of DDS teardown after which a node's log gets its Python stacks (see :func:`run_nodes`).
+TEARDOWN_STACK_DUMP_S = 5.0
 #: Longest wait inside one executor step, s: a stop request is acted on within this (Python runs its
 #: handlers between steps, not inside rcl's wait).
 SPIN_WAKE_S = 0.1
