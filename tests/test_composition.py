@@ -42,25 +42,35 @@ _SCRIPT = textwrap.dedent('''
             self.stop.set()
             self.worker.join()
             print(f"CLOSED {self.get_name()} {self.sent > 0}", flush=True)
+            if "--close-fails" in sys.argv and self.get_name() == "two":
+                raise RuntimeError("close() of two failed")
 
-    run_nodes(lambda nodes: nodes.extend([Busy("one"), Busy("two")]))
+    def failing_closer():
+        raise RuntimeError("a closer failed")
+
+    run_nodes(lambda nodes: nodes.extend([Busy("one"), Busy("two")]),
+              closers=[failing_closer] if "--close-fails" in sys.argv else None)
 ''')
 
 
-def test_sigint_stops_the_workers_before_the_context_and_exits_0():
-    # Prepare
-    proc = subprocess.Popen([sys.executable, "-c", _SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def _stopped_by_sigint(*extra: str) -> tuple[subprocess.Popen, str, str]:
+    """Run the script, SIGINT it once both nodes publish; the process and its output."""
+    proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "READY"
         time.sleep(0.5)
-
-        # Execute
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, out, err
+
+
+def test_sigint_stops_the_workers_before_the_context_and_exits_0():
+    # Execute
+    proc, out, err = _stopped_by_sigint()
 
     # Assert: both nodes closed (in reverse order), their workers had published, a clean exit
     assert proc.returncode == 0, err[-2000:]
@@ -77,3 +87,17 @@ def test_a_fault_in_a_callback_ends_the_process_with_it_after_closing_the_nodes(
     assert proc.returncode != 0
     assert "RuntimeError: a real fault in a callback" in proc.stderr
     assert "CLOSED two True" in proc.stdout and "CLOSED one True" in proc.stdout
+
+
+def test_a_failing_closer_or_close_does_not_skip_the_rest_of_the_teardown():
+    # Execute: the shared closer and node two's close() raise
+    proc, out, err = _stopped_by_sigint("--close-fails")
+
+    # Assert: node one still closed after both faults, one line each, and the first fault propagates
+    assert [line for line in out.splitlines() if line.startswith("CLOSED")] == ["CLOSED two True",
+                                                                                 "CLOSED one True"]
+    failed = [line for line in err.splitlines() if "failed during shutdown" in line]
+    assert len(failed) == 2, err[-2000:]
+    assert "a closer failed" in failed[0] and failed[1].startswith("[/two: close()]")
+    assert proc.returncode != 0
+    assert "RuntimeError: a closer failed" in err.split("failed during shutdown")[-1]

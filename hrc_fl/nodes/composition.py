@@ -60,7 +60,8 @@ def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None
               *, closers: list[Callable[[], None]] | None = None) -> None:
     """Init rclpy, let ``build`` append the process's nodes, spin them until Ctrl-C / SIGTERM or an
     external shutdown, then cancel their timers, run ``closers`` (e.g. a shared pipeline), every node's
-    ``close()`` (reverse order) and tear down within :data:`hrc_fl.graph.SHUTDOWN_BOUND_S`.
+    ``close()`` (reverse order) and tear down within :data:`hrc_fl.graph.SHUTDOWN_BOUND_S`. A closer or
+    ``close()`` that raises is logged and the rest of the teardown still runs; its fault propagates after.
 
     Each node spins its own executor on its own thread, so a slow callback of one node (a torch
     inference in intention) never holds another's (the safety node's watchdog cycle) behind it, as with
@@ -85,11 +86,13 @@ def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None
     failures: list[BaseException] = []
     threads: list[threading.Thread] = []
     name = "node"
+    node_names: dict[int, str] = {}  # id(node) -> fully qualified name
     try:
         build(nodes)
         starting[0] = False
         # Names now: a node's handle may be gone by the time a log line needs it.
-        name = ", ".join(node.get_fully_qualified_name() for node in nodes) or name
+        node_names = {id(node): node.get_fully_qualified_name() for node in nodes}
+        name = ", ".join(node_names.values()) or name
         for node in nodes:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
@@ -113,11 +116,11 @@ def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None
         for node in nodes:
             _cancel_timers(node)  # no callback runs during close() and teardown
         for close in closers:
-            close()
+            _teardown_step(close, f"{name}: closer {getattr(close, '__qualname__', repr(close))}", failures)
         for node in reversed(nodes):
             close_node = getattr(node, "close", None)
-            if callable(close_node):
-                close_node()  # worker threads joined and state saved while the context is still valid
+            if callable(close_node):  # worker threads joined and state saved while the context is still valid
+                _teardown_step(close_node, f"{node_names.get(id(node), name)}: close()", failures)
         # Rarely (2 of some 200 node exits this session, when a whole demo stopped at once) Fast DDS deadlocks
         # tearing down readers while its peers leave; the launcher then escalates to SIGKILL. If teardown
         # stalls, leave the Python stacks in the log to show where (the process stays up; a C-level
@@ -132,6 +135,16 @@ def run_nodes(build: Callable[[list[Node]], None], args: list[str] | None = None
     if failures:
         raise failures[0]
     _exit_past_busy_workers(name, stopped_while_starting=stopped_while_starting)
+
+
+def _teardown_step(step: Callable[[], None], what: str, failures: list[BaseException]) -> None:
+    """Run one closer or ``close()``; a fault gets one log line and goes to ``failures`` (it propagates
+    after the clean-up), so that the other nodes still save their state and the teardown still runs."""
+    try:
+        step()
+    except Exception as exc:
+        print(f"[{what}] failed during shutdown: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        failures.append(exc)
 
 
 def _cancel_timers(node: Node) -> None:
