@@ -38,13 +38,13 @@ def node_executables() -> list[str]:
 
 
 def _link(target: Path, link: Path) -> Path:
-    """Make ``link`` a symlink to ``target`` (replacing an older link or file); returns the link."""
+    """Make ``link`` a symlink to ``target``, replacing an older link or file in one step (a ``ros2 run``
+    or launch resolving it meanwhile sees the old link or the new one, never none); returns the link."""
     link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.is_file():
-        if link.is_symlink() and Path(os.readlink(link)) == target:
+    if link.is_symlink():
+        if Path(os.readlink(link)) == target:
             return link
-        link.unlink()
-    elif link.exists():
+    elif link.exists() and not link.is_file():
         raise FileExistsError(f"{link} exists and is not a link; remove it to register {PACKAGE}")
     tmp = link.with_name(f".{link.name}.tmp")
     if tmp.is_symlink() or tmp.exists():
@@ -100,8 +100,9 @@ def register(prefix: Path, *, source_root: Path = REPO_ROOT,
         if not script.is_file():
             raise FileNotFoundError(f"console script {script} missing (is hrc_fl installed in {prefix}?)")
         written.append(_link(script, lib / name))
-    # Executables that are no longer console scripts (a renamed node) must not linger.
-    for stale in lib.iterdir():
+    # Executables that are no longer console scripts (a renamed node) must not linger. No lib folder yet
+    # when the package has no executables.
+    for stale in lib.iterdir() if lib.is_dir() else ():
         if stale.name not in names and stale.is_symlink():
             stale.unlink()
     script_path = prefix / "setup.bash"

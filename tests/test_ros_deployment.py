@@ -116,6 +116,33 @@ def test_register_is_idempotent_and_drops_executables_that_are_gone(tmp_path):
         register(tmp_path, executables=["c_node"])
 
 
+def test_register_replaces_a_link_in_one_step_and_needs_no_executables(tmp_path, monkeypatch):
+    # Prepare: a prefix registered from another checkout (its share links point elsewhere), no executables
+    old = tmp_path / "old_checkout"
+    for item in ("package.xml", "launch", "config"):
+        (old / item).parent.mkdir(parents=True, exist_ok=True)
+        (old / item).write_text("old")
+    prefix = tmp_path / "prefix"
+    register(prefix, source_root=old, executables=[])
+    present_at_replace = []
+    real_replace = Path.replace
+
+    def watched_replace(self, target):
+        present_at_replace.append(Path(target).is_symlink())
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", watched_replace)
+
+    # Execute
+    register(prefix, executables=[])
+
+    # Assert: each share link was swapped while the old one still stood, and now points at this checkout
+    assert present_at_replace.count(True) == 3
+    for item in ("package.xml", "launch", "config"):
+        assert (prefix / "share" / PACKAGE / item).resolve() == ROOT / item
+    assert not (prefix / "lib" / PACKAGE).exists()
+
+
 def _runtime_for_the_graph(root: Path) -> Path:
     """A runtime folder of its own: the base intention model and the federation's certificates."""
     runtime = root / "runtime"
