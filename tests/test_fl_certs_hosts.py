@@ -10,7 +10,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from hrc_fl.federated.certs import certificate_hosts, load_node_credentials
+from hrc_fl.federated.certs import certificate_hosts, generate_federation, load_node_credentials
 
 HRC_FL = str(Path(sys.executable).parent / "hrc-fl")
 PLANT = {"aggregator": "plant-server.example", "ws1": "192.0.2.11", "ws2": "ws2-edge.example"}
@@ -73,3 +73,19 @@ def test_a_host_given_for_one_node_on_its_own_host(tmp_path):
     before = (tmp_path / "certs" / "ws1.crt").read_bytes()
     assert _cli("--config", config, "--out", str(tmp_path / "certs"), "--if-missing").returncode == 0
     assert (tmp_path / "certs" / "ws1.crt").read_bytes() == before
+
+
+def test_a_kept_certificate_covers_its_hosts_however_they_are_written(tmp_path):
+    # Prepare
+    generate_federation(tmp_path, ["ws1"], valid_days=1, hosts={"ws1": ["2001:db8::11", "WS1-Edge.example"]})
+    before = (tmp_path / "ws1.crt").read_bytes()
+
+    # Execute: the same hosts, written differently (IPv6 spelled out and upper case, DNS in other case)
+    generate_federation(tmp_path, ["ws1"], valid_days=1, keep_existing=True,
+                        hosts={"ws1": ["2001:DB8:0:0::11", "ws1-edge.EXAMPLE"]})
+    same = (tmp_path / "ws1.crt").read_bytes()
+    generate_federation(tmp_path, ["ws1"], valid_days=1, keep_existing=True, hosts={"ws1": ["10.0.0.9"]})
+
+    # Assert: kept for the same hosts, re-issued for a host it does not name
+    assert same == before
+    assert "10.0.0.9" in certificate_hosts(_cert(tmp_path, "ws1"))

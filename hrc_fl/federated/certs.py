@@ -152,11 +152,20 @@ def generate_federation(out_dir: Path, node_names: Sequence[str], *, valid_days:
 
 
 def _covers(out_dir: Path, name: str, hosts: Sequence[str]) -> bool:
-    """True when ``name``'s key and certificate exist and the certificate names every one of ``hosts``."""
+    """True when ``name``'s key and certificate exist and the certificate names every one of ``hosts``
+    (compared as SAN entries, not as text: see :func:`_host_key`)."""
     key, crt = out_dir / f"{name}.key", out_dir / f"{name}.crt"
     if not (key.is_file() and crt.is_file()):
         return False
-    return set(hosts) <= certificate_hosts(x509.load_pem_x509_certificate(crt.read_bytes()))
+    named = certificate_hosts(x509.load_pem_x509_certificate(crt.read_bytes()))
+    return {_host_key(h) for h in hosts} <= {_host_key(h) for h in named}
+
+
+def _host_key(host: str) -> x509.GeneralName:
+    """``host`` as TLS matches it: an IP address by value (``2001:DB8:0::1`` is ``2001:db8::1``), a DNS
+    name without regard to case."""
+    general = _general_name(host)
+    return x509.DNSName(general.value.lower()) if isinstance(general, x509.DNSName) else general
 
 
 def load_node_credentials(cert_dir: Path, name: str) -> NodeCredentials:
