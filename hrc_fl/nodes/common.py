@@ -196,6 +196,9 @@ class RateMeter:
 #: or two; only an import or a training step in progress takes longer). Inside the shutdown bound, with
 #: room for the DDS teardown after it.
 FL_THREAD_JOIN_S = 2.0
+#: How long ``close()`` waits for a node's own worker (the wearable reader, the intention model loader):
+#: each sees its stop request within one read or one model load. Inside the shutdown bound.
+WORKER_JOIN_S = 2.0
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
@@ -205,7 +208,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     run_nodes(lambda nodes: nodes.append(factory()), args)
 
 
-def join_worker(node: Node, thread: threading.Thread, timeout_s: float) -> bool:
+def join_worker(node: Node, thread: threading.Thread, timeout_s: float = WORKER_JOIN_S) -> bool:
     """Join a node's worker thread within ``timeout_s``; True when it ended. A thread still busy (a
     daemon, by convention here) gets one log line and ends with the process; it must not publish after
     its node's stop event (see :class:`hrc_fl.nodes.federated_status.FederatedStatusPublisher`)."""

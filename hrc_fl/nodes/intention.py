@@ -43,6 +43,7 @@ from hrc_fl.nodes.common import (
     SENSOR_QOS,
     Diagnostics,
     declare_parameters,
+    join_worker,
     s_to_stamp,
 )
 from hrc_fl.nodes.intention_inputs import FEED_PARAMETERS, IntentionInputFeed, alignment_config
@@ -203,7 +204,7 @@ class IntentionNode(Node):
 
     def close(self) -> None:
         self._load_queue.put(None)
-        self._loader.join(timeout=2.0)
+        join_worker(self, self._loader)
 
 
 def main(args: list[str] | None = None) -> None:

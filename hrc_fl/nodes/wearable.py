@@ -21,7 +21,7 @@ from hrc_fl_msgs.msg import TaskEvent, WearableState
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
 
-from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, s_to_stamp
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, join_worker, s_to_stamp
 from hrc_fl.wearable.clock import ClockOffsetEstimator
 from hrc_fl.wearable.sources import (
     ImuSource,
@@ -234,7 +234,7 @@ class WearableNode(Node):
 
     def close(self) -> None:
         self._running = False
-        self._thread.join(timeout=2.0)
+        join_worker(self, self._thread)
         self._source.close()
 
 
