@@ -116,11 +116,20 @@ def expected_nodes(specs: Iterable) -> tuple[str, ...]:
 
 
 def watch_diagnostics(node, watch: DiscoveryWatch):  # -> rclpy Subscription
-    """Feed ``watch`` from ``/diagnostics`` on ``node`` (an rclpy Node); returns the subscription."""
+    """Feed ``watch`` from ``/diagnostics`` on ``node`` (an rclpy Node) until it is complete, then destroy
+    the subscription (every node reports once a second for the whole run: nothing more to learn from
+    them); returns the subscription."""
     from diagnostic_msgs.msg import DiagnosticArray
 
+    subscription = []  # set below; the callback runs only after creation
+
     def on_array(msg: DiagnosticArray) -> None:
+        if watch.complete:
+            return  # a message taken before the destruction took effect
         for status in msg.status:
             watch.on_status(status.name)
+        if watch.complete:
+            node.destroy_subscription(subscription[0])
 
-    return node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, on_array, 50)
+    subscription.append(node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, on_array, 50))
+    return subscription[0]

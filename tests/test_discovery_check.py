@@ -76,6 +76,27 @@ def test_a_real_node_is_heard_and_an_absent_one_is_named(ros_probe, node_process
     assert error.missing == ["/dc/ghost"] and error.heard == ["/dc/robot_sim"]
 
 
+def test_the_watch_stops_listening_once_every_node_was_heard(ros_probe):
+    # Prepare
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    watch = DiscoveryWatch(("/dcw/a", "/dcw/b"), timeout_s=60.0)
+    subscription = watch_diagnostics(ros_probe.node, watch)
+    publisher = ros_probe.publisher(DiagnosticArray, "/diagnostics")
+    ros_probe.wait_for_subscribers(publisher)
+
+    def report(node: str) -> None:
+        publisher.publish(DiagnosticArray(status=[DiagnosticStatus(name=f"{node}: test")]))
+
+    # Execute / Assert: still subscribed while a node is missing, gone once the last one reported
+    report("/dcw/a")
+    ros_probe.wait_until(lambda: "/dcw/a" in watch.heard, 30.0, "/dcw/a heard")
+    assert subscription in list(ros_probe.node.subscriptions)
+    report("/dcw/b")
+    ros_probe.wait_until(lambda: watch.complete, 30.0, "/dcw/b heard")
+    assert subscription not in list(ros_probe.node.subscriptions)
+
+
 def test_launch_names_unheard_nodes_only_once_the_discovery_timeout_passed():
     # Prepare: the monitor of `hrc-fl launch --duration` for a node that never runs
     from hrc_fl.commands.launch import _Monitor
