@@ -129,8 +129,11 @@ def test_skipped_client_does_not_hold_the_round_and_is_asked_again_without_quoru
 def test_stale_duplicate_and_unknown_updates_are_ignored():
     state = _state()
     _all_online(state)
+    assert state.expecting(1, 1) is state.open_round  # the transport asks before it decodes
+    assert state.expecting(1, 7) is None and state.expecting(1, "1") is None  # another round / not an int
     assert state.on_update(1, 7, _update(1, 7)) == []  # another round
     state.on_update(1, 1, _update(1, 1))
+    assert state.expecting(1, 1) is None  # answered already
     assert state.on_update(1, 1, _update(1, 1)) == []  # duplicate
     assert state.on_client_online(9, "x") == []  # not a configured client
 

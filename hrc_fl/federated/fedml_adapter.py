@@ -392,10 +392,9 @@ def _server_manager_class() -> type:
             if msg.get("skipped"):
                 self._do(self.rounds.on_skip(rank, round_index, str(msg.get("skipped"))[:200]))
                 return
-            current = self.rounds.open_round
-            if current is None or round_index != current.index:
-                self._do(self.rounds.on_update(rank, round_index, ClientUpdate(self.names[rank], -1, 0, {})))
-                return  # ignored (logged) by the round state: nothing to decode
+            current = self.rounds.expecting(rank, round_index)
+            if current is None:
+                return  # stale, late, unexpected or duplicate: logged by the round state, nothing to decode
             try:
                 update, quantized, norm = uplink_update(self.names[rank], current.index, msg.get("num_samples"),
                                                         msg.get("model_params"), self.aggregator.global_tensors,

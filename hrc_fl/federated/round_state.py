@@ -185,7 +185,7 @@ class RoundState:
     def on_update(self, rank: int, round_index: object, update: ClientUpdate, *, scheme: str = "",
                   delta_norm: float | None = None) -> list[Action]:
         """A valid update (already decoded against the round's global model) from ``rank``."""
-        current = self._expecting(rank, round_index)
+        current = self.expecting(rank, round_index)
         if current is None:
             return []
         current.updates[rank] = update
@@ -196,7 +196,7 @@ class RoundState:
     def on_skip(self, rank: int, round_index: object, reason: str) -> list[Action]:
         """``rank`` answered without an update (e.g. too few labelled samples): the round need not wait for
         it; at a deadline without quorum it is asked again."""
-        current = self._expecting(rank, round_index)
+        current = self.expecting(rank, round_index)
         if current is None:
             return []
         LOG.info("%s skips round %d: %s", self.names[rank], current.index, reason)
@@ -206,7 +206,7 @@ class RoundState:
     def on_refused(self, rank: int, round_index: object, reason: str) -> list[Action]:
         """``rank``'s update for this round was malformed: it counts as answered and rejected, and the round
         closes as soon as the rest answered (no deadline wait). One log line says why."""
-        current = self._expecting(rank, round_index)
+        current = self.expecting(rank, round_index)
         if current is None:
             return []
         LOG.warning("round %d rejected update from %s: %s", current.index, self.names[rank], reason)
@@ -250,9 +250,10 @@ class RoundState:
         self.open_round = None
         return [Status("aborted")]
 
-    # ------------------------------------------------------------------ internals
-    def _expecting(self, rank: int, round_index: object) -> OpenRound | None:
-        """The open round when ``rank`` may answer it now, else None (logged)."""
+    # ------------------------------------------------------------------ queries
+    def expecting(self, rank: int, round_index: object) -> OpenRound | None:
+        """The open round when ``rank`` may answer round ``round_index`` now, else None (logged: stale,
+        late, unexpected or duplicate). The transport asks this before it decodes an update."""
         name = self.names.get(rank, f"rank {rank}")
         current = self.open_round
         if current is None or round_index != current.index:
@@ -264,6 +265,7 @@ class RoundState:
             return None
         return current
 
+    # ------------------------------------------------------------------ internals
     def _maybe_start(self) -> list[Action]:
         if self.open_round is not None or self.finished or self.closing:
             return []
