@@ -54,7 +54,14 @@ from hrc_fl.federated.round_state import (
 )
 from hrc_fl.federated.strategies import Strategy, make_strategy
 from hrc_fl.federated.transport import Envelope, SecureTransport
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, global_norm
+from hrc_fl.federated.update import (
+    AggregationResult,
+    ClientUpdate,
+    NDArrays,
+    add,
+    check_same_structure,
+    global_norm,
+)
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 
@@ -326,12 +333,7 @@ def uplink_update(name: str, round_index: int, num_samples: Any, payload: Any, g
     compressed update, other tensor names, any shape other than the global tensor's (no broadcasting, no
     oversized tensors), a non-integer sample count. Non-finite values are left for the strategy's check."""
     quantized = decode_uplink(payload)
-    if set(quantized.tensors) != set(global_tensors):
-        raise ValueError(f"tensor names differ from the global shared model: "
-                         f"{sorted(set(quantized.tensors) ^ set(global_tensors))[:3]}")
-    for tensor_name, value in quantized.tensors.items():
-        if value.shape != np.shape(global_tensors[tensor_name]):
-            raise ValueError(f"wrong shape for {tensor_name}: {value.shape} != {np.shape(global_tensors[tensor_name])}")
+    check_same_structure(quantized.tensors, global_tensors)  # before dequantizing anything of a wrong size
     delta = dequantize_update(quantized)
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
         raise ValueError(f"num_samples must be an integer, got {type(num_samples).__name__}")
