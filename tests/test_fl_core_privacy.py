@@ -73,6 +73,17 @@ def test_dp_still_rejects_nan_updates():
     assert result.accepted_ids == ["c0"] and "non-finite" in result.rejected["c1"]
 
 
+def test_dp_still_rejects_an_update_without_samples_like_the_inner_rule():
+    # equal weights under DP must not turn a claimed 0 (or negative) sample count into a valid update
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=0.0, expected_clients=3)
+    updates = [*_updates([[1, 0, 0, 0]]), ClientUpdate("none", 1, 0, {"w": np.ones(4, np.float32)}),
+               ClientUpdate("neg", 1, -5, {"w": np.ones(4, np.float32)})]
+    result = dp.aggregate(1, updates, CURRENT)
+    plain = FedAvg().aggregate(1, updates, CURRENT)
+    assert result.accepted_ids == plain.accepted_ids == ["c0"]
+    assert result.rejected == plain.rejected and "num_samples" in result.rejected["none"]
+
+
 def test_dp_wrapper_refuses_non_mean_rules_and_bad_arguments():
     with pytest.raises(ValueError, match="mean rule"):
         DPStrategy(CoordinateMedian(), clip_norm=1.0, noise_multiplier=1.0)

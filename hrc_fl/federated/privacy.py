@@ -134,7 +134,7 @@ class DPStrategy(Strategy):
         zero = {name: np.zeros(np.shape(value), np.float32) for name, value in current.items()}
         clipped_updates: list[ClientUpdate] = []
         for update in updates:
-            if aggregation.validate_tensors(update.tensors, current) is not None:
+            if update.num_samples <= 0 or aggregation.validate_tensors(update.tensors, current) is not None:
                 clipped_updates.append(update)  # the inner strategy refuses it with the reason
                 continue
             delta, _ = aggregation.clip_to_norm(difference(update.tensors, current), self.clip_norm)
