@@ -4,7 +4,7 @@ time for 100 clients, and uplink bytes per compression option.
 1. Round overhead: a real aggregator process (``hrc-fl aggregator``) and 10 clients over the hardened
    FedML/gRPC path: 9 clients as threads of one host process (2 cores cannot start 10 FedML processes
    quickly: ``import fedml`` alone costs ~10 CPU-s) and 1 client as its own process. Synthetic learner
-   (ms of local training). Overhead per round = round wall time (open -> aggregated) minus the slowest
+   (ms of local training). Overhead per round = round wall time (open -> aggregated and committed) minus the slowest
    client's local training time; first round excluded (warm-up).
 2. Idle CPU: an 11th configured client never starts, so after the 10 announce themselves the aggregator
    waits ``start_wait_s``; during that window psutil measures the CPU of the aggregator and of the

@@ -477,12 +477,12 @@ def _server_manager_class() -> type:
             result.rejected.update(closed.refused)
             version = self.registry.commit_round(closed.round, result.tensors,
                                                  round_meta(result, self.aggregator.strategy))
-            LOG.info("round %d closed (%s): rule %s, accepted %s, rejected %s, version %s, %.1f s", closed.round,
-                     closed.why, result.rule or "?", result.accepted_ids, sorted(result.rejected), version,
-                     closed.round_s)
+            LOG.info("round %d closed (%s): rule %s, accepted %s, rejected %s, version %s, open %.1f s, "
+                     "aggregated in %.2f s", closed.round, closed.why, result.rule or "?", result.accepted_ids,
+                     sorted(result.rejected), version, closed.open_s, aggregate_s)
             train_s = [u.metrics.get("train_s", 0.0) for u in closed.updates]
             metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": float(len(result.rejected)),
-                       "round_s": closed.round_s, "aggregate_s": aggregate_s,
+                       "aggregate_s": aggregate_s,
                        "max_train_s": max(train_s, default=0.0),
                        "median_fallback": float(result.metrics.get("median_fallback", 0.0))}
             return self.rounds.on_committed(version, metrics)

@@ -67,14 +67,15 @@ class ArmTimer:
 @dataclass(frozen=True)
 class CloseRound:
     """Aggregate ``updates`` (valid ones only) of round ``round``, commit the result, then call
-    :meth:`RoundState.on_committed`. ``refused``: client name -> why its update was malformed."""
+    :meth:`RoundState.on_committed`. ``refused``: client name -> why its update was malformed; ``open_s``:
+    seconds from the round's opening to this close (aggregation not included)."""
 
     round: int
     updates: tuple[ClientUpdate, ...]
     refused: dict[str, str]
     missed: tuple[str, ...]
     why: str
-    round_s: float
+    open_s: float
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class RoundState:
         self.missed: set[int] = set()
         self.finished = False
         self.closing = False  # a CloseRound was emitted and not committed yet: no round is open
+        self._closing_opened_s = 0.0  # when the round being closed opened (clock seconds)
         self._start_armed = False
 
     # ------------------------------------------------------------------ events
@@ -228,12 +230,15 @@ class RoundState:
         return [*actions, ArmTimer(self.plan.deadline_s, DEADLINE, current.index)]
 
     def on_committed(self, version: str, metrics: Mapping[str, float]) -> list[Action]:
-        """The transport aggregated and stored the round of the last :class:`CloseRound`."""
+        """The transport aggregated and stored the round of the last :class:`CloseRound`. The ``done``
+        status carries ``metrics`` plus ``round_s``: the round's full time, open to committed (the
+        aggregation and the commit included)."""
         self.version = version
         self.open_round = None
         self.closing = False
         closed = self.round_index
-        actions: list[Action] = [Status("done", dict(metrics), round_index=closed)]
+        metrics = {**metrics, "round_s": self.clock() - self._closing_opened_s}
+        actions: list[Action] = [Status("done", metrics, round_index=closed)]
         self.round_index += 1
         if self.round_index > self.plan.num_rounds:
             self.finished = True
@@ -299,6 +304,7 @@ class RoundState:
         refused = {self.names[r]: f"malformed update: {reason}" for r, reason in current.refused.items()}
         self.open_round = None
         self.closing = True
+        self._closing_opened_s = current.opened_s
         return [Status("aggregating"),
                 CloseRound(current.index, updates, refused, missed, why, self.clock() - current.opened_s)]
 
