@@ -73,7 +73,7 @@ def test_round_closes_as_soon_as_every_selected_client_answered():
     actions = state.on_committed("v00001", {"num_accepted": 3.0})
     # the status is about the round that closed, although the state moved on to the next one
     done = _of(actions, Status)[0]
-    assert (done.state, done.round_index, done.metrics["num_accepted"]) == ("done", 1, 3.0) and state.round_index == 2
+    assert (done.state, done.round, done.metrics["num_accepted"]) == ("done", 1, 3.0) and state.round_index == 2
     assert _of(actions, SendSync) == [SendSync(1, 2), SendSync(2, 2), SendSync(3, 2)]
 
 
@@ -89,7 +89,7 @@ def test_done_reports_the_round_time_from_open_to_committed_aggregation_included
     assert closed.open_s == 5.0
     now[0] = 18.0  # the transport took 3 s to aggregate and commit
     done = _of(state.on_committed("v00001", {"aggregate_s": 2.5}), Status)[0]
-    assert done == Status("done", {"aggregate_s": 2.5, "round_s": 8.0}, round_index=1)
+    assert done == Status("done", {"aggregate_s": 2.5, "round_s": 8.0}, round=1)
 
 
 def test_a_refused_update_counts_as_answered_and_the_round_closes_without_its_deadline():
@@ -168,8 +168,8 @@ def test_last_round_sends_finish_and_late_clients_get_the_final_model():
         state.on_update(rank, 1, _update(rank, 1))
     actions = state.on_committed("v00001", {})
     assert _of(actions, SendFinish) == [SendFinish(1, 1), SendFinish(2, 1), SendFinish(3, 1)]
-    assert [(a.state, a.round_index) for a in _of(actions, Status)] == [("done", 1), ("finished", 1)]
-    assert actions[-1] == Status("finished", round_index=1) and state.finished
+    assert [(a.state, a.round) for a in _of(actions, Status)] == [("done", 1), ("finished", 1)]
+    assert actions[-1] == Status("finished", round=1) and state.finished
     assert state.on_client_online(3, "restarted") == [SendFinish(3, 1)]
 
 

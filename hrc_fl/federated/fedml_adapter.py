@@ -424,7 +424,7 @@ def _server_manager_class() -> type:
                 elif isinstance(action, CloseRound):
                     self._do(self._close_round(action))
                 elif isinstance(action, Status):
-                    self._status(action.state, action.metrics, action.round_index)
+                    self._status(action.state, action.metrics, action.round)
                     if action.state in ("finished", "aborted"):
                         self.transport.flush(self.config.transport.rpc_timeout_s)
                         self.finish()

@@ -81,11 +81,11 @@ class CloseRound:
 @dataclass(frozen=True)
 class Status:
     """Report the aggregator's state (``waiting``, ``training``, ``aggregating``, ``done``, ``finished``,
-    ``aborted``) with ``metrics``; ``round_index`` is the round it is about (None: the current round)."""
+    ``aborted``) with ``metrics``; ``round`` is the round it is about (None: the current round)."""
 
     state: str
     metrics: dict[str, float] = field(default_factory=dict)
-    round_index: int | None = None
+    round: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,12 +238,12 @@ class RoundState:
         self.closing = False
         closed = self.round_index
         metrics = {**metrics, "round_s": self.clock() - self._closing_opened_s}
-        actions: list[Action] = [Status("done", metrics, round_index=closed)]
+        actions: list[Action] = [Status("done", metrics, round=closed)]
         self.round_index += 1
         if self.round_index > self.plan.num_rounds:
             self.finished = True
             return [*actions, *(SendFinish(rank, closed) for rank in sorted(self.online)),
-                    Status("finished", round_index=closed)]
+                    Status("finished", round=closed)]
         return actions + self._open()
 
     def on_abort(self, reason: str) -> list[Action]:
