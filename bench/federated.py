@@ -4,7 +4,7 @@ time for 100 clients, and uplink bytes per compression option.
 1. Round overhead: a real aggregator process (``hrc-fl aggregator``) and 10 clients over the hardened
    FedML/gRPC path: 9 clients as threads of one host process (2 cores cannot start 10 FedML processes
    quickly: ``import fedml`` alone costs ~10 CPU-s) and 1 client as its own process. Synthetic learner
-   (ms of local training). Overhead per round = round wall time (open -> aggregated) minus the slowest
+   (ms of local training). Overhead per round = round wall time (open -> aggregated and committed) minus the slowest
    client's local training time; first round excluded (warm-up).
 2. Idle CPU: an 11th configured client never starts, so after the 10 announce themselves the aggregator
    waits ``start_wait_s``; during that window psutil measures the CPU of the aggregator and of the
@@ -210,23 +210,28 @@ def _timed(work):
 
 
 def _plain_round(shared, deltas) -> tuple[float, float]:
-    """(critical path s, uplink bytes) of the round without secure aggregation: int8 uplink + FedAvg."""
+    """(critical path s, uplink bytes) of the round without secure aggregation: int8 uplink + FedAvg.
+
+    Each client compresses and encodes its delta once (client time); the server step only dequantizes
+    those same updates and aggregates (server time), so no client work is charged to the server."""
     from hrc_fl.federated import ClientUpdate, make_strategy, wire
     from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
     from hrc_fl.federated.fedml_adapter import encode_uplink
     from hrc_fl.federated.update import add
 
-    client_s, payloads, nbytes = [], [], 0.0
+    def client(delta):
+        quantized = ErrorFeedbackCompressor(scheme="int8").compress(delta)
+        return quantized, wire.encode({"msg_type": 3, "model_params": encode_uplink(quantized)})
+
+    client_s, uplinks, nbytes = [], [], 0.0
     for delta in deltas:
-        payload, seconds = _timed(lambda d=delta: wire.encode(
-            {"msg_type": 3, "model_params": encode_uplink(ErrorFeedbackCompressor(scheme="int8").compress(d))}))
+        (quantized, payload), seconds = _timed(lambda d=delta: client(d))
         client_s.append(seconds)
-        payloads.append(payload)
+        uplinks.append(quantized)
         nbytes += len(payload)
 
     def server():
-        updates = [ClientUpdate(f"c{i}", 1, 1, add(shared, dequantize_update(
-            ErrorFeedbackCompressor(scheme="int8").compress(d)))) for i, d in enumerate(deltas)]
+        updates = [ClientUpdate(f"c{i}", 1, 1, add(shared, dequantize_update(q))) for i, q in enumerate(uplinks)]
         return make_strategy({"name": "fedavg"}).aggregate(1, updates, shared)
 
     _, server_s = _timed(server)

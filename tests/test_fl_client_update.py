@@ -59,7 +59,7 @@ def test_uplink_is_the_delta_of_the_shared_tensors_only_and_the_round_trains_the
     assert set(delta) == set(before) and not any(k.startswith("head") for k in delta)
     for name in before:
         np.testing.assert_allclose(delta[name], after[name] - before[name], atol=1e-6)
-    assert uplink.num_samples == 48 and uplink.delta_norm > 0 and uplink.metrics["train_s"] >= 0
+    assert uplink.num_samples == 48 and uplink.metrics["train_s"] >= 0
     assert not torch.equal(model.head.weight, head_before)  # FedRep's head phase ran
 
 

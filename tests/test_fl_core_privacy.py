@@ -73,6 +73,17 @@ def test_dp_still_rejects_nan_updates():
     assert result.accepted_ids == ["c0"] and "non-finite" in result.rejected["c1"]
 
 
+def test_dp_still_rejects_an_update_without_samples_like_the_inner_rule():
+    # equal weights under DP must not turn a claimed 0 (or negative) sample count into a valid update
+    dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=0.0, expected_clients=3)
+    updates = [*_updates([[1, 0, 0, 0]]), ClientUpdate("none", 1, 0, {"w": np.ones(4, np.float32)}),
+               ClientUpdate("neg", 1, -5, {"w": np.ones(4, np.float32)})]
+    result = dp.aggregate(1, updates, CURRENT)
+    plain = FedAvg().aggregate(1, updates, CURRENT)
+    assert result.accepted_ids == plain.accepted_ids == ["c0"]
+    assert result.rejected == plain.rejected and "num_samples" in result.rejected["none"]
+
+
 def test_dp_wrapper_refuses_non_mean_rules_and_bad_arguments():
     with pytest.raises(ValueError, match="mean rule"):
         DPStrategy(CoordinateMedian(), clip_norm=1.0, noise_multiplier=1.0)
@@ -163,3 +174,31 @@ def test_norm_statistics_of_individual_clients_are_not_released_under_dp():
     result = dp.aggregate(1, _updates([[3, 4, 0, 0], [0.1, 0, 0, 0]]), CURRENT)
     assert not {"median_update_norm", "max_update_norm", "num_clipped"} & set(result.metrics)
     assert {"epsilon", "noise_std", "num_accepted"} <= set(result.metrics)
+
+
+def test_dp_step_is_the_sum_of_clipped_deltas_over_m_within_float32_rounding():
+    # Prepare: weights at the scale of 100 and of 1, small client steps, one client clipped, one refused
+    rng = np.random.default_rng(3)
+    current = {"w": rng.normal(0, 100, 64).astype(np.float32), "b": rng.normal(0, 1, (4, 3)).astype(np.float32)}
+    steps = [{k: rng.normal(0, 1e-3, v.shape).astype(np.float32) for k, v in current.items()} for _ in range(3)]
+    steps[1] = {k: 50 * v for k, v in steps[1].items()}  # norm above clip_norm: scaled down to it
+    updates = [ClientUpdate(f"c{i}", 1, 10 * (i + 1), {k: current[k] + s[k] for k in current})
+               for i, s in enumerate(steps)]
+    updates.append(ClientUpdate("bad", 1, 5, {"w": np.full(64, np.nan, np.float32), "b": current["b"]}))
+    clip, m = 0.02, 5
+    dp = DPStrategy(FedAvg(), clip_norm=clip, noise_multiplier=0.0, expected_clients=m)
+    # Execute
+    result = dp.aggregate(1, updates, current)
+    # Assert: current + (sum of the clipped deltas) / m, computed here in float64
+    deltas = [{k: np.float64(u.tensors[k]) - np.float64(current[k]) for k in current} for u in updates[:3]]
+    norms = [np.sqrt(sum(float(np.sum(v * v)) for v in d.values())) for d in deltas]
+    assert norms[1] > clip > max(norms[0], norms[2])
+    expected = {k: current[k] + sum(d[k] * min(1.0, clip / n) for d, n in zip(deltas, norms, strict=True)) / m
+                for k in current}
+    assert result.accepted_ids == ["c0", "c1", "c2"] and "non-finite" in result.rejected["bad"]
+    for k in current:
+        assert result.tensors[k].dtype == np.float32
+        np.testing.assert_array_max_ulp(result.tensors[k], expected[k].astype(np.float32), maxulp=2)
+    # nobody accepted: the current model comes back unchanged (not the zero model the inner rule saw)
+    kept = dp.aggregate(1, updates[3:], current)
+    assert kept.accepted_ids == [] and all(np.array_equal(kept.tensors[k], current[k]) for k in current)

@@ -262,6 +262,29 @@ def test_uplink_decoding_refuses_malformed_updates(bad):
         decode_uplink(bad)
 
 
+
+@pytest.mark.parametrize(("tensors", "why"), [
+    ({"encoders.a": np.ones((1,), np.float32), "encoders.b": np.ones(2, np.float32)}, "wrong shape"),  # broadcasts
+    ({"encoders.a": np.ones((3, 5), np.float32), "encoders.b": np.ones(2, np.float32)}, "wrong shape"),  # oversized
+    ({"encoders.a": np.ones((3, 4), np.float32)}, "names differ"),
+    ({"encoders.a": np.ones((3, 4), np.float32), "encoders.b": np.ones(2, np.float32),
+      "encoders.c": np.ones(1, np.float32)}, "names differ")])
+def test_uplink_update_refuses_other_names_or_shapes_than_the_global_model(tensors, why):
+    from hrc_fl.federated.compression import ErrorFeedbackCompressor
+    from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
+
+    global_tensors = {"encoders.a": np.zeros((3, 4), np.float32), "encoders.b": np.zeros(2, np.float32)}
+    payload = encode_uplink(ErrorFeedbackCompressor(scheme="int8").compress(tensors))
+    with pytest.raises(ValueError, match=why):
+        uplink_update("ws1", 1, 10, payload, global_tensors, {})
+    good = {"encoders.a": np.full((3, 4), 0.5, np.float32), "encoders.b": np.ones(2, np.float32)}
+    update, quantized, norm = uplink_update("ws1", 1, 10, encode_uplink(ErrorFeedbackCompressor(scheme="fp32")
+                                                                        .compress(good)), global_tensors, {"loss": 1.0})
+    assert update.round == 1 and update.num_samples == 10 and quantized.scheme == "fp32"
+    np.testing.assert_array_equal(update.tensors["encoders.a"], good["encoders.a"])
+    assert norm == pytest.approx(np.sqrt(12 * 0.25 + 2))
+
+
 # ------------------------------------------------------------------------------------ intention learner
 def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_head_before_saving(
         tmp_path, monkeypatch):

@@ -72,8 +72,24 @@ def test_round_closes_as_soon_as_every_selected_client_answered():
     assert len(closed) == 1 and [u.client_id for u in closed[0].updates] == ["ws1", "ws2", "ws3"]
     actions = state.on_committed("v00001", {"num_accepted": 3.0})
     # the status is about the round that closed, although the state moved on to the next one
-    assert Status("done", {"num_accepted": 3.0}, round_index=1) in actions and state.round_index == 2
+    done = _of(actions, Status)[0]
+    assert (done.state, done.round, done.metrics["num_accepted"]) == ("done", 1, 3.0) and state.round_index == 2
     assert _of(actions, SendSync) == [SendSync(1, 2), SendSync(2, 2), SendSync(3, 2)]
+
+
+def test_done_reports_the_round_time_from_open_to_committed_aggregation_included():
+    now = [10.0]
+    state = RoundState(RoundPlan(2, 2, deadline_s=120.0, start_wait_s=30.0), NAMES, clock=lambda: now[0])
+    _all_online(state)  # round 1 opens at 10 s
+    now[0] = 12.0
+    state.on_update(1, 1, _update(1, 1))
+    state.on_update(2, 1, _update(2, 1))
+    now[0] = 15.0
+    closed = _of(state.on_update(3, 1, _update(3, 1)), CloseRound)[0]
+    assert closed.open_s == 5.0
+    now[0] = 18.0  # the transport took 3 s to aggregate and commit
+    done = _of(state.on_committed("v00001", {"aggregate_s": 2.5}), Status)[0]
+    assert done == Status("done", {"aggregate_s": 2.5, "round_s": 8.0}, round=1)
 
 
 def test_a_refused_update_counts_as_answered_and_the_round_closes_without_its_deadline():
@@ -129,8 +145,11 @@ def test_skipped_client_does_not_hold_the_round_and_is_asked_again_without_quoru
 def test_stale_duplicate_and_unknown_updates_are_ignored():
     state = _state()
     _all_online(state)
+    assert state.expecting(1, 1) is state.open_round  # the transport asks before it decodes
+    assert state.expecting(1, 7) is None and state.expecting(1, "1") is None  # another round / not an int
     assert state.on_update(1, 7, _update(1, 7)) == []  # another round
     state.on_update(1, 1, _update(1, 1))
+    assert state.expecting(1, 1) is None  # answered already
     assert state.on_update(1, 1, _update(1, 1)) == []  # duplicate
     assert state.on_client_online(9, "x") == []  # not a configured client
 
@@ -149,8 +168,8 @@ def test_last_round_sends_finish_and_late_clients_get_the_final_model():
         state.on_update(rank, 1, _update(rank, 1))
     actions = state.on_committed("v00001", {})
     assert _of(actions, SendFinish) == [SendFinish(1, 1), SendFinish(2, 1), SendFinish(3, 1)]
-    assert Status("done", {}, round_index=1) in actions
-    assert actions[-1] == Status("finished", round_index=1) and state.finished
+    assert [(a.state, a.round) for a in _of(actions, Status)] == [("done", 1), ("finished", 1)]
+    assert actions[-1] == Status("finished", round=1) and state.finished
     assert state.on_client_online(3, "restarted") == [SendFinish(3, 1)]
 
 

@@ -99,6 +99,25 @@ def test_attacker_is_named_and_excluded_from_the_honest_summary():
     assert sim.run(MethodSpec("clean", strategy={"name": "median"}), rounds=1).attacker is None
 
 
+def test_fl_report_reads_the_deployed_rule_and_size_as_the_aggregator_does(tmp_path):
+    import yaml
+
+    from hrc_fl.commands.fl_report import deployed
+    from hrc_fl.paths import config_file
+
+    data = yaml.safe_load(config_file("federated.yaml").read_text())
+    nodes = data["federation"]["nodes"]
+    data["federation"]["nodes"] = [*nodes, {**nodes[-1], "name": "ws_extra", "rank": 99, "port": 1}]
+    data["strategy"] = {"name": "median"}
+    path = tmp_path / "federated.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert deployed(str(path)) == {"deployed_rule": "median", "deployed_size": len(nodes)}  # rank 0 not counted
+    data["rounds"]["quorum"] = 50  # a federation the aggregator would refuse is refused here too
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="quorum"):
+        deployed(str(path))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_fl_report_quick_through_cli_states_protocol_and_summarises_seeds(tmp_path):

@@ -27,21 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def deployed(config_path: str) -> dict:
-    """The deployed rule (name, trim fraction) and size (workstations) of a federation YAML."""
-    from pathlib import Path
+    """The deployed rule (name, trim fraction) and size (workstations) of a federation YAML, read and
+    validated as the aggregator reads it ('' = the packaged config/federated.yaml)."""
+    from hrc_fl.federated.fl_config import load_config
 
-    import yaml
-
-    from hrc_fl.paths import config_file
-
-    path = Path(config_path) if config_path else config_file("federated.yaml")
-    data = yaml.safe_load(path.read_text())
-    strategy = data.get("strategy", {})
-    out = {"deployed_rule": str(strategy.get("name", "fedavg"))}
-    if "trim_fraction" in strategy:
-        out["trim_fraction"] = float(strategy["trim_fraction"])
-    workstations = sum(1 for n in data["federation"]["nodes"] if int(n["rank"]) != 0)
-    return out | {"deployed_size": workstations}
+    config = load_config(config_path or None)
+    out = {"deployed_rule": str(config.strategy.get("name", "fedavg"))}
+    if "trim_fraction" in config.strategy:
+        out["trim_fraction"] = float(config.strategy["trim_fraction"])
+    return out | {"deployed_size": len(config.client_ranks)}
 
 
 def run(args: argparse.Namespace) -> int:

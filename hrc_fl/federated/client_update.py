@@ -23,7 +23,7 @@ from torch import nn
 
 from hrc_fl.federated import aggregation, split, training
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, QuantizedUpdate
-from hrc_fl.federated.update import NDArrays, difference, global_norm
+from hrc_fl.federated.update import NDArrays, difference
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,12 @@ class LocalRoundPlan:
 @dataclass(frozen=True)
 class Uplink:
     """What a client sends for a round: the compressed shared-layer delta, the labelled samples it trained
-    on (the FedAvg weight), its metrics (with ``train_s``, the local round's wall time) and the norm of the
-    delta it computed (before the transforms)."""
+    on (the FedAvg weight) and its metrics (with ``train_s``, the local round's wall time). The norm of the
+    delta is the aggregator's to compute, on what it received (the audit, the strategies' checks)."""
 
     quantized: QuantizedUpdate | None  # None: the client skips the round (fewer than min_samples)
     num_samples: int
     metrics: dict[str, float]
-    delta_norm: float
 
 
 def local_round(model: nn.Module, loader: Iterable[training.Batch], plan: LocalRoundPlan, *,
@@ -110,11 +109,10 @@ def client_update(read_shared: Callable[[], NDArrays], train: Callable[[], tuple
     num_samples, metrics = train()
     metrics = {**metrics, "train_s": time.perf_counter() - tick}
     if num_samples < min_samples:
-        return Uplink(None, int(num_samples), metrics, 0.0)
+        return Uplink(None, int(num_samples), metrics)
     delta = difference(read_shared(), snapshot)
-    norm = global_norm(delta)
     if delta_transform is not None:
         delta = delta_transform(delta)
     if clip_norm is not None:
         delta, _ = aggregation.clip_to_norm(delta, clip_norm)
-    return Uplink(compressor.compress(delta), int(num_samples), dict(metrics), norm)
+    return Uplink(compressor.compress(delta), int(num_samples), dict(metrics))

@@ -54,7 +54,14 @@ from hrc_fl.federated.round_state import (
 )
 from hrc_fl.federated.strategies import Strategy, make_strategy
 from hrc_fl.federated.transport import Envelope, SecureTransport
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, global_norm
+from hrc_fl.federated.update import (
+    AggregationResult,
+    ClientUpdate,
+    NDArrays,
+    add,
+    check_same_structure,
+    global_norm,
+)
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 
@@ -326,12 +333,7 @@ def uplink_update(name: str, round_index: int, num_samples: Any, payload: Any, g
     compressed update, other tensor names, any shape other than the global tensor's (no broadcasting, no
     oversized tensors), a non-integer sample count. Non-finite values are left for the strategy's check."""
     quantized = decode_uplink(payload)
-    if set(quantized.tensors) != set(global_tensors):
-        raise ValueError(f"tensor names differ from the global shared model: "
-                         f"{sorted(set(quantized.tensors) ^ set(global_tensors))[:3]}")
-    for tensor_name, value in quantized.tensors.items():
-        if value.shape != np.shape(global_tensors[tensor_name]):
-            raise ValueError(f"wrong shape for {tensor_name}: {value.shape} != {np.shape(global_tensors[tensor_name])}")
+    check_same_structure(quantized.tensors, global_tensors)  # before dequantizing anything of a wrong size
     delta = dequantize_update(quantized)
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
         raise ValueError(f"num_samples must be an integer, got {type(num_samples).__name__}")
@@ -392,10 +394,9 @@ def _server_manager_class() -> type:
             if msg.get("skipped"):
                 self._do(self.rounds.on_skip(rank, round_index, str(msg.get("skipped"))[:200]))
                 return
-            current = self.rounds.open_round
-            if current is None or round_index != current.index:
-                self._do(self.rounds.on_update(rank, round_index, ClientUpdate(self.names[rank], -1, 0, {})))
-                return  # ignored (logged) by the round state: nothing to decode
+            current = self.rounds.expecting(rank, round_index)
+            if current is None:
+                return  # stale, late, unexpected or duplicate: logged by the round state, nothing to decode
             try:
                 update, quantized, norm = uplink_update(self.names[rank], current.index, msg.get("num_samples"),
                                                         msg.get("model_params"), self.aggregator.global_tensors,
@@ -423,7 +424,7 @@ def _server_manager_class() -> type:
                 elif isinstance(action, CloseRound):
                     self._do(self._close_round(action))
                 elif isinstance(action, Status):
-                    self._status(action.state, action.metrics, action.round_index)
+                    self._status(action.state, action.metrics, action.round)
                     if action.state in ("finished", "aborted"):
                         self.transport.flush(self.config.transport.rpc_timeout_s)
                         self.finish()
@@ -476,12 +477,12 @@ def _server_manager_class() -> type:
             result.rejected.update(closed.refused)
             version = self.registry.commit_round(closed.round, result.tensors,
                                                  round_meta(result, self.aggregator.strategy))
-            LOG.info("round %d closed (%s): rule %s, accepted %s, rejected %s, version %s, %.1f s", closed.round,
-                     closed.why, result.rule or "?", result.accepted_ids, sorted(result.rejected), version,
-                     closed.round_s)
+            LOG.info("round %d closed (%s): rule %s, accepted %s, rejected %s, version %s, open %.1f s, "
+                     "aggregated in %.2f s", closed.round, closed.why, result.rule or "?", result.accepted_ids,
+                     sorted(result.rejected), version, closed.open_s, aggregate_s)
             train_s = [u.metrics.get("train_s", 0.0) for u in closed.updates]
             metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": float(len(result.rejected)),
-                       "round_s": closed.round_s, "aggregate_s": aggregate_s,
+                       "aggregate_s": aggregate_s,
                        "max_train_s": max(train_s, default=0.0),
                        "median_fallback": float(result.metrics.get("median_fallback", 0.0))}
             return self.rounds.on_committed(version, metrics)

@@ -32,7 +32,7 @@ from opacus.accountants import RDPAccountant
 
 from hrc_fl.federated import aggregation
 from hrc_fl.federated.strategies import FedAvg, Strategy
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, add, difference
+from hrc_fl.federated.update import AggregationResult, ClientUpdate, copy_arrays, difference
 
 LOG = logging.getLogger(__name__)
 
@@ -128,25 +128,29 @@ class DPStrategy(Strategy):
     def aggregate(self, server_round: int, updates: Sequence[ClientUpdate],
                   current: Mapping[str, np.ndarray]) -> AggregationResult:
         denominator = self.expected_clients if self.expected_clients is not None else len(updates)
+        # The inner rule gets each client's clipped DELTA as its update against a zero model, so what it
+        # returns is the mean delta itself: no current + mean - current round trip (twice the work, and
+        # float32 rounding of the mean at the scale of the weights). Validation sees the same names/shapes.
+        zero = {name: np.zeros(np.shape(value), np.float32) for name, value in current.items()}
         clipped_updates: list[ClientUpdate] = []
         for update in updates:
-            if aggregation.validate_tensors(update.tensors, current) is not None:
+            if update.num_samples <= 0 or aggregation.validate_tensors(update.tensors, current) is not None:
                 clipped_updates.append(update)  # the inner strategy refuses it with the reason
                 continue
             delta, _ = aggregation.clip_to_norm(difference(update.tensors, current), self.clip_norm)
             # equal weights: the sensitivity of the sum must not depend on a client's claimed sample count
-            clipped_updates.append(dataclasses.replace(update, tensors=add(current, delta), num_samples=1))
-        result = self.inner.aggregate(server_round, clipped_updates, current)
+            clipped_updates.append(dataclasses.replace(update, tensors=delta, num_samples=1))
+        result = self.inner.aggregate(server_round, clipped_updates, zero)
         metrics = {k: v for k, v in result.metrics.items() if k not in UNRELEASED_METRICS}
         if not result.accepted_ids:
-            return dataclasses.replace(result, metrics=metrics)
+            return dataclasses.replace(result, tensors=copy_arrays(current), metrics=metrics)
         accepted = len(result.accepted_ids)
         if accepted > denominator:
             raise ValueError(f"{accepted} accepted updates exceed expected_clients {denominator}: the DP "
                              f"sensitivity C/m would not hold")
-        # the inner rule returned current + mean over the accepted; rescale to sum / m (fixed denominator)
+        # the inner rule returned the mean delta over the accepted; rescale to sum / m (fixed denominator)
         scale = np.float32(accepted / denominator)
-        step = {name: scale * value for name, value in difference(result.tensors, current).items()}
+        step = {name: scale * value for name, value in result.tensors.items()}
         noisy = self._release(current, step, denominator, metrics)
         return AggregationResult(noisy, result.accepted_ids, result.rejected, metrics, result.rule)
 

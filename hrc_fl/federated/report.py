@@ -46,7 +46,6 @@ from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
 from hrc_fl.federated.strategies import make_strategy
-from hrc_fl.federated.training import PseudoLabelConfig
 from hrc_fl.federated.watch_clients import watch_clients
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSpec
@@ -57,8 +56,6 @@ REFERENCE = "centralised"
 METHODS = (*BASELINES, PERSONALISED, REFERENCE)
 LOCAL_SELF_SUPERVISED = "local_self_supervised"  # extra row: local-only + self-supervision chosen on validation
 PERSONALISED_SUPERVISED = "personalised_labels_only"  # extra row: personalised without it
-LOCAL_PSEUDO = "local_pseudo"                    # optional extra row: local-only + pseudo-labels
-PERSONALISED_PSEUDO = "personalised_pseudo"      # optional extra row: personalised + the same pseudo-labels
 ATTACKS = ("scale100", "sign_flip")
 SELECTED = (PERSONALISED, LOCAL_SELF_SUPERVISED)  # rows whose self-supervision validation chooses
 
@@ -95,8 +92,6 @@ class ReportConfig:
     # regime's validation scores for the personalised and the local row; labels only is always a candidate
     self_supervised_grid: tuple[tuple[float, int], ...] = ((0.02, 64), (0.05, 64), (0.02, 32))
     self_supervised: VicRegConfig = dataclasses.field(default_factory=VicRegConfig)  # the rest of the term
-    # pseudo-labelling rows (None = none): measured without gain on this data (docs/federated_core.md)
-    pseudo_label: PseudoLabelConfig | None = None
     # the deployed rule: config/federated.yaml's strategy (the CLI passes it), at 10 workers and the deployed size
     deployed_rule: str = "trimmed_mean"
     trim_fraction: float = 0.2

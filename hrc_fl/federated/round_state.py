@@ -67,24 +67,25 @@ class ArmTimer:
 @dataclass(frozen=True)
 class CloseRound:
     """Aggregate ``updates`` (valid ones only) of round ``round``, commit the result, then call
-    :meth:`RoundState.on_committed`. ``refused``: client name -> why its update was malformed."""
+    :meth:`RoundState.on_committed`. ``refused``: client name -> why its update was malformed; ``open_s``:
+    seconds from the round's opening to this close (aggregation not included)."""
 
     round: int
     updates: tuple[ClientUpdate, ...]
     refused: dict[str, str]
     missed: tuple[str, ...]
     why: str
-    round_s: float
+    open_s: float
 
 
 @dataclass(frozen=True)
 class Status:
     """Report the aggregator's state (``waiting``, ``training``, ``aggregating``, ``done``, ``finished``,
-    ``aborted``) with ``metrics``; ``round_index`` is the round it is about (None: the current round)."""
+    ``aborted``) with ``metrics``; ``round`` is the round it is about (None: the current round)."""
 
     state: str
     metrics: dict[str, float] = field(default_factory=dict)
-    round_index: int | None = None
+    round: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class RoundState:
         self.missed: set[int] = set()
         self.finished = False
         self.closing = False  # a CloseRound was emitted and not committed yet: no round is open
+        self._closing_opened_s = 0.0  # when the round being closed opened (clock seconds)
         self._start_armed = False
 
     # ------------------------------------------------------------------ events
@@ -185,7 +187,7 @@ class RoundState:
     def on_update(self, rank: int, round_index: object, update: ClientUpdate, *, scheme: str = "",
                   delta_norm: float | None = None) -> list[Action]:
         """A valid update (already decoded against the round's global model) from ``rank``."""
-        current = self._expecting(rank, round_index)
+        current = self.expecting(rank, round_index)
         if current is None:
             return []
         current.updates[rank] = update
@@ -196,7 +198,7 @@ class RoundState:
     def on_skip(self, rank: int, round_index: object, reason: str) -> list[Action]:
         """``rank`` answered without an update (e.g. too few labelled samples): the round need not wait for
         it; at a deadline without quorum it is asked again."""
-        current = self._expecting(rank, round_index)
+        current = self.expecting(rank, round_index)
         if current is None:
             return []
         LOG.info("%s skips round %d: %s", self.names[rank], current.index, reason)
@@ -206,7 +208,7 @@ class RoundState:
     def on_refused(self, rank: int, round_index: object, reason: str) -> list[Action]:
         """``rank``'s update for this round was malformed: it counts as answered and rejected, and the round
         closes as soon as the rest answered (no deadline wait). One log line says why."""
-        current = self._expecting(rank, round_index)
+        current = self.expecting(rank, round_index)
         if current is None:
             return []
         LOG.warning("round %d rejected update from %s: %s", current.index, self.names[rank], reason)
@@ -228,17 +230,20 @@ class RoundState:
         return [*actions, ArmTimer(self.plan.deadline_s, DEADLINE, current.index)]
 
     def on_committed(self, version: str, metrics: Mapping[str, float]) -> list[Action]:
-        """The transport aggregated and stored the round of the last :class:`CloseRound`."""
+        """The transport aggregated and stored the round of the last :class:`CloseRound`. The ``done``
+        status carries ``metrics`` plus ``round_s``: the round's full time, open to committed (the
+        aggregation and the commit included)."""
         self.version = version
         self.open_round = None
         self.closing = False
         closed = self.round_index
-        actions: list[Action] = [Status("done", dict(metrics), round_index=closed)]
+        metrics = {**metrics, "round_s": self.clock() - self._closing_opened_s}
+        actions: list[Action] = [Status("done", metrics, round=closed)]
         self.round_index += 1
         if self.round_index > self.plan.num_rounds:
             self.finished = True
             return [*actions, *(SendFinish(rank, closed) for rank in sorted(self.online)),
-                    Status("finished", round_index=closed)]
+                    Status("finished", round=closed)]
         return actions + self._open()
 
     def on_abort(self, reason: str) -> list[Action]:
@@ -250,9 +255,10 @@ class RoundState:
         self.open_round = None
         return [Status("aborted")]
 
-    # ------------------------------------------------------------------ internals
-    def _expecting(self, rank: int, round_index: object) -> OpenRound | None:
-        """The open round when ``rank`` may answer it now, else None (logged)."""
+    # ------------------------------------------------------------------ queries
+    def expecting(self, rank: int, round_index: object) -> OpenRound | None:
+        """The open round when ``rank`` may answer round ``round_index`` now, else None (logged: stale,
+        late, unexpected or duplicate). The transport asks this before it decodes an update."""
         name = self.names.get(rank, f"rank {rank}")
         current = self.open_round
         if current is None or round_index != current.index:
@@ -264,6 +270,7 @@ class RoundState:
             return None
         return current
 
+    # ------------------------------------------------------------------ internals
     def _maybe_start(self) -> list[Action]:
         if self.open_round is not None or self.finished or self.closing:
             return []
@@ -297,6 +304,7 @@ class RoundState:
         refused = {self.names[r]: f"malformed update: {reason}" for r, reason in current.refused.items()}
         self.open_round = None
         self.closing = True
+        self._closing_opened_s = current.opened_s
         return [Status("aggregating"),
                 CloseRound(current.index, updates, refused, missed, why, self.clock() - current.opened_s)]
 

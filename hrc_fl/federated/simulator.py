@@ -420,7 +420,7 @@ class Simulator:
             wall = time.perf_counter() - start
             record = RoundRecord(server_round, [], [], sent, wall, epsilon, server_metrics)
             if server_round % eval_every == 0 or server_round == rounds:
-                self._evaluate_all(record, models, method, prefixes, global_shared, train_loaders, scored_loaders,
+                self._evaluate_all(record, models, method, train_loaders, scored_loaders,
                                    [_semi_kwargs(x, server_round, refresh=True) for x in semi])
             records.append(record)
             if progress is not None:
@@ -428,9 +428,8 @@ class Simulator:
         return MethodResult(method.name, records, ids, attacker=ids[0] if method.attack != "none" else None)
 
     def _evaluate_all(self, record: RoundRecord, models: list[nn.Module], method: MethodSpec,
-                      prefixes: Sequence[str], global_shared: NDArrays, train_loaders: list[ArrayLoader],
-                      scored_loaders: list[tuple[ArrayLoader, ArrayLoader]], semi: Sequence[Mapping[str, Any]]
-                      ) -> None:
+                      train_loaders: list[ArrayLoader], scored_loaders: list[tuple[ArrayLoader, ArrayLoader]],
+                      semi: Sequence[Mapping[str, Any]]) -> None:
         """Score every client's model on its validation and test windows into ``record``."""
         for model, train_loader, loaders, extra in zip(models, train_loaders, scored_loaders, semi, strict=True):
             if method.kind == "federated" and method.personalisation == "none" and method.fine_tune_epochs:
