@@ -204,3 +204,26 @@ def test_the_deployed_trimmed_mean_of_three_runs_the_median_and_says_so(tmp_path
     assert ModelRegistry(config.state_dir).latest().meta["rule"] == "coordinate_median"
     assert [s for s in statuses if s.state == "done"][-1].metrics["median_fallback"] == 1.0
     assert "rule coordinate_median" in caplog.text
+
+
+def test_the_deployed_median_anchored_mean_of_three_drops_a_flipped_update_and_says_so(tmp_path, caplog):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare: the shipped rule (config/federated.yaml) at the shipped size, 3 workstations
+    config = _config(tmp_path, names=("ws1", "ws2", "ws3"), strategy={"name": "median_anchored", "max_attackers": 1},
+                     deadline_s=3600.0)
+    statuses, audit = [], tmp_path / "audit.jsonl"
+    caplog.set_level("INFO", logger="hrc_fl.federated")
+    server, clients, _ = _start_round(config, statuses, audit)
+    # Execute: ws3 sends the others' step sign-flipped and scaled
+    finish = _answer_and_finish(server, clients, [(1, _update(1, np.ones(3, np.float32))),
+                                                  (2, _update(1, np.full(3, 2.0, np.float32))),
+                                                  (3, _update(1, np.full(3, -6.0, np.float32)))])
+    # Assert: the honest mean (a coordinate median would give 1.0), and the registry, status and log say so
+    assert finish is not None
+    np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.full(3, 1.5))
+    meta = ModelRegistry(config.state_dir).latest().meta
+    assert meta["rule"] == "median_anchored" and meta["metrics"]["num_filtered"] == 1.0
+    done = [s for s in statuses if s.state == "done"][-1].metrics
+    assert done["num_filtered"] == 1.0 and done["median_fallback"] == 0.0 and done["kept_current"] == 0.0
+    assert "rule median_anchored" in caplog.text

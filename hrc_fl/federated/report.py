@@ -97,8 +97,8 @@ class ReportConfig:
     # pseudo-labelling rows (None = none): measured without gain on this data (docs/federated_core.md)
     pseudo_label: PseudoLabelConfig | None = None
     # the deployed rule: config/federated.yaml's strategy (the CLI passes it), at 10 workers and the deployed size
-    deployed_rule: str = "trimmed_mean"
-    trim_fraction: float = 0.2
+    deployed_rule: str = "median_anchored"
+    trim_fraction: float = 0.2       # used when the deployed rule is a trimmed mean
     robustness_sizes: tuple[int, ...] = (10, 3)
     robustness_attacks: tuple[str, ...] = ATTACKS
     robustness_max_drop: float = 0.02  # attacked honest mean macro-F1 at most 2 points below the clean run
@@ -172,8 +172,9 @@ def protocol(cfg: ReportConfig) -> dict[str, str]:
                           "never updated in training (the engine freezes them on the server)."),
         "seeds": (f"Seeds {list(cfg.seeds)}: label subsets, initial models, batch order and augmentations; "
                   "each figure is the mean over seeds of the mean (or worst) worker."),
-        "robustness": (f"One attacking client (the first) in every round; rule {cfg.deployed_rule} "
-                       f"(trim fraction {cfg.trim_fraction}) with {list(cfg.robustness_sizes)} workers; where it "
+        "robustness": (f"One attacking client (the first) in every round; rule "
+                       f"{_strategy_config(cfg.deployed_rule, cfg.trim_fraction)} with "
+                       f"{list(cfg.robustness_sizes)} workers; where it "
                        "falls back (a trimmed mean that trims nothing runs the coordinate median), the report "
                        "names the rule that ran. The attacker's "
                        "own scores are excluded, and the honest workers' mean is compared with the clean run of "
@@ -241,7 +242,7 @@ def rule_at_size(rule: str, trim_fraction: float, clients: int) -> tuple[str, st
     ran = strategy.rule_for(clients)
     if ran == strategy.rule:
         return ran, ""
-    return ran, f"{rule} (trim fraction {trim_fraction}) at {clients} workers runs as {ran}"
+    return ran, f"{_strategy_config(rule, trim_fraction)} at {clients} workers runs as {ran}"
 
 
 def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:

@@ -160,8 +160,10 @@ class TrimmedMean(FedAvg):
 
     With n accepted updates it trims ``floor(trim_fraction * n)`` per side. When that is 0 (e.g. 3
     workstations at 0.2) a trimmed mean would be a plain mean that one client can move anywhere, so the
-    round runs the coordinate median instead (also robust to one outlier of three) and says so: the
-    result's ``rule`` is ``coordinate_median`` and its metric ``median_fallback`` is 1.
+    round runs the coordinate median instead and says so: the result's ``rule`` is ``coordinate_median``
+    and its metric ``median_fallback`` is 1. A median of 3 keeps each coordinate between honest values but
+    follows a sign-flipping client (per coordinate the honest value nearest it); :class:`MedianAnchored`
+    holds that one out.
     """
 
     rule = "trimmed_mean"
