@@ -185,22 +185,44 @@ def test_malformed_updates_are_rejected_with_one_line_each_and_the_round_closes_
         assert len(lines) == 1 and "rejected update" in lines[0].getMessage(), [r.getMessage() for r in lines]
 
 
-def test_the_deployed_trimmed_mean_of_three_runs_the_median_and_says_so(tmp_path, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
-
-    # Prepare: the shipped rule at the shipped size (3 workstations, trim_fraction 0.2 trims nothing)
-    config = _config(tmp_path, names=("ws1", "ws2", "ws3"), strategy={"name": "trimmed_mean", "trim_fraction": 0.2},
-                     deadline_s=3600.0)
+def _three_workstation_round(tmp_path, caplog, strategy, values):
+    """One round of 3 workstations under ``strategy``; workstation k sends a delta of 3 x ``values[k]``.
+    Returns (finish message, config, statuses)."""
+    config = _config(tmp_path, names=("ws1", "ws2", "ws3"), strategy=strategy, deadline_s=3600.0)
     statuses, audit = [], tmp_path / "audit.jsonl"
     caplog.set_level("INFO", logger="hrc_fl.federated")
     server, clients, _ = _start_round(config, statuses, audit)
-    # Execute: one client far off
-    finish = _answer_and_finish(server, clients, [(1, _update(1, np.ones(3, np.float32))),
-                                                  (2, _update(1, np.full(3, 2.0, np.float32))),
-                                                  (3, _update(1, np.full(3, 1000.0, np.float32)))])
-    # Assert: the median ran (a plain mean would be ~334), and the registry, status and log say so
+    finish = _answer_and_finish(server, clients, [(k + 1, _update(1, np.full(3, v, np.float32)))
+                                                  for k, v in enumerate(values)])
     assert finish is not None
+    return finish, config, statuses
+
+
+def test_the_deployed_trimmed_mean_of_three_runs_the_median_and_says_so(tmp_path, caplog):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare + Execute: the old shipped rule at the shipped size (trim_fraction 0.2 trims nothing), one
+    # client far off
+    finish, config, statuses = _three_workstation_round(
+        tmp_path, caplog, {"name": "trimmed_mean", "trim_fraction": 0.2}, (1.0, 2.0, 1000.0))
+    # Assert: the median ran (a plain mean would be ~334), and the registry, status and log say so
     np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.full(3, 2.0))
     assert ModelRegistry(config.state_dir).latest().meta["rule"] == "coordinate_median"
     assert [s for s in statuses if s.state == "done"][-1].metrics["median_fallback"] == 1.0
     assert "rule coordinate_median" in caplog.text
+
+
+def test_the_deployed_median_anchored_mean_of_three_drops_a_flipped_update_and_says_so(tmp_path, caplog):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare + Execute: the shipped rule (config/federated.yaml) at the shipped size; ws3 sends the others'
+    # step sign-flipped and scaled
+    finish, config, statuses = _three_workstation_round(
+        tmp_path, caplog, {"name": "median_anchored", "max_attackers": 1}, (1.0, 2.0, -6.0))
+    # Assert: the honest mean (a coordinate median would give 1.0), and the registry, status and log say so
+    np.testing.assert_allclose(finish.params["model_params"]["encoders.w"], np.full(3, 1.5))
+    meta = ModelRegistry(config.state_dir).latest().meta
+    assert meta["rule"] == "median_anchored" and meta["metrics"]["num_filtered"] == 1.0
+    done = [s for s in statuses if s.state == "done"][-1].metrics
+    assert done["num_filtered"] == 1.0 and done["median_fallback"] == 0.0 and done["kept_current"] == 0.0
+    assert "rule median_anchored" in caplog.text

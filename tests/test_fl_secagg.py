@@ -311,7 +311,7 @@ def _packaged_config(**changes):
     return data
 
 
-@pytest.mark.parametrize("rule", ["median", "trimmed_mean"])
+@pytest.mark.parametrize("rule", ["median", "trimmed_mean", "median_anchored"])
 def test_federation_config_refuses_rules_that_need_individual_updates(tmp_path, rule):
     from hrc_fl.federated.fl_config import parse_config
 

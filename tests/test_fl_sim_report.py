@@ -151,7 +151,7 @@ def test_fl_report_quick_through_cli_states_protocol_and_summarises_seeds(tmp_pa
     for seed, block in results["seeds"].items():
         robust = block["robustness"]
         assert set(robust) == {"4", "3"}, seed
-        assert robust["3"]["rule_ran"] == "median" and "trims 0" in robust["3"]["note"]
+        assert robust["3"]["rule_ran"] == "median_anchored" and robust["3"]["note"] == ""  # runs as itself at 3
         for r in robust.values():
             attacker = block["regimes"]["scarce"]["clients"][0]
             assert r["excluded"] == [attacker] and r["clean"]["excluded"] == [attacker]
@@ -243,6 +243,6 @@ def test_every_method_gets_the_same_budget_and_candidates_differ_only_in_self_su
     assert dataclasses.replace(spec, self_supervised=None) == specs[PERSONALISED]
     assert with_choice(specs[PERSONALISED], cfg, None) == (specs[PERSONALISED], 0)
     assert rule_config(cfg, "trimmed_mean") == {"name": "trimmed_mean", "trim_fraction": 0.2}
-    assert rule_at_size("trimmed_mean", 0.2, 3)[0] == "median"
+    assert rule_at_size("trimmed_mean", 0.2, 3)[0] == "coordinate_median"
     assert rule_at_size("trimmed_mean", 0.2, 10) == ("trimmed_mean", "")
-    assert rule_at_size("median", 0.2, 3) == ("median", "")
+    assert rule_at_size("median", 0.2, 3) == ("coordinate_median", "")

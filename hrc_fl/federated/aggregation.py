@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hrc_fl.federated.update import NDArrays, global_norm
+from hrc_fl.federated.update import NDArrays, difference, global_norm
 
 
 def _names(results: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
@@ -73,6 +73,30 @@ def trimmed_mean(results: Sequence[Mapping[str, np.ndarray]], *, trim_fraction: 
         stacked = np.sort(np.stack([np.asarray(r[name], np.float32) for r in results]), axis=0)
         out[name] = stacked[trim:count - trim].mean(axis=0).astype(np.float32)
     return out
+
+
+def median_anchored_mean(results: Sequence[Mapping[str, np.ndarray]], *, max_attackers: int
+                         ) -> tuple[NDArrays, list[int]]:
+    """Mean of the results nearest the coordinate median: drop the ``max_attackers`` f results farthest
+    (joint L2 distance over all tensors) from the coordinate median (:func:`coordinate_median`), average the
+    other n - f with equal weights. Returns (mean, indices of the kept results in input order).
+
+    Needs n >= 2f + 1 (an honest majority, so the median is anchored by honest values; ValueError
+    otherwise). Ties in distance keep the earlier result. The Multi-Krum / centred-clipping idea with the
+    coordinate median as the centre (Blanchard et al. 2017; Karimireddy et al. 2021): an update far from
+    the honest majority (sign-flipped, scaled) is removed whole instead of pulling every coordinate.
+    """
+    if max_attackers < 0:
+        raise ValueError(f"max_attackers must be >= 0, got {max_attackers}")
+    if len(results) < 2 * max_attackers + 1:
+        raise ValueError(f"{len(results)} results cannot outvote {max_attackers} attacker(s): need "
+                         f"{2 * max_attackers + 1}")
+    centre = coordinate_median(results)
+    distances = [global_norm(difference(r, centre)) for r in results]
+    kept = sorted(np.argsort(np.asarray(distances), kind="stable")[:len(results) - max_attackers].tolist())
+    names = _names(results)
+    return ({name: np.mean(np.stack([np.asarray(results[k][name], np.float64) for k in kept]), axis=0)
+             .astype(np.float32) for name in names}, kept)
 
 
 def clip_to_norm(tensors: Mapping[str, np.ndarray], max_norm: float) -> tuple[NDArrays, float]:

@@ -484,7 +484,10 @@ def _server_manager_class() -> type:
             metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": float(len(result.rejected)),
                        "aggregate_s": aggregate_s,
                        "max_train_s": max(train_s, default=0.0),
-                       "median_fallback": float(result.metrics.get("median_fallback", 0.0))}
+                       # which rule ran (with the configured one): the median fallback, no rule (the model
+                       # kept), or how many updates the median-anchored mean dropped
+                       **{key: float(result.metrics.get(key, 0.0))
+                          for key in ("median_fallback", "kept_current", "num_filtered")}}
             return self.rounds.on_committed(version, metrics)
 
         def finish(self) -> None:

@@ -22,7 +22,7 @@ from hrc_fl.federated.transport import Peer, TransportConfig
 
 UPLINK_ENCODINGS = ("fp32", "fp16", "int8")
 #: rules that need every individual update: impossible when the aggregator sees only the masked sum
-RULES_NEEDING_INDIVIDUAL_UPDATES = ("median", "trimmed_mean")
+RULES_NEEDING_INDIVIDUAL_UPDATES = ("median", "trimmed_mean", "median_anchored")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import platform
 import tempfile
@@ -45,7 +44,7 @@ from hrc_fl.federated import plots
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
-from hrc_fl.federated.strategies import make_strategy
+from hrc_fl.federated.strategies import FedAvg, make_strategy
 from hrc_fl.federated.watch_clients import watch_clients
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSpec
@@ -93,8 +92,8 @@ class ReportConfig:
     self_supervised_grid: tuple[tuple[float, int], ...] = ((0.02, 64), (0.05, 64), (0.02, 32))
     self_supervised: VicRegConfig = dataclasses.field(default_factory=VicRegConfig)  # the rest of the term
     # the deployed rule: config/federated.yaml's strategy (the CLI passes it), at 10 workers and the deployed size
-    deployed_rule: str = "trimmed_mean"
-    trim_fraction: float = 0.2
+    deployed_rule: str = "median_anchored"
+    trim_fraction: float = 0.2       # used when the deployed rule is a trimmed mean
     robustness_sizes: tuple[int, ...] = (10, 3)
     robustness_attacks: tuple[str, ...] = ATTACKS
     robustness_max_drop: float = 0.02  # attacked honest mean macro-F1 at most 2 points below the clean run
@@ -168,9 +167,11 @@ def protocol(cfg: ReportConfig) -> dict[str, str]:
                           "never updated in training (the engine freezes them on the server)."),
         "seeds": (f"Seeds {list(cfg.seeds)}: label subsets, initial models, batch order and augmentations; "
                   "each figure is the mean over seeds of the mean (or worst) worker."),
-        "robustness": (f"One attacking client (the first) in every round; rule {cfg.deployed_rule} "
-                       f"(trim fraction {cfg.trim_fraction}) with {list(cfg.robustness_sizes)} workers; where it "
-                       "would trim nothing, the coordinate median runs and the report says so. The attacker's "
+        "robustness": (f"One attacking client (the first) in every round; rule "
+                       f"{_strategy_config(cfg.deployed_rule, cfg.trim_fraction)} with "
+                       f"{list(cfg.robustness_sizes)} workers; where it "
+                       "falls back (a trimmed mean that trims nothing runs the coordinate median), the report "
+                       "names the rule that ran. The attacker's "
                        "own scores are excluded, and the honest workers' mean is compared with the clean run of "
                        "the same rule on the same workers, on every seed."),
     }
@@ -220,16 +221,23 @@ def choose_on_validation(scores: Sequence[tuple[Choice, float]]) -> Choice:
 
 def rule_config(cfg: ReportConfig, rule: str) -> dict[str, Any]:
     """:func:`make_strategy` config of an aggregation rule as the report runs it."""
-    return {"name": rule, "trim_fraction": cfg.trim_fraction} if rule == "trimmed_mean" else {"name": rule}
+    return _strategy_config(rule, cfg.trim_fraction)
+
+
+def _strategy_config(rule: str, trim_fraction: float) -> dict[str, Any]:
+    return {"name": rule, "trim_fraction": trim_fraction} if rule == "trimmed_mean" else {"name": rule}
 
 
 def rule_at_size(rule: str, trim_fraction: float, clients: int) -> tuple[str, str]:
-    """(rule that runs, note) for ``clients`` workers: a trimmed mean that would trim no value (floor of
-    trim_fraction x clients = 0, e.g. 0.2 x 3) is a plain mean, so the coordinate median runs instead."""
-    if rule == "trimmed_mean" and math.floor(trim_fraction * clients) == 0:
-        return "median", (f"trimmed_mean with trim fraction {trim_fraction} trims 0 values at {clients} workers; "
-                          "evaluated as the coordinate median")
-    return rule, ""
+    """(``AggregationResult.rule`` that runs, note) for ``clients`` workers, as the strategy itself decides
+    (:meth:`~hrc_fl.federated.strategies.FedAvg.rule_for`): e.g. a trimmed mean that would trim no value
+    (0.2 x 3) runs the coordinate median; the note is empty when the rule runs as itself."""
+    strategy = make_strategy(_strategy_config(rule, trim_fraction))
+    assert isinstance(strategy, FedAvg)  # a config without dp builds a FedAvg-type rule
+    ran = strategy.rule_for(clients)
+    if ran == strategy.rule:
+        return ran, ""
+    return ran, f"{_strategy_config(rule, trim_fraction)} at {clients} workers runs as {ran}"
 
 
 def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:
@@ -408,9 +416,9 @@ def _second_runs(cfg: ReportConfig, seed: int, first_seed: bool, chosen: dict[st
         if size > n_all:
             continue
         rule, _ = rule_at_size(cfg.deployed_rule, cfg.trim_fraction, size)
-        for attack in ("none", *cfg.robustness_attacks):
+        for attack in ("none", *cfg.robustness_attacks):  # the deployed config: its strategy falls back itself
             spec = dataclasses.replace(pers, name=f"{PERSONALISED}_{rule}_{attack}_n{size}",
-                                       strategy=rule_config(cfg, rule), attack=attack)
+                                       strategy=rule_config(cfg, cfg.deployed_rule), attack=attack)
             runs.append(_Run((seed, "robustness", size, attack), seed, "scarce", spec, width, size,
                              exclude_attacker=True))
     if first_seed:

@@ -19,6 +19,8 @@ from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, a
 #: default cap on the self-reported sample count used as a FedAvg weight (config: strategy.max_num_samples);
 #: as large as a workstation's sample store keeps (intention_learner's max_samples_per_worker)
 DEFAULT_MAX_NUM_SAMPLES = 5000
+#: ``AggregationResult.rule`` of a round that kept the current tensors (too few valid updates)
+KEPT_CURRENT = "kept_current"
 
 
 class Strategy(ABC):
@@ -69,10 +71,16 @@ class FedAvg(Strategy):
         self.min_accepted = int(min_accepted)
         self.max_num_samples = int(max_num_samples)
 
-    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, str]:
-        """Combine accepted client deltas (the one step robust rules override); returns the combined delta
-        and the name of the rule that ran."""
-        return aggregation.weighted_average(list(zip(deltas, weights, strict=True))), self.rule
+    def rule_for(self, count: int) -> str:
+        """Name of the rule that combines ``count`` accepted updates (``AggregationResult.rule``;
+        ``kept_current`` below ``min_accepted``): the one place a rule decides to fall back or refuse (the
+        report names the rule that ran from it too)."""
+        return KEPT_CURRENT if count < self.min_accepted else self.rule
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, dict[str, float]]:
+        """Combine accepted client deltas (the one step robust rules override) with the rule
+        :meth:`rule_for` names; returns the combined delta and the rule's own metrics."""
+        return aggregation.weighted_average(list(zip(deltas, weights, strict=True))), {}
 
     def aggregate(self, server_round: int, updates: Sequence[ClientUpdate],
                   current: Mapping[str, np.ndarray]) -> AggregationResult:
@@ -86,9 +94,11 @@ class FedAvg(Strategy):
                 seen.add(update.client_id)
             else:
                 rejected[update.client_id] = reason
-        if len(accepted) < self.min_accepted:
+        rule = self.rule_for(len(accepted))
+        if rule == KEPT_CURRENT:
             return AggregationResult(copy_arrays(current), [], rejected,
-                                     {"num_accepted": float(len(accepted)), "kept_current": 1.0}, "kept_current")
+                                     {"num_accepted": float(len(accepted)), "kept_current": 1.0,
+                                      "min_accepted": float(self.min_accepted)}, rule)
         deltas = [difference(u.tensors, current) for u in accepted]
         norms = [global_norm(d) for d in deltas]
         clipped = 0
@@ -98,13 +108,13 @@ class FedAvg(Strategy):
                 clipped += int(factor < 1.0)
         weights = [min(int(u.num_samples), self.max_num_samples) for u in accepted]
         capped = sum(int(u.num_samples) > self.max_num_samples for u in accepted)
-        combined, rule = self.combine(deltas, weights)
+        combined, rule_metrics = self.combine(deltas, weights)
         return AggregationResult(add(current, combined), [u.client_id for u in accepted], rejected,
                                  {"num_accepted": float(len(accepted)), "num_clipped": float(clipped),
                                   "num_capped": float(capped), "kept_current": 0.0,
-                                  "median_fallback": float(rule == CoordinateMedian.rule and self.rule != rule),
+                                  "median_fallback": float(rule == CoordinateMedian.rule != self.rule),
                                   "median_update_norm": float(np.median(norms)),
-                                  "max_update_norm": float(np.max(norms))}, rule)
+                                  "max_update_norm": float(np.max(norms)), **rule_metrics}, rule)
 
     @staticmethod
     def _reason_to_reject(server_round: int, update: ClientUpdate, current: Mapping[str, np.ndarray],
@@ -141,8 +151,8 @@ class CoordinateMedian(FedAvg):
 
     rule = "coordinate_median"
 
-    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, str]:
-        return aggregation.coordinate_median(deltas), self.rule
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, dict[str, float]]:
+        return aggregation.coordinate_median(deltas), {}
 
 
 class TrimmedMean(FedAvg):
@@ -150,8 +160,10 @@ class TrimmedMean(FedAvg):
 
     With n accepted updates it trims ``floor(trim_fraction * n)`` per side. When that is 0 (e.g. 3
     workstations at 0.2) a trimmed mean would be a plain mean that one client can move anywhere, so the
-    round runs the coordinate median instead (also robust to one outlier of three) and says so: the
-    result's ``rule`` is ``coordinate_median`` and its metric ``median_fallback`` is 1.
+    round runs the coordinate median instead and says so: the result's ``rule`` is ``coordinate_median``
+    and its metric ``median_fallback`` is 1. A median of 3 keeps each coordinate between honest values but
+    follows a sign-flipping client (per coordinate the honest value nearest it); :class:`MedianAnchored`
+    holds that one out.
     """
 
     rule = "trimmed_mean"
@@ -163,14 +175,49 @@ class TrimmedMean(FedAvg):
             raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
         self.trim_fraction = float(trim_fraction)
 
-    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, str]:
-        if aggregation.trim_count(len(deltas), self.trim_fraction) == 0:
-            return aggregation.coordinate_median(deltas), CoordinateMedian.rule
-        return aggregation.trimmed_mean(deltas, trim_fraction=self.trim_fraction), self.rule
+    def rule_for(self, count: int) -> str:
+        rule = super().rule_for(count)
+        if rule == self.rule and aggregation.trim_count(count, self.trim_fraction) == 0:
+            return CoordinateMedian.rule
+        return rule
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, dict[str, float]]:
+        if self.rule_for(len(deltas)) == CoordinateMedian.rule:
+            return aggregation.coordinate_median(deltas), {}
+        return aggregation.trimmed_mean(deltas, trim_fraction=self.trim_fraction), {}
 
 
-_RULES = {"fedavg": FedAvg, "fedprox": FedProx, "median": CoordinateMedian, "trimmed_mean": TrimmedMean}
-_RULE_KEYS = {"fedavg": set(), "fedprox": {"proximal_mu"}, "median": set(), "trimmed_mean": {"trim_fraction"}}
+class MedianAnchored(FedAvg):
+    """Median-anchored mean (:func:`aggregation.median_anchored_mean`): per round, drop the ``max_attackers``
+    f client deltas farthest (L2) from their coordinate median and average the rest with equal weights
+    (sample counts are self-reported, so an attacker's claim would buy it weight). ``metrics["num_filtered"]``
+    counts the dropped deltas.
+
+    Holds f attacking clients only when at least 2f + 1 valid updates arrived (3 for one attacker): with
+    fewer, the median has no honest majority and no rule can tell the attacker from an honest client, so
+    the round keeps the current tensors (``min_accepted`` is raised to 2f + 1; rule ``kept_current``,
+    ``metrics["min_accepted"]``). What it bounds and what not: docs/federated_core.md.
+    """
+
+    rule = "median_anchored"
+
+    def __init__(self, *, max_attackers: int = 1, max_update_norm: float | None = None, min_accepted: int = 1,
+                 max_num_samples: int = DEFAULT_MAX_NUM_SAMPLES) -> None:
+        if max_attackers < 0:
+            raise ValueError(f"max_attackers must be >= 0, got {max_attackers}")
+        super().__init__(max_update_norm=max_update_norm, min_accepted=max(min_accepted, 2 * max_attackers + 1),
+                         max_num_samples=max_num_samples)
+        self.max_attackers = int(max_attackers)
+
+    def combine(self, deltas: list[NDArrays], weights: list[int]) -> tuple[NDArrays, dict[str, float]]:
+        combined, kept = aggregation.median_anchored_mean(deltas, max_attackers=self.max_attackers)
+        return combined, {"num_filtered": float(len(deltas) - len(kept))}
+
+
+_RULES = {"fedavg": FedAvg, "fedprox": FedProx, "median": CoordinateMedian, "trimmed_mean": TrimmedMean,
+          "median_anchored": MedianAnchored}
+_RULE_KEYS = {"fedavg": set(), "fedprox": {"proximal_mu"}, "median": set(), "trimmed_mean": {"trim_fraction"},
+              "median_anchored": {"max_attackers"}}
 _COMMON_KEYS = {"max_update_norm", "min_accepted", "max_num_samples"}
 _DP_KEYS = {"clip_norm", "noise_multiplier", "delta", "sample_rate", "expected_clients"}
 
@@ -178,9 +225,9 @@ _DP_KEYS = {"clip_norm", "noise_multiplier", "delta", "sample_rate", "expected_c
 def make_strategy(config: Mapping[str, Any]) -> Strategy:
     """Build a strategy from a plain mapping (e.g. a YAML section).
 
-    Keys: ``name`` in {fedavg, fedprox, median, trimmed_mean} (default fedavg); ``max_update_norm``
-    (None/0 = off); ``min_accepted``; ``max_num_samples`` (cap on a client's FedAvg weight);
-    ``proximal_mu`` (fedprox); ``trim_fraction`` (trimmed_mean);
+    Keys: ``name`` in {fedavg, fedprox, median, trimmed_mean, median_anchored} (default fedavg);
+    ``max_update_norm`` (None/0 = off); ``min_accepted``; ``max_num_samples`` (cap on a client's FedAvg
+    weight); ``proximal_mu`` (fedprox); ``trim_fraction`` (trimmed_mean); ``max_attackers`` (median_anchored);
     ``dp``: optional mapping with ``clip_norm``, ``noise_multiplier``, ``delta``, ``expected_clients``
     (required: the fixed denominator m, the number of configured workstations) and ``sample_rate`` (must be
     1.0); wraps the strategy in :class:`hrc_fl.federated.privacy.DPStrategy` (needs a mean rule). A ``seed``
@@ -203,6 +250,8 @@ def make_strategy(config: Mapping[str, Any]) -> Strategy:
         kwargs["proximal_mu"] = float(config.get("proximal_mu", 0.01))
     if name == "trimmed_mean":
         kwargs["trim_fraction"] = float(config.get("trim_fraction", 0.1))
+    if name == "median_anchored":
+        kwargs["max_attackers"] = int(config.get("max_attackers", 1))
     strategy: Strategy = _RULES[name](**kwargs)
     dp = config.get("dp")
     if dp:
