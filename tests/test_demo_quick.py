@@ -227,6 +227,21 @@ def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tm
     assert kept.client.self_supervised == load_config().client.self_supervised is not None
 
 
+def test_demo_federation_file_fits_the_robust_rule_to_its_quorum(tmp_path):
+    # the demo's quorum (all workstations but one) is below the plant's 2f + 1: it lowers f, never the rule
+    from hrc_fl.demo.run import DemoOptions, write_fl_config
+    from hrc_fl.federated.fl_config import load_config
+
+    for workstations in (1, 3, 7):
+        run = tmp_path / str(workstations)
+        run.mkdir()
+        cfg = load_config(write_fl_config(DemoOptions(workstations=workstations), run))
+        assert cfg.strategy["name"] == load_config().strategy["name"] == "median_anchored"
+        assert 2 * cfg.strategy["max_attackers"] + 1 <= cfg.rounds.quorum
+        assert cfg.strategy["max_attackers"] == min(load_config().strategy["max_attackers"],
+                                                    (cfg.rounds.quorum - 1) // 2)
+
+
 def _end(options, **kw):
     from hrc_fl.demo.run import end_of_run
 

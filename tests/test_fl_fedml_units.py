@@ -235,6 +235,16 @@ def test_federation_config_validates_quorum_encoding_and_missing_keys(tmp_path):
         parse_config(broken, tmp_path)
     packaged = load_config()
     assert packaged.rounds.quorum <= len(packaged.client_ranks)
+    if packaged.strategy["name"] == "median_anchored":  # the shipped rule can act on every round it closes
+        assert packaged.rounds.quorum >= 2 * int(packaged.strategy["max_attackers"]) + 1
+    three = _config_dict()
+    three["federation"]["nodes"] += [{"name": f"ws{i}", "rank": i, "host": "127.0.0.1", "port": 47100 + i}
+                                     for i in (2, 3)]
+    three["rounds"]["quorum"] = 2
+    with pytest.raises(ValueError, match=r"quorum 2 is below the 3 valid updates median_anchored needs"):
+        parse_config({**three, "strategy": {"name": "median_anchored", "max_attackers": 1}}, tmp_path)
+    assert parse_config({**three, "strategy": {"name": "median_anchored", "max_attackers": 0}},
+                        tmp_path).rounds.quorum == 2
     with pytest.raises(ValueError, match="expected_clients"):  # the DP denominator below the configured clients
         parse_config({**_config_dict(), "strategy": {"name": "fedavg", "dp": {
             "clip_norm": 1.0, "noise_multiplier": 1.0, "expected_clients": 0}}}, tmp_path)

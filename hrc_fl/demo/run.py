@@ -303,6 +303,10 @@ def write_fl_config(options: DemoOptions, run_dir: Path) -> Path | None:
     rounds["start_wait_s"] = 10.0
     rounds["quorum"] = max(1, options.workstations - 1)
     rounds["deadline_s"] = options.fl_deadline_s
+    strategy = config.setdefault("strategy", {})
+    if strategy.get("name") == "median_anchored":
+        # the demo's small quorum tolerates fewer attackers than the plant's (2f + 1 <= quorum); say so in the file
+        strategy["max_attackers"] = min(int(strategy.get("max_attackers", 1)), (rounds["quorum"] - 1) // 2)
     client = config.setdefault("client", {})
     if not options.fl_self_supervised:
         client["self_supervised"] = {"enabled": False}

@@ -95,12 +95,19 @@ class FederationConfig:
             raise ValueError("a federation needs the aggregator and at least one client")
         if self.rounds.quorum > len(self.client_ranks):
             raise ValueError(f"quorum {self.rounds.quorum} exceeds the {len(self.client_ranks)} clients")
+        rule = str(self.strategy.get("name", "fedavg")).lower()
+        if rule == "median_anchored":
+            needed = 2 * int(self.strategy.get("max_attackers", 1)) + 1
+            if self.rounds.quorum < needed:
+                # a round closed at quorum with fewer answers would keep the model: progress only by luck
+                raise ValueError(f"quorum {self.rounds.quorum} is below the {needed} valid updates median_anchored "
+                                 f"needs with max_attackers {self.strategy.get('max_attackers', 1)} (2f + 1): "
+                                 f"raise rounds.quorum or lower strategy.max_attackers")
         dp = self.strategy.get("dp") or {}
         if dp and int(dp.get("expected_clients", 0)) < len(self.client_ranks):
             raise ValueError(f"strategy.dp.expected_clients must be >= the {len(self.client_ranks)} configured "
                              f"clients (the fixed denominator of the DP mean), got {dp.get('expected_clients')}")
         if self.secure_aggregation.enabled:
-            rule = str(self.strategy.get("name", "fedavg")).lower()
             if rule in RULES_NEEDING_INDIVIDUAL_UPDATES:
                 raise ValueError(f"strategy {rule!r} needs every client's update, but secure_aggregation hides them "
                                  f"(the aggregator sees only their sum): use fedavg or fedprox, or disable "
