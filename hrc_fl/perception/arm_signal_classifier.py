@@ -23,7 +23,7 @@ from hrc_fl.perception.body_features import (
     normalise_bodies,
     normalise_body,
 )
-from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights, mlp_proba
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights
 
 if TYPE_CHECKING:
     from hrc_fl.perception.landmark_mlp import LandmarkMLP
@@ -54,7 +54,7 @@ class ArmSignalClassifier:
         return cls(*load_classifier_weights(path, "arm_signal_classifier.safetensors"))
 
     def _mlp_proba(self, features: np.ndarray) -> np.ndarray:
-        return mlp_proba(self._model, features)
+        return self._model.predict_proba(features)  # numpy (nodes) or torch (training, tests) model
 
     def _reduce(self, posture_proba: np.ndarray) -> np.ndarray:
         stop = posture_proba[:, self._stop_index]
