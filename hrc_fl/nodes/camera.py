@@ -18,6 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from hrc_fl.nodes.common import SENSOR_QOS, Diagnostics, RateMeter, declare_parameters, run_node
+from hrc_fl.paths import resolve_param_file
 from hrc_fl.perception.camera_sources import (
     CameraCalibration,
     ReopeningSource,
@@ -127,8 +128,6 @@ class CameraNode(Node):
     def _load_calibration(self, name: str) -> CameraCalibration | None:
         if not name:
             return None
-        from hrc_fl.launch_adapter import resolve_param_file
-
         return load_calibration(resolve_param_file(name))
 
     def _calibration_for(self, width_px: int, height_px: int) -> CameraCalibration:
