@@ -91,6 +91,7 @@ def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEE
     Returns metrics: ``accuracy`` and ``balanced_accuracy`` of NONE vs ALL_STOP, ALL_STOP precision,
     recall and F1, ``accuracy_posture`` over the 20 postures, split sizes.
     """
+    # here, not at the top: landmark_mlp imports torch, and the pose node imports this module for numpy inference
     from hrc_fl.data.datasets import load_body_pose
     from hrc_fl.perception.landmark_mlp import (
         confusion_matrix,
