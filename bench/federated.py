@@ -50,11 +50,10 @@ sys.path.insert(0, str(REPO))
 def _federation_config(root: Path, clients: int, rounds: int, start_wait_s: float) -> Path:
     import yaml
 
-    sys.path.insert(0, str(REPO))
-    from tests.fl_fedml_harness import free_ports
+    from hrc_fl.federated.fl_config import free_loopback_ports
 
     names = ["aggregator", *[f"ws{i}" for i in range(1, clients + 2)]]  # the last one never starts
-    ports = free_ports(len(names))
+    ports = free_loopback_ports(len(names))
     config = {
         "federation": {"nodes": [{"name": n, "rank": r, "host": "127.0.0.1", "port": ports[r]}
                                  for r, n in enumerate(names)],

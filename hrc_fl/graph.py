@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 PACKAGE = "hrc_fl"
 
 
@@ -245,3 +247,22 @@ def graph_environment(base: Mapping[str, str]) -> dict[str, str]:
     if not base.get("ROS_DISCOVERY_SERVER"):
         wanted["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DEFAULT_DISCOVERY_RANGE
     return {k: v for k, v in wanted.items() if k not in base}
+
+
+def ros_param_value(value: object) -> str:
+    """A parameter value as written on a ROS command line (``-p name:=VALUE``): ROS parses it as YAML,
+    so it is dumped as YAML and strings like ``"1"`` stay strings."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
+
+
+def process_arguments(spec: NodeSpec) -> list[str]:
+    """Arguments before ``--ros-args``: for a composed process its nodes and per-node parameters (the
+    same words for ``hrc-fl launch`` and a launch_ros ``Node``'s ``arguments``)."""
+    if not spec.composed:
+        return []
+    args = ["--nodes", ",".join(spec.composed)]
+    for node, params in spec.node_parameters.items():
+        for key, value in params.items():
+            args += ["--param", f"{node}:{key}={ros_param_value(value)}"]
+    return args

@@ -6,16 +6,8 @@ from the package registries, so nothing else in hrc_fl imports ``launch``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hrc_fl.graph import GRAPHS, NodeSpec, graph_environment
-from hrc_fl.paths import config_dir
-
-
-def resolve_param_file(name: str) -> str:
-    """A parameter file named in a NodeSpec: absolute paths as given, bare names from config/."""
-    path = Path(name)
-    return str(path if path.is_absolute() else config_dir() / path)
+from hrc_fl.graph import GRAPHS, NodeSpec, graph_environment, process_arguments
+from hrc_fl.paths import resolve_param_file
 
 
 def launch_description(graph_name: str):  # -> launch.LaunchDescription
@@ -24,7 +16,6 @@ def launch_description(graph_name: str):  # -> launch.LaunchDescription
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
-    from hrc_fl.launcher import process_arguments  # here: hrc_fl.launcher imports this module
     from launch import LaunchDescription
 
     graph = GRAPHS[graph_name]

@@ -18,10 +18,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from hrc_fl.graph import GRAPHS, PACKAGE, SHUTDOWN_BOUND_S, NodeSpec, graph_environment
-from hrc_fl.launch_adapter import resolve_param_file
+from hrc_fl.graph import (
+    GRAPHS,
+    PACKAGE,
+    SHUTDOWN_BOUND_S,
+    NodeSpec,
+    graph_environment,
+    process_arguments,
+    ros_param_value,
+)
+from hrc_fl.paths import resolve_param_file
 
 _PR_SET_PDEATHSIG = 1
 
@@ -48,23 +54,6 @@ def executable_path(executable: str, package: str = PACKAGE) -> str:
                             "run scripts/setup.sh (or source the workspace that installs hrc_fl)")
 
 
-def _param_value(value: object) -> str:
-    # ROS parses -p values as YAML; dump so that strings like "1" stay strings.
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    return text.removesuffix("...").strip()
-
-
-def process_arguments(spec: NodeSpec) -> list[str]:
-    """Arguments before ``--ros-args``: for a composed process its nodes and per-node parameters."""
-    if not spec.composed:
-        return []
-    args = ["--nodes", ",".join(spec.composed)]
-    for node, params in spec.node_parameters.items():
-        for key, value in params.items():
-            args += ["--param", f"{node}:{key}={_param_value(value)}"]
-    return args
-
-
 def node_command(spec: NodeSpec) -> list[str]:
     """The argv that runs one node (or a composed process) with its name, namespace, parameter files
     and remappings."""
@@ -76,7 +65,7 @@ def node_command(spec: NodeSpec) -> list[str]:
     for param_file in spec.param_files:
         cmd += ["--params-file", resolve_param_file(param_file)]
     for key, value in spec.parameters.items():
-        cmd += ["-p", f"{key}:={_param_value(value)}"]
+        cmd += ["-p", f"{key}:={ros_param_value(value)}"]
     for src, dst in spec.remappings:
         cmd += ["-r", f"{src}:={dst}"]
     return cmd

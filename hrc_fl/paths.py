@@ -38,6 +38,13 @@ def config_file(name: str) -> Path:
     return path
 
 
+def resolve_param_file(name: str) -> str:
+    """A parameter file named in a node spec or a node parameter: absolute paths as given, bare names
+    from :func:`config_dir` (not checked for existence here; the node that opens it says so)."""
+    path = Path(name)
+    return str(path if path.is_absolute() else config_dir() / path)
+
+
 def cache_dir() -> Path:
     """Git-ignored folder for downloaded packages, built models and extracted data sets."""
     override = os.environ.get("HRC_FL_CACHE")

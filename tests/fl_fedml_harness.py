@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,10 @@ from typing import Any
 
 import yaml
 
+from hrc_fl.federated.fl_config import free_loopback_ports as free_ports  # the FL tests import it from here
+
 REPO = Path(__file__).resolve().parent.parent
 GUARD_DIR = Path(__file__).resolve().parent / "fl_guard"
-
-
-def free_ports(count: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class FederationRun:

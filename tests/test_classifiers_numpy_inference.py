@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 from hrc_fl.data import assets
 from hrc_fl.data.datasets import load_body_pose, load_hand_pose
 from hrc_fl.perception import arm_signal_classifier as arm_mod
-from hrc_fl.perception import gesture_classifier as gesture_mod
+from hrc_fl.perception import gesture_training as gesture_mod
 from hrc_fl.perception.arm_signal_classifier import ArmSignalClassifier
 from hrc_fl.perception.body_features import body25_to_mediapipe33, normalise_bodies
 from hrc_fl.perception.gesture_classifier import GestureClassifier

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from hrc_fl import setup_assets as builder
 from hrc_fl.data import assets, datasets
 
 
@@ -116,7 +117,7 @@ def test_built_assets_are_valid_in_the_manifest():
     manifest = json.loads(assets.manifest_path().read_text())
 
     # Execute / Assert: every item's recipe matches and every file has its recorded SHA-256
-    for item in assets.items():
+    for item in builder.items():
         assert assets.item_is_valid(item, manifest), item.name
     for name in assets.ASSET_NAMES:
         assert assets.asset_path(name).stat().st_size > 0
@@ -129,17 +130,15 @@ def test_manifest_detects_changed_file_and_changed_recipe(tmp_path, monkeypatch)
     item = assets.Item("demo", ("assets/demo.bin",), "recipe-1",
                        lambda dl, log: (built.append(1), (tmp_path / "assets").mkdir(exist_ok=True),
                                         (tmp_path / "assets/demo.bin").write_bytes(b"v1")))
-    monkeypatch.setattr(assets, "items", lambda: [item])
-    assert assets.setup_assets(log=lambda m: None) == {"demo": "built"}
+    assert assets.build_items([item], log=lambda m: None) == {"demo": "built"}
 
     # Execute / Assert: valid -> skipped; tampered -> rebuilt; new recipe -> rebuilt; --force -> rebuilt
-    assert assets.setup_assets(log=lambda m: None) == {"demo": "ok"}
+    assert assets.build_items([item], log=lambda m: None) == {"demo": "ok"}
     (tmp_path / "assets/demo.bin").write_bytes(b"tampered")
-    assert assets.setup_assets(log=lambda m: None) == {"demo": "built"}
+    assert assets.build_items([item], log=lambda m: None) == {"demo": "built"}
     changed = assets.Item("demo", item.outputs, "recipe-2", item.build)
-    monkeypatch.setattr(assets, "items", lambda: [changed])
-    assert assets.setup_assets(log=lambda m: None) == {"demo": "built"}
-    assert assets.setup_assets(force=True, log=lambda m: None) == {"demo": "built"}
+    assert assets.build_items([changed], log=lambda m: None) == {"demo": "built"}
+    assert assets.build_items([changed], force=True, log=lambda m: None) == {"demo": "built"}
     assert len(built) == 4
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["items"]["demo"]["recipe"] == "recipe-2"
@@ -152,7 +151,7 @@ def test_gesture_classifier_is_rebuilt_when_the_feature_layout_or_protocol_code_
     manifest = json.loads(assets.manifest_path().read_text())
 
     def gesture_item() -> assets.Item:
-        return next(i for i in assets.items() if i.name == "gesture_classifier")
+        return next(i for i in builder.items() if i.name == "gesture_classifier")
 
     assert assets.item_is_valid(gesture_item(), manifest)
     assert json.loads(assets.asset_path("gesture_classifier.json").read_text())["feature"] == \
@@ -162,8 +161,8 @@ def test_gesture_classifier_is_rebuilt_when_the_feature_layout_or_protocol_code_
     monkeypatch.setattr(hand_features, "HAND_FEATURE_LAYOUT", "hand_features.some_other_layout/3")
     assert not assets.item_is_valid(gesture_item(), manifest)
     monkeypatch.undo()
-    real_hash = assets._source_hash
-    monkeypatch.setattr(assets, "_source_hash", lambda *mods: real_hash(*mods) + (
+    real_hash = builder.source_hash
+    monkeypatch.setattr(builder, "source_hash", lambda *mods: real_hash(*mods) + (
         "-changed" if gesture_protocol.__name__ in mods else ""))
     assert not assets.item_is_valid(gesture_item(), manifest)
 
@@ -173,7 +172,7 @@ def test_missing_registry_client_is_one_clear_line(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("HRC_FL_CACHE", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     item = assets.Item("needs_npm", ("assets/x",), "r", lambda dl, log: dl.npm_pose())
-    monkeypatch.setattr(assets, "items", lambda: [item])
+    monkeypatch.setattr(builder, "items", lambda: [item])
     from hrc_fl.commands import setup_assets as command
 
     # Execute

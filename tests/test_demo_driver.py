@@ -8,7 +8,7 @@ import pytest
 import rclpy
 
 from hrc_fl.demo.driver import DemoDriver
-from hrc_fl.demo.scenario import Scenario, ScenarioConfig
+from hrc_fl.sim.scenario import Scenario, ScenarioConfig
 
 
 def _driver(context, wait_for):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from hrc_fl.demo.report import NOT_AVAILABLE
-from hrc_fl.demo.scenario import BodyShifter, Keyframe, Scenario, ScenarioConfig
+from hrc_fl.sim.scenario import BodyShifter, Keyframe, Scenario, ScenarioConfig
 
 HRC_FL = str(Path(sys.executable).parent / "hrc-fl")
 

@@ -20,8 +20,8 @@ import pytest
 
 from hrc_fl.ament_prefix import register
 from hrc_fl.discovery_check import DiscoveryWatch, expected_nodes, watch_diagnostics
-from hrc_fl.graph import GRAPHS, PACKAGE, SHUTDOWN_BOUND_S
-from hrc_fl.launcher import process_arguments, specs_for
+from hrc_fl.graph import GRAPHS, PACKAGE, SHUTDOWN_BOUND_S, process_arguments
+from hrc_fl.launcher import specs_for
 from hrc_fl.paths import runtime_dir
 
 ROOT = Path(__file__).resolve().parent.parent

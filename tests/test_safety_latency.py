@@ -194,7 +194,7 @@ def test_far_worker_stops_come_from_the_camera_rate_and_latency(frame_hz, pipeli
     latencies = pipeline_median_s * np.exp(rng.normal(0.0, 0.45, 4000))
     offset = _separation_offset_m()
 
-    def worker_x(t: float) -> float:  # body centre distance, as in hrc_fl.demo.scenario's keyframes
+    def worker_x(t: float) -> float:  # body centre distance, as in hrc_fl.sim.scenario's keyframes
         f = t / 120.0
         if f < 0.08 or f > 0.54:
             return 4.0

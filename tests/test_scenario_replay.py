@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from hrc_fl.demo.scenario import (
+from hrc_fl.perception.camera_sources import parse_source
+from hrc_fl.sim.scenario import (
     Keyframe,
     Scenario,
     ScenarioCameraSource,
@@ -23,7 +24,6 @@ from hrc_fl.demo.scenario import (
     load_scenario,
     write_scenario,
 )
-from hrc_fl.perception.camera_sources import parse_source
 from tests.rosutil import still_robot
 
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",

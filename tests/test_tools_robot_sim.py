@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hrc_fl.demo.robot_sim import RobotSim, RobotSimConfig, forward_kinematics
+from hrc_fl.sim.robot import RobotSim, RobotSimConfig, forward_kinematics
 
 PATH = np.array([[0.0, -1.2, 1.4, -1.77, -1.57, 0.0], [0.8, -1.0, 1.2, -1.77, -1.57, 0.0]])
 

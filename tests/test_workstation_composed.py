@@ -57,8 +57,8 @@ def _photo(name: str) -> np.ndarray:
     """The worker photo as the demo's scenario shows it: messi5's relaxed open hand (a STOP gesture, which
     would hold the robot for a manual reset) blurred."""
     from hrc_fl.data.datasets import photo_path
-    from hrc_fl.demo.scenario import WORKER_PHOTO_BLUR_BOX, blur_region
     from hrc_fl.perception.camera_sources import fit_frame
+    from hrc_fl.sim.scenario import WORKER_PHOTO_BLUR_BOX, blur_region
 
     image = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
     return fit_frame(blur_region(image, WORKER_PHOTO_BLUR_BOX) if name == "messi5.jpg" else image, 640, 480)

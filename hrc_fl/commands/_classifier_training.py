@@ -46,7 +46,7 @@ class Classifier:
 
 
 CLASSIFIERS: dict[str, Classifier] = {
-    "gestures": Classifier("hrc_fl.perception.gesture_classifier", "gesture_classifier.safetensors", "gestures",
+    "gestures": Classifier("hrc_fl.perception.gesture_training", "gesture_classifier.safetensors", "gestures",
                            _gesture_summary),
     "arm-signals": Classifier("hrc_fl.perception.arm_signal_classifier", "arm_signal_classifier.safetensors",
                               "arm_signals", _arm_summary),

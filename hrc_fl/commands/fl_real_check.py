@@ -26,18 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="give up on the real run after this")
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -50,14 +38,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
+    from hrc_fl.federated.fl_config import free_loopback_ports
     from hrc_fl.federated.simulator import MethodSpec, Simulator
-    from hrc_fl.federated.watch_learner import _clients_and_factory
+    from hrc_fl.federated.watch_learner import clients_and_factory
 
     torch.set_num_threads(1)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     options = {"label_fraction": args.label_fraction, "result_dir": str(out / "real_results")}
-    clients, factory = _clients_and_factory(options, args.seed)
+    clients, factory = clients_and_factory(options, args.seed)
     names = [f"ws{i}" for i in range(1, len(clients) + 1)]
 
     # Simulator
@@ -70,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulator: mean accuracy {np.mean(list(sim_acc.values())):.4f} in {sim_s:.0f} s", flush=True)
 
     # Real FedML processes
-    ports = _free_ports(len(names) + 1)
+    ports = free_loopback_ports(len(names) + 1)
     config = {
         "federation": {"nodes": [{"name": n, "rank": r, "host": "127.0.0.1", "port": ports[r]}
                                  for r, n in enumerate(["aggregator", *names])],

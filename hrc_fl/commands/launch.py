@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not_heard is not None:
         print(f"[launch] ERROR: {not_heard}", file=sys.stderr, flush=True)
     if rates is not None:
-        from hrc_fl.topic_rates import format_rates
+        from hrc_fl.tools.topic_rates import format_rates
 
         print(format_rates(rates))
         if args.json:
@@ -108,7 +108,7 @@ class _Monitor:
 
         from hrc_fl.discovery_check import DiscoveryWatch, expected_nodes, watch_diagnostics
         from hrc_fl.launcher import node_environment
-        from hrc_fl.topic_rates import TopicRateMonitor
+        from hrc_fl.tools.topic_rates import TopicRateMonitor
 
         os.environ.update({k: v for k, v in node_environment().items() if k.startswith(("ROS_", "FASTDDS"))})
         self._context = rclpy.Context()

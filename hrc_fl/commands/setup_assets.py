@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hrc_fl.data.assets import FetchError, setup_assets
+    from hrc_fl.data.assets import FetchError
     from hrc_fl.paths import cache_dir
+    from hrc_fl.setup_assets import setup_assets  # here, not at the top: it imports torch (the trainers)
 
     def log(msg: str) -> None:
         print(f"[setup] {msg}", flush=True)

@@ -1,4 +1,8 @@
-"""Paths of the built assets and the idempotent builder behind ``hrc-fl setup-assets``.
+"""Paths of the built assets, the registry downloads, the manifest and the data items of ``hrc-fl setup-assets``.
+
+This module only locates, fetches and unpacks files; the items that train a model on those files (the
+gesture and arm-signal classifiers) are added above perception, in :mod:`hrc_fl.setup_assets`, which
+runs the whole build through :func:`build_items`.
 
 Cache layout (:func:`hrc_fl.paths.cache_dir`, git-ignored):
 ``downloads/`` registry packages as fetched (kept, so rebuilding works offline);
@@ -20,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +92,7 @@ def training_dir() -> Path:
 
 # ---------------------------------------------------------------------------------------------- downloads
 
-class _Downloads:
+class Downloads:
     """Registry packages, fetched on first use, reused (after a checksum check) from ``downloads/``."""
 
     def __init__(self, manifest: dict, log: Log) -> None:
@@ -140,10 +144,10 @@ class Item:
     name: str
     outputs: tuple[str, ...]
     recipe: str
-    build: Callable[[_Downloads, Log], None]
+    build: Callable[[Downloads, Log], None]
 
 
-def _source_hash(*modules: str) -> str:
+def source_hash(*modules: str) -> str:
     """Hash of the source files of modules (a trained model is rebuilt when its code changes)."""
     import importlib.util
 
@@ -156,13 +160,13 @@ def _source_hash(*modules: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _build_hand_task(dl: _Downloads, log: Log) -> None:
+def _build_hand_task(dl: Downloads, log: Log) -> None:
     from hrc_fl.data.mediapipe_tasks import build_hand_task
 
     build_hand_task(dl.mediapipe_wheel(), assets_dir() / "hand_landmarker.task")
 
 
-def _build_pose_tasks(dl: _Downloads, log: Log) -> None:
+def _build_pose_tasks(dl: Downloads, log: Log) -> None:
     from hrc_fl.data.mediapipe_tasks import (
         WHEEL_POSE_DETECTOR,
         build_pose_task,
@@ -181,7 +185,7 @@ def _build_pose_tasks(dl: _Downloads, log: Log) -> None:
                             assets_dir() / f"pose_landmarker_{variant}.task")
 
 
-def _build_watch(dl: _Downloads, log: Log) -> None:
+def _build_watch(dl: Downloads, log: Log) -> None:
     import io
 
     import numpy as np
@@ -201,7 +205,7 @@ def _build_watch(dl: _Downloads, log: Log) -> None:
     atomic_write_bytes(data_dir() / datasets.WATCH_FILE, buf.getvalue())
 
 
-def _build_pck(dl: _Downloads, log: Log) -> None:
+def _build_pck(dl: Downloads, log: Log) -> None:
     from hrc_fl.data.mediapipe_tasks import read_zip_member
 
     wheel = dl.pck_wheel()
@@ -211,7 +215,7 @@ def _build_pck(dl: _Downloads, log: Log) -> None:
     atomic_write_bytes(folder / "LICENSE", read_zip_member(wheel, "LICENSE"))
 
 
-def _build_photos(dl: _Downloads, log: Log) -> None:
+def _build_photos(dl: Downloads, log: Log) -> None:
     import matplotlib
 
     deb = dl.opencv_doc()
@@ -229,41 +233,16 @@ def _build_photos(dl: _Downloads, log: Log) -> None:
     atomic_copy(hopper, data_dir() / datasets.PHOTO_DIR / "grace_hopper.jpg")
 
 
-def _build_gesture_classifier(dl: _Downloads, log: Log) -> None:
-    from hrc_fl.perception.gesture_classifier import train_and_save
-
-    metrics = train_and_save(out_dir=training_dir() / "gestures", weights_path=assets_dir()
-                             / "gesture_classifier.safetensors", log=log)
-    log(f"gesture classifier: held-out recordings macro-F1 {metrics['macro_f1_held_out']:.4f} (HRC vocabulary)")
-
-
-def _build_arm_signal_classifier(dl: _Downloads, log: Log) -> None:
-    from hrc_fl.perception.arm_signal_classifier import train_and_save
-
-    metrics = train_and_save(out_dir=training_dir() / "arm_signals", weights_path=assets_dir()
-                             / "arm_signal_classifier.safetensors", log=log)
-    log(f"arm-signal classifier: held-out accuracy {metrics['accuracy']:.4f}, "
-        f"balanced {metrics['balanced_accuracy']:.4f}")
-
-
-def items() -> list[Item]:
-    """Everything setup builds, in build order (data before the classifiers trained on it)."""
-    task_code = _source_hash("hrc_fl.data.mediapipe_tasks")
+def data_items() -> list[Item]:
+    """The MediaPipe models and real data sets setup builds, in build order (the classifiers trained on
+    them follow in :func:`hrc_fl.setup_assets.items`)."""
+    task_code = source_hash("hrc_fl.data.mediapipe_tasks")
     mp_recipe = f"{MEDIAPIPE_WHEEL_REQ}:{MEDIAPIPE_WHEEL_SHA256[:12]}+{task_code}"
-    writer_code = _source_hash("hrc_fl.data.pose_metadata_script")
+    writer_code = source_hash("hrc_fl.data.pose_metadata_script")
     pose_recipe = f"{mp_recipe}+{NPM_POSE_SPEC}:{NPM_POSE_SHA256[:12]}+{writer_code}"
     photos = tuple(f"data/{datasets.PHOTO_DIR}/{n}" for n in [*OPENCV_DOC_PHOTOS, "grace_hopper.jpg"])
     pck = ("data/" + datasets.HAND_POSE_FILE, "data/" + datasets.BODY_POSE_FILE,
            "data/pose_classification_kit/LICENSE")
-    # the feature layout is named in the recipe as well as hashed with the code: a model trained on another
-    # layout is rebuilt (and refused by GestureClassifier.load until then)
-    from hrc_fl.perception.hand_features import HAND_FEATURE_LAYOUT
-
-    gesture_code = _source_hash("hrc_fl.perception.hand_features", "hrc_fl.perception.gesture_classifier",
-                                "hrc_fl.perception.gesture_protocol", "hrc_fl.perception.gesture_evaluation",
-                                "hrc_fl.perception.landmark_mlp", "hrc_fl.data.datasets")
-    arm_code = _source_hash("hrc_fl.perception.body_features", "hrc_fl.perception.arm_signal_classifier",
-                            "hrc_fl.perception.landmark_mlp", "hrc_fl.data.datasets")
     return [
         Item("hand_landmarker", ("assets/hand_landmarker.task",), mp_recipe, _build_hand_task),
         Item("pose_landmarkers", tuple(f"assets/pose_landmarker_{v}.task" for v in ("lite", "full", "heavy")),
@@ -271,11 +250,6 @@ def items() -> list[Item]:
         Item("watch_data", ("data/" + datasets.WATCH_FILE,), "seglearn==1.2.5:v1", _build_watch),
         Item("pose_classification_kit", pck, f"{PCK_WHEEL_REQ}:{PCK_WHEEL_SHA256[:12]}", _build_pck),
         Item("photos", photos, f"{APT_OPENCV_DOC}+matplotlib:v1", _build_photos),
-        Item("gesture_classifier", ("assets/gesture_classifier.safetensors", "assets/gesture_classifier.json"),
-             f"{PCK_WHEEL_SHA256[:12]}+{HAND_FEATURE_LAYOUT}+{gesture_code}", _build_gesture_classifier),
-        Item("arm_signal_classifier",
-             ("assets/arm_signal_classifier.safetensors", "assets/arm_signal_classifier.json"),
-             f"{PCK_WHEEL_SHA256[:12]}+{arm_code}", _build_arm_signal_classifier),
     ]
 
 
@@ -311,8 +285,8 @@ def item_is_valid(item: Item, manifest: dict) -> bool:
     return True
 
 
-def setup_assets(*, force: bool = False, log: Log = print) -> dict[str, str]:
-    """Build every missing or invalid item; returns ``{item: "ok" | "built"}``.
+def build_items(items: Sequence[Item], *, force: bool = False, log: Log = print) -> dict[str, str]:
+    """Build every missing or invalid one of ``items`` (in order); returns ``{item: "ok" | "built"}``.
 
     Raises :class:`FetchError` (one-line message) when a registry cannot be reached.
     """
@@ -320,9 +294,9 @@ def setup_assets(*, force: bool = False, log: Log = print) -> dict[str, str]:
     with open(cache_dir() / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two setups at once (e.g. two terminals) take turns
         manifest = _load_manifest()
-        downloads = _Downloads(manifest, log)
+        downloads = Downloads(manifest, log)
         result: dict[str, str] = {}
-        for item in items():
+        for item in items:
             if not force and item_is_valid(item, manifest):
                 result[item.name] = "ok"
                 continue
@@ -341,8 +315,10 @@ def setup_assets(*, force: bool = False, log: Log = print) -> dict[str, str]:
 
 
 def require_assets() -> None:
-    """Raise FileNotFoundError naming the setup command when any built file is missing (cheap: no hashing)."""
-    missing = [rel for item in items() for rel in item.outputs if not (cache_dir() / rel).is_file()]
+    """Raise FileNotFoundError naming the setup command when any built file is missing (cheap: no hashing):
+    the outputs of the data items and every asset of :data:`ASSET_NAMES` (the trained classifiers' too)."""
+    required = {rel for item in data_items() for rel in item.outputs} | {f"assets/{n}" for n in ASSET_NAMES}
+    missing = sorted(rel for rel in required if not (cache_dir() / rel).is_file())
     if missing:
         raise FileNotFoundError(f"{len(missing)} asset/data files missing under {cache_dir()} "
                                 f"(e.g. {missing[0]}); run `{SETUP_COMMAND}` first")
@@ -353,4 +329,5 @@ def remove_cache() -> None:
     shutil.rmtree(cache_dir(), ignore_errors=True)
 
 
-__all__ = ["ASSET_NAMES", "FetchError", "Item", "asset_path", "items", "require_assets", "setup_assets"]
+__all__ = ["ASSET_NAMES", "Downloads", "FetchError", "Item", "asset_path", "build_items", "data_items",
+           "require_assets", "source_hash"]

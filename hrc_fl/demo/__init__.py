@@ -1,1 +1,1 @@
-"""The plant demo: simulated robot, scenario driver, run orchestration and its report."""
+"""The plant demo: scenario driver, run orchestration and its report (what it plays: :mod:`hrc_fl.sim`)."""

@@ -25,9 +25,9 @@ from hrc_fl.demo.record import (
     clients_finished,
     rounds_completed,
 )
-from hrc_fl.demo.scenario import Scenario
 from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, SENSOR_QOS, stamp_to_s
-from hrc_fl.topic_rates import MONITOR_QOS, TopicRateMonitor
+from hrc_fl.sim.scenario import Scenario
+from hrc_fl.tools.topic_rates import MONITOR_QOS, TopicRateMonitor
 
 #: TCP speed is measured over at least this stamp interval (single 20 ms steps jitter under load).
 TCP_SPEED_WINDOW_S = 0.1

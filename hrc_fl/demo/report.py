@@ -18,8 +18,8 @@ import numpy as np
 
 from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord, rounds_completed
 from hrc_fl.demo.run import DemoRun
-from hrc_fl.demo.scenario import BODY_RADIUS_M, FALSE_STOP_MARGIN_M, false_stop_distance_m
 from hrc_fl.safety.monitor import SafetyConfig, reason_kind
+from hrc_fl.sim.scenario import BODY_RADIUS_M, FALSE_STOP_MARGIN_M, false_stop_distance_m
 
 ZONE_NAMES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")
 NOT_AVAILABLE = "not available in this build"
@@ -219,7 +219,7 @@ def _plot_latency(rows: dict[str, list[float]], path: Path) -> None:
 
 def ground_truth_false_stop_distance_m() -> float:
     """The demo robot's false-stop distance (worker centre from the base, m) from the packaged robot file
-    and the safety node's S_p constants (hrc_fl.demo.scenario.false_stop_distance_m)."""
+    and the safety node's S_p constants (hrc_fl.sim.scenario.false_stop_distance_m)."""
     from hrc_fl.paths import config_file
     from hrc_fl.safety.config import load_robot_model
 

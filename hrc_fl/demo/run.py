@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 
 from hrc_fl.demo.record import DemoRecord
-from hrc_fl.demo.scenario import WORKER_PHOTO_BLUR_BOX
 from hrc_fl.graph import NodeSpec
+from hrc_fl.sim.scenario import WORKER_PHOTO_BLUR_BOX
 
 #: Small topics worth keeping in the run's bag (images are left out: they are the replayed photos).
 #: robot/speed_scale is left out: safety/state carries the same speed_scale.
@@ -32,7 +32,7 @@ WATCH_SUBJECTS = 10
 FL_AUDIT = "fl_audit.jsonl"
 #: Demo overrides in config/ applied after every node's defaults (the graph's ``config_file``).
 DEMO_CONFIG = "demo.yaml"
-#: The run's scenario (hrc_fl.demo.scenario), in the run folder; every workstation process plays it.
+#: The run's scenario (hrc_fl.sim.scenario), in the run folder; every workstation process plays it.
 SCENARIO_FILE = "scenario.yaml"
 
 
@@ -76,7 +76,7 @@ class DemoOptions:
     record_bag: bool = True
     worker_photo: str = "messi5.jpg"   # a real person: pose + hands
     #: Region of the worker photo that is blurred (x0, y0, x1, y1 as fractions; None = none), see
-    #: hrc_fl.demo.scenario.WORKER_PHOTO_BLUR_BOX.
+    #: hrc_fl.sim.scenario.WORKER_PHOTO_BLUR_BOX.
     worker_photo_blur_box: tuple[float, float, float, float] | None = WORKER_PHOTO_BLUR_BOX
     palm_photo: str = "Back_Projection_Theory0.jpg"  # a real open palm (opencv-doc): the STOP gesture
     out_dir: Path | None = None
@@ -448,9 +448,9 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     from rclpy.experimental import EventsExecutor
 
     from hrc_fl.demo.driver import DemoDriver
-    from hrc_fl.demo.scenario import Scenario, ScenarioConfig, write_scenario
     from hrc_fl.launcher import Launcher, node_environment
     from hrc_fl.paths import runtime_dir
+    from hrc_fl.sim.scenario import Scenario, ScenarioConfig, write_scenario
 
     run_dir = options.out_dir or runtime_dir() / "demo" / time.strftime("%Y%m%d_%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)

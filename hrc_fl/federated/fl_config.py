@@ -8,6 +8,7 @@ adapter translates what it needs.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,3 +190,17 @@ def load_config(path: Path | str | None = None) -> FederationConfig:
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: not a YAML mapping")
     return parse_config(data, path.parent)
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 now, for a federation on one machine (tests,
+    benchmarks, ``hrc-fl fl-real-check``). All are held open until every one is chosen, so none repeats;
+    they are closed again on return, so another process may still take one before the federation starts."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -22,7 +22,10 @@ import numpy as np
 from hrc_fl.federated.learner import TorchLearner
 
 
-def _clients_and_factory(options: Mapping[str, Any], seed: int):
+def clients_and_factory(options: Mapping[str, Any], seed: int):
+    """The watch-data clients of ``options`` (one per subject, ``ws<k>`` = the k-th) and the model factory
+    (``seed -> model``) with the federation's input normalisation: what the simulator and every
+    workstation of this learner train."""
     from hrc_fl.federated.report import federated_normalisation, model_factory
     from hrc_fl.federated.watch_clients import watch_clients
     from hrc_fl.intention.windows import WindowSpec
@@ -37,7 +40,7 @@ def _clients_and_factory(options: Mapping[str, Any], seed: int):
 def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarray]:
     from hrc_fl.federated.split import shared_state
 
-    _, factory = _clients_and_factory(options, seed)
+    _, factory = clients_and_factory(options, seed)
     return shared_state(factory(seed))
 
 
@@ -45,7 +48,7 @@ def make_learner(name: str, options: Mapping[str, Any], seed: int) -> TorchLearn
     from hrc_fl.federated.simulator import ArrayLoader
     from hrc_fl.federated.training import evaluate
 
-    clients, factory = _clients_and_factory(options, seed)
+    clients, factory = clients_and_factory(options, seed)
     index = int(name.removeprefix("ws")) - 1
     if not name.startswith("ws") or not 0 <= index < len(clients):
         raise ValueError(f"watch learner serves ws1..ws{len(clients)}, not {name!r}")

@@ -18,6 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from hrc_fl.nodes.common import SENSOR_QOS, Diagnostics, RateMeter, declare_parameters, run_node
+from hrc_fl.paths import resolve_param_file
 from hrc_fl.perception.camera_sources import (
     CameraCalibration,
     ReopeningSource,
@@ -28,13 +29,13 @@ from hrc_fl.perception.camera_sources import (
 )
 
 if TYPE_CHECKING:
-    from hrc_fl.demo.scenario import ScenarioCameraSource
+    from hrc_fl.sim.scenario import ScenarioCameraSource
 
 PARAMETERS = {
     "workstation_id": ("ws1", "Workstation id (informational; the namespace carries it)."),
     "source": ("", "'' = packaged replay photos, a folder, a video file, a device ('/dev/video0' or '0'), "
                    "'topic:<name>' to relay a camera driver's image topic, or 'scenario:<file>' to play a "
-                   "scripted scenario's photos at its times (hrc_fl.demo.scenario; clock: /scenario/start)."),
+                   "scripted scenario's photos at its times (hrc_fl.sim.scenario; clock: /scenario/start)."),
     "replay_photos": (["handSrc.jpg"], "Photo names (hrc_fl.data.datasets.photo_path) for source ''."),
     "rate_hz": (30.0, "Publishing rate for file/folder/device sources, frames per second."),
     "still_hold_s": (2.0, "How long each still image of a folder/list/replay source is shown, seconds."),
@@ -116,8 +117,8 @@ class CameraNode(Node):
 
     def _scenario_factory(self, path: str) -> Callable[[], ScenarioCameraSource]:
         """Source ``scenario:<file>``: the scenario's photos at its times (clock: /scenario/start)."""
-        from hrc_fl.demo.scenario import ScenarioCameraSource, load_scenario
         from hrc_fl.nodes.scenario_clock import ScenarioClock
+        from hrc_fl.sim.scenario import ScenarioCameraSource, load_scenario
 
         scenario = load_scenario(path)  # a malformed file stops the node at start with its name
         clock = ScenarioClock(self)
@@ -127,8 +128,6 @@ class CameraNode(Node):
     def _load_calibration(self, name: str) -> CameraCalibration | None:
         if not name:
             return None
-        from hrc_fl.launch_adapter import resolve_param_file
-
         return load_calibration(resolve_param_file(name))
 
     def _calibration_for(self, width_px: int, height_px: int) -> CameraCalibration:

@@ -69,7 +69,7 @@ PARAMETERS = {
     "tracker_max_distance": (0.2, "Largest centroid jump (fraction of the image) kept as the same body."),
     "tracker_max_missed_frames": (10, "Frames a body may be missing before its id is dropped."),
     "arm_signal_min_confidence": (0.6, "Below this probability the arm signal is NONE."),
-    "simulated_worker": ("", "Scenario file (hrc_fl.demo.scenario): move each detected body's workstation "
+    "simulated_worker": ("", "Scenario file (hrc_fl.sim.scenario): move each detected body's workstation "
                              "points so its centre follows the scripted path before publishing (simulation "
                              "and demo; clock: /scenario/start); '' = off (a real cell)."),
 }
@@ -138,8 +138,8 @@ class PoseNode(FrameConsumer, Node):
         self.tracked_pub = self.create_publisher(BodyPoseArray, "humans/bodies/tracked", RESULT_QOS)
         self.simulated_worker = None
         if p["simulated_worker"]:
-            from hrc_fl.demo.scenario import SimulatedWorker, load_scenario
             from hrc_fl.nodes.scenario_clock import ScenarioClock
+            from hrc_fl.sim.scenario import SimulatedWorker, load_scenario
 
             self.simulated_worker = SimulatedWorker(load_scenario(p["simulated_worker"]))
             self.scenario_clock = ScenarioClock(self)

@@ -15,8 +15,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 
-from hrc_fl.demo.robot_sim import UR5E_JOINT_NAMES, RobotSim, RobotSimConfig
 from hrc_fl.nodes.common import SAFETY_QOS, Diagnostics, declare_parameters, run_node
+from hrc_fl.sim.robot import UR5E_JOINT_NAMES, RobotSim, RobotSimConfig
 
 PARAMETERS = {
     "joint_names": (list(UR5E_JOINT_NAMES), "Joint names in JointState order (6)."),

@@ -1,4 +1,4 @@
-"""Scenario time for nodes that replay a scripted scenario (hrc_fl.demo.scenario).
+"""Scenario time for nodes that replay a scripted scenario (hrc_fl.sim.scenario).
 
 Whoever runs the scenario (the demo driver) publishes its start once on ``/scenario/start``
 (std_msgs/Header, latched: late joiners get it); the stamp is the start in the ROS clock. Every

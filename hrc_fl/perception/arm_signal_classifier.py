@@ -23,7 +23,7 @@ from hrc_fl.perception.body_features import (
     normalise_bodies,
     normalise_body,
 )
-from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights, mlp_proba
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, load_classifier_weights
 
 if TYPE_CHECKING:
     from hrc_fl.perception.landmark_mlp import LandmarkMLP
@@ -54,7 +54,7 @@ class ArmSignalClassifier:
         return cls(*load_classifier_weights(path, "arm_signal_classifier.safetensors"))
 
     def _mlp_proba(self, features: np.ndarray) -> np.ndarray:
-        return mlp_proba(self._model, features)
+        return self._model.predict_proba(features)  # numpy (nodes) or torch (training, tests) model
 
     def _reduce(self, posture_proba: np.ndarray) -> np.ndarray:
         stop = posture_proba[:, self._stop_index]
@@ -91,6 +91,7 @@ def train_and_save(*, out_dir: Path, weights_path: Path, seed: int = DEFAULT_SEE
     Returns metrics: ``accuracy`` and ``balanced_accuracy`` of NONE vs ALL_STOP, ALL_STOP precision,
     recall and F1, ``accuracy_posture`` over the 20 postures, split sizes.
     """
+    # here, not at the top: landmark_mlp imports torch, and the pose node imports this module for numpy inference
     from hrc_fl.data.datasets import load_body_pose
     from hrc_fl.perception.landmark_mlp import (
         confusion_matrix,

@@ -238,7 +238,7 @@ class ReopeningSource:
 
 def parse_source(spec: str) -> tuple[str, str]:
     """Classify a ``source`` parameter: returns (kind, value) with kind one of
-    "replay" (empty spec), "topic", "scenario" (``scenario:<file>``, hrc_fl.demo.scenario), "device",
+    "replay" (empty spec), "topic", "scenario" (``scenario:<file>``, hrc_fl.sim.scenario), "device",
     "video", "folder", "images" (comma-separated list).
     """
     spec = spec.strip()

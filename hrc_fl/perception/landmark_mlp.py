@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from hrc_fl.data.atomic_io import atomic_write_bytes, atomic_write_text
+from hrc_fl.perception.landmark_mlp_numpy import read_meta
 
 
 class LandmarkMLP(nn.Module):
@@ -34,6 +35,11 @@ class LandmarkMLP(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.net(features)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Softmax probabilities (N, num_classes) for features (N, in_dim): the interface of
+        :class:`~hrc_fl.perception.landmark_mlp_numpy.NumpyLandmarkMLP`, so a classifier runs either."""
+        return predict_proba(self, features)
 
 
 #: ``(raw samples, their labels, rng) -> (features, labels)``: one epoch's augmented, featurised data.
@@ -114,8 +120,6 @@ def save_model(weights_path: Path, model: LandmarkMLP, meta: dict) -> None:
 def load_model(weights_path: Path) -> tuple[LandmarkMLP, dict]:
     """Model and meta saved by :func:`save_model`; ValueError on a mismatched file."""
     from safetensors.torch import load_file
-
-    from hrc_fl.perception.landmark_mlp_numpy import read_meta
 
     meta_path = Path(weights_path).with_suffix(".json")
     meta = read_meta(weights_path)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hrc_fl.data.assets import asset_path
+
 #: ``nn.Sequential`` indices of the Linear layers in ``LandmarkMLP.net``, in order; ReLU after all but the last.
 LINEAR_LAYERS: tuple[str, ...] = ("net.0", "net.3", "net.6")
 
@@ -81,20 +83,8 @@ def load_classifier_weights(path: Path | str | None, default_asset: str) -> tupl
     """Weights + JSON meta of a landmark classifier for inference (numpy: the nodes must not import
     torch); ``path`` None = the asset ``default_asset`` built by ``hrc-fl setup-assets``."""
     if path is None:
-        from hrc_fl.data.assets import asset_path
-
         path = asset_path(default_asset)
     return NumpyLandmarkMLP.load(Path(path))
-
-
-def mlp_proba(model, features: np.ndarray) -> np.ndarray:
-    """Class probabilities from a :class:`NumpyLandmarkMLP` (inference) or a torch ``LandmarkMLP``
-    (training, tests); torch is imported only for the latter."""
-    if isinstance(model, NumpyLandmarkMLP):
-        return model.predict_proba(features)
-    from hrc_fl.perception.landmark_mlp import predict_proba
-
-    return predict_proba(model, features)
 
 
 def thresholded_class(probs: np.ndarray, min_confidence: float | np.ndarray) -> tuple[int, float]:

@@ -3,6 +3,6 @@
 import os
 
 if os.environ.get("HRC_FL_NET_GUARD_LOG"):
-    from hrc_fl.federated.net_guard import install
+    from net_guard import install  # beside this file, which PYTHONPATH puts first
 
     install(os.environ["HRC_FL_NET_GUARD_LOG"])

@@ -1,8 +1,9 @@
 """Make non-loopback network connections fail in this process (tests of the offline federation).
 
-Activated by :func:`install` (tests do it from a ``sitecustomize`` on ``PYTHONPATH`` when
-``HRC_FL_NET_GUARD_LOG`` is set, so it covers every Python process of a run). Every refused attempt is
-appended to that log as one line, so a test can assert that nothing tried to leave the machine.
+Activated by :func:`install` (from the ``sitecustomize`` beside it, which the FL tests put on
+``PYTHONPATH`` and which installs it when ``HRC_FL_NET_GUARD_LOG`` is set, so it covers every Python
+process of a run). Every refused attempt is appended to that log as one line, so a test can assert that
+nothing tried to leave the machine.
 Covers Python sockets (``connect``, ``connect_ex``, ``create_connection``) and name resolution of
 non-local host names; gRPC's C core is configured with loopback addresses only in those tests.
 """
