@@ -248,18 +248,18 @@ class DhChain:
             raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {joint_positions_rad!r}")
         return Capsules.from_segments(segments, self._radii)
 
-    def positions_from(self, names: Sequence[str], positions: Sequence[float]) -> list[float]:
+    def positions_from(self, names: Sequence[str], positions: Sequence[float]) -> tuple[float, ...]:
         """Joint positions (rad, Python floats) in chain order from a JointState-like (names, positions);
         ValueError if a chain joint is missing or the lists differ in length."""
         if len(names) != len(positions):
             raise ValueError(f"joint names ({len(names)}) and positions ({len(positions)}) differ in length")
         if tuple(names) == self.joint_names:  # the usual case: the driver publishes in chain order
-            return [float(v) for v in positions]
+            return tuple(map(float, positions))
         index = {n: i for i, n in enumerate(names)}
         missing = [n for n in self.joint_names if n not in index]
         if missing:
             raise ValueError(f"joint state lacks joints {missing}")
-        return [float(positions[index[n]]) for n in self.joint_names]
+        return tuple(float(positions[index[n]]) for n in self.joint_names)
 
 
 @dataclass(frozen=True)

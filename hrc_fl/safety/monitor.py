@@ -455,8 +455,7 @@ class SafetyMonitor:
         else:
             if self.config.robot_source != "joints":
                 raise ValueError("joint state received but robot_source is 'tcp'")
-            positions = self.chain.positions_from(msg.names, msg.positions_rad)
-            key = tuple(positions)
+            key = positions = self.chain.positions_from(msg.names, msg.positions_rad)
             # NaN != NaN, so a non-finite state never hits the cache and is rejected by the chain.
             if key == self._robot_input_key and self._robot_input_capsules is not None:
                 return self._robot_input_capsules
