@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -230,22 +230,26 @@ class DhChain:
     def _positions_array(self, joint_positions_rad: Sequence[float] | np.ndarray) -> np.ndarray:
         q = np.asarray(joint_positions_rad, dtype=float)
         if q.shape != (len(self.joint_names),):
-            raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {joint_positions_rad!r}")
+            self._bad_positions(q)
         return q if q.flags.c_contiguous else np.ascontiguousarray(q)
+
+    def _bad_positions(self, q: np.ndarray) -> NoReturn:
+        raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {q.tolist()!r}")
 
     def frame_origins(self, joint_positions_rad: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """Origins (n+1,3) of frames 0..n and the flange rotation (3,3), base frame."""
-        origins, rotation = dh_frames(self._positions_array(joint_positions_rad), self._dh)
+        q = self._positions_array(joint_positions_rad)
+        origins, rotation = dh_frames(q, self._dh)
         if math.isnan(rotation[0, 0]):
-            raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {joint_positions_rad!r}")
+            self._bad_positions(q)
         return origins, rotation
 
     def capsules(self, joint_positions_rad: Sequence[float] | np.ndarray) -> Capsules:
         """Link capsules, the tool capsule and the static capsules for joint positions (chain order, rad)."""
-        segments = dh_segments(self._positions_array(joint_positions_rad), self._dh, self.tool.length_m,
-                               self._static_segments)
+        q = self._positions_array(joint_positions_rad)
+        segments = dh_segments(q, self._dh, self.tool.length_m, self._static_segments)
         if segments.shape[1] == 0:
-            raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {joint_positions_rad!r}")
+            self._bad_positions(q)
         return Capsules.from_segments(segments, self._radii)
 
     def positions_from(self, names: Sequence[str], positions: Sequence[float]) -> tuple[float, ...]:
