@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from hrc_fl.safety.kernels import capsule_distances, dh_frames, dh_segments
+from hrc_fl.safety.kernels import capsule_distances, dh_frames, dh_segments, kernel_array
 from hrc_fl.safety.records import frozen_record
 
 
@@ -30,9 +30,7 @@ class Capsules:
 
     def __post_init__(self) -> None:
         for name in ("starts", "ends", "radii_m"):
-            value = getattr(self, name)
-            if not (isinstance(value, np.ndarray) and value.dtype == np.float64 and value.flags.c_contiguous):
-                object.__setattr__(self, name, np.ascontiguousarray(value, dtype=float))
+            object.__setattr__(self, name, kernel_array(getattr(self, name)))
         if self.starts.shape != self.ends.shape or self.starts.ndim != 2 or self.starts.shape[1] != 3:
             raise ValueError(f"capsule starts/ends must both be (M,3), got {self.starts.shape}, {self.ends.shape}")
         if self.radii_m.shape != (self.starts.shape[0],):
@@ -100,9 +98,9 @@ class SeparationResult:
 
 def _points_array(points: np.ndarray) -> np.ndarray:
     """Keypoints as (N,3) C-contiguous float64 (the kernels' form); ValueError for another shape."""
-    if not (isinstance(points, np.ndarray) and points.dtype == np.float64 and points.flags.c_contiguous):
-        points = np.ascontiguousarray(points, dtype=float)
-    if points.ndim != 2 or points.shape[1] != 3:
+    points = kernel_array(points)
+    shape = points.shape
+    if len(shape) != 2 or shape[1] != 3:
         raise ValueError(f"human keypoints must be (N,3), got {points.shape}")
     return points
 
@@ -228,10 +226,10 @@ class DhChain:
             object.__setattr__(self, name, value)
 
     def _positions_array(self, joint_positions_rad: Sequence[float] | np.ndarray) -> np.ndarray:
-        q = np.asarray(joint_positions_rad, dtype=float)
+        q = kernel_array(np.asarray(joint_positions_rad, dtype=np.float64))  # a tuple: asarray is the fast path
         if q.shape != (len(self.joint_names),):
             self._bad_positions(q)
-        return q if q.flags.c_contiguous else np.ascontiguousarray(q)
+        return q
 
     def _bad_positions(self, q: np.ndarray) -> NoReturn:
         raise ValueError(f"need {len(self.joint_names)} finite joint positions, got {q.tolist()!r}")

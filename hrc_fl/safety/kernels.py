@@ -16,6 +16,17 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+_FLOAT64 = np.dtype(np.float64)
+
+
+def kernel_array(values: Any) -> np.ndarray:
+    """``values`` in the form the kernels take: a float64 ndarray in C order (``values`` itself when it
+    is one already: the identity checks are the cheap part of a cycle, numpy's coercion is not)."""
+    if type(values) is np.ndarray and values.dtype is _FLOAT64 and values.flags.c_contiguous:
+        return values
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
 #: :func:`check_keypoints` status codes.
 KEYPOINTS_OK, KEYPOINTS_INFINITE, KEYPOINTS_FAR = 0, 1, 2
 

@@ -25,7 +25,13 @@ from hrc_fl.safety.geometry import (
     min_separation,
     tcp_capsules,
 )
-from hrc_fl.safety.kernels import KEYPOINTS_FAR, KEYPOINTS_INFINITE, check_keypoints, max_displacement_m
+from hrc_fl.safety.kernels import (
+    KEYPOINTS_FAR,
+    KEYPOINTS_INFINITE,
+    check_keypoints,
+    kernel_array,
+    max_displacement_m,
+)
 from hrc_fl.safety.latency import ObservationAgePeaks
 from hrc_fl.safety.records import frozen_record
 from hrc_fl.safety.separation import (
@@ -375,10 +381,9 @@ class SafetyMonitor:
         arm_stop = False
         range_sq = self._keypoint_range_sq
         for body in msg.bodies:
-            pts = body.points_m
-            if not (isinstance(pts, np.ndarray) and pts.dtype == np.float64 and pts.flags.c_contiguous):
-                pts = np.ascontiguousarray(pts, dtype=float)
-            if pts.ndim != 2 or pts.shape[1:] != (3,):
+            pts = kernel_array(body.points_m)
+            shape = pts.shape
+            if len(shape) != 2 or shape[1] != 3:
                 problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
                 break
             if body.frame != self.config.robot.base_frame:
