@@ -3,7 +3,7 @@
 1. Core (in process, no ROS), 75 human keypoints x 8 robot capsules (UR5e chain: 6 links + tool + mounting
    capsule), each as wall time (perf_counter) and this thread's CPU time (thread_time: excludes the time the
    scheduler gave to other processes, which on a shared machine dominates the wall-clock spread):
-   - distance only: ``min_separation`` (augmenting the keypoints included);
+   - distance only: ``min_separation`` (the compiled kernel of hrc_fl/safety/kernels.py and its wrapper);
    - ``SafetyMonitor.step``, changed inputs: a new BodyPoseArray-equivalent AND a new joint state every
      cycle (ingest + watchdog + DH kinematics + distance + S_p + allowed speed + zone machine). This is the
      "core" of the JSON (the worst case per cycle);

@@ -116,19 +116,84 @@ def test_tcp_capsule_points_back_along_tool_z():
         tcp_capsules((0.5, 0.0, 0.3), (0.0, 0.0, 0.0, 0.0), tool=ToolCapsule(0.2, 0.05))
 
 
-def test_capsule_distance_constants_from_python_points_match_the_numpy_form():
-    # Prepare: the same random capsules built both ways (DH path: plain Python; generic path: numpy),
-    # including a zero-length capsule (sphere).
+def _oracle_distances(points: np.ndarray, starts: np.ndarray, ends: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Reference (N,M) surface distances in plain numpy, straight from the definition (test oracle only)."""
+    axis = ends - starts                                         # (M,3)
+    length_sq = (axis * axis).sum(axis=1)                        # (M,)
+    rel = points[:, None, :] - starts[None, :, :]                # (N,M,3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(length_sq > 0.0, (rel * axis).sum(axis=2) / np.where(length_sq > 0.0, length_sq, 1.0), 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    return np.linalg.norm(rel - t[:, :, None] * axis[None, :, :], axis=2) - radii
+
+
+def _oracle_dh(chain, q) -> tuple[np.ndarray, np.ndarray]:
+    """Frame origins and flange rotation from 4x4 DH matrix products (test oracle only)."""
+    frame, origins = np.eye(4), [np.zeros(3)]
+    for qi, off, a, d, alpha in zip(q, chain.theta_offset_rad, chain.a_m, chain.d_m, chain.alpha_rad, strict=True):
+        ct, st, ca, sa = math.cos(qi + off), math.sin(qi + off), math.cos(alpha), math.sin(alpha)
+        frame = frame @ np.array([[ct, -st * ca, st * sa, a * ct], [st, ct * ca, -ct * sa, a * st],
+                                  [0.0, sa, ca, d], [0.0, 0.0, 0.0, 1.0]])
+        origins.append(frame[:3, 3].copy())
+    return np.array(origins), frame[:3, :3]
+
+
+def test_compiled_distances_match_the_numpy_oracle_on_random_and_edge_cases():
+    # Prepare: random capsules (one of zero length: a sphere), random points, points exactly on the
+    # segment ends and on the axis, inside the radius, and very far away.
     rng = np.random.default_rng(5)
     starts, ends = rng.uniform(-1, 1, (7, 3)), rng.uniform(-1, 1, (7, 3))
     ends[3] = starts[3]
     radii = rng.uniform(0.02, 0.2, 7)
-    points = rng.uniform(-2, 2, (40, 3))
+    points = np.concatenate([rng.uniform(-2, 2, (40, 3)), starts, ends, (starts + ends) / 2,
+                             [[1e6, -1e6, 1e6], [-3e3, 0.0, 0.0]]])
+    caps = Capsules(starts, ends, radii)
     # Execute
-    fast = Capsules.from_points([tuple(p) for p in starts.tolist()], [tuple(p) for p in ends.tolist()], radii)
-    generic = Capsules(starts, ends, radii)
-    # Assert: same geometry, same distance constants, same distances
-    assert fast.starts == pytest.approx(starts) and fast.ends == pytest.approx(ends)
-    for a, b in zip(fast._distance_terms, generic._distance_terms, strict=True):
-        assert a == pytest.approx(b, abs=1e-12)
-    assert point_capsule_distances(points, fast) == pytest.approx(point_capsule_distances(points, generic), abs=1e-12)
+    got = point_capsule_distances(points, caps)
+    # Assert: same distances; a point on a segment end or on the axis is exactly -radius away.
+    ref = _oracle_distances(points, starts, ends, radii)
+    assert got == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    on_axis = got[40:61]
+    for j in range(7):
+        assert on_axis[j, j] == pytest.approx(-radii[j], abs=1e-15)          # at its start
+        assert on_axis[7 + j, j] == pytest.approx(-radii[j], abs=1e-15)      # at its end
+        assert on_axis[14 + j, j] == pytest.approx(-radii[j], abs=1e-12)     # half way
+    result = min_separation(points, caps)
+    flat = int(np.argmin(ref))
+    assert (result.point_index, result.capsule_index) == divmod(flat, ref.shape[1])
+    assert result.min_distance_m == pytest.approx(ref.min(), abs=1e-12)
+
+
+def test_compiled_kernels_take_any_layout_and_dtype_through_the_public_functions():
+    # Prepare: a Fortran-ordered int point array and capsules from lists (the kernels need C float64).
+    caps = Capsules([[0, 0, 0]], [[0, 0, 1]], [0.1])
+    points = np.asfortranarray(np.array([[1, 0, 0], [0, 0, 3]]))
+    # Execute / Assert
+    assert point_capsule_distances(points, caps)[:, 0] == pytest.approx([0.9, 1.9])
+    with pytest.raises(ValueError, match="must be"):
+        min_separation(np.zeros((4, 2)), caps)
+
+
+def test_dh_kinematics_match_the_matrix_product_oracle():
+    robot = load_robot_model(config_file("robot_ur5e.yaml"))
+    chain = robot.chain
+    rng = np.random.default_rng(9)
+    for q in rng.uniform(-math.pi, math.pi, (20, 6)):
+        # Execute
+        origins, rotation = chain.frame_origins(q)
+        caps = chain.capsules(tuple(q.tolist()))
+        # Assert: origins, flange rotation, and the capsules built from them (links, tool along the
+        # flange z, the static capsules unchanged).
+        ref_origins, ref_rot = _oracle_dh(chain, q)
+        assert origins == pytest.approx(ref_origins, abs=1e-12)
+        assert rotation == pytest.approx(ref_rot, abs=1e-12)
+        assert caps.starts[:7] == pytest.approx(ref_origins, abs=1e-12)
+        assert caps.ends[:6] == pytest.approx(ref_origins[1:], abs=1e-12)
+        assert caps.ends[6] == pytest.approx(ref_origins[6] + ref_rot[:, 2] * chain.tool.length_m, abs=1e-12)
+        assert caps.starts[7] == pytest.approx(robot.static[0].start)
+        assert caps.ends[7] == pytest.approx(robot.static[0].end)
+        assert caps.radii_m.tolist() == [*chain.link_radii_m, chain.tool.radius_m, robot.static[0].radius_m]
+    with pytest.raises(ValueError, match="finite joint positions"):
+        chain.capsules([0.0, 0.0, math.nan, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="finite joint positions"):
+        chain.capsules([0.0] * 5)

@@ -22,9 +22,15 @@ from hrc_fl.safety.geometry import (
     RobotModel,
     SeparationResult,
     ToolCapsule,
-    augment_points,
     min_separation,
     tcp_capsules,
+)
+from hrc_fl.safety.kernels import (
+    KEYPOINTS_FAR,
+    KEYPOINTS_INFINITE,
+    check_keypoints,
+    kernel_array,
+    max_displacement_m,
 )
 from hrc_fl.safety.latency import ObservationAgePeaks
 from hrc_fl.safety.records import frozen_record
@@ -49,8 +55,7 @@ BODIES, ROBOT, GESTURE, INTENTION = "bodies", "robot", "gesture", "intention"
 
 
 _NO_POINTS = np.zeros((0, 3))
-_NO_POINTS_AUGMENTED = np.zeros((0, 5))
-_NO_POINTS.flags.writeable = _NO_POINTS_AUGMENTED.flags.writeable = False  # shared by every empty decision
+_NO_POINTS.flags.writeable = False  # shared by every empty decision
 
 
 # ---------------------------------------------------------------- inputs
@@ -106,12 +111,11 @@ class IntentionInput:
 
 @dataclass(frozen=True)
 class _CheckedBodies:
-    """A bodies message that passed the checks: per body its known keypoints (K,3) and their augmented
-    rows (K,5), (body id, K) in the same order, and the largest 1-sigma uncertainty."""
+    """A bodies message that passed the checks: per body its known keypoints (K,3), (body id, K) in the
+    same order, and the largest 1-sigma uncertainty."""
 
     stamp_s: float
     points: list[np.ndarray]
-    augmented: list[np.ndarray]
     owners: list[tuple[str, int]]
     sigma_m: float
 
@@ -341,7 +345,6 @@ class SafetyMonitor:
         self.zones = ZoneMachine(config.zones)
         self._latency = ObservationAgePeaks(config.relax_latency_window_s, config.bodies_max_age_s)
         self._points = _NO_POINTS
-        self._points_augmented = _NO_POINTS_AUGMENTED
         self._point_owners: list[tuple[str, int]] = []    # (body id, its number of keypoints), in order
         self._keypoint_range_sq = config.keypoint_range_m ** 2
         self._sigma_m = 0.0
@@ -368,43 +371,33 @@ class SafetyMonitor:
     # ------------------------------------------------ ingest
     def _check_bodies(self, msg: BodiesInput, now_s: float) -> _CheckedBodies | None:
         """Validate one bodies message (content, then stamp through the watchdog); None when it is a
-        fault (recorded by the watchdog for this cycle). Cheap: per body one product gives the squared
-        distances of all keypoints (finiteness and working range in one reduction) and the augmented
-        rows the distance needs; nothing is installed here (the newest good message of a cycle wins)."""
+        fault (recorded by the watchdog for this cycle). Per body one compiled pass checks finiteness and
+        the working range and drops the unknown (NaN) keypoints; nothing is installed here (the newest
+        good message of a cycle wins)."""
         problem = ""
         points: list[np.ndarray] = []
-        augmented: list[np.ndarray] = []
         owners: list[tuple[str, int]] = []
         sigma = 0.0
         arm_stop = False
         range_sq = self._keypoint_range_sq
         for body in msg.bodies:
-            pts = body.points_m
-            if not isinstance(pts, np.ndarray) or pts.dtype != np.float64:
-                pts = np.asarray(pts, dtype=float)
-            if pts.ndim != 2 or pts.shape[1:] != (3,):
+            pts = kernel_array(body.points_m)
+            shape = pts.shape
+            if len(shape) != 2 or shape[1] != 3:
                 problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
                 break
             if body.frame != self.config.robot.base_frame:
                 problem = f"body {body.body_id!r} in frame {body.frame!r}, need {self.config.robot.base_frame!r}"
                 break
-            aug = augment_points(pts)
-            # |p|^2 of every keypoint: its maximum is finite and within range only if every entry is
-            # finite and every point lies inside the working range (NaN and inf propagate; 1e200 overflows).
-            far_sq = float(aug[:, 3].max()) if pts.shape[0] else 0.0
-            if not far_sq <= range_sq:
-                sq = aug[:, 3]
-                known = ~np.isnan(sq)                            # NaN rows: unknown keypoints, dropped
-                if np.isinf(pts).any():  # inf anywhere, also beside a NaN
-                    problem = f"body {body.body_id!r}: infinite keypoint"
-                    break
-                far_sq = float(sq[known].max()) if known.any() else 0.0
-                if not far_sq <= range_sq:
-                    problem = (f"body {body.body_id!r}: keypoint {math.sqrt(far_sq):.3g} m from "
-                               f"{self.config.robot.base_frame}, beyond the working range of the camera "
-                               f"(keypoint_range_m {self.config.keypoint_range_m:.1f} m)")
-                    break
-                pts, aug = pts[known], aug[known]
+            status, far_sq, pts = check_keypoints(pts, range_sq)
+            if status == KEYPOINTS_INFINITE:
+                problem = f"body {body.body_id!r}: infinite keypoint"
+                break
+            if status == KEYPOINTS_FAR:
+                problem = (f"body {body.body_id!r}: keypoint {math.sqrt(far_sq):.3g} m from "
+                           f"{self.config.robot.base_frame}, beyond the working range of the camera "
+                           f"(keypoint_range_m {self.config.keypoint_range_m:.1f} m)")
+                break
             if pts.shape[0] < self.config.min_body_points:
                 problem = (f"body {body.body_id!r}: only {pts.shape[0]} known keypoints "
                            f"(< {self.config.min_body_points}), cannot locate the human")
@@ -415,7 +408,6 @@ class SafetyMonitor:
             if problem:
                 break
             points.append(pts)
-            augmented.append(aug)
             owners.append((body.body_id, pts.shape[0]))
             sigma = max(sigma, body.position_uncertainty_m)
             if (body.arm_signal == ARM_SIGNAL_ALL_STOP
@@ -430,18 +422,16 @@ class SafetyMonitor:
             self._last_stop_command_s = max(self._last_stop_command_s, now_s)
         if fault is not None:
             return None
-        return frozen_record(_CheckedBodies, stamp_s=msg.stamp_s, points=points, augmented=augmented,
-                             owners=owners, sigma_m=sigma)
+        return frozen_record(_CheckedBodies, stamp_s=msg.stamp_s, points=points, owners=owners, sigma_m=sigma)
 
     def _install_bodies(self, checked: _CheckedBodies, now_s: float) -> None:
         """Make ``checked`` the current human observation (once per cycle: the newest good message)."""
         if len(checked.points) == 1:
-            self._points, self._points_augmented = checked.points[0], checked.augmented[0]
+            self._points = checked.points[0]
         elif checked.points:
             self._points = np.concatenate(checked.points, axis=0)
-            self._points_augmented = np.concatenate(checked.augmented, axis=0)
         else:
-            self._points, self._points_augmented = _NO_POINTS, _NO_POINTS_AUGMENTED
+            self._points = _NO_POINTS
         self._point_owners = checked.owners
         self._sigma_m = checked.sigma_m
         if self._bodies_stamp_s is not None:
@@ -470,8 +460,7 @@ class SafetyMonitor:
         else:
             if self.config.robot_source != "joints":
                 raise ValueError("joint state received but robot_source is 'tcp'")
-            positions = self.chain.positions_from(msg.names, msg.positions_rad)
-            key = tuple(positions)
+            key = positions = self.chain.positions_from(msg.names, msg.positions_rad)
             # NaN != NaN, so a non-finite state never hits the cache and is rejected by the chain.
             if key == self._robot_input_key and self._robot_input_capsules is not None:
                 return self._robot_input_capsules
@@ -495,8 +484,7 @@ class SafetyMonitor:
                 if capsules is self._capsules:  # same joint state / pose as before: not moving
                     moved_max_m = 0.0
                 else:
-                    moved = capsules.endpoints - self._capsules.endpoints
-                    moved_max_m = math.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
+                    moved_max_m = max_displacement_m(capsules.segments, self._capsules.segments)
                 self._robot_speed_mps = moved_max_m / dt
         if capsules is not self._capsules:
             self._robot_version += 1  # invalidates the cached distance
@@ -575,7 +563,7 @@ class SafetyMonitor:
         if have_data:
             key = (self._human_version, self._robot_version)
             if key != self._cache_key or self._cache is None:
-                self._cache = min_separation(self._points, self._capsules, augmented=self._points_augmented)
+                self._cache = min_separation(self._points, self._capsules)
                 self._cache_key = key
             sep = self._cache
             d = sep.min_distance_m
