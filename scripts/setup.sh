@@ -60,5 +60,9 @@ bash "$root/scripts/build_msgs.sh"
 "$venv/bin/hrc-fl" train-intention --if-missing
 # The federation's CA and per-node TLS certificates (mutual TLS between workstations and aggregator).
 "$venv/bin/hrc-fl" fl-certs --if-missing
+# The safety kernels compile once into numba's cache (git-ignored __pycache__), so no node or test pays it.
+t_jit=$SECONDS
+"$venv/bin/python" -c "import hrc_fl.safety.kernels"
+echo "[setup] safety kernels compiled or loaded from numba's cache in $((SECONDS - t_jit)) s"
 
 echo "[setup] ready in $((SECONDS - t0)) s"
