@@ -163,7 +163,7 @@ def bench_node_callback(iterations: int) -> dict[str, float]:
         msg = _body_message(node)
         joints = JointState(name=JOINTS, position=[0.0, -1.57, 0.0, -1.57, 0.0, 0.0])
         # Out of the start-up stop first: stopped for a fault, the node leaves inputs to its heartbeat (a
-        # guard condition the executor runs; nothing spins here), so decide by hand until it has left.
+        # timer or guard condition the executor runs; nothing spins here), so decide by hand until it has left.
         for _ in range(100):
             stamp = node.get_clock().now().to_msg()
             joints.header.stamp = msg.header.stamp = stamp

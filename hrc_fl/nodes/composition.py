@@ -36,7 +36,7 @@ SPIN_WAKE_S = 0.1
 EXECUTOR_PARAMETER = "executor"
 #: ``single_threaded``: rclpy's SingleThreadedExecutor (rebuilds its wait set in Python for every callback).
 #: ``events``: ``rclpy.experimental.EventsExecutor`` (callbacks dispatched from C++ in arrival order, about
-#: 0.3-0.5 ms less per input between processes and 35-40 % less CPU in the safety node, bench/safety.py). It
+#: 0.3-0.6 ms less per input between processes and about 40 % less CPU in the safety node, bench/safety.py). It
 #: supports no guard conditions, and an exception raised in a task made by ``executor.create_task`` crashes
 #: the process (rclpy 9.1.2), so a node spun by it must use neither; callback exceptions propagate as usual.
 EXECUTOR_KINDS = ("single_threaded", "events")
