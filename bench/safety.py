@@ -12,19 +12,21 @@
    - the node's whole input callback in process (``SafetyNode._on_bodies``: message -> arrays, step,
      SafetyZoneState + speed scale published, diagnostics), CPU time.
 2. ROS between processes: the real safety node as a process (Fast DDS profile from config/fastdds.xml,
-   evaluate_on_input, markers off), this process publishing humans/bodies/tracked at 50 Hz and
-   robot/joint_states at 50 Hz half a period later from a thread; latency = arrival of the SafetyZoneState
-   computed from a body message - that message's stamp (same host clock), matched by
-   ``header.stamp - perception_latency_s == body stamp``. Baseline in the same run: an echo process that
-   answers each body message with a SafetyZoneState at once (same message types, QoS and executor, no
-   safety computation), so ros - echo is what the safety node adds on this machine at this load.
+   evaluate_on_input, markers off, the executor config/safety.yaml names), this process publishing
+   humans/bodies/tracked at 50 Hz and robot/joint_states at 50 Hz half a period later from a thread, and
+   taking the states with rclpy's EventsExecutor; latency = arrival of the first SafetyZoneState computed
+   from a body message - that message's stamp (same host clock), matched by ``header.stamp -
+   perception_latency_s == body stamp`` (:func:`match_latencies`). Baseline in the same run: an echo
+   process that answers each body message with a SafetyZoneState at once (same message types, QoS and
+   executor, no safety computation), so ros - echo is what the safety node adds on this machine at this
+   load. Then the same pair with every other executor of the node runner (``--no-compare``: not).
 
-    .venv/bin/python bench/safety.py --quick     # about 40 s
+    .venv/bin/python bench/safety.py --quick     # about 70 s
     .venv/bin/python bench/safety.py             # longer runs
 
 Last line: one JSON object: core_p50_us / core_p99_us (step with changed inputs, wall) and the other
 figures (keys named after the table rows; *_cpu_* = thread CPU time), ros_p50_ms / ros_p99_ms,
-echo_p50_ms / echo_p99_ms.
+echo_p50_ms / echo_p99_ms (shipped executor), ros_<executor>_* / echo_<executor>_* (the others).
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def bench_node_callback(iterations: int) -> dict[str, float]:
         msg = _body_message(node)
         joints = JointState(name=JOINTS, position=[0.0, -1.57, 0.0, -1.57, 0.0, 0.0])
         # Out of the start-up stop first: stopped for a fault, the node leaves inputs to its heartbeat (a
-        # guard condition the executor runs; nothing spins here), so decide by hand until it has left.
+        # timer or guard condition the executor runs; nothing spins here), so decide by hand until it has left.
         for _ in range(100):
             stamp = node.get_clock().now().to_msg()
             joints.header.stamp = msg.header.stamp = stamp
@@ -190,15 +192,18 @@ def bench_node_callback(iterations: int) -> dict[str, float]:
     return out
 
 
-def run_echo(namespace: str) -> None:
-    """Baseline process: answer each body message with a SafetyZoneState (no safety computation)."""
+def run_echo(namespace: str, executor: str) -> None:
+    """Baseline process: answer each body message with a SafetyZoneState (no safety computation), spun by the
+    node runner with ``executor`` (its ``executor`` parameter, as the safety node's)."""
     import rclpy
     from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
 
     from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, run_node, stamp_to_s
+    from hrc_fl.nodes.composition import EXECUTOR_PARAMETER
 
     def make():
         node = rclpy.create_node("echo", namespace=namespace)
+        node.declare_parameter(EXECUTOR_PARAMETER, executor)
         pub = node.create_publisher(SafetyZoneState, "safety/state", SAFETY_QOS)
 
         def on_bodies(msg: BodyPoseArray) -> None:
@@ -213,20 +218,58 @@ def run_echo(namespace: str) -> None:
     run_node(make)
 
 
-def bench_ros(duration_s: float, rate_hz: float, echo: bool) -> dict[str, float]:
+def shipped_executor() -> str:
+    """The executor config/safety.yaml gives the safety node (the node's default where it sets none)."""
+    import yaml
+
+    from hrc_fl.nodes.safety import PARAMETERS
+    from hrc_fl.paths import config_file
+
+    params = yaml.safe_load(config_file("safety.yaml").read_text())["/**/safety"]["ros__parameters"]
+    return str(params.get("executor", PARAMETERS["executor"][0]))
+
+
+def match_latencies(sent: list[float], arrivals: list[tuple[float, float, float]],
+                    tolerance_s: float = 1e-5) -> list[tuple[float, float]]:
+    """Per sent body stamp (s), the first state that decided on it: (arrival - stamp, perception latency), s.
+
+    A state's body stamp is its ``header.stamp - perception_latency_s``: float seconds near 1.8e9, good to
+    about 0.5 us (the node's stamp is rounded to ns, its latency computed in float). It is matched to the
+    nearest sent stamp within ``tolerance_s`` (inputs are a period, 20 ms, apart); matching on the stamp
+    rounded to 1 us instead missed the body's own decision in 1-2 % of inputs and took the next one
+    (the joint state's, half a period later) as its latency: a spurious ~10 ms p99.
+    """
+    import bisect
+
+    ordered = sorted(sent)
+    first: dict[int, tuple[float, float]] = {}
+    for arrival, stamp, latency in arrivals:
+        key = stamp - latency
+        i = bisect.bisect_left(ordered, key)
+        near = [j for j in (i - 1, i) if 0 <= j < len(ordered) and abs(ordered[j] - key) <= tolerance_s]
+        if near:
+            j = min(near, key=lambda k: abs(ordered[k] - key))
+            first.setdefault(j, (arrival - ordered[j], latency))
+    return [first[j] for j in sorted(first)]
+
+
+def bench_ros(duration_s: float, rate_hz: float, echo: bool, executor_kind: str,
+              prefix: str) -> dict[str, float]:
+    """Latency of the safety node (``echo``: the echo process) spun with ``executor_kind``; keys ``prefix_*``."""
     import rclpy
     from hrc_fl_msgs.msg import BodyPoseArray, SafetyZoneState
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.experimental import EventsExecutor
     from sensor_msgs.msg import JointState
 
     from hrc_fl.graph import NodeSpec
     from hrc_fl.launcher import Launcher, node_environment
     from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, stamp_to_s
 
-    ns = "bench_echo" if echo else "bench"
+    ns = f"bench_{prefix}"
     if echo:
         env = {**os.environ, **node_environment()}
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--echo-node", ns], env=env)
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--echo-node", ns,
+                                 "--executor", executor_kind], env=env)
 
         def stop() -> None:
             proc.send_signal(signal.SIGINT)  # run_node's clean shutdown
@@ -238,12 +281,15 @@ def bench_ros(duration_s: float, rate_hz: float, echo: bool) -> dict[str, float]
     else:
         launcher = Launcher([NodeSpec("safety_node", "safety", namespace=ns, param_files=("safety.yaml",),
                                       parameters={"restart_interlock": "auto", "auto_reset_clear_s": 0.0,
-                                                  "markers_rate_hz": 0.0})], stop_timeout_s=5.0)
+                                                  "markers_rate_hz": 0.0, "executor": executor_kind})],
+                            stop_timeout_s=5.0)
         launcher.start()
         stop = launcher.stop
     rclpy.init()
     node = rclpy.create_node("safety_bench")
-    executor = SingleThreadedExecutor()
+    # The measuring side: the EventsExecutor takes each state ~0.2 ms sooner than the SingleThreadedExecutor
+    # and leaves the GIL to the publishing thread while it waits (the same for the echo and the node).
+    executor = EventsExecutor()
     executor.add_node(node)
     arrivals: list[tuple[float, float, float]] = []  # (arrival s, state stamp s, perception latency s)
 
@@ -300,22 +346,16 @@ def bench_ros(duration_s: float, rate_hz: float, echo: bool) -> dict[str, float]
         rclpy.try_shutdown()
         stop()
 
-    first_arrival: dict[float, tuple[float, float]] = {}
-    sent_set = {round(s, 6): s for s in sent}
-    for arrival, stamp, latency in arrivals:
-        key = round(stamp - latency, 6)
-        if key in sent_set and key not in first_arrival:
-            first_arrival[key] = (arrival - sent_set[key], latency)
-    lat_ms = [v[0] * 1e3 for v in first_arrival.values()]
+    matched = match_latencies(sent, arrivals)
+    lat_ms = [v[0] * 1e3 for v in matched]
     # Split: message stamp -> decision in the node (the state's perception_latency_s) and decision -> arrival.
-    in_ms = [v[1] * 1e3 for v in first_arrival.values()]
-    prefix = "echo" if echo else "ros"
+    in_ms = [v[1] * 1e3 for v in matched]
     return {f"{prefix}_p50_ms": statistics.median(lat_ms) if lat_ms else math.nan,
             f"{prefix}_p99_ms": _pct(lat_ms, 99),
             f"{prefix}_to_decision_p50_ms": statistics.median(in_ms) if in_ms else math.nan,
             f"{prefix}_to_decision_p99_ms": _pct(in_ms, 99),
             f"{prefix}_samples": len(lat_ms), f"{prefix}_sent": len(sent),
-            f"{prefix}_state_rate_hz": len(arrivals) / duration_s}
+            f"{prefix}_state_rate_hz": len(arrivals) / duration_s, f"{prefix}_executor": executor_kind}
 
 
 def main() -> int:
@@ -324,10 +364,13 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="ROS measurement duration (safety node)")
     parser.add_argument("--rate-hz", type=float, default=50.0, help="input publish rate")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="ROS part with the shipped executor only (default: also every other executor)")
     parser.add_argument("--echo-node", metavar="NAMESPACE", help=argparse.SUPPRESS)
+    parser.add_argument("--executor", default="single_threaded", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_node:
-        run_echo(args.echo_node)
+        run_echo(args.echo_node, args.executor)
         return 0
     iterations = args.iterations or (3000 if args.quick else 30000)
     duration_s = args.seconds or (12.0 if args.quick else 90.0)
@@ -339,9 +382,16 @@ def main() -> int:
 
     core = bench_core(iterations)
     callback = bench_node_callback(max(500, iterations // 5))
-    echo = bench_ros(duration_s / 2, args.rate_hz, echo=True)
-    ros = bench_ros(duration_s, args.rate_hz, echo=False)
-    figures = {**core, **callback, **echo, **ros}
+    from hrc_fl.nodes.composition import EXECUTOR_KINDS
+
+    shipped = shipped_executor()
+    echo = bench_ros(duration_s / 2, args.rate_hz, echo=True, executor_kind=shipped, prefix="echo")
+    ros = bench_ros(duration_s, args.rate_hz, echo=False, executor_kind=shipped, prefix="ros")
+    others: dict[str, float] = {}
+    for kind in () if args.no_compare else [k for k in EXECUTOR_KINDS if k != shipped]:
+        others.update(bench_ros(duration_s / 2, args.rate_hz, echo=True, executor_kind=kind, prefix=f"echo_{kind}"))
+        others.update(bench_ros(duration_s, args.rate_hz, echo=False, executor_kind=kind, prefix=f"ros_{kind}"))
+    figures = {**core, **callback, **echo, **ros, **others}
     rows = [
         ("distance 75 keypoints x 8 capsules (us)", "distance"),
         ("step, changed human + robot = core (us)", "core"),
@@ -362,11 +412,15 @@ def main() -> int:
     print(f"{'  baseline: echo process, same run (ms)':<50}{echo['echo_p50_ms']:>10.3f}{echo['echo_p99_ms']:>10.3f}")
     print(f"{'    of which message stamp -> echo callback (ms)':<50}{echo['echo_to_decision_p50_ms']:>10.3f}"
           f"{echo['echo_to_decision_p99_ms']:>10.3f}")
+    for kind in [k for k in EXECUTOR_KINDS if f"ros_{k}_p50_ms" in others]:
+        print(f"{f'  {kind} executor instead: node / echo (ms)':<50}{others[f'ros_{kind}_p50_ms']:>10.3f}"
+              f"{others[f'ros_{kind}_p99_ms']:>10.3f}{others[f'echo_{kind}_p50_ms']:>10.3f}"
+              f"{others[f'echo_{kind}_p99_ms']:>10.3f}")
     print(f"{'reference: one np.add on (75,16) (us)':<50}{core['numpy_op_p50_us']:>10.2f}")
     load = os.getloadavg()[0]
     print(f"matched {ros['ros_samples']} of {ros['ros_sent']} inputs (echo {echo['echo_samples']} of "
           f"{echo['echo_sent']}); state rate {ros['ros_state_rate_hz']:.1f} Hz (timer 50 Hz + one per input); "
-          f"{iterations} core iterations; load average {load:.1f} on {os.cpu_count()} CPUs")
+          f"{iterations} core iterations; executor {shipped}; load average {load:.1f} on {os.cpu_count()} CPUs")
     print(json.dumps({**{k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()},
                       "iterations": iterations, "duration_s": duration_s, "load_average": round(load, 2)}))
     return 0

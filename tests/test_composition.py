@@ -1,4 +1,5 @@
-"""The composed-process runner (`run_nodes`): Ctrl-C with worker threads publishing, and real faults."""
+"""The composed-process runner (`run_nodes`): Ctrl-C with worker threads publishing, and real faults, with
+each executor a node can ask for (its ``executor`` parameter)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
+
+from hrc_fl.nodes.composition import EXECUTOR_KINDS
 
 # Two nodes in one process; one has a worker thread that publishes as fast as it can until close() -
 # as the pose and hands workers do. With rclpy's own SIGINT handler the context went first and the
@@ -20,6 +25,8 @@ _SCRIPT = textwrap.dedent('''
     class Busy(Node):
         def __init__(self, name):
             super().__init__(name)
+            if "--executor" in sys.argv:
+                self.declare_parameter("executor", sys.argv[sys.argv.index("--executor") + 1])
             self.pub = self.create_publisher(String, "chatter", 10)
             self.stop = threading.Event()
             self.sent = 0
@@ -68,9 +75,10 @@ def _stopped_by_sigint(*extra: str) -> tuple[subprocess.Popen, str, str]:
     return proc, out, err
 
 
-def test_sigint_stops_the_workers_before_the_context_and_exits_0():
+@pytest.mark.parametrize("executor", EXECUTOR_KINDS)
+def test_sigint_stops_the_workers_before_the_context_and_exits_0(executor):
     # Execute
-    proc, out, err = _stopped_by_sigint()
+    proc, out, err = _stopped_by_sigint("--executor", executor)
 
     # Assert: both nodes closed (in reverse order), their workers had published, a clean exit
     assert proc.returncode == 0, err[-2000:]
@@ -79,9 +87,11 @@ def test_sigint_stops_the_workers_before_the_context_and_exits_0():
     assert "RCLError" not in err and "Traceback" not in err, err[-2000:]
 
 
-def test_a_fault_in_a_callback_ends_the_process_with_it_after_closing_the_nodes():
+@pytest.mark.parametrize("executor", EXECUTOR_KINDS)
+def test_a_fault_in_a_callback_ends_the_process_with_it_after_closing_the_nodes(executor):
     # Execute
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, "--fail"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, "--fail", "--executor", executor], capture_output=True,
+                          text=True, timeout=60)
 
     # Assert
     assert proc.returncode != 0
@@ -101,3 +111,15 @@ def test_a_failing_closer_or_close_does_not_skip_the_rest_of_the_teardown():
     assert "a closer failed" in failed[0] and failed[1].startswith("[/two: close()]")
     assert proc.returncode != 0
     assert "RuntimeError: a closer failed" in err.split("failed during shutdown")[-1]
+
+
+def test_an_unknown_executor_ends_the_process_before_spinning_and_still_closes_the_nodes():
+    # Execute
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, "--executor", "multi_threaded"], capture_output=True,
+                          text=True, timeout=60)
+
+    # Assert: the parameter's error, the nodes closed, no node spun (READY comes from a timer)
+    assert proc.returncode != 0
+    assert "executor must be one of" in proc.stderr
+    assert "CLOSED two True" in proc.stdout and "CLOSED one True" in proc.stdout
+    assert "READY" not in proc.stdout

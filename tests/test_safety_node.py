@@ -1,5 +1,6 @@
-"""The safety node as a real process over real DDS: zones in order and back with the restart interlock,
-a STOP gesture stops, and a killed pose publisher stops the robot (stale input)."""
+"""The safety node as a real process over real DDS, spun by each executor of the node runner: zones in
+order and back with the restart interlock, a STOP gesture stops, and a killed pose publisher stops the
+robot (stale input)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 
 import pytest
 
+from hrc_fl.nodes.composition import EXECUTOR_KINDS
 from tests.safety_cell import NS, SafetyCell, safety_node
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -43,9 +45,11 @@ while True:
 """
 
 
-@pytest.fixture(scope="module")
-def safety_process(tmp_path_factory):
-    with safety_node(tmp_path_factory.mktemp("safety_logs"), NODE_PARAMS) as log:
+@pytest.fixture(scope="module", params=EXECUTOR_KINDS)
+def safety_process(request, tmp_path_factory):
+    # Every executor the runner offers: the heartbeat decides through a guard condition under one and in
+    # the timer under the other, and either must keep the restart interlock and the stale-input stop.
+    with safety_node(tmp_path_factory.mktemp("safety_logs"), {**NODE_PARAMS, "executor": request.param}) as log:
         yield log
 
 

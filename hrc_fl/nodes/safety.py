@@ -35,6 +35,7 @@ from hrc_fl.nodes.common import (
     s_to_stamp,
     stamp_to_s,
 )
+from hrc_fl.nodes.composition import executor_kind
 from hrc_fl.paths import config_dir
 from hrc_fl.safety.config import load_robot_model
 from hrc_fl.safety.monitor import (
@@ -61,6 +62,8 @@ PARAMETERS = {
     "base_frame": ("base_link", "Robot base frame; human keypoints and the TCP pose must be in it."),
     "publish_rate_hz": (50.0, "Fixed rate of safety/state and robot/speed_scale, Hz."),
     "evaluate_on_input": (True, "Also decide and publish at once when a human or robot message arrives."),
+    "executor": ("single_threaded", "Executor the node runner spins this node with: 'single_threaded' or "
+                 "'events' (rclpy's EventsExecutor, cheaper per input; hrc_fl.nodes.composition)."),
     "markers_rate_hz": (5.0, "Rate of safety/markers, Hz (0 = off)."),
     "intrusion_distance_m": (0.1, "C: intrusion distance, metres."),
     "position_uncertainty_k": (3.0, "Coverage factor on the pose node's 1-sigma position uncertainty (Z_d)."),
@@ -207,11 +210,17 @@ class SafetyNode(Node):
         else:
             self.create_subscription(PoseStamped, "robot/tcp_pose", self._on_tcp, SENSOR_QOS)
         self.create_service(Trigger, "safety/reset", self._on_reset)
-        # The heartbeat decides from a guard condition that the timer triggers: rclpy's executor runs ready
-        # timers before ready subscriptions, so deciding in the timer itself would judge a fresh message
-        # that is already waiting as missing (a "stale" stop of our own making on a loaded machine).
-        self._heartbeat = self.create_guard_condition(self._evaluate)
-        self.create_timer(1.0 / p["publish_rate_hz"], self._heartbeat.trigger)
+        # The heartbeat must decide after the messages already waiting, or it would judge a fresh one as
+        # missing (a "stale" stop of our own making on a loaded machine). rclpy's SingleThreadedExecutor
+        # runs ready timers before ready subscriptions: there the timer triggers a guard condition, which
+        # runs after them. The EventsExecutor runs callbacks in the order their events arrived (and has no
+        # guard conditions): there the timer decides itself (through _on_heartbeat: rclpy passes a timer
+        # callback that takes an argument its TimerInfo, which _evaluate would take for a reset request).
+        if executor_kind(self) == "events":
+            self.create_timer(1.0 / p["publish_rate_hz"], self._on_heartbeat)
+        else:
+            self._heartbeat = self.create_guard_condition(self._evaluate)
+            self.create_timer(1.0 / p["publish_rate_hz"], self._heartbeat.trigger)
         if p["markers_rate_hz"] > 0.0:
             self.create_timer(1.0 / p["markers_rate_hz"], self._publish_markers)
         self._diag.set_value("robot", robot.name)
@@ -281,6 +290,9 @@ class SafetyNode(Node):
         except RCLError:
             if self.context.ok():
                 raise
+
+    def _on_heartbeat(self) -> None:
+        self._evaluate()
 
     def _evaluate(self, reset: bool = False) -> SafetyDecision:
         inputs = SafetyInputs(self._bodies, self._robot, self._gestures, self._intentions, reset_requested=reset)
