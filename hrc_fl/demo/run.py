@@ -493,8 +493,9 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     # play the scenario themselves), but on the same 2 cores as the safety loops. Under the
     # SingleThreadedExecutor, rebuilding the wait set per callback took ~40 % of its samples (py-spy) and
     # it received the safety states ~0.1 s late (0.25 s in shorter runs) on two saturated cores; with
-    # rclpy's EventsExecutor 3-4 ms, at two thirds of the CPU. Experimental in rclpy, so used here only,
-    # in the demo's harness: in the nodes it spun at full CPU and the demo stalled (tried, not kept).
+    # rclpy's EventsExecutor 3-4 ms, at two thirds of the CPU. Experimental in rclpy: among the nodes only
+    # the safety node takes it (its `executor` parameter, docs/safety.md); an earlier try with every node on
+    # it spun at full CPU and stalled the demo.
     executor = EventsExecutor(context=context)
     executor.add_node(driver)
     recorder = None
