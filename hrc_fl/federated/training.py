@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hrc_fl.federated.self_supervised import VicRegConfig, vicreg_loss
+from hrc_fl.federated.self_supervised import VicRegConfig, channel_std_of, vicreg_loss
 from hrc_fl.federated.split import is_shared
 
 Features = torch.Tensor | Mapping[str, torch.Tensor]
@@ -124,8 +124,7 @@ def _augment(x: torch.Tensor, cfg: PseudoLabelConfig, generator: torch.Generator
             cols = list(triple)
             x[:, :, cols] = torch.einsum("btj,bij->bti", x[:, :, cols], rotation)
     scale = 1.0 + cfg.scale_std * torch.randn(b, 1, c, generator=generator, dtype=x.dtype)
-    channel_std = x.std(dim=(0, 1), keepdim=True) if b * x.shape[1] > 1 else torch.ones(1, 1, c, dtype=x.dtype)
-    noise = cfg.jitter_std * channel_std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    noise = cfg.jitter_std * channel_std_of(x) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
     return x * scale + noise
 
 
