@@ -30,7 +30,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from multiprocessing import get_context
@@ -326,8 +326,27 @@ def _data(cfg: ReportConfig, seed: int, regime: str
     return clients, names, mean, std
 
 
-def _execute(cfg: ReportConfig, run: _Run) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Run one :class:`_Run`; returns its key and results.json entry."""
+def _computation(cfg: ReportConfig, run: _Run) -> str:
+    """What a run trains, as a key: runs with the same key train the same models on the same data (their
+    names and whether the attacker is excluded from the scores do not enter training), so it runs once."""
+    n_all = len(_data(cfg, run.seed, run.regime)[0])
+    clients = run.clients if 0 < run.clients < n_all else 0
+    return repr((run.seed, run.regime, dataclasses.replace(run.spec, name=""), run.projector_dim, clients,
+                 run.dp_noise))
+
+
+def _cost(cfg: ReportConfig, run: _Run) -> float:
+    """Relative cost of a run, to start the longest first: labelled window passes over its rounds, a pass
+    with the self-supervised term counted 3 times (it adds 2 views of unlabelled_ratio x the batch through
+    the encoder; about 1.9x a labelled step measured). For ordering only."""
+    clients = _data(cfg, run.seed, run.regime)[0]
+    labelled = sum(len(c.train_y) for c in (clients[:run.clients] if run.clients else clients))
+    ssl_epochs = run.spec.local_epochs if run.spec.self_supervised is not None else 0
+    return float(_regime(cfg, run.regime)[1] * labelled * (cfg.epochs_per_round + 2 * ssl_epochs))
+
+
+def _execute(cfg: ReportConfig, run: _Run) -> tuple[MethodResult, float | None]:
+    """Run one :class:`_Run`'s training; returns its result and, for DP, the final epsilon."""
     clients, names, mean, std = _data(cfg, run.seed, run.regime)
     chosen = clients[:run.clients] if run.clients else clients
     sim = Simulator(clients=chosen, model_factory=model_factory(len(names), cfg.window, mean, std, run.projector_dim),
@@ -338,11 +357,15 @@ def _execute(cfg: ReportConfig, run: _Run) -> tuple[tuple[Any, ...], dict[str, A
                               noise_multiplier=run.dp_noise, delta=cfg.dp_delta, sample_rate=1.0,
                               expected_clients=len(chosen), seed=run.seed)  # fixed denominator: sensitivity C/m
     result = sim.run(run.spec, rounds=_regime(cfg, run.regime)[1], eval_every=cfg.eval_every, strategy=strategy)
-    entry = method_entry(result, [chosen[0].client_id] if run.exclude_attacker else ())
-    if strategy is not None:
-        entry.update(noise_multiplier=run.dp_noise, clip_norm=cfg.dp_clip_norm, delta=cfg.dp_delta,
-                     epsilon=strategy.epsilon)
-    return run.key, entry
+    return result, strategy.epsilon if strategy is not None else None
+
+
+def _entry(cfg: ReportConfig, run: _Run, result: MethodResult, epsilon: float | None) -> dict[str, Any]:
+    """results.json entry of a run from its training result (the attacker excluded where the run says)."""
+    entry = method_entry(result, [result.client_ids[0]] if run.exclude_attacker else ())
+    if run.dp_noise > 0:
+        entry.update(noise_multiplier=run.dp_noise, clip_norm=cfg.dp_clip_norm, delta=cfg.dp_delta, epsilon=epsilon)
+    return entry
 
 
 def _init_worker() -> None:
@@ -350,18 +373,71 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run_all(cfg: ReportConfig, runs: Sequence[_Run], pool: ProcessPoolExecutor | None, bar: Any
-             ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    if pool is None:
-        done = (_execute(cfg, r) for r in runs)
-    else:
-        done = (f.result() for f in [pool.submit(_execute, cfg, r) for r in runs])
-    for key, entry in done:
-        out[key] = entry
-        if bar is not None:
-            bar.update(1)
-    return out
+def _choice_inputs(cfg: ReportConfig, seed: int) -> list[tuple[Any, ...]]:
+    """Keys of the entries a seed's self-supervision choice reads (:func:`_chosen`)."""
+    return [(seed, "scarce", "local"), *(r.key for r in _selection_runs(cfg, seed))]
+
+
+def _run_all(cfg: ReportConfig, pool: ProcessPoolExecutor | None, bar: Any
+             ) -> tuple[dict[tuple[Any, ...], dict[str, Any]], dict[int, Any]]:
+    """Every run of every seed: the entries by key and each seed's choice (:func:`_chosen`).
+
+    A seed's second runs (:func:`_second_runs`) are queued as soon as the entries its choice reads are
+    in, not after every first run. Of the queued runs the pool always starts next a run some choice still
+    waits for, else the most costly one (:func:`_cost`), so the last runs to finish are short ones and no
+    process idles at a barrier. A run whose training another run already did (:func:`_computation`) gets
+    its entry from that result."""
+    entries: dict[tuple[Any, ...], dict[str, Any]] = {}
+    choices: dict[int, Any] = {}
+    done: dict[str, tuple[MethodResult, float | None]] = {}
+    waiting: dict[str, list[_Run]] = {}   # computation -> runs that take their entry from it
+    queue: list[tuple[str, _Run]] = []
+    blocking = {key for seed in cfg.seeds for key in _choice_inputs(cfg, seed)}
+    in_flight: dict[Any, str] = {}
+
+    def add(runs: Sequence[_Run]) -> None:
+        for run in runs:
+            comp = _computation(cfg, run)
+            if comp in done:
+                entries[run.key] = _entry(cfg, run, *done[comp])
+                if bar is not None:
+                    bar.update(1)
+            elif comp in waiting:
+                waiting[comp].append(run)
+            else:
+                waiting[comp] = [run]
+                queue.append((comp, run))
+
+    def finish(comp: str, outcome: tuple[MethodResult, float | None]) -> None:
+        done[comp] = outcome
+        for run in waiting.pop(comp):
+            entries[run.key] = _entry(cfg, run, *outcome)
+            if bar is not None:
+                bar.update(1)
+        for seed in cfg.seeds:
+            if seed not in choices and all(k in entries for k in _choice_inputs(cfg, seed)):
+                choices[seed] = _chosen(cfg, seed, entries)
+                add(_second_runs(cfg, seed, seed == cfg.seeds[0], choices[seed][0]))
+
+    def next_run() -> tuple[str, _Run]:
+        best = max(range(len(queue)), key=lambda i: (any(r.key in blocking for r in waiting[queue[i][0]]),
+                                                     _cost(cfg, queue[i][1])))
+        return queue.pop(best)
+
+    for seed in cfg.seeds:
+        add(_first_runs(cfg, seed))
+    while queue or in_flight:
+        if pool is None:
+            comp, run = next_run()
+            finish(comp, _execute(cfg, run))
+            continue
+        while queue and len(in_flight) < cfg.jobs:
+            comp, run = next_run()
+            in_flight[pool.submit(_execute, cfg, run)] = comp
+        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in finished:
+            finish(in_flight.pop(future), future.result())
+    return entries, choices
 
 
 def _selection_runs(cfg: ReportConfig, seed: int) -> list[_Run]:
@@ -479,10 +555,7 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
     pool = (ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), initializer=_init_worker)
             if cfg.jobs > 1 else None)
     try:
-        entries = _run_all(cfg, first, pool, bar)
-        choices = {seed: _chosen(cfg, seed, entries) for seed in cfg.seeds}
-        entries.update(_run_all(cfg, [r for seed in cfg.seeds for r in
-                                      _second_runs(cfg, seed, seed == cfg.seeds[0], choices[seed][0])], pool, bar))
+        entries, choices = _run_all(cfg, pool, bar)
     finally:
         if pool is not None:
             pool.shutdown()

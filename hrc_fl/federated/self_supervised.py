@@ -83,13 +83,21 @@ class VicRegConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def imu_view(x: torch.Tensor, cfg: VicRegConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One random view of a (B, T, C) window batch (see the module docstring); same shape and units."""
+def channel_std_of(x: torch.Tensor) -> torch.Tensor:
+    """(1, 1, C) per-channel standard deviation of a (B, T, C) batch (ones for a single sample)."""
+    b, t, c = x.shape
+    return x.std(dim=(0, 1), keepdim=True) if b * t > 1 else torch.ones(1, 1, c, dtype=x.dtype)
+
+
+def imu_view(x: torch.Tensor, cfg: VicRegConfig, generator: torch.Generator | None = None,
+             std: torch.Tensor | None = None) -> torch.Tensor:
+    """One random view of a (B, T, C) window batch (see the module docstring); same shape and units.
+    ``std``: the batch's :func:`channel_std_of` when the caller already has it (two views of one batch)."""
     if x.dim() != 3:
         raise ValueError(f"windows must be (B, T, C), got shape {tuple(x.shape)}")
-    b, t, c = x.shape
+    b, _, c = x.shape
     scale = 1.0 + cfg.scale_std * torch.randn(b, 1, c, generator=generator, dtype=x.dtype)
-    channel_std = x.std(dim=(0, 1), keepdim=True) if b * t > 1 else torch.ones(1, 1, c, dtype=x.dtype)
+    channel_std = channel_std_of(x) if std is None else std
     view = x * scale + cfg.jitter_std * channel_std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
     if cfg.max_shift:
         shift = int(torch.randint(-cfg.max_shift, cfg.max_shift + 1, (1,), generator=generator))
@@ -138,7 +146,8 @@ def vicreg_loss(model: nn.Module, features: Features, cfg: VicRegConfig,
     if x.shape[0] < 2:
         return torch.zeros((), requires_grad=True)
     n = x.shape[0]
-    z = projected_embedding(model, torch.cat([imu_view(x, cfg, generator), imu_view(x, cfg, generator)]),
+    std = channel_std_of(x)  # once for both views (the reduction costs as much as drawing a view's jitter)
+    z = projected_embedding(model, torch.cat([imu_view(x, cfg, generator, std), imu_view(x, cfg, generator, std)]),
                             cfg.feature_key)
     invariance, variance, covariance = vicreg_terms(z[:n], z[n:])
     return cfg.invariance * invariance + cfg.variance * variance + cfg.covariance * covariance
