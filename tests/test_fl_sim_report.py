@@ -116,6 +116,22 @@ def test_fl_report_reads_the_deployed_rule_and_size_as_the_aggregator_does(tmp_p
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match="quorum"):
         deployed(str(path))
+    data["rounds"]["quorum"] = 1  # the robust rule's own setting reaches the report's runs
+    data["strategy"] = {"name": "median_anchored", "max_attackers": 0}
+    path.write_text(yaml.safe_dump(data))
+    assert deployed(str(path)) == {"deployed_rule": "median_anchored", "max_attackers": 0,
+                                   "deployed_size": len(nodes)}
+
+
+def test_report_runs_the_robust_rule_with_its_configured_attacker_count():
+    from hrc_fl.federated.report import ReportConfig, rule_at_size, rule_config
+
+    assert rule_config(ReportConfig(max_attackers=0), "median_anchored") == {"name": "median_anchored",
+                                                                              "max_attackers": 0}
+    assert rule_at_size("median_anchored", 0.2, 2, max_attackers=0)[0] == "median_anchored"
+    assert rule_at_size("median_anchored", 0.2, 2, max_attackers=1)[0] != "median_anchored"  # 2 < 2f + 1
+    with pytest.raises(ValueError, match="max_attackers"):
+        ReportConfig(max_attackers=-1)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def deployed(config_path: str) -> dict:
-    """The deployed rule (name, trim fraction) and size (workstations) of a federation YAML, read and
+    """The deployed rule (name, trim fraction or max attackers) and size (workstations) of a federation YAML, read and
     validated as the aggregator reads it ('' = the packaged config/federated.yaml)."""
     from hrc_fl.federated.fl_config import load_config
 
@@ -35,6 +35,8 @@ def deployed(config_path: str) -> dict:
     out = {"deployed_rule": str(config.strategy.get("name", "fedavg"))}
     if "trim_fraction" in config.strategy:
         out["trim_fraction"] = float(config.strategy["trim_fraction"])
+    if "max_attackers" in config.strategy:
+        out["max_attackers"] = int(config.strategy["max_attackers"])
     return out | {"deployed_size": len(config.client_ranks)}
 
 

@@ -94,6 +94,7 @@ class ReportConfig:
     # the deployed rule: config/federated.yaml's strategy (the CLI passes it), at 10 workers and the deployed size
     deployed_rule: str = "median_anchored"
     trim_fraction: float = 0.2       # used when the deployed rule is a trimmed mean
+    max_attackers: int = 1           # used when the deployed rule is median_anchored
     robustness_sizes: tuple[int, ...] = (10, 3)
     robustness_attacks: tuple[str, ...] = ATTACKS
     robustness_max_drop: float = 0.02  # attacked honest mean macro-F1 at most 2 points below the clean run
@@ -115,6 +116,8 @@ class ReportConfig:
             raise ValueError("dp_noise_multipliers must be positive")
         if any(w <= 0 or d < 1 for w, d in self.self_supervised_grid):
             raise ValueError("self_supervised_grid needs weights > 0 and projector widths >= 1")
+        if self.max_attackers < 0:
+            raise ValueError(f"max_attackers must be >= 0, got {self.max_attackers}")
         if not 0 <= self.trim_fraction < 0.5:
             raise ValueError(f"trim_fraction must be in [0, 0.5), got {self.trim_fraction}")
         if any(n < 2 for n in self.robustness_sizes) or self.jobs < 1:
@@ -168,7 +171,7 @@ def protocol(cfg: ReportConfig) -> dict[str, str]:
         "seeds": (f"Seeds {list(cfg.seeds)}: label subsets, initial models, batch order and augmentations; "
                   "each figure is the mean over seeds of the mean (or worst) worker."),
         "robustness": (f"One attacking client (the first) in every round; rule "
-                       f"{_strategy_config(cfg.deployed_rule, cfg.trim_fraction)} with "
+                       f"{rule_config(cfg, cfg.deployed_rule)} with "
                        f"{list(cfg.robustness_sizes)} workers; where it "
                        "falls back (a trimmed mean that trims nothing runs the coordinate median), the report "
                        "names the rule that ran. The attacker's "
@@ -221,23 +224,28 @@ def choose_on_validation(scores: Sequence[tuple[Choice, float]]) -> Choice:
 
 def rule_config(cfg: ReportConfig, rule: str) -> dict[str, Any]:
     """:func:`make_strategy` config of an aggregation rule as the report runs it."""
-    return _strategy_config(rule, cfg.trim_fraction)
+    return _strategy_config(rule, cfg.trim_fraction, cfg.max_attackers)
 
 
-def _strategy_config(rule: str, trim_fraction: float) -> dict[str, Any]:
-    return {"name": rule, "trim_fraction": trim_fraction} if rule == "trimmed_mean" else {"name": rule}
+def _strategy_config(rule: str, trim_fraction: float, max_attackers: int) -> dict[str, Any]:
+    if rule == "trimmed_mean":
+        return {"name": rule, "trim_fraction": trim_fraction}
+    if rule == "median_anchored":
+        return {"name": rule, "max_attackers": max_attackers}
+    return {"name": rule}
 
 
-def rule_at_size(rule: str, trim_fraction: float, clients: int) -> tuple[str, str]:
+def rule_at_size(rule: str, trim_fraction: float, clients: int, max_attackers: int = 1) -> tuple[str, str]:
     """(``AggregationResult.rule`` that runs, note) for ``clients`` workers, as the strategy itself decides
     (:meth:`~hrc_fl.federated.strategies.FedAvg.rule_for`): e.g. a trimmed mean that would trim no value
     (0.2 x 3) runs the coordinate median; the note is empty when the rule runs as itself."""
-    strategy = make_strategy(_strategy_config(rule, trim_fraction))
+    config = _strategy_config(rule, trim_fraction, max_attackers)
+    strategy = make_strategy(config)
     assert isinstance(strategy, FedAvg)  # a config without dp builds a FedAvg-type rule
     ran = strategy.rule_for(clients)
     if ran == strategy.rule:
         return ran, ""
-    return ran, f"{_strategy_config(rule, trim_fraction)} at {clients} workers runs as {ran}"
+    return ran, f"{config} at {clients} workers runs as {ran}"
 
 
 def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:
@@ -491,7 +499,7 @@ def _second_runs(cfg: ReportConfig, seed: int, first_seed: bool, chosen: dict[st
     for size in cfg.robustness_sizes:
         if size > n_all:
             continue
-        rule, _ = rule_at_size(cfg.deployed_rule, cfg.trim_fraction, size)
+        rule, _ = rule_at_size(cfg.deployed_rule, cfg.trim_fraction, size, cfg.max_attackers)
         for attack in ("none", *cfg.robustness_attacks):  # the deployed config: its strategy falls back itself
             spec = dataclasses.replace(pers, name=f"{PERSONALISED}_{rule}_{attack}_n{size}",
                                        strategy=rule_config(cfg, cfg.deployed_rule), attack=attack)
@@ -514,7 +522,7 @@ def _robustness_block(cfg: ReportConfig, seed: int, entries: dict[tuple[Any, ...
     for size in cfg.robustness_sizes:
         if (seed, "robustness", size, "none") not in entries:
             continue
-        rule, note = rule_at_size(cfg.deployed_rule, cfg.trim_fraction, size)
+        rule, note = rule_at_size(cfg.deployed_rule, cfg.trim_fraction, size, cfg.max_attackers)
         clean = entries[(seed, "robustness", size, "none")]
         block: dict[str, Any] = {"rule": cfg.deployed_rule, "rule_ran": rule, "note": note, "clients": size,
                                  "excluded": clean["excluded"], "clean": clean, "attacks": {}}
