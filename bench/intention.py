@@ -31,7 +31,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-LABELS = ["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"]
+
+
+def _labels() -> list[str]:
+    """The deployment's label space (the intention node's default, config/intention.yaml)."""
+    from hrc_fl.intention.labels import INTENTION_LABELS
+
+    return list(INTENTION_LABELS)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -47,7 +53,7 @@ def _model():
     from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
     torch.manual_seed(0)
-    return IntentionModel(IntentionModelConfig(num_classes=len(LABELS))).eval()
+    return IntentionModel(IntentionModelConfig(num_classes=len(_labels()))).eval()
 
 
 def bench_inference(iterations: int) -> dict[str, float]:
@@ -60,9 +66,9 @@ def bench_inference(iterations: int) -> dict[str, float]:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         store = ModelStore(tmp)
-        version = store.save(_model(), LABELS)
-        estimator = IntentionEstimator(LABELS)
-        estimator.swap(store.load(version, labels=LABELS))
+        version = store.save(_model(), _labels())
+        estimator = IntentionEstimator(_labels())
+        estimator.swap(store.load(version, labels=_labels()))
     rng = np.random.default_rng(0)
     full = AlignedInputs(t_s=0.0, imu=rng.normal(0, 1, (100, 6)).astype(np.float32),
                          hands=rng.normal(0, 1, 42).astype(np.float32), pose=rng.normal(0, 1, 26).astype(np.float32))
@@ -107,7 +113,7 @@ def bench_ros(duration_s: float) -> dict[str, float]:
     from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, s_to_stamp, stamp_to_s
 
     tmp = tempfile.TemporaryDirectory()
-    ModelStore(tmp.name).save(_model(), LABELS, version="bench")
+    ModelStore(tmp.name).save(_model(), _labels(), version="bench")
     spec = NodeSpec(executable="intention_node", name="intention", namespace="bench",
                     param_files=("intention.yaml",),
                     parameters={"model_store_dir": tmp.name, "seed_store_dir": "none", "estimate_trigger": "imu",

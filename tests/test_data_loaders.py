@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -75,7 +76,7 @@ def test_body_pose_has_twenty_classes_and_marks_missing_joints():
     assert np.all(stand[ok, nose, 1] < stand[ok, mid_hip, 1])  # head above hips: y down
 
 
-@pytest.mark.parametrize("name", [*datasets.PHOTOS, "grace_hopper.jpg"])
+@pytest.mark.parametrize("name", datasets.PHOTOS)
 def test_photo_paths_exist_and_decode(name):
     # Execute
     path = datasets.photo_path(name)
@@ -182,3 +183,41 @@ def test_missing_registry_client_is_one_clear_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0
     assert len(err) == 1 and "@mediapipe/pose" in err[0] and "npm" in err[0]
+
+
+def test_photo_build_copies_every_listed_photo_from_its_package(tmp_path, monkeypatch):
+    # Prepare: a stand-in opencv-doc .deb whose members hold their own names, an empty cache
+    import subprocess
+
+    import matplotlib
+
+    root = tmp_path / "deb"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text("Package: opencv-doc\nVersion: 1\nArchitecture: all\n"
+                                         "Maintainer: dev <dev@example.com>\nDescription: stand-in\n")
+    from_deb = {n: p for n, p in datasets.PHOTOS.items() if p.package == datasets.OPENCV_DOC_PACKAGE}
+    for name, photo in from_deb.items():
+        (root / photo.member).parent.mkdir(parents=True, exist_ok=True)
+        (root / photo.member).write_bytes(name.encode())
+    deb = tmp_path / "opencv-doc.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
+                   capture_output=True)
+    monkeypatch.setenv("HRC_FL_CACHE", str(tmp_path / "cache"))
+
+    class Downloads:
+        def opencv_doc(self):
+            return deb
+
+    # Execute
+    assets._build_photos(Downloads(), log=lambda m: None)
+
+    # Assert: each photo of the list, from the deb or from matplotlib, under the name photo_path knows
+    photos = next(i for i in assets.data_items() if i.name == "photos")
+    assert sorted(photos.outputs) == sorted(f"data/photos/{n}" for n in datasets.PHOTOS)
+    for name, photo in datasets.PHOTOS.items():
+        data = datasets.photo_path(name).read_bytes()
+        if name in from_deb:
+            assert data == name.encode()
+        else:
+            assert data == (Path(matplotlib.get_data_path()) / photo.member).read_bytes()
+    assert set(from_deb) < set(datasets.PHOTOS)  # both packages are exercised

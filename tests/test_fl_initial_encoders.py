@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrc_fl.federated.intention_learner import DEFAULT_LABELS, initial_shared
+from hrc_fl.federated.intention_learner import initial_shared
+from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore
 
 
 def _base_model(seed: int) -> IntentionModel:
     torch.manual_seed(seed)
-    model = IntentionModel(IntentionModelConfig(num_classes=len(DEFAULT_LABELS)))
+    model = IntentionModel(IntentionModelConfig(num_classes=len(INTENTION_LABELS)))
     with torch.no_grad():  # make it clearly different from any freshly initialised model
         for p in model.parameters():
             p.add_(0.5)
@@ -21,7 +22,7 @@ def _base_model(seed: int) -> IntentionModel:
 
 def test_initial_encoders_are_the_base_models_encoders(tmp_path):
     base = _base_model(3)
-    ModelStore(tmp_path).save(base, list(DEFAULT_LABELS), version="base-0001")
+    ModelStore(tmp_path).save(base, list(INTENTION_LABELS), version="base-0001")
 
     shared = initial_shared({"initial_model_store": str(tmp_path)}, seed=0)
 
@@ -34,7 +35,7 @@ def test_initial_encoders_are_the_base_models_encoders(tmp_path):
 
 def test_a_base_model_with_another_label_space_is_not_used(tmp_path):
     base = _base_model(3)
-    other_labels = [f"L{i}" for i in range(len(DEFAULT_LABELS))]
+    other_labels = [f"L{i}" for i in range(len(INTENTION_LABELS))]
     ModelStore(tmp_path).save(base, other_labels, version="base-0001")
 
     shared = initial_shared({"initial_model_store": str(tmp_path)}, seed=5)
@@ -54,7 +55,7 @@ def test_a_workstation_with_an_empty_store_takes_the_base_models_input_normalisa
     # Prepare: a base model with its own IMU normalisation (buffers are never federated)
     base = _base_model(3)
     base.set_imu_normalisation(torch.full((6,), 0.25), torch.full((6,), 3.0))
-    ModelStore(tmp_path / "base").save(base, list(DEFAULT_LABELS), version="base-0001")
+    ModelStore(tmp_path / "base").save(base, list(INTENTION_LABELS), version="base-0001")
     # Execute
     learner = make_learner("ws1", {"initial_model_store": str(tmp_path / "base"),
                                    "model_store_dir": str(tmp_path / "ws1"),

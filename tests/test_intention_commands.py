@@ -7,6 +7,8 @@ import json
 import pytest
 
 from hrc_fl.cli import main as cli_main
+from hrc_fl.data.datasets import WATCH_CLASSES
+from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.intention.model_store import ModelStore
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -32,5 +34,6 @@ def test_train_intention_stores_a_loadable_model_with_the_watch_labels(tmp_path)
     assert rc == 0
     store = ModelStore(tmp_path)
     assert store.versions() == ["base1"]
-    loaded = store.load("base1", labels=("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"))
+    loaded = store.load("base1", labels=INTENTION_LABELS)  # the default deployment accepts the base model
+    assert loaded.meta.labels == WATCH_CLASSES
     assert 0.0 <= loaded.meta.info["test"]["imu"]["accuracy"] <= 1.0

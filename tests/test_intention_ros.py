@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore
 
 pytestmark = [pytest.mark.slow]
 
 NS = "ws1"
-LABELS = ["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"]
+LABELS = list(INTENTION_LABELS)  # the label space config/intention.yaml deploys
 
 
 def _store_with_model(path, version: str, seed: int) -> ModelStore:

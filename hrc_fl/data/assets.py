@@ -50,19 +50,7 @@ PCK_WHEEL_REQ = "pose-classification-kit==1.1.5"
 PCK_WHEEL_SHA256 = "c3ea7053f67422f779572449d4f4a9d2270233904fd56fddc5c465d102be41c8"
 NPM_POSE_SPEC = "@mediapipe/pose@0.5.1675469404"
 NPM_POSE_SHA256 = "8bb349a7b3a3ba699df23be804ddd3b3eab810b50b15406894be257859388a84"
-APT_OPENCV_DOC = "opencv-doc"
-
-#: Where each photo lives inside the opencv-doc package.
-OPENCV_DOC_PHOTOS: dict[str, str] = {
-    "handSrc.jpg": "usr/share/doc/opencv-doc/opencv4/html/handSrc.jpg",
-    "handDst.jpg": "usr/share/doc/opencv-doc/opencv4/html/handDst.jpg",
-    "Back_Projection_Theory0.jpg": "usr/share/doc/opencv-doc/opencv4/html/Back_Projection_Theory0.jpg",
-    "Back_Projection_Theory2.jpg": "usr/share/doc/opencv-doc/opencv4/html/Back_Projection_Theory2.jpg",
-    "Histogram_Comparison_Source_1.jpg":
-        "usr/share/doc/opencv-doc/opencv4/html/Histogram_Comparison_Source_1.jpg",
-    "messi5.jpg": "usr/share/doc/opencv-doc/examples/data/messi5.jpg",
-    "vtest.avi": "usr/share/doc/opencv-doc/examples/data/vtest.avi",
-}
+APT_OPENCV_DOC = datasets.OPENCV_DOC_PACKAGE  # the photos' package (their list: datasets.PHOTOS)
 
 Log = Callable[[str], None]
 
@@ -218,19 +206,26 @@ def _build_pck(dl: Downloads, log: Log) -> None:
 def _build_photos(dl: Downloads, log: Log) -> None:
     import matplotlib
 
+    by_package: dict[str, dict[str, str]] = {}
+    for name, photo in datasets.PHOTOS.items():
+        by_package.setdefault(photo.package, {})[name] = photo.member
+    unknown = set(by_package) - {APT_OPENCV_DOC, datasets.MATPLOTLIB_PACKAGE}
+    if unknown:
+        raise ValueError(f"datasets.PHOTOS names packages setup cannot unpack: {sorted(unknown)}")
     deb = dl.opencv_doc()
+    opencv_doc = by_package.get(APT_OPENCV_DOC, {})
     with tempfile.TemporaryDirectory(prefix="hrc_fl_deb_") as tmp:
-        members = [f"./{p}" for p in OPENCV_DOC_PHOTOS.values()]
+        members = [f"./{p}" for p in opencv_doc.values()]
         # unpack only the photos: dpkg-deb streams the data tar, tar picks the members
         with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as deb_proc:
             tar = subprocess.run(["tar", "-x", "-C", tmp, *members], stdin=deb_proc.stdout,
                                  capture_output=True, text=True, check=False)
         if tar.returncode != 0 or deb_proc.returncode != 0:
             raise RuntimeError(f"could not unpack photos from {deb.name}: {tar.stderr.strip()[-200:]}")
-        for name, member in OPENCV_DOC_PHOTOS.items():
+        for name, member in opencv_doc.items():
             atomic_copy(Path(tmp) / member, data_dir() / datasets.PHOTO_DIR / name)
-    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    atomic_copy(hopper, data_dir() / datasets.PHOTO_DIR / "grace_hopper.jpg")
+    for name, member in by_package.get(datasets.MATPLOTLIB_PACKAGE, {}).items():
+        atomic_copy(Path(matplotlib.get_data_path()) / member, data_dir() / datasets.PHOTO_DIR / name)
 
 
 def data_items() -> list[Item]:
@@ -240,7 +235,7 @@ def data_items() -> list[Item]:
     mp_recipe = f"{MEDIAPIPE_WHEEL_REQ}:{MEDIAPIPE_WHEEL_SHA256[:12]}+{task_code}"
     writer_code = source_hash("hrc_fl.data.pose_metadata_script")
     pose_recipe = f"{mp_recipe}+{NPM_POSE_SPEC}:{NPM_POSE_SHA256[:12]}+{writer_code}"
-    photos = tuple(f"data/{datasets.PHOTO_DIR}/{n}" for n in [*OPENCV_DOC_PHOTOS, "grace_hopper.jpg"])
+    photos = tuple(f"data/{datasets.PHOTO_DIR}/{n}" for n in datasets.PHOTOS)
     pck = ("data/" + datasets.HAND_POSE_FILE, "data/" + datasets.BODY_POSE_FILE,
            "data/pose_classification_kit/LICENSE")
     return [

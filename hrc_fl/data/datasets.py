@@ -5,7 +5,7 @@
 - HandPose (pose-classification-kit 1.1.5, MIT): 11,204 OpenPose hands, 21 keypoints in MediaPipe's
   hand-landmark order, 27 classes, left and right hands.
 - BodyPose (same package): 10,681 OpenPose BODY_25 skeletons, 20 posture / arm-signal classes.
-- Photos (Debian ``opencv-doc``, BSD/Apache-2.0): see :data:`PHOTOS`.
+- Photos (Debian ``opencv-doc``, BSD/Apache-2.0; matplotlib's sample data): see :data:`PHOTOS`.
 
 Keypoint convention of the loaders: image-like 2D axes, x to the right and **y downwards** (the CSVs
 store y upwards; the loaders flip it so that the points look like MediaPipe's image coordinates).
@@ -35,15 +35,48 @@ HAND_POSE_FILE = "pose_classification_kit/HandPose_Dataset.csv"
 BODY_POSE_FILE = "pose_classification_kit/BodyPose_Dataset.csv"
 PHOTO_DIR = "photos"
 
-#: opencv-doc photos (file name -> what it shows). All are plain files under ``data_dir()/photos``.
-PHOTOS: dict[str, str] = {
-    "handSrc.jpg": "one open hand, palm up, lying flat (640x480)",
-    "handDst.jpg": "the same open hand, another view (640x480)",
-    "Back_Projection_Theory0.jpg": "open palm facing the camera, fingers spread (200x200)",
-    "Back_Projection_Theory2.jpg": "open palm facing the camera, another hand (200x172)",
-    "Histogram_Comparison_Source_1.jpg": "open palm facing the camera, a third shot (200x172)",
-    "messi5.jpg": "football player, full body, one hand visible (548x342)",
-    "vtest.avi": "pedestrians seen from above, about 60 px tall: too small for pose (768x576 video)",
+#: Registry packages the photos ship in (:attr:`Photo.package`): Debian's opencv-doc and PyPI's matplotlib.
+OPENCV_DOC_PACKAGE = "opencv-doc"
+MATPLOTLIB_PACKAGE = "matplotlib"
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One real photo (or video) that setup copies to ``data_dir()/photos/<name>``.
+
+    ``shows``: what it shows, with its size in pixels. ``package``: :data:`OPENCV_DOC_PACKAGE` or
+    :data:`MATPLOTLIB_PACKAGE`. ``member``: its path in that package (opencv-doc: in the .deb's file system;
+    matplotlib: under ``matplotlib.get_data_path()``).
+    """
+
+    shows: str
+    package: str
+    member: str
+
+
+_OPENCV_HTML = "usr/share/doc/opencv-doc/opencv4/html/"
+_OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data/"
+
+#: Every photo setup extracts (file name -> :class:`Photo`): the one list that the build, the manifest and
+#: :func:`photo_path` read. All are plain files under ``data_dir()/photos``.
+PHOTOS: dict[str, Photo] = {
+    "handSrc.jpg": Photo("one open hand, palm up, lying flat (640x480)", OPENCV_DOC_PACKAGE,
+                         _OPENCV_HTML + "handSrc.jpg"),
+    "handDst.jpg": Photo("the same open hand, another view (640x480)", OPENCV_DOC_PACKAGE,
+                         _OPENCV_HTML + "handDst.jpg"),
+    "Back_Projection_Theory0.jpg": Photo("open palm facing the camera, fingers spread (200x200)",
+                                         OPENCV_DOC_PACKAGE, _OPENCV_HTML + "Back_Projection_Theory0.jpg"),
+    "Back_Projection_Theory2.jpg": Photo("open palm facing the camera, another hand (200x172)",
+                                         OPENCV_DOC_PACKAGE, _OPENCV_HTML + "Back_Projection_Theory2.jpg"),
+    "Histogram_Comparison_Source_1.jpg": Photo("open palm facing the camera, a third shot (200x172)",
+                                               OPENCV_DOC_PACKAGE,
+                                               _OPENCV_HTML + "Histogram_Comparison_Source_1.jpg"),
+    "messi5.jpg": Photo("football player, full body, one hand visible (548x342)", OPENCV_DOC_PACKAGE,
+                        _OPENCV_DATA + "messi5.jpg"),
+    "vtest.avi": Photo("pedestrians seen from above, about 60 px tall: too small for pose (768x576 video)",
+                       OPENCV_DOC_PACKAGE, _OPENCV_DATA + "vtest.avi"),
+    "grace_hopper.jpg": Photo("portrait of a person, head and upper body (512x600)", MATPLOTLIB_PACKAGE,
+                              "sample_data/grace_hopper.jpg"),
 }
 #: Photos of an open palm facing the camera: the gesture classifier must say STOP on each.
 OPEN_PALM_PHOTOS: tuple[str, ...] = (
@@ -170,7 +203,7 @@ def load_body_pose() -> BodyPoseData:
 
 
 def photo_path(name: str) -> Path:
-    """Path of a real photo (:data:`PHOTOS`, plus matplotlib's ``grace_hopper.jpg``)."""
-    if name not in PHOTOS and name != "grace_hopper.jpg":
-        raise KeyError(f"unknown photo {name!r}; known: {sorted([*PHOTOS, 'grace_hopper.jpg'])}")
+    """Path of a real photo (a name of :data:`PHOTOS`)."""
+    if name not in PHOTOS:
+        raise KeyError(f"unknown photo {name!r}; known: {sorted(PHOTOS)}")
     return _data_file(f"{PHOTO_DIR}/{name}")

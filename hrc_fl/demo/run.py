@@ -19,6 +19,7 @@ import yaml
 
 from hrc_fl.demo.record import DemoRecord
 from hrc_fl.graph import NodeSpec
+from hrc_fl.intention.labels import FEDERATION_LABELS_KEY, configured_label_spaces, labels_at
 from hrc_fl.sim.scenario import WORKER_PHOTO_BLUR_BOX
 
 #: Small topics worth keeping in the run's bag (images are left out: they are the replayed photos).
@@ -319,9 +320,7 @@ def write_fl_config(options: DemoOptions, run_dir: Path) -> Path | None:
 
 def fl_labels(fl_config: Path) -> list[str]:
     """Label space the federation's learner trains (the fl_client nodes' ``labels`` must match)."""
-    config = yaml.safe_load(fl_config.read_text()) or {}
-    options = (config.get("learner") or {}).get("options") or {}
-    return [str(v) for v in options.get("labels") or ()]
+    return list(labels_at(fl_config, FEDERATION_LABELS_KEY))
 
 
 def fl_min_samples(fl_config: Path) -> int:
@@ -604,12 +603,9 @@ def _label_space_notes(fl_label_space: set[str]) -> list[str]:
     if fl_label_space and not set(WATCH_CLASSES) <= fl_label_space:
         notes.append(f"replayed classes {sorted(set(WATCH_CLASSES) - fl_label_space)} are not in the "
                      f"federation's label space; their events are dropped")
-    for name in ("fl_client", "intention"):
-        path = config_dir() / f"{name}.yaml"
-        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
-        node_labels = ((data or {}).get(f"/**/{name}") or {}).get("ros__parameters", {}).get("labels")
-        if node_labels is not None and fl_label_space and set(node_labels) != fl_label_space:
-            notes.append(f"config/{name}.yaml labels {node_labels} differ from the federation's "
+    for name, node_labels in configured_label_spaces(config_dir()).items():
+        if name != "federated.yaml" and fl_label_space and set(node_labels) != fl_label_space:
+            notes.append(f"config/{name} labels {list(node_labels)} differ from the federation's "
                          f"{sorted(fl_label_space)}")
     return notes
 

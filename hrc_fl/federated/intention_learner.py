@@ -17,7 +17,8 @@ phase also learns from every IMU window the store holds, labelled or not (the no
 windows between task events), through the model's personal projector; nothing of it is sent.
 
 As a learner module (config ``learner.module: hrc_fl.federated.intention_learner``) the options are:
-``labels`` (label space), ``model`` (IntentionModelConfig fields other than num_classes), ``epochs``,
+``labels`` (label space; default :data:`hrc_fl.intention.labels.INTENTION_LABELS`), ``model``
+(IntentionModelConfig fields other than num_classes), ``epochs``,
 ``lr``, ``batch_size``, ``head_epochs``, ``fine_tune_epochs``,
 ``sample_db`` and ``model_store_dir`` ('' = runtime defaults per workstation),
 ``max_samples_per_worker``, ``max_unlabelled_per_worker``, ``max_age_s``, ``self_supervised`` (a mapping of
@@ -40,13 +41,13 @@ from hrc_fl.federated.client_update import LocalRoundPlan, local_round, refresh_
 from hrc_fl.federated.sample_store import SampleStore
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.split import load_shared, shared_state
+from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, ModelStoreError
 from hrc_fl.intention.training import Samples
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LABELS = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
 WEIGHT_DECAY = 1e-4  # as the intention area's own training (hrc_fl.intention.training.train_model)
 
 
@@ -204,9 +205,13 @@ class IntentionLearner:
             self.on_model(local_version)
 
 
+def _labels(options: Mapping[str, Any]) -> list[str]:
+    """The federation's label space (``labels``; absent or empty: :data:`INTENTION_LABELS`)."""
+    return [str(v) for v in options.get("labels") or INTENTION_LABELS]
+
+
 def _model_config(options: Mapping[str, Any]) -> IntentionModelConfig:
-    labels = list(options.get("labels") or DEFAULT_LABELS)
-    return IntentionModelConfig(num_classes=len(labels), **dict(options.get("model") or {}))
+    return IntentionModelConfig(num_classes=len(_labels(options)), **dict(options.get("model") or {}))
 
 
 def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarray]:
@@ -217,7 +222,7 @@ def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarra
     from hrc_fl.intention.model_store import base_store_dir
 
     config = _model_config(options)
-    labels = list(options.get("labels") or DEFAULT_LABELS)
+    labels = _labels(options)
     store_dir = options.get("initial_model_store", str(base_store_dir()))
     if store_dir:
         try:
@@ -243,7 +248,7 @@ def make_learner(name: str, options: Mapping[str, Any], seed: int,
     store_dir = str(options.get("model_store_dir") or default_store_dir(name))
     base_dir = str(options.get("initial_model_store", base_store_dir()))
     return IntentionLearner(
-        worker_id=str(options.get("worker_id") or name), labels=list(options.get("labels") or DEFAULT_LABELS),
+        worker_id=str(options.get("worker_id") or name), labels=_labels(options),
         model_config=_model_config(options), model_store=ModelStore(Path(store_dir)),
         sample_store=SampleStore(sample_db, max_samples_per_worker=int(options.get("max_samples_per_worker", 5000)),
                                  max_age_s=float(options.get("max_age_s", 30 * 86400.0)),

@@ -21,7 +21,6 @@ from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.training import Samples, evaluate, fit_imu_normalisation, score, train_model
 from hrc_fl.intention.windows import ImuRecording, WindowSet, WindowSpec, make_split
 
-WATCH_CLASS_NAMES: tuple[str, ...] = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
 #: Composed episodes: watch class k is paired with these real hand / body classes (arbitrary but fixed).
 COMPOSED_HAND_CLASSES: tuple[str, ...] = ("Stop", "Fight_Fist", "Ok", "Dislike", "Super", "1", "Water")
 COMPOSED_BODY_CLASSES: tuple[str, ...] = ("Stand", "T", "Stand_LeftArmRaised", "Stand_RightArmRaised",

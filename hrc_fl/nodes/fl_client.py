@@ -29,6 +29,7 @@ from std_msgs.msg import String
 from hrc_fl.federated.fl_config import load_config
 from hrc_fl.federated.intention_learner import IntentionLearner
 from hrc_fl.federated.sample_store import SampleStore
+from hrc_fl.intention.labels import INTENTION_LABELS, INTENTION_LABELS_DESCRIPTION
 from hrc_fl.intention.model import IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, default_store_dir
 from hrc_fl.nodes.common import (
@@ -52,7 +53,7 @@ PARAMETERS = {
                           "workstation's perception and safety nodes keep the CPU first. 0 = same priority."),
     "workstation_id": ("ws1", "Workstation id = this client's node name in the federation config."),
     "worker_id": ("worker1", "Worker whose samples this workstation stores (events for others are dropped)."),
-    "labels": (["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"], "Label space (must match the intention node)."),
+    "labels": (list(INTENTION_LABELS), INTENTION_LABELS_DESCRIPTION),
     "federation_config": ("", "Federation YAML ('' = packaged config/federated.yaml)."),
     "run_federation": (True, "Run the FedML client (false = only collect labelled samples)."),
     "sample_db": ("", "SQLite sample store ('' = <runtime>/samples/<workstation_id>.sqlite)."),

@@ -30,6 +30,7 @@ from sensor_msgs.msg import Imu
 from std_msgs.msg import String
 
 from hrc_fl.intention.estimator import Estimate, IntentionEstimator
+from hrc_fl.intention.labels import INTENTION_LABELS, INTENTION_LABELS_DESCRIPTION
 from hrc_fl.intention.model_store import (
     ModelStore,
     ModelStoreError,
@@ -52,8 +53,7 @@ PARAMETERS = {
     **FEED_PARAMETERS,
     "workstation_id": ("ws1", "Workstation id; names the default model store folder."),
     "worker_id": ("worker1", "Worker id written into every estimate."),
-    "labels": (["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"],
-               "Label space of this deployment; a model with other labels is rejected."),
+    "labels": (list(INTENTION_LABELS), INTENTION_LABELS_DESCRIPTION),
     "model_store_dir": ("", "Model store folder ('' = <runtime>/intention_models/<workstation_id>)."),
     "seed_store_dir": ("", "Store copied into an empty model store at start ('' = <runtime>/intention_models/"
                        "base, written by `hrc-fl train-intention`; 'none' = never seed)."),
