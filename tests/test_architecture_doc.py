@@ -7,14 +7,13 @@ workstation graph with ``composed:=false`` and the settings that add or move end
 subscription and service they create (name, type, reliability, durability, depth) must be a row of the
 doc's tables, and every row must be created: a topic added to a node without its row, a wrong type or
 QoS, or a row no node creates fails with the row named. Nodes are built, not spun: endpoints are
-created in the constructors.
+created in the constructors. Not brought up: the per-body topics (created when a body is first tracked).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,11 +100,6 @@ def _nodes_of(cell: str) -> list[tuple[str, str | None]]:
     return items
 
 
-def _qos_text(reliable: bool, transient_local: bool, depth: int) -> str:
-    return ", ".join(["reliable" if reliable else "best effort", *(["transient local"] if transient_local else []),
-                      f"depth {depth}"])
-
-
 def _qos_of(cell: str, node: str, role: str) -> str:
     """The QoS a row states for one endpoint: ``QOS`` for all, ``pub QOS; sub QOS``, ``NODE QOS`` (wins)."""
     by_who: dict[str, str] = {}
@@ -117,10 +111,7 @@ def _qos_of(cell: str, node: str, role: str) -> str:
     text = by_who.get(node) or by_who.get(role) or by_who.get("")
     if text is None:
         raise AssertionError(f"{DOC.name}: the QoS {cell!r} says nothing for {node}'s {role}")
-    depth = re.search(r"depth (\d+)", text)
-    if depth is None:
-        raise AssertionError(f"{DOC.name}: the QoS {cell!r} has no depth")
-    return _qos_text(text.startswith("reliable"), "transient local" in text, int(depth.group(1)))
+    return text
 
 
 def doc_endpoints(nodes: set[str], met: str, text: str) -> set[Endpoint]:
@@ -175,9 +166,14 @@ def node_endpoints(node) -> set[Endpoint]:
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 
     def qos(profile) -> str:
-        assert profile.history == HistoryPolicy.KEEP_LAST, (node.get_name(), profile)
-        return _qos_text(profile.reliability == ReliabilityPolicy.RELIABLE,
-                         profile.durability == DurabilityPolicy.TRANSIENT_LOCAL, profile.depth)
+        """As the doc writes it: ``reliable, transient local, depth 1``; volatile and keep-last unnamed."""
+        words = [{ReliabilityPolicy.RELIABLE: "reliable", ReliabilityPolicy.BEST_EFFORT: "best effort"}.get(
+            profile.reliability, f"reliability {profile.reliability.name.lower()}")]
+        if profile.durability != DurabilityPolicy.VOLATILE:
+            words.append(profile.durability.name.lower().replace("_", " "))
+        words.append(f"depth {profile.depth}" if profile.history == HistoryPolicy.KEEP_LAST else
+                     f"history {profile.history.name.lower()}")
+        return ", ".join(words)
 
     name, ns = node.get_name(), node.get_namespace()
     out = {Endpoint(name, "pub", _relative(p.topic_name, ns), _type_name(p.msg_type), qos(p.qos_profile))
@@ -250,40 +246,14 @@ def _write_yaml(path: Path, data: dict) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def graphs(tmp_path_factory) -> Iterator[dict[str, tuple[set[str], dict[str, set[Endpoint]]]]]:
-    """Both bring-ups: bring-up name -> (expected node names from the graph, node -> endpoints)."""
-    from hrc_fl.sim.scenario import ScenarioConfig, write_scenario
-
-    tmp = tmp_path_factory.mktemp("architecture_doc")
-    # Test-only settings that change no endpoint: no federation threads, no writes to the runtime stores.
-    quiet = _write_yaml(tmp / "quiet.yaml", {
-        "/**/fl_client": {"ros__parameters": {"run_federation": False, "sample_db": str(tmp / "samples.sqlite"),
-                                              "model_store_dir": str(tmp / "models")}},
-        "/**/aggregator": {"ros__parameters": {"server_nice": 0, "state_dir": str(tmp / "aggregator")}}})
-    scenario = tmp / "scenario.yaml"
-    write_scenario(scenario, ScenarioConfig(length_s=30.0))
-    # The settings that add or move endpoints (the doc's conditions met by SETTINGS).
-    settings = _write_yaml(tmp / "settings.yaml", {
-        "/**/pose": {"ros__parameters": {"simulated_worker": str(scenario)}},
-        "/**/wearable": {"ros__parameters": {"replay_task_events": True}},
-        "/**/safety": {"ros__parameters": {"robot_source": "tcp"}}})
-    bring_ups = {
+def bring_up_specs(quiet: str, settings: str, scenario: str) -> dict[str, list[NodeSpec]]:
+    """The two bring-ups as the graph describes them: the plant demo with one workstation as packaged
+    (plus ``quiet``), and the workstation with ``composed:=false``, a scenario camera and ``settings``."""
+    return {
         PACKAGED: plant_graph({"workstations": "1", "config_file": quiet}),
         SETTINGS: workstation_graph({"workstation_id": "ws1", "composed": "false", "fl": "false",
                                      "config_file": settings, "camera_source": f"scenario:{scenario}"}),
     }
-    out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        import hrc_fl.federated.fedml_adapter as fedml_adapter
-
-        mp.setattr(fedml_adapter, "run_server", _stub_server)
-        for name, specs in bring_ups.items():
-            folder = tmp / name
-            folder.mkdir()
-            expected = {n for spec in specs for n in spec.node_names()}
-            out[name] = (expected, bring_up(specs, folder))
-    yield out
 
 
 def _differences(doc: set[Endpoint], nodes: set[Endpoint]) -> list[str]:
@@ -307,44 +277,76 @@ def _differences(doc: set[Endpoint], nodes: set[Endpoint]) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("bring_up_name", [PACKAGED, SETTINGS])
-def test_the_doc_tables_are_what_the_nodes_create(graphs, bring_up_name):
-    # Prepare
-    expected_nodes, created = graphs[bring_up_name]
+@pytest.mark.slow
+def test_the_doc_tables_are_what_the_nodes_create(tmp_path, monkeypatch):
+    # Prepare: test-only settings that change no endpoint (no federation threads, no writes to the
+    # runtime stores), and the settings that add or move endpoints (the doc's conditions met by SETTINGS)
+    from hrc_fl.sim.scenario import ScenarioConfig, write_scenario
+
+    quiet = _write_yaml(tmp_path / "quiet.yaml", {
+        "/**/fl_client": {"ros__parameters": {"run_federation": False, "sample_db": str(tmp_path / "samples.sqlite"),
+                                              "model_store_dir": str(tmp_path / "models")}},
+        "/**/aggregator": {"ros__parameters": {"server_nice": 0, "state_dir": str(tmp_path / "aggregator")}}})
+    scenario = tmp_path / "scenario.yaml"
+    write_scenario(scenario, ScenarioConfig(length_s=30.0))
+    settings = _write_yaml(tmp_path / "settings.yaml", {
+        "/**/pose": {"ros__parameters": {"simulated_worker": str(scenario)}},
+        "/**/wearable": {"ros__parameters": {"replay_task_events": True}},
+        "/**/safety": {"ros__parameters": {"robot_source": "tcp"}}})
+    import hrc_fl.federated.fedml_adapter as fedml_adapter
+
+    monkeypatch.setattr(fedml_adapter, "run_server", _stub_server)
     text = DOC.read_text()
 
-    # Execute
-    nodes = {e for endpoints in created.values() for e in endpoints}
-    doc = doc_endpoints(set(created), bring_up_name, text)
+    # Execute: each bring-up in turn (one rclpy context at a time), nodes built, read and torn down
+    created, differences = {}, []
+    for name, specs in bring_up_specs(quiet, settings, str(scenario)).items():
+        (tmp_path / name).mkdir()
+        created[name] = bring_up(specs, tmp_path / name)
+        nodes = {e for endpoints in created[name].values() for e in endpoints}
+        differences += [f"[{name}] {d}" for d in _differences(doc_endpoints(set(created[name]), name, text), nodes)]
 
     # Assert: every node of the graph came up, and the doc's rows are exactly their endpoints
-    assert set(created) == expected_nodes
-    differences = _differences(doc, nodes)
+    assert {name: set(c) for name, c in created.items()} == _graph_nodes(bring_up_specs("", "", ""))
     assert not differences, "\n".join(differences)
 
 
-def test_the_doc_names_only_nodes_of_the_graph(graphs):
+def _graph_nodes(bring_ups: dict[str, list[NodeSpec]]) -> dict[str, set[str]]:
+    return {name: {n for spec in specs for n in spec.node_names()} for name, specs in bring_ups.items()}
+
+
+def test_the_doc_names_only_nodes_of_the_graph():
     # Prepare
-    every = {n for expected, _ in graphs.values() for n in expected}
+    every = set().union(*_graph_nodes(bring_up_specs("", "", "")).values())
 
     # Execute
     named = doc_node_names(DOC.read_text())
 
     # Assert: no row names a node the graph does not start (a renamed node would leave stale rows)
-    assert named <= every, sorted(named - every)
-    assert every <= named, sorted(every - named)
+    assert named == every, (sorted(named - every), sorted(every - named))
 
 
-def test_a_topic_without_its_row_fails_naming_it(graphs):
-    # Prepare: the doc without its hands/gesture row
-    _, created = graphs[PACKAGED]
-    text = "\n".join(line for line in DOC.read_text().splitlines() if not line.startswith("| `hands/gesture`"))
+def test_a_topic_without_its_row_or_with_another_qos_fails_naming_it():
+    # Prepare: the endpoints the doc states stand in for what the nodes create; then the doc without its
+    # hands/gesture row, and a node whose robot/joint_states subscription is reliable
+    text = DOC.read_text()
+    nodes = _graph_nodes(bring_up_specs("", "", ""))[PACKAGED]
+    created = doc_endpoints(nodes, PACKAGED, text)
+    without = "\n".join(line for line in text.splitlines() if not line.startswith("| `hands/gesture`"))
+    reliable = {Endpoint(e.node, e.role, e.name, e.type, "reliable, depth 10")
+                if (e.node, e.role, e.name) == ("safety", "sub", "robot/joint_states") else e for e in created}
 
     # Execute
-    differences = _differences(doc_endpoints(set(created), PACKAGED, text),
-                               {e for endpoints in created.values() for e in endpoints})
+    same = _differences(doc_endpoints(nodes, PACKAGED, text), created)
+    lost_row = _differences(doc_endpoints(nodes, PACKAGED, without), created)
+    other_qos = _differences(doc_endpoints(nodes, PACKAGED, text), reliable)
 
-    # Assert: the publisher and the subscriber that lost their row are named, nothing else
-    assert len(differences) == 2, differences
-    assert all("missing from architecture.md" in d and "`hands/gesture`" in d for d in differences)
-    assert {d.split()[3] for d in differences} == {"hands", "safety"}
+    # Assert: nothing when they agree; the publisher and the subscriber that lost their row are named;
+    # the changed QoS is named with both values
+    assert same == []
+    assert len(lost_row) == 2, lost_row
+    assert all(d.startswith("missing from architecture.md") and "`hands/gesture`" in d for d in lost_row)
+    assert {d.split()[3] for d in lost_row} == {"hands", "safety"}
+    assert other_qos == ["architecture.md row `robot/joint_states` for safety's sub: the doc says "
+                         "sensor_msgs/msg/JointState (best effort, depth 5), the node creates "
+                         "sensor_msgs/msg/JointState (reliable, depth 10)"]
