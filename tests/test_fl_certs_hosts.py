@@ -20,6 +20,9 @@ def _plant_config(tmp_path: Path) -> Path:
     base = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "federated.yaml").read_text())
     base["federation"]["nodes"] = [{"name": n, "rank": r, "host": h, "port": 47100 + r}
                                    for r, (n, h) in enumerate(PLANT.items())]
+    # two workstations: a quorum of both, and the robust rule with no attacker to hold out (2f + 1 <= 2)
+    base["rounds"]["quorum"] = len(PLANT) - 1
+    base["strategy"]["max_attackers"] = 0
     path = tmp_path / "plant.yaml"
     path.write_text(yaml.safe_dump(base))
     return path

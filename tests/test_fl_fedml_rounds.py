@@ -188,7 +188,7 @@ def test_malformed_updates_are_rejected_with_one_line_each_and_the_round_closes_
 def _three_workstation_round(tmp_path, caplog, strategy, values):
     """One round of 3 workstations under ``strategy``; workstation k sends a delta of 3 x ``values[k]``.
     Returns (finish message, config, statuses)."""
-    config = _config(tmp_path, names=("ws1", "ws2", "ws3"), strategy=strategy, deadline_s=3600.0)
+    config = _config(tmp_path, names=("ws1", "ws2", "ws3"), strategy=strategy, deadline_s=3600.0, quorum=3)
     statuses, audit = [], tmp_path / "audit.jsonl"
     caplog.set_level("INFO", logger="hrc_fl.federated")
     server, clients, _ = _start_round(config, statuses, audit)
