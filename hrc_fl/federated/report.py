@@ -44,7 +44,8 @@ from hrc_fl.federated import plots
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
-from hrc_fl.federated.strategies import FedAvg, make_strategy
+from hrc_fl.federated.strategies import FedAvg
+from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.watch_clients import watch_clients
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSpec
