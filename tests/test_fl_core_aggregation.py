@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hrc_fl.federated import aggregation
-from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, FedProx, TrimmedMean, make_strategy
+from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, FedProx, TrimmedMean
+from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.update import ClientUpdate, add, difference
 
 

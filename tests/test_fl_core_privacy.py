@@ -10,7 +10,8 @@ import yaml
 
 from hrc_fl import paths
 from hrc_fl.federated.privacy import DPStrategy
-from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, make_strategy
+from hrc_fl.federated.strategies import CoordinateMedian, FedAvg
+from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.update import ClientUpdate
 
 CURRENT = {"w": np.zeros(4, np.float32)}

@@ -162,7 +162,7 @@ def test_train_local_validates_arguments():
 def test_an_update_that_tries_to_move_input_std_changes_nothing_on_any_workstation():
     from hrc_fl.federated.compression import ErrorFeedbackCompressor
     from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
-    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.strategy_config import make_strategy
     from hrc_fl.federated.update import ClientUpdate, difference
     from hrc_fl.intention.model import SHARED_PREFIXES
 

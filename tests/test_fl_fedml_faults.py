@@ -125,7 +125,7 @@ def _in_process_accuracy(options: dict, seed: int, names: list[str], rule: str, 
     """The same synthetic workstations federated in this process over the core strategy only (no FedML):
     each honest model's accuracy on its own data after ROUNDS rounds (global encoders + own head)."""
     from hrc_fl.federated import synthetic_learner
-    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.strategy_config import make_strategy
     from hrc_fl.federated.update import ClientUpdate
 
     learners = {n: synthetic_learner.make_learner(n, options, seed) for n in names}

@@ -359,7 +359,7 @@ def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_he
 def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_holds_noise_state(tmp_path):
     from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
     from hrc_fl.federated.registry import ModelRegistry
-    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.strategy_config import make_strategy
     from hrc_fl.federated.update import ClientUpdate
 
     config = {"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 0.8, "delta": 1e-5,
@@ -403,7 +403,7 @@ def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_ho
 def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, caplog):
     from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
     from hrc_fl.federated.registry import ModelRegistry
-    from hrc_fl.federated.strategies import make_strategy
+    from hrc_fl.federated.strategy_config import make_strategy
     from hrc_fl.federated.update import ClientUpdate
 
     dp = make_strategy({"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0, "expected_clients": 1}})

@@ -8,7 +8,8 @@ import pytest
 
 from hrc_fl.federated import aggregation
 from hrc_fl.federated.report import rule_at_size
-from hrc_fl.federated.strategies import KEPT_CURRENT, MedianAnchored, make_strategy
+from hrc_fl.federated.strategies import KEPT_CURRENT, MedianAnchored
+from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.update import ClientUpdate
 
 DIM = 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import shlex
 import subprocess
 import sys
@@ -22,7 +23,9 @@ OVERRIDES = {
     "workstation": [{}, {"workstation_id": "cell7", "fl": "false", "camera_source": "/dev/video2"},
                     {"camera_source": "/dev/video2", "composed": "false"}],
     "aggregator": [{}],
-    "plant_demo": [{}, {"workstations": "2"}, {"workstations": "2", "composed": "false"}],
+    "plant_demo": [{}, {"workstations": "2"}, {"workstations": "2", "composed": "false"},
+                   {"workstations": "2", "scenario": "/run/scenario.yaml", "image_rate_hz": "12.5",
+                    "fl_config": "/run/fed.yaml", "run_dir": "/run", "extra_nodes": "foxglove_bridge_node"}],
 }
 
 
@@ -208,3 +211,60 @@ def test_launch_file_nodes_get_the_launchers_environment(standins, graph, enviro
         assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in from_launcher
     elif "ROS_AUTOMATIC_DISCOVERY_RANGE" not in environment:
         assert from_launcher["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+
+
+@pytest.mark.parametrize("composed", ["true", "false"])
+def test_the_demo_the_launcher_and_the_launch_file_start_one_plant_demo_graph(standins, capsys, tmp_path,
+                                                                            composed):
+    # Prepare: a demo run's options, scenario, federation file and run folder
+    from hrc_fl.cli import main
+    from hrc_fl.demo.run import DemoOptions, demo_launch_arguments, demo_specs
+
+    options = DemoOptions(workstations=2, image_rate_hz=7.5, extra_nodes=("foxglove_bridge_node",))
+    scenario, fl_config, run_dir = tmp_path / "scenario.yaml", tmp_path / "fed.yaml", tmp_path / "run"
+    arguments = {**demo_launch_arguments(options, scenario, fl_config, run_dir), "composed": composed}
+
+    # Execute: the demo's node list, `hrc-fl launch plant_demo ... --print`, and the launch file
+    demo = demo_specs(options, scenario, fl_config, run_dir) if composed == "true" else None
+    assert main(["launch", "plant_demo", *(f"{k}:={v}" for k, v in arguments.items()), "--print"]) == 0
+    from_cli = [_argv_from_launcher(shlex.split(line)) for line in capsys.readouterr().out.splitlines()]
+    description = _load(ROOT / "launch" / "plant_demo.launch.py")
+    from_launch = [_argv_from_launch_node(n) for n in standins.execute(description, arguments)]
+
+    # Assert: one node list, node by node (executables, names, namespaces, files, parameters)
+    assert from_launch == from_cli
+    if demo is not None:
+        assert [_argv_from_launcher(node_command(s)) for s in demo] == from_cli
+    by_node = {}
+    for node in from_cli:  # (namespace, node name) -> its parameters, composed ones from --param
+        params = node["parameters"]
+        if node["executable"] == "workstation_node":
+            words = node["arguments"]
+            for flag, value in itertools.pairwise(words):
+                if flag == "--param":
+                    target, _, assignment = value.partition(":")
+                    key, _, raw = assignment.partition("=")
+                    by_node.setdefault((node["namespace"], target), {})[key] = yaml.safe_load(raw)
+        else:
+            by_node.setdefault((node["namespace"], node["name"]), {}).update(params)
+    executables = sorted(n["executable"] for n in from_cli)
+    if composed == "true":
+        assert executables == ["aggregator_node", "fl_client_node", "fl_client_node", "foxglove_bridge_node",
+                               "foxglove_bridge_node", "workstation_node", "workstation_node"]
+    else:
+        assert executables.count("robot_sim_node") == 2 and executables.count("camera_node") == 2
+    for i in (1, 2):
+        ws = f"ws{i}"
+        assert by_node[(ws, "camera")] == {"source": f"scenario:{scenario}", "rate_hz": 7.5,
+                                           **({} if composed == "true" else {"workstation_id": ws})}
+        assert by_node[(ws, "pose")]["simulated_worker"] == str(scenario)
+        assert by_node[(ws, "wearable")]["replay_subject"] == i
+        assert by_node[(ws, "wearable")]["worker_id"] == f"worker{i}"
+        assert by_node[(ws, "fl_client")]["sample_db"] == str(run_dir / "samples" / f"{ws}.sqlite")
+        assert by_node[(ws, "fl_client")]["federation_config"] == str(fl_config)
+        assert by_node[(ws, "intention")]["model_store_dir"] == str(run_dir / "models" / ws)
+    assert by_node[("plant", "aggregator")] == {"federation_config": str(fl_config),
+                                                "state_dir": str(run_dir / "federated"),
+                                                "audit_path": str(run_dir / "fl_audit.jsonl")}
+    # every workstation node gets the demo file after its packaged defaults
+    assert all(Path(n["param_files"][-1]).name == "demo.yaml" for n in from_cli if n["namespace"] != "plant")

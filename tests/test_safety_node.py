@@ -184,3 +184,10 @@ def test_killed_pose_publisher_stops_the_robot(safety_process, ros_probe):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_start_warns_once_that_the_slowdown_intentions_are_no_intention_labels(safety_process, ros_probe):
+    # The shipped slowdown_intentions (approach, handover) are no INTENTION_LABELS: one WARNING at start.
+    Cell(ros_probe).drive_until(lambda s: True, what="any state")  # the node is up: its start log is written
+    lines = [line for line in safety_process.read_text().splitlines() if "slowdown_intentions" in line]
+    assert len(lines) == 1 and "WARN" in lines[0] and "'approach', 'handover'" in lines[0], lines

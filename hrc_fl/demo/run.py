@@ -1,5 +1,6 @@
-"""Runs the plant demo: the plant graph (via the project's launcher) plus a simulated robot per
-workstation, the scenario driver in this process, progress lines, and the report at the end.
+"""Runs the plant demo: the ``plant_demo`` graph of hrc_fl.graph (via the project's launcher; the same
+nodes ``ros2 launch hrc_fl plant_demo.launch.py`` starts with the run's arguments), the scenario driver in
+this process, progress lines, and the report at the end.
 
 Ctrl-C (or SIGTERM) ends the scenario early: every node gets SIGINT (then SIGTERM/SIGKILL after a
 timeout, launcher.py), the bag is closed, and the report is written for the part that ran.
@@ -7,8 +8,8 @@ timeout, launcher.py), the bag is closed, and the report is written for the part
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from hrc_fl.demo.record import DemoRecord
-from hrc_fl.graph import NodeSpec
+from hrc_fl.graph import FL_AUDIT, FL_EXECUTABLES, NodeSpec, replay_subject
 from hrc_fl.intention.labels import FEDERATION_LABELS_KEY, configured_label_spaces, labels_at
 from hrc_fl.sim.scenario import WORKER_PHOTO_BLUR_BOX
 
@@ -26,13 +27,6 @@ from hrc_fl.sim.scenario import WORKER_PHOTO_BLUR_BOX
 #: robot/speed_scale is left out: safety/state carries the same speed_scale.
 BAG_TOPICS = ("safety/state", "humans/bodies/tracked", "hands/gesture",
               "intention/estimate", "federated/status", "robot/tcp_pose")
-FL_EXECUTABLES = ("fl_client_node", "aggregator_node")
-#: Subjects in the real watch data set (seglearn load_watch).
-WATCH_SUBJECTS = 10
-#: The aggregator's audit of received updates, in the run folder (uplink bytes per round come from it).
-FL_AUDIT = "fl_audit.jsonl"
-#: Demo overrides in config/ applied after every node's defaults (the graph's ``config_file``).
-DEMO_CONFIG = "demo.yaml"
 #: The run's scenario (hrc_fl.sim.scenario), in the run folder; every workstation process plays it.
 SCENARIO_FILE = "scenario.yaml"
 
@@ -157,88 +151,23 @@ class DemoRun:
     fl_uplink_bytes: dict[int, int] = field(default_factory=dict)  # round -> bytes (all clients)
 
 
-def replay_subject(workstation: str) -> int:
-    """Real watch subject replayed on a workstation: ws1 -> 1, ws2 -> 2, ... (10 subjects, then again)."""
-    return (int(workstation.removeprefix("ws")) - 1) % WATCH_SUBJECTS + 1
-
-
-@dataclass(frozen=True)
-class _Wiring:
-    """What the demo sets on its nodes besides config/demo.yaml."""
-
-    scenario_file: Path
-    image_rate_hz: float
-    fl_config: Path | None
-    run_dir: Path | None
+def demo_launch_arguments(options: DemoOptions, scenario_file: Path, fl_config: Path | None = None,
+                          run_dir: Path | None = None) -> dict[str, str]:
+    """The ``plant_demo`` launch arguments of a demo run: ``ros2 launch hrc_fl plant_demo.launch.py`` and
+    ``hrc-fl launch plant_demo`` with these start the nodes the demo starts."""
+    return {"workstations": str(options.workstations), "fl": "true" if options.fl else "false",
+            "scenario": str(scenario_file), "image_rate_hz": str(float(options.image_rate_hz)),
+            "fl_config": "" if fl_config is None else str(fl_config),
+            "run_dir": "" if run_dir is None else str(run_dir), "extra_nodes": ",".join(options.extra_nodes)}
 
 
 def demo_specs(options: DemoOptions, scenario_file: Path, fl_config: Path | None = None,
                run_dir: Path | None = None) -> list[NodeSpec]:
-    """The plant graph adapted for the demo: one composed process per workstation (camera, hands,
-    pose, wearable, intention, safety and its simulated robot; the FL client apart). Each workstation
-    plays the scenario itself: its camera shows the scenario's photos at the scripted times
-    (``source: scenario:<file>``) and its pose node moves the real detections along the scripted path
-    (``simulated_worker``), so nothing of the demo's driver is on the camera->safety path.
-
-    Each workstation replays another real subject's watch data (non-IID, as in a plant) for its own
-    worker; with ``run_dir`` the FL sample stores, model stores and the aggregator's state live in the
-    run folder, so every run starts fresh and leaves the deployment's stores alone."""
+    """The demo's nodes: the ``plant_demo`` graph (hrc_fl.graph.plant_demo_graph, the demo overlay on the
+    plant graph) with this run's scenario, federation file and run folder as launch arguments."""
     from hrc_fl.launcher import specs_for
-    from hrc_fl.paths import config_dir
 
-    wiring = _Wiring(scenario_file, options.image_rate_hz, fl_config, run_dir)
-    specs = specs_for("plant_demo", {"workstations": str(options.workstations),
-                                     "fl": "true" if options.fl else "false", "config_file": DEMO_CONFIG})
-    out: list[NodeSpec] = []
-    for spec in specs:
-        if spec.composed:  # per-node parameters (--param)
-            node_params = {name: dict(values) for name, values in spec.node_parameters.items()}
-            for executable, name in zip(spec.executables(), spec.node_names(), strict=True):
-                _adapt_node(executable, spec.namespace, node_params.setdefault(name, {}), wiring)
-            out.append(dataclasses.replace(spec, node_parameters={k: v for k, v in node_params.items() if v}))
-        else:
-            params = dict(spec.parameters)
-            _adapt_node(spec.executable, spec.namespace, params, wiring)
-            out.append(dataclasses.replace(spec, parameters=params))
-    for i in range(1, options.workstations + 1):
-        ws = f"ws{i}"
-        for executable in options.extra_nodes:
-            if any(executable in s.executables() and s.namespace == ws for s in out):
-                continue
-            name = executable.removesuffix("_node")
-            params = {"workstation_id": ws}
-            _adapt_node(executable, ws, params, wiring)
-            files = ((f"{name}.yaml",) if (config_dir() / f"{name}.yaml").is_file() else ()) + (DEMO_CONFIG,)
-            out.append(NodeSpec(executable=executable, name=name, namespace=ws, param_files=files,
-                                parameters=params))
-        if not any("robot_sim_node" in s.executables() and s.namespace == ws for s in out):
-            out.append(NodeSpec(executable="robot_sim_node", name="robot_sim", namespace=ws,
-                                param_files=("robot_sim.yaml", DEMO_CONFIG)))
-    return out
-
-
-def _adapt_node(executable: str, ws: str, params: dict, wiring: _Wiring) -> None:
-    """The demo's parameters of one node."""
-    fl_config, run_dir = wiring.fl_config, wiring.run_dir
-    if executable == "camera_node":
-        params["source"] = f"scenario:{wiring.scenario_file}"
-        params["rate_hz"] = wiring.image_rate_hz
-    elif executable == "pose_node":
-        params["simulated_worker"] = str(wiring.scenario_file)
-    elif executable in FL_EXECUTABLES and fl_config is not None:
-        params["federation_config"] = str(fl_config)
-    if executable in ("wearable_node", "fl_client_node") and ws.startswith("ws"):
-        params["worker_id"] = f"worker{ws.removeprefix('ws')}"
-    if executable == "wearable_node" and ws.startswith("ws"):
-        params["replay_subject"] = replay_subject(ws)
-    if run_dir is not None:
-        if executable in ("intention_node", "fl_client_node"):
-            params["model_store_dir"] = str(run_dir / "models" / ws)
-        if executable == "fl_client_node":
-            params["sample_db"] = str(run_dir / "samples" / f"{ws}.sqlite")
-        if executable == "aggregator_node":
-            params["state_dir"] = str(run_dir / "federated")
-            params["audit_path"] = str(run_dir / FL_AUDIT)
+    return specs_for("plant_demo", demo_launch_arguments(options, scenario_file, fl_config, run_dir))
 
 
 def _start_event(executables: set[str]) -> str:
@@ -461,6 +390,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
                                        palm_photo=options.palm_photo))
     scenario_file = run_dir / SCENARIO_FILE
     write_scenario(scenario_file, scenario.config)
+    graph_args = demo_launch_arguments(options, scenario_file, fl_config, run_dir)
     specs = demo_specs(options, scenario_file, fl_config, run_dir)
     result = DemoRun(options=options, run_dir=run_dir, specs=specs, fl_config=fl_config)
     labels = set(fl_labels(fl_config)) if fl_config is not None else set()
@@ -510,6 +440,8 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None] = print) -
     agg_launcher = Launcher(agg_specs, log_dir=run_dir / "logs")
     progress(f"[demo] {len(specs)} node processes: "
              + ", ".join(sorted(executables)) + f"; logs in {run_dir / 'logs'}")
+    progress("[demo] the same graph: " + shlex.join(["hrc-fl", "launch", "plant_demo",
+                                                     *(f"{k}:={v}" for k, v in graph_args.items() if v)]))
     start = time.monotonic()
     self_proc = psutil.Process()
     try:

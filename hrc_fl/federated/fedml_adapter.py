@@ -52,7 +52,8 @@ from hrc_fl.federated.round_state import (
     SendSync,
     Status,
 )
-from hrc_fl.federated.strategies import Strategy, make_strategy
+from hrc_fl.federated.strategies import Strategy
+from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.transport import Envelope, SecureTransport
 from hrc_fl.federated.update import (
     AggregationResult,

@@ -44,9 +44,9 @@ from hrc_fl.federated import plots
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
-from hrc_fl.federated.strategies import FedAvg, make_strategy
-from hrc_fl.federated.watch_clients import watch_clients
-from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+from hrc_fl.federated.strategies import FedAvg
+from hrc_fl.federated.strategy_config import make_strategy
+from hrc_fl.federated.watch_clients import federated_normalisation, model_factory, watch_clients
 from hrc_fl.intention.windows import TimeSplit, WindowSpec
 
 BASELINES = ("local", "fedavg", "fedavg_ft", "fedprox")
@@ -246,32 +246,6 @@ def rule_at_size(rule: str, trim_fraction: float, clients: int, max_attackers: i
     if ran == strategy.rule:
         return ran, ""
     return ran, f"{config} at {clients} workers runs as {ran}"
-
-
-def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel IMU mean/std from per-client sums over their training windows, labelled and unlabelled
-    (what a federation can share once: 12 numbers per client, no raw data; never validation or test)."""
-    windows = [np.concatenate([c.train_x, c.unlabelled_x]).reshape(-1, 6).astype(np.float64) for c in clients]
-    count = sum(w.shape[0] for w in windows)
-    mean = sum(w.sum(axis=0) for w in windows) / count
-    squares = sum((w ** 2).sum(axis=0) for w in windows) / count
-    std = np.sqrt(np.maximum(squares - mean ** 2, 1e-6))
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def model_factory(num_classes: int, window: int, mean: np.ndarray, std: np.ndarray, projector_dim: int = 0
-                  ) -> Callable[[int], IntentionModel]:
-    """Builds identical IntentionModels for a seed without touching the global torch RNG. Encoders and head
-    are the same for any ``projector_dim`` (0 = no projector: methods without self-supervision carry no
-    unused tensors, so full-model FedAvg sends only what it trains)."""
-    def build(seed: int) -> IntentionModel:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = IntentionModel(IntentionModelConfig(num_classes=num_classes, imu_window=window,
-                                                        projector_dim=projector_dim))
-        model.set_imu_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
-        return model
-    return build
 
 
 def curve(result: MethodResult) -> dict[str, list[float]]:

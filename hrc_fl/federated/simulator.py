@@ -26,7 +26,8 @@ from hrc_fl.federated import split, training
 from hrc_fl.federated.client_update import LocalRoundPlan, client_update, local_round, receive_global, refresh_head
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes
 from hrc_fl.federated.self_supervised import VicRegConfig
-from hrc_fl.federated.strategies import Strategy, make_strategy
+from hrc_fl.federated.strategies import Strategy
+from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.update import ClientUpdate, NDArrays, add
 
 METHOD_KINDS = ("local", "federated", "centralised")

@@ -8,16 +8,22 @@ training windows (at least one per class the client has); the rest of its traini
 client's ``unlabelled_x`` (usable only by its own semi-supervised training; never its validation or test
 windows). Validation windows keep their labels: a worker labels them as it labels training windows, and
 every choice of the evaluation protocol is made on them (docs/federated_evaluation.md).
+
+What every trainer of these clients shares (the fl-report's simulator runs and the watch learner's
+workstations alike): the federation's IMU normalisation (:func:`federated_normalisation`) and the seeded
+model factory (:func:`model_factory`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from hrc_fl.federated.simulator import ClientData
+from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSet, WindowSpec, make_time_split
 
 
@@ -78,3 +84,29 @@ def watch_clients(*, label_fraction: float = 1.0, seed: int = 0, spec: WindowSpe
         clients.append(ClientData(f"subject-{subject}", tr.x[keep], tr.y[keep], te.x, te.y,
                                   unlabelled_x=tr.x[unlabelled], val_x=va.x, val_y=va.y))
     return clients, class_names
+
+
+def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel IMU mean/std from per-client sums over their training windows, labelled and unlabelled
+    (what a federation can share once: 12 numbers per client, no raw data; never validation or test)."""
+    windows = [np.concatenate([c.train_x, c.unlabelled_x]).reshape(-1, 6).astype(np.float64) for c in clients]
+    count = sum(w.shape[0] for w in windows)
+    mean = sum(w.sum(axis=0) for w in windows) / count
+    squares = sum((w ** 2).sum(axis=0) for w in windows) / count
+    std = np.sqrt(np.maximum(squares - mean ** 2, 1e-6))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def model_factory(num_classes: int, window: int, mean: np.ndarray, std: np.ndarray, projector_dim: int = 0
+                  ) -> Callable[[int], IntentionModel]:
+    """Builds identical IntentionModels for a seed without touching the global torch RNG. Encoders and head
+    are the same for any ``projector_dim`` (0 = no projector: methods without self-supervision carry no
+    unused tensors, so full-model FedAvg sends only what it trains)."""
+    def build(seed: int) -> IntentionModel:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = IntentionModel(IntentionModelConfig(num_classes=num_classes, imu_window=window,
+                                                        projector_dim=projector_dim))
+        model.set_imu_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
+        return model
+    return build

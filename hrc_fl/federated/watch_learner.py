@@ -26,8 +26,7 @@ def clients_and_factory(options: Mapping[str, Any], seed: int):
     """The watch-data clients of ``options`` (one per subject, ``ws<k>`` = the k-th) and the model factory
     (``seed -> model``) with the federation's input normalisation: what the simulator and every
     workstation of this learner train."""
-    from hrc_fl.federated.report import federated_normalisation, model_factory
-    from hrc_fl.federated.watch_clients import watch_clients
+    from hrc_fl.federated.watch_clients import federated_normalisation, model_factory, watch_clients
     from hrc_fl.intention.windows import WindowSpec
 
     window, step = int(options.get("window", 100)), int(options.get("step", 25))

@@ -26,6 +26,7 @@ from std_msgs.msg import ColorRGBA, Float64
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
+from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.nodes.common import (
     RESULT_QOS,
     SAFETY_QOS,
@@ -37,7 +38,12 @@ from hrc_fl.nodes.common import (
 )
 from hrc_fl.nodes.composition import executor_kind
 from hrc_fl.paths import config_dir
-from hrc_fl.safety.config import load_robot_model
+from hrc_fl.safety.config import (
+    SAFETY_SETTINGS,
+    SafetyNodeSettings,
+    load_robot_model,
+    unknown_slowdown_intentions,
+)
 from hrc_fl.safety.monitor import (
     BodiesInput,
     BodyObservation,
@@ -51,55 +57,12 @@ from hrc_fl.safety.monitor import (
     TcpInput,
     reason_kind,
 )
-from hrc_fl.safety.zones import Zone, ZoneConfig
+from hrc_fl.safety.settings import from_settings, parameter_spec
+from hrc_fl.safety.zones import Zone
 from hrc_fl.viz.markers import MarkerSpec, safety_markers
 
-PARAMETERS = {
-    "workstation_id": ("ws1", "Workstation id (informational; the namespace carries it)."),
-    "robot_config": ("robot_ur5e.yaml", "Robot model file (DH chain, capsule radii, stopping table): a name "
-                     "in config/ or an absolute path."),
-    "robot_source": ("joints", "Robot state input: 'joints' (robot/joint_states) or 'tcp' (robot/tcp_pose)."),
-    "base_frame": ("base_link", "Robot base frame; human keypoints and the TCP pose must be in it."),
-    "publish_rate_hz": (50.0, "Fixed rate of safety/state and robot/speed_scale, Hz."),
-    "evaluate_on_input": (True, "Also decide and publish at once when a human or robot message arrives."),
-    "executor": ("single_threaded", "Executor the node runner spins this node with: 'single_threaded' or "
-                 "'events' (rclpy's EventsExecutor, cheaper per input; hrc_fl.nodes.composition)."),
-    "markers_rate_hz": (5.0, "Rate of safety/markers, Hz (0 = off)."),
-    "intrusion_distance_m": (0.1, "C: intrusion distance, metres."),
-    "position_uncertainty_k": (3.0, "Coverage factor on the pose node's 1-sigma position uncertainty (Z_d)."),
-    "human_speed_mps": (1.6, "Human approach speed (ISO 13855), m/s."),
-    "human_speed_close_mps": (2.0, "Human speed used below close_separation_m (ISO 13855), m/s."),
-    "close_separation_m": (0.5, "Separation below which human_speed_close_mps applies, metres."),
-    "min_speed_scale": (0.1, "Allowed speed below this fraction of the maximum -> PROTECTIVE_STOP."),
-    "warning_band_m": (0.5, "Width of the warning band outside the reduced-speed distance, metres."),
-    "hysteresis_m": (0.05, "Distance hysteresis for relaxing a zone, metres."),
-    "min_dwell_s": (0.2, "Minimum time in a zone before relaxing it, s."),
-    "restart_interlock": ("manual", "Leaving PROTECTIVE_STOP: 'manual' (safety/reset or THUMB_UP) or "
-                          "'auto' (area clear for auto_reset_clear_s)."),
-    "auto_reset_clear_s": (2.0, "Auto restart: time the area must stay clear, s."),
-    "command_stop_requires_manual_reset": (True, "A STOP gesture / ALL_STOP stop always needs a reset."),
-    "ramp_up_per_s": (0.5, "Speed scale rise rate, 1/s (decrease is immediate)."),
-    "robot_speed_tolerance_mps": (0.05, "Tolerance on the measured robot speed vs. S_p, m/s."),
-    "stop_if_robot_faster_than_allowed": (True, "Stop when separation < S_p at the measured robot speed."),
-    "bodies_max_age_s": (0.3, "Maximum age of humans/bodies/tracked (stamp age), s."),
-    "robot_max_age_s": (0.2, "Maximum age of the robot state, s."),
-    "gesture_max_age_s": (0.5, "Maximum age of a gesture before it expires, s."),
-    "intention_max_age_s": (1.0, "Maximum age of an intention estimate before it expires, s."),
-    "max_future_s": (0.05, "Stamps further than this in the future are faults, s."),
-    "min_body_points": (4, "A body with fewer known keypoints cannot be located -> fault."),
-    "keypoint_range_m": (8.0, "Camera working range, metres from the base_link origin: a keypoint farther "
-                         "away is a fault (a broken depth estimate), not a far body."),
-    "relax_latency_window_s": (2.0, "Relaxing a zone (and the automatic restart's area-clear condition) uses "
-                               "the largest observation age of this window, s (docs/safety.md)."),
-    "stop_gesture_min_confidence": (0.5, "Minimum confidence of a STOP / THUMB_UP command gesture."),
-    "resume_gesture_enabled": (True, "A THUMB_UP command gesture requests a reset."),
-    "command_hold_s": (0.5, "A stop command stays asserted this long after its last message, s."),
-    "arm_signal_min_confidence": (0.6, "Minimum confidence of an ALL_STOP arm signal."),
-    "arm_signal_min_frames": (3, "Consecutive frames with ALL_STOP before it stops the robot."),
-    "slowdown_intentions": (["approach", "handover"], "Intention labels that lower the speed early."),
-    "intention_min_confidence": (0.6, "Minimum confidence of a slowdown intention."),
-    "intention_speed_scale": (0.5, "Speed scale cap while a slowdown intention holds."),
-}
+#: name -> (default, description [unit]), generated from the settings' one definition (hrc_fl.safety.config).
+PARAMETERS = parameter_spec(SAFETY_SETTINGS)
 
 _MARKER_TYPES = {"sphere_list": Marker.SPHERE_LIST, "cylinder": Marker.CYLINDER,
                  "line_list": Marker.LINE_LIST, "text": Marker.TEXT_VIEW_FACING}
@@ -151,38 +114,20 @@ class SafetyNode(Node):
         # services would sit in every executor wait set, adding latency to each input (bench/safety.py).
         super().__init__("safety", start_parameter_services=False)
         p = declare_parameters(self, PARAMETERS)
-        robot = load_robot_model(_config_path(p["robot_config"]))
-        if robot.base_frame != p["base_frame"]:
-            raise ValueError(f"robot file base frame {robot.base_frame!r} != base_frame {p['base_frame']!r}")
-        for name in ("publish_rate_hz",):
-            if not p[name] > 0.0:
-                raise ValueError(f"{name} must be > 0, got {p[name]!r}")
-        config = SafetyConfig(
-            robot=robot, robot_source=p["robot_source"], intrusion_distance_m=p["intrusion_distance_m"],
-            position_uncertainty_k=p["position_uncertainty_k"], human_speed_mps=p["human_speed_mps"],
-            human_speed_close_mps=p["human_speed_close_mps"], close_separation_m=p["close_separation_m"],
-            min_speed_scale=p["min_speed_scale"], warning_band_m=p["warning_band_m"],
-            hysteresis_m=p["hysteresis_m"], robot_speed_tolerance_mps=p["robot_speed_tolerance_mps"],
-            stop_if_robot_faster_than_allowed=p["stop_if_robot_faster_than_allowed"],
-            zones=ZoneConfig(min_dwell_s=p["min_dwell_s"], restart_interlock=p["restart_interlock"],
-                             auto_reset_clear_s=p["auto_reset_clear_s"],
-                             command_stop_requires_manual_reset=p["command_stop_requires_manual_reset"],
-                             ramp_up_per_s=p["ramp_up_per_s"]),
-            bodies_max_age_s=p["bodies_max_age_s"], robot_max_age_s=p["robot_max_age_s"],
-            gesture_max_age_s=p["gesture_max_age_s"], intention_max_age_s=p["intention_max_age_s"],
-            max_future_s=p["max_future_s"], min_body_points=p["min_body_points"],
-            keypoint_range_m=p["keypoint_range_m"], relax_latency_window_s=p["relax_latency_window_s"],
-            stop_gesture_min_confidence=p["stop_gesture_min_confidence"],
-            resume_gesture_enabled=p["resume_gesture_enabled"], command_hold_s=p["command_hold_s"],
-            arm_signal_min_confidence=p["arm_signal_min_confidence"],
-            arm_signal_min_frames=p["arm_signal_min_frames"],
-            slowdown_intentions=tuple(p["slowdown_intentions"]),
-            intention_min_confidence=p["intention_min_confidence"],
-            intention_speed_scale=p["intention_speed_scale"],
-        )
+        node = from_settings(SafetyNodeSettings, p)
+        robot = load_robot_model(_config_path(node.robot_config))
+        if robot.base_frame != node.base_frame:
+            raise ValueError(f"robot file base frame {robot.base_frame!r} != base_frame {node.base_frame!r}")
+        config = from_settings(SafetyConfig, p, robot=robot)
+        unknown = unknown_slowdown_intentions(config, INTENTION_LABELS)
+        if unknown:
+            # Not an error (a plant may be about to change its label space), but these can never fire.
+            self.get_logger().warning(
+                f"slowdown_intentions {list(unknown)} are not intention labels {list(INTENTION_LABELS)}: "
+                "they never lower the speed")
         self._monitor = SafetyMonitor(config)
-        self._frame = p["base_frame"]
-        self._evaluate_on_input = bool(p["evaluate_on_input"])
+        self._frame = node.base_frame
+        self._evaluate_on_input = node.evaluate_on_input
         self._bodies: list[BodiesInput] = []
         self._robot: list[JointInput | TcpInput] = []
         self._gestures: list[GestureInput] = []
@@ -217,17 +162,17 @@ class SafetyNode(Node):
         # guard conditions): there the timer decides itself (through _on_heartbeat: rclpy passes a timer
         # callback that takes an argument its TimerInfo, which _evaluate would take for a reset request).
         if executor_kind(self) == "events":
-            self.create_timer(1.0 / p["publish_rate_hz"], self._on_heartbeat)
+            self.create_timer(1.0 / node.publish_rate_hz, self._on_heartbeat)
         else:
             self._heartbeat = self.create_guard_condition(self._evaluate)
-            self.create_timer(1.0 / p["publish_rate_hz"], self._heartbeat.trigger)
-        if p["markers_rate_hz"] > 0.0:
-            self.create_timer(1.0 / p["markers_rate_hz"], self._publish_markers)
+            self.create_timer(1.0 / node.publish_rate_hz, self._heartbeat.trigger)
+        if node.markers_rate_hz > 0.0:
+            self.create_timer(1.0 / node.markers_rate_hz, self._publish_markers)
         self._diag.set_value("robot", robot.name)
         self._diag.set_value("restart_interlock", config.zones.restart_interlock)
         self.get_logger().info(
             f"safety monitoring robot {robot.name!r} ({config.robot_source}) in {self._frame!r}, "
-            f"{p['publish_rate_hz']:.0f} Hz, restart interlock {config.zones.restart_interlock}; "
+            f"{node.publish_rate_hz:.0f} Hz, restart interlock {config.zones.restart_interlock}; "
             "starting in PROTECTIVE_STOP")
 
     # ------------------------------------------------ inputs (translate only)

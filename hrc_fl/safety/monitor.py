@@ -35,6 +35,10 @@ from hrc_fl.safety.kernels import (
 from hrc_fl.safety.latency import ObservationAgePeaks
 from hrc_fl.safety.records import frozen_record
 from hrc_fl.safety.separation import (
+    CLOSE_SEPARATION_M,
+    HUMAN_SPEED_CLOSE_MPS,
+    HUMAN_SPEED_MPS,
+    POSITION_UNCERTAINTY_K,
     SeparationParameters,
     SeparationTerms,
     allowed_robot_speed_mps,
@@ -43,6 +47,7 @@ from hrc_fl.safety.separation import (
     protective_separation_with_stopping_m,
     stopping_table_from_rows,
 )
+from hrc_fl.safety.settings import GROUP, setting
 from hrc_fl.safety.watchdog import InputSpec, Watchdog
 from hrc_fl.safety.zones import Zone, ZoneConfig, ZoneMachine
 
@@ -137,37 +142,54 @@ _NO_INPUTS = SafetyInputs()
 # ---------------------------------------------------------------- config
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Everything the monitor needs; units in names. Built by the node from parameters + robot file."""
+    """Everything the monitor needs; units in names. Built by the node from parameters + robot file.
+
+    Each field but ``robot`` is a setting (hrc_fl.safety.settings): a node parameter of the same name,
+    with its default, unit and description defined here and nowhere else.
+    """
 
     robot: RobotModel
-    robot_source: str = "joints"                  # "joints" (DH chain) or "tcp" (tool capsule only)
-    intrusion_distance_m: float = 0.1             # C
-    position_uncertainty_k: float = 3.0
-    human_speed_mps: float = 1.6
-    human_speed_close_mps: float = 2.0
-    close_separation_m: float = 0.5
-    min_speed_scale: float = 0.1                  # below this allowed scale the robot is stopped instead
-    warning_band_m: float = 0.5
-    hysteresis_m: float = 0.05
-    robot_speed_tolerance_mps: float = 0.05
-    stop_if_robot_faster_than_allowed: bool = True
-    zones: ZoneConfig = field(default_factory=ZoneConfig)
-    bodies_max_age_s: float = 0.3
-    robot_max_age_s: float = 0.2
-    gesture_max_age_s: float = 0.5
-    intention_max_age_s: float = 1.0
-    max_future_s: float = 0.05
-    min_body_points: int = 4
-    keypoint_range_m: float = 8.0                 # camera working range: farther keypoints are a fault
-    relax_latency_window_s: float = 2.0           # relaxing uses the peak observation age of this window
-    stop_gesture_min_confidence: float = 0.5
-    resume_gesture_enabled: bool = True
-    command_hold_s: float = 0.5
-    arm_signal_min_confidence: float = 0.6
-    arm_signal_min_frames: int = 3
-    slowdown_intentions: tuple[str, ...] = ("approach", "handover")
-    intention_min_confidence: float = 0.6
-    intention_speed_scale: float = 0.5
+    robot_source: str = setting("joints", "-", "Robot state input: 'joints' (robot/joint_states, DH chain) "
+                                "or 'tcp' (robot/tcp_pose, tool capsule only).")
+    intrusion_distance_m: float = setting(0.1, "m", "C: intrusion distance.")
+    position_uncertainty_k: float = setting(POSITION_UNCERTAINTY_K, "1", "Coverage factor on the pose "
+                                            "node's 1-sigma position uncertainty (Z_d).")
+    human_speed_mps: float = setting(HUMAN_SPEED_MPS, "m/s", "Human approach speed (ISO 13855).")
+    human_speed_close_mps: float = setting(HUMAN_SPEED_CLOSE_MPS, "m/s", "Human speed used below "
+                                           "close_separation_m (ISO 13855).")
+    close_separation_m: float = setting(CLOSE_SEPARATION_M, "m", "Separation below which "
+                                        "human_speed_close_mps applies.")
+    min_speed_scale: float = setting(0.1, "1", "Allowed speed below this fraction of the maximum -> "
+                                     "PROTECTIVE_STOP.")
+    warning_band_m: float = setting(0.5, "m", "Width of the warning band outside the reduced-speed distance.")
+    hysteresis_m: float = setting(0.05, "m", "Distance hysteresis for relaxing a zone.")
+    robot_speed_tolerance_mps: float = setting(0.05, "m/s", "Tolerance on the measured robot speed vs. S_p.")
+    stop_if_robot_faster_than_allowed: bool = setting(True, "-", "Stop when separation < S_p at the "
+                                                      "measured robot speed.")
+    zones: ZoneConfig = field(default_factory=ZoneConfig, metadata=GROUP)
+    bodies_max_age_s: float = setting(0.3, "s", "Maximum age of humans/bodies/tracked (stamp age).")
+    robot_max_age_s: float = setting(0.2, "s", "Maximum age of the robot state.")
+    gesture_max_age_s: float = setting(0.5, "s", "Maximum age of a gesture before it expires.")
+    intention_max_age_s: float = setting(1.0, "s", "Maximum age of an intention estimate before it expires.")
+    max_future_s: float = setting(0.05, "s", "Stamps further than this in the future are faults.")
+    min_body_points: int = setting(4, "count", "A body with fewer known keypoints cannot be located -> fault.")
+    keypoint_range_m: float = setting(8.0, "m", "Camera working range from the base_link origin: a keypoint "
+                                      "farther away is a fault (a broken depth estimate), not a far body.")
+    relax_latency_window_s: float = setting(2.0, "s", "Relaxing a zone (and the automatic restart's "
+                                            "area-clear condition) uses the largest observation age of this "
+                                            "window (docs/safety.md).")
+    stop_gesture_min_confidence: float = setting(0.5, "1", "Minimum confidence of a STOP / THUMB_UP command "
+                                                 "gesture.")
+    resume_gesture_enabled: bool = setting(True, "-", "A THUMB_UP command gesture requests a reset.")
+    command_hold_s: float = setting(0.5, "s", "A stop command stays asserted this long after its last message.")
+    arm_signal_min_confidence: float = setting(0.6, "1", "Minimum confidence of an ALL_STOP arm signal.")
+    arm_signal_min_frames: int = setting(3, "count", "Consecutive frames with ALL_STOP before it stops the "
+                                         "robot.")
+    slowdown_intentions: tuple[str, ...] = setting(("approach", "handover"), "-", "Intention labels that "
+                                                   "lower the speed early (only labels the intention node "
+                                                   "emits can fire).")
+    intention_min_confidence: float = setting(0.6, "1", "Minimum confidence of a slowdown intention.")
+    intention_speed_scale: float = setting(0.5, "1", "Speed scale cap while a slowdown intention holds.")
 
     def __post_init__(self) -> None:
         if self.robot_source not in ("joints", "tcp"):

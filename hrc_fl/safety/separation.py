@@ -37,6 +37,8 @@ from hrc_fl.safety.records import frozen_record
 HUMAN_SPEED_MPS = 1.6
 HUMAN_SPEED_CLOSE_MPS = 2.0
 CLOSE_SEPARATION_M = 0.5
+#: Coverage factor on the pose node's 1-sigma position uncertainty (Z_d = k * sigma + ...).
+POSITION_UNCERTAINTY_K = 3.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class SeparationParameters:
     stopping: StoppingTable                # T_s, S_s over robot speed
     intrusion_distance_m: float            # C
     robot_position_uncertainty_m: float    # Z_r
-    position_uncertainty_k: float = 3.0    # coverage factor applied to the pose node's 1-sigma
+    position_uncertainty_k: float = POSITION_UNCERTAINTY_K  # coverage factor applied to the pose node's 1-sigma
     human_speed_mps: float = HUMAN_SPEED_MPS
     human_speed_close_mps: float = HUMAN_SPEED_CLOSE_MPS
     close_separation_m: float = CLOSE_SEPARATION_M

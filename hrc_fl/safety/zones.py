@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from hrc_fl.safety.records import frozen_record
+from hrc_fl.safety.settings import setting
 
 
 class Zone(IntEnum):
@@ -42,11 +43,15 @@ INTERLOCK_MODES = ("manual", "auto")
 
 @dataclass(frozen=True)
 class ZoneConfig:
-    min_dwell_s: float = 0.2
-    restart_interlock: str = "manual"
-    auto_reset_clear_s: float = 2.0
-    command_stop_requires_manual_reset: bool = True
-    ramp_up_per_s: float = 0.5
+    """Zone state machine settings (node parameters of the same names, hrc_fl.safety.settings)."""
+
+    min_dwell_s: float = setting(0.2, "s", "Minimum time in a zone before relaxing it.")
+    restart_interlock: str = setting("manual", "-", "Leaving PROTECTIVE_STOP: 'manual' (safety/reset or "
+                                     "THUMB_UP) or 'auto' (area clear for auto_reset_clear_s).")
+    auto_reset_clear_s: float = setting(2.0, "s", "Auto restart: time the area must stay clear.")
+    command_stop_requires_manual_reset: bool = setting(True, "-", "A STOP gesture / ALL_STOP stop always "
+                                                       "needs a reset.")
+    ramp_up_per_s: float = setting(0.5, "1/s", "Speed scale rise rate (decrease is immediate).")
 
     def __post_init__(self) -> None:
         if self.restart_interlock not in INTERLOCK_MODES:
