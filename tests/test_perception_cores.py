@@ -43,7 +43,14 @@ from hrc_fl.perception.image_decoding import (
     UnsupportedEncodingError,
     decode_raw_image,
 )
-from hrc_fl.perception.mediapipe_hands import NonIncreasingTimestampError, TimestampGuard
+from hrc_fl.perception.mediapipe_runner import (
+    HAND_LANDMARKER,
+    POSE_LANDMARKER,
+    NonIncreasingTimestampError,
+    TimestampGuard,
+    VideoModeRunner,
+    open_video_landmarker,
+)
 from hrc_fl.perception.one_euro import OneEuroFilter
 
 # ---------------------------------------------------------------- One Euro
@@ -203,6 +210,53 @@ def test_timestamp_guard_rejects_non_increasing():
     with pytest.raises(NonIncreasingTimestampError, match="not after"):
         guard.check(10)
     guard.check(11)
+
+
+class _FakeLandmarker:
+    """Records the frames a VideoModeRunner hands to MediaPipe."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], int]] = []
+        self.closed = 0
+
+    def detect_for_video(self, image, timestamp_ms: int) -> str:
+        self.calls.append((image.numpy_view().shape, timestamp_ms))
+        return f"result@{timestamp_ms}"
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_video_mode_runner_resets_tracks_on_scene_cut_and_closes_once():
+    fake = _FakeLandmarker()
+    runner = VideoModeRunner(fake, "Fake")
+    frame = np.zeros((8, 6, 3), np.uint8)
+    assert runner.run(frame, 10, new_scene=False) == "result@10"
+    with pytest.raises(NonIncreasingTimestampError):
+        runner.run(frame, 10, new_scene=False)
+    assert runner.run(frame, 20, new_scene=True) == "result@20"
+    # The scene cut feeds a blank frame one millisecond earlier; no blank when there is no room for one.
+    assert fake.calls == [((8, 6, 3), 10), ((64, 64, 3), 19), ((8, 6, 3), 20)]
+    runner.run(frame, 21, new_scene=True)
+    assert fake.calls[-1] == ((8, 6, 3), 21) and len(fake.calls) == 4
+    with pytest.raises(ValueError, match="uint8"):
+        runner.run(frame.astype(np.float32), 30, new_scene=False)
+    runner.close()
+    runner.close()
+    assert fake.closed == 1
+    with pytest.raises(RuntimeError, match="Fake is closed"):
+        runner.run(frame, 40, new_scene=False)
+
+
+@pytest.mark.parametrize(("kind", "count", "confidence", "error", "words"), [
+    (HAND_LANDMARKER, 0, 0.5, ValueError, "num_hands must be >= 1"),
+    (POSE_LANDMARKER, 0, 0.5, ValueError, "num_poses must be >= 1"),
+    (POSE_LANDMARKER, 1, 1.5, ValueError, "min_presence_confidence must be in"),
+    (HAND_LANDMARKER, 1, 0.5, FileNotFoundError, "hand landmarker model not found"),
+])
+def test_open_video_landmarker_checks_options_before_loading(tmp_path, kind, count, confidence, error, words):
+    with pytest.raises(error, match=words):
+        open_video_landmarker(kind, tmp_path / "absent.task", count, 0.5, confidence, 0.5)
 
 
 # ---------------------------------------------------------------- sources and calibration

@@ -18,7 +18,7 @@ import numpy as np
 from hrc_fl.nodes.common import Diagnostics, RateMeter, stamp_to_s
 from hrc_fl.perception.image_decoding import ImageError, ImageLimits, decode_raw_image
 from hrc_fl.perception.latest_worker import LatestOnlyWorker
-from hrc_fl.perception.mediapipe_hands import NonIncreasingTimestampError
+from hrc_fl.perception.mediapipe_runner import NonIncreasingTimestampError
 from hrc_fl.perception.scene_cut import SceneCutDetector
 
 Detection = TypeVar("Detection")
