@@ -1,7 +1,7 @@
 """The one training path of both landmark classifiers (gestures, arm signals): arguments, training, summary.
 
 ``hrc-fl train-classifiers`` trains both (or one, ``--only``); ``train-gestures`` and
-``train-arm-signals`` are aliases for one of them, kept for scripts that call them.
+``train-arm-signals`` are its aliases for one of them (``ALIASES`` there), kept for scripts that call them.
 """
 
 from __future__ import annotations
@@ -53,16 +53,15 @@ CLASSIFIERS: dict[str, Classifier] = {
 }
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, *, single: bool) -> None:
-    """--out, --seed, --epochs; --weights for one classifier (``single``), --weights-dir for several."""
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """--out, --seed, --epochs; --weights-dir for the weights, or --weights for one classifier's file."""
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for <name>_metrics.json and <name>_confusion.csv/.png of each classifier")
-    if single:
-        parser.add_argument("--weights", type=Path, default=None,
-                            help="where to save the weights (.safetensors, meta .json beside it); default: in --out")
-    else:
-        parser.add_argument("--weights-dir", type=Path, default=None,
-                            help="folder for the weights (.safetensors + meta .json); default: --out")
+    parser.add_argument("--weights-dir", type=Path, default=None,
+                        help="folder for the weights (.safetensors + meta .json); default: --out")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="with --only: where to save its weights (.safetensors, meta .json beside it); "
+                             "default: in --weights-dir")
     parser.add_argument("--seed", type=int, default=None, help="split and training seed (default: the module's)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the module's)")
 

@@ -45,33 +45,24 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    import torch
-
+    from hrc_fl.commands._intention_data import check_arguments, load_watch_windows
     from hrc_fl.data.atomic_io import atomic_write_text
     from hrc_fl.intention.recipes import (
         COMPOSED_BODY_CLASSES,
         COMPOSED_HAND_CLASSES,
         TrainSettings,
-        compose,
         evaluate_subjects,
-        evaluate_subsets,
-        hand_vectors,
-        load_watch_recordings,
-        pose_vectors,
-        train_fused,
+        train_composed,
     )
-    from hrc_fl.intention.windows import WindowSpec, make_split
+    from hrc_fl.intention.windows import make_split
 
-    if args.epochs < 1 or args.window < 16:
-        raise SystemExit("--epochs must be >= 1 and --window >= 16")
-    torch.set_num_threads(max(1, args.threads))
+    check_arguments(args)
     start = time.monotonic()
     cpu_start = time.process_time()
+    recordings, labels, spec = load_watch_windows(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    recordings, labels = load_watch_recordings()
     subjects = [int(s) for s in args.subjects.split(",") if s.strip()] or None
-    spec = WindowSpec(window=args.window, step=max(1, args.window // 2))
     settings = TrainSettings(epochs=args.epochs, seed=args.seed)
     if args.quick:
         settings = TrainSettings(epochs=1, finetune_epochs=1, own_epochs=1, seed=args.seed)
@@ -89,14 +80,13 @@ def run(args: argparse.Namespace) -> int:
                     "per_subject": [asdict(r) for r in rows]}
     if not args.no_composed:
         train, test = make_split(recordings, spec)
-        hands_tr, hands_te = hand_vectors(args.seed)
-        pose_tr, pose_te = pose_vectors(args.seed)
-        model = train_fused(compose(train, hands_tr, pose_tr, args.seed), len(labels), spec.window, settings)
-        subsets = evaluate_subsets(model, compose(test, hands_te, pose_te, args.seed + 1))
+        composed = train_composed(train, test, len(labels), spec.window, settings, args.seed)
+        subsets = composed.by_modalities
         result["composed"] = {"note": "COMPOSED episodes: real unimodal recordings joined by class, not recorded "
                               "together", "hand_classes": list(COMPOSED_HAND_CLASSES),
                               "body_classes": list(COMPOSED_BODY_CLASSES), "by_modalities": subsets,
-                              "hands_test_samples": len(hands_te.y), "pose_test_samples": len(pose_te.y)}
+                              "hands_test_samples": composed.hands_test_samples,
+                              "pose_test_samples": composed.pose_test_samples}
         md += ["## Hand and pose parts (real data sets) and fusion on COMPOSED episodes", "",
                "COMPOSED: no data set records IMU, hands and body together. Each episode joins a real IMU window "
                "of watch class k with a real HandPose sample of class "

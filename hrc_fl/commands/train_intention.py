@@ -27,25 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
+    from hrc_fl.commands._intention_data import check_arguments, load_watch_windows
     from hrc_fl.intention.model import parameter_counts
     from hrc_fl.intention.model_store import ModelStore, base_store_dir
-    from hrc_fl.intention.recipes import (
-        TrainSettings,
-        compose,
-        evaluate_subsets,
-        hand_vectors,
-        load_watch_recordings,
-        pose_vectors,
-        train_fused,
-        train_imu,
-    )
+    from hrc_fl.intention.recipes import TrainSettings, train_composed, train_imu
     from hrc_fl.intention.training import Samples, evaluate
-    from hrc_fl.intention.windows import WindowSpec, make_split
+    from hrc_fl.intention.windows import make_split
 
-    if args.epochs < 1 or args.window < 16:
-        raise SystemExit("--epochs must be >= 1 and --window >= 16")
+    check_arguments(args)
     if args.if_missing:
         from hrc_fl.intention.model_store import ModelStoreError
 
@@ -59,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[setup] base intention model {present.meta.version} present in {store.root}")
             return 0
         print("[setup] training the base intention model (real watch data + composed episodes)")
-    torch.set_num_threads(max(1, args.threads))
-    recordings, labels = load_watch_recordings()
-    spec = WindowSpec(window=args.window, step=max(1, args.window // 2))
+    recordings, labels, spec = load_watch_windows(args)
     train, test = make_split(recordings, spec)
     settings = TrainSettings(epochs=args.epochs, seed=args.seed)
     info: dict = {"data": "seglearn watch (10 subjects), first 70 % of every recording", "window": args.window}
@@ -70,11 +57,10 @@ def run(args: argparse.Namespace) -> int:
         scores = evaluate(model, Samples(y=test.y, imu=test.x))
         info["test"] = {"imu": {"accuracy": round(scores.accuracy, 4), "macro_f1": round(scores.macro_f1, 4)}}
     else:
-        hands_tr, hands_te = hand_vectors(args.seed)
-        pose_tr, pose_te = pose_vectors(args.seed)
-        model = train_fused(compose(train, hands_tr, pose_tr, args.seed), len(labels), args.window, settings)
+        composed = train_composed(train, test, len(labels), args.window, settings, args.seed)
+        model = composed.model
         info["data"] += "; COMPOSED episodes with HandPose/BodyPose samples (pose-classification-kit)"
-        info["test_composed"] = evaluate_subsets(model, compose(test, hands_te, pose_te, args.seed + 1))
+        info["test_composed"] = composed.by_modalities
     store = ModelStore(Path(args.store) if args.store else base_store_dir())
     version = store.save(model, labels, version=args.version or store.next_version("base-"), info=info)
     counts = parameter_counts(model)

@@ -21,9 +21,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from hrc_fl_msgs.msg import BodyPoseArray, HandLandmarks, TaskEvent
+from hrc_fl_msgs.msg import TaskEvent
 from rclpy.node import Node
-from sensor_msgs.msg import Imu
 from std_msgs.msg import String
 
 from hrc_fl.federated.fl_config import load_config
@@ -36,7 +35,6 @@ from hrc_fl.nodes.common import (
     FL_THREAD_JOIN_S,
     LATCHED_QOS,
     RESULT_QOS,
-    SENSOR_QOS,
     Diagnostics,
     declare_parameters,
     join_worker,
@@ -102,9 +100,7 @@ class FlClientNode(Node):
         self._publish_status = FederatedStatusPublisher(self, self._diag, stop_event=self._stop)
         self._model_pub = self.create_publisher(String, "intention/model_available", LATCHED_QOS)
         self.create_subscription(TaskEvent, "task/events", self._on_event, RESULT_QOS)
-        self.create_subscription(Imu, "wearable/imu", self._on_imu, SENSOR_QOS)
-        self.create_subscription(HandLandmarks, "hands/landmarks", self._inputs.on_hands, RESULT_QOS)
-        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._inputs.on_bodies, RESULT_QOS)
+        self._inputs.subscribe(self, on_imu_sample=self._on_imu_sample)
 
         self._fl_thread: threading.Thread | None = None
         if bool(p["run_federation"]):
@@ -145,9 +141,8 @@ class FlClientNode(Node):
         self.get_logger().info(f"new personalised model {version} available")
 
     # ----- samples ----------------------------------------------------------------------------------
-    def _on_imu(self, msg: Imu) -> None:
-        t_s = self._inputs.on_imu(msg)
-        if t_s is None or self._unlabelled_step_s == 0:
+    def _on_imu_sample(self, t_s: float) -> None:
+        if self._unlabelled_step_s == 0:
             return
         last = self._last_unlabelled_s
         # IMU time went back (a replay restarted): start the spacing again

@@ -23,10 +23,9 @@ import threading
 from pathlib import Path
 
 import torch
-from hrc_fl_msgs.msg import BodyPoseArray, HandLandmarks, IntentionEstimate
+from hrc_fl_msgs.msg import IntentionEstimate
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import Imu
 from std_msgs.msg import String
 
 from hrc_fl.intention.estimator import Estimate, IntentionEstimator
@@ -114,9 +113,7 @@ class IntentionNode(Node):
         self._pub = self.create_publisher(IntentionEstimate, "intention/estimate", RESULT_QOS)
         imu_qos = QoSProfile(history=SENSOR_QOS.history, depth=int(p["imu_queue_depth"]),
                              reliability=SENSOR_QOS.reliability, durability=SENSOR_QOS.durability)
-        self.create_subscription(Imu, "wearable/imu", self._on_imu, imu_qos)
-        self.create_subscription(HandLandmarks, "hands/landmarks", self._inputs.on_hands, RESULT_QOS)
-        self.create_subscription(BodyPoseArray, "humans/bodies/tracked", self._inputs.on_bodies, RESULT_QOS)
+        self._inputs.subscribe(self, imu_qos=imu_qos, on_imu_sample=self._on_imu_sample)
         self.create_subscription(String, "intention/model_available", self._on_model_available, LATCHED_QOS)
         self._load_queue: queue.Queue[str | None] = queue.Queue()
         self._loader = threading.Thread(target=self._load_loop, name="intention-model-loader", daemon=True)
@@ -165,9 +162,8 @@ class IntentionNode(Node):
             self.get_logger().info(f"intention model swapped to {version}")
 
     # ----- inputs --------------------------------------------------------------------------------
-    def _on_imu(self, msg: Imu) -> None:
-        t_s = self._inputs.on_imu(msg)
-        if t_s is not None and self._trigger == "imu":
+    def _on_imu_sample(self, t_s: float) -> None:
+        if self._trigger == "imu":
             self._imu_count += 1
             if self._imu_count % self._decimation == 0:
                 self._estimate_and_publish(t_s)

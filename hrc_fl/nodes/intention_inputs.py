@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from hrc_fl_msgs.msg import BodyPoseArray, HandLandmarks
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Imu
 
 from hrc_fl.intention.alignment import AlignedInputs, AlignmentConfig, StreamAligner
 from hrc_fl.intention.features import hand_features, pose_features
-from hrc_fl.nodes.common import Diagnostics, stamp_to_s
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, stamp_to_s
 
 #: ROS parameters of the feed that both nodes declare alike, name -> (default, description); each node
 #: adds ``imu_buffer_samples`` and ``observation_buffer`` with its own sizes.
@@ -48,6 +52,20 @@ class IntentionInputFeed:
         self._lock = threading.Lock()  # callbacks may run on other threads than the reader
         self._diag = diag
         self._min_visibility = float(min_pose_visibility)
+
+    def subscribe(self, node: Node, *, imu_qos: QoSProfile = SENSOR_QOS,
+                  on_imu_sample: Callable[[float], None] | None = None) -> None:
+        """Subscribe ``node`` to the three input streams, each feeding this aligner: ``wearable/imu``
+        (``imu_qos``), ``hands/landmarks`` and ``humans/bodies/tracked`` (RESULT_QOS). ``on_imu_sample``
+        is called with the stamp (ROS time, s) of every IMU sample the aligner accepted, after it is in."""
+        def imu_callback(msg: Imu) -> None:
+            t_s = self.on_imu(msg)
+            if t_s is not None and on_imu_sample is not None:
+                on_imu_sample(t_s)
+
+        node.create_subscription(Imu, "wearable/imu", imu_callback, imu_qos)
+        node.create_subscription(HandLandmarks, "hands/landmarks", self.on_hands, RESULT_QOS)
+        node.create_subscription(BodyPoseArray, "humans/bodies/tracked", self.on_bodies, RESULT_QOS)
 
     def at(self, t_s: float) -> AlignedInputs:
         """The model's inputs for a window ending at ``t_s`` (ROS time, s)."""
