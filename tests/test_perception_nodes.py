@@ -24,6 +24,7 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(Path(__file__).resolve().parent.parent / "config" / "fastdds.xml"))
 
 MAX_IMAGE_PX = 1024  # the nodes under test reject frames beyond this (huge-image test)
+DEPTH_TOPIC = "camera/depth/image_raw"  # the pose node under test reads depth here (bad-depth test)
 
 
 def _photo(name: str) -> np.ndarray:
@@ -72,7 +73,8 @@ def perception_nodes(tmp_path_factory):
     limits = {"max_image_width_px": MAX_IMAGE_PX, "max_image_height_px": MAX_IMAGE_PX}
     procs.start("hands_node", namespace="ws1", param_files=("hands.yaml",),
                 parameters={**limits, "command_hold_frames": 3}, log_dir=log_dir)
-    procs.start("pose_node", namespace="ws1", param_files=("pose.yaml",), parameters=limits, log_dir=log_dir)
+    procs.start("pose_node", namespace="ws1", param_files=("pose.yaml",),
+                parameters={**limits, "depth_topic": DEPTH_TOPIC}, log_dir=log_dir)
     try:
         yield {"hands": log_dir / "ws1_hands.log", "pose": log_dir / "ws1_pose.log"}
     finally:
@@ -272,6 +274,53 @@ def test_bad_frame_is_logged_once_diagnosed_and_skipped(session, perception_node
         assert delivered >= 1
         assert len(lines) == delivered, lines  # exactly one log line per bad frame
         assert "frame skipped" in lines[0]
+
+
+def _bad_depth_images() -> dict[str, tuple[str, object]]:
+    """kind -> (diagnostic key, 16UC1 depth image): beyond the node's size limit, and truncated data."""
+    from sensor_msgs.msg import Image
+
+    wide = MAX_IMAGE_PX + 1
+    return {
+        "oversized_depth": ("depth_image_too_large",
+                            Image(height=4, width=wide, encoding="16UC1", step=2 * wide, data=bytes(8 * wide))),
+        "corrupt_depth": ("depth_bad_image_data",
+                          Image(height=480, width=640, encoding="16UC1", step=1280, data=bytes(1000))),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["oversized_depth", "corrupt_depth"])
+def test_bad_depth_image_is_logged_diagnosed_refused_and_pose_keeps_publishing(session, perception_nodes, kind):
+    from sensor_msgs.msg import Image
+
+    from hrc_fl.nodes.common import SENSOR_QOS
+
+    # Prepare
+    key, depth = _bad_depth_images()[kind]
+    depth_pub = session.probe.publisher(Image, f"/ws1/{DEPTH_TOPIC}", SENSOR_QOS)
+    session.probe.wait_for_subscribers(depth_pub, timeout_s=30.0)
+    before = len(_log_lines(perception_nodes["pose"], key))
+    counts_before = session.diag_count("pose", key)
+
+    # Execute: the bad depth image (again while best effort loses it), then a frame with a person
+    end = time.monotonic() + 40.0
+    while session.diag_count("pose", key) <= counts_before:
+        assert time.monotonic() < end, f"no /diagnostics count for {key}"
+        depth_pub.publish(depth)
+        session.probe.spin_for(1.5)  # diagnostics come at 1 Hz
+    frame = _photo("messi5.jpg")
+    stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)),
+                               what="a BodyPoseArray with a body after the bad depth image")
+    session.probe.spin_for(1.2)  # one more diagnostics period: counts include every delivered bad image
+
+    # Assert: one line per refused image; the body is placed without it (monocular) and the node goes on
+    lines = _log_lines(perception_nodes["pose"], key)[before:]
+    assert len(lines) == session.diag_count("pose", key) - counts_before, lines
+    assert "depth image skipped" in lines[0]
+    (array,) = session.pose_for(stamp)
+    assert not any(body.depth_used for body in array.bodies)
+    assert all(np.all(np.isfinite(body.workstation_points)) for body in array.bodies)
 
 
 @pytest.mark.slow
