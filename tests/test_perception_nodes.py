@@ -12,8 +12,20 @@ import time
 from pathlib import Path
 
 import cv2
+import matplotlib.cbook
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from hrc_fl_msgs.msg import BodyPose, BodyPoseArray, HandGesture, HandLandmarks
+from sensor_msgs.msg import CameraInfo, Image
+
+from hrc_fl.data.datasets import OPEN_PALM_PHOTOS, photo_path
+from hrc_fl.nodes.camera import image_message
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS
+from hrc_fl.nodes.image_frames import stamp_ms
+from hrc_fl.perception.gesture_classifier import GestureClassifier
+from tests.rosutil import NodeProcesses
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,8 +40,6 @@ DEPTH_TOPIC = "camera/depth/image_raw"  # the pose node under test reads depth h
 
 
 def _photo(name: str) -> np.ndarray:
-    from hrc_fl.data.datasets import photo_path
-
     img = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
     assert img is not None, name
     return img
@@ -37,8 +47,6 @@ def _photo(name: str) -> np.ndarray:
 
 def _no_person_photo() -> np.ndarray:
     """A real photo without a person: matplotlib's bundled sample of a gift package."""
-    import matplotlib.cbook
-
     path = matplotlib.cbook.get_sample_data("Minduka_Present_Blue_Pack.png", asfileobj=False)
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
@@ -48,15 +56,11 @@ _clock = itertools.count(1)
 
 def _stamp():
     """Strictly increasing stamps across the module (MediaPipe VIDEO mode needs them)."""
-    from builtin_interfaces.msg import Time
-
     t_ms = int(time.time() * 1000) + next(_clock)
     return Time(sec=t_ms // 1000, nanosec=(t_ms % 1000) * 1_000_000)
 
 
 def _image(frame_bgr: np.ndarray, stamp=None):
-    from hrc_fl.nodes.camera import image_message
-
     return image_message(frame_bgr, "camera_optical_frame", stamp or _stamp())
 
 
@@ -66,8 +70,6 @@ def _same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def perception_nodes(tmp_path_factory):
-    from tests.rosutil import NodeProcesses
-
     log_dir = tmp_path_factory.mktemp("perception_logs")
     procs = NodeProcesses()
     limits = {"max_image_width_px": MAX_IMAGE_PX, "max_image_height_px": MAX_IMAGE_PX}
@@ -85,12 +87,6 @@ class Session:
     """Probe-side publishers/subscribers for one test."""
 
     def __init__(self, probe) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from hrc_fl_msgs.msg import BodyPoseArray, HandGesture, HandLandmarks
-        from sensor_msgs.msg import Image
-
-        from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS
-
         self.probe = probe
         self.image_pub = probe.publisher(Image, "/ws1/camera/image_raw", SENSOR_QOS)
         self.bodies = probe.collect(BodyPoseArray, "/ws1/humans/bodies/tracked", RESULT_QOS)
@@ -143,17 +139,12 @@ def session(perception_nodes, ros_probe):
 
 @pytest.mark.slow
 def test_open_palm_photos_give_a_stop_command(session):
-    from hrc_fl_msgs.msg import HandGesture
-
-    from hrc_fl.data.datasets import OPEN_PALM_PHOTOS
-
     for name in OPEN_PALM_PHOTOS:
         frame = _photo(name)
         session.send_until(
             frame, lambda stamp: any(_same(g.header.stamp, stamp) and g.gesture == HandGesture.STOP
                                      and g.is_command for g in session.gestures),
             what=f"a debounced STOP HandGesture for {name}", resend_s=0.15)
-    from hrc_fl.perception.gesture_classifier import GestureClassifier
 
     stops = [g for g in session.gestures if g.is_command]
     # the node's default threshold is the model's validated one
@@ -165,10 +156,6 @@ def test_open_palm_photos_give_a_stop_command(session):
 
 @pytest.mark.slow
 def test_people_photo_gives_body_pose_with_33_points(session, ros_probe):
-    from hrc_fl_msgs.msg import BodyPose
-
-    from hrc_fl.nodes.common import RESULT_QOS
-
     frame = _photo("messi5.jpg")
     stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)),
                                what="a BodyPoseArray with a body for messi5.jpg")
@@ -211,8 +198,6 @@ def test_image_without_person_gives_empty_result_and_no_error(session, perceptio
 
 def _bad_frames() -> dict[str, tuple[str, object]]:
     """kind -> (diagnostic key, message factory)."""
-    from sensor_msgs.msg import Image
-
     def raw(**fields):
         def make(stamp):
             msg = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(64 * 48 * 3))
@@ -278,8 +263,6 @@ def test_bad_frame_is_logged_once_diagnosed_and_skipped(session, perception_node
 
 def _bad_depth_images() -> dict[str, tuple[str, object]]:
     """kind -> (diagnostic key, 16UC1 depth image): beyond the node's size limit, and truncated data."""
-    from sensor_msgs.msg import Image
-
     wide = MAX_IMAGE_PX + 1
     return {
         "oversized_depth": ("depth_image_too_large",
@@ -292,10 +275,6 @@ def _bad_depth_images() -> dict[str, tuple[str, object]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["oversized_depth", "corrupt_depth"])
 def test_bad_depth_image_is_logged_diagnosed_refused_and_pose_keeps_publishing(session, perception_nodes, kind):
-    from sensor_msgs.msg import Image
-
-    from hrc_fl.nodes.common import SENSOR_QOS
-
     # Prepare
     key, depth = _bad_depth_images()[kind]
     depth_pub = session.probe.publisher(Image, f"/ws1/{DEPTH_TOPIC}", SENSOR_QOS)
@@ -325,8 +304,6 @@ def test_bad_depth_image_is_logged_diagnosed_refused_and_pose_keeps_publishing(s
 
 @pytest.mark.slow
 def test_non_increasing_stamp_is_logged_diagnosed_and_next_frame_processed(session, perception_nodes):
-    from hrc_fl.nodes.image_frames import stamp_ms
-
     key = "non_increasing_stamp"
     frame = _photo("messi5.jpg")
     before = {node: len(_log_lines(path, key)) for node, path in perception_nodes.items()}
@@ -350,10 +327,6 @@ def test_non_increasing_stamp_is_logged_diagnosed_and_next_frame_processed(sessi
 
 @pytest.mark.slow
 def test_camera_node_publishes_frames_and_matching_camera_info(node_processes, ros_probe, tmp_path):
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from hrc_fl.nodes.common import SENSOR_QOS
-
     for i, name in enumerate(("messi5.jpg", "handSrc.jpg")):
         cv2.imwrite(str(tmp_path / f"{i}.png"), _photo(name))
     images = ros_probe.collect(Image, "/ws1/camera/image_raw", SENSOR_QOS)
@@ -377,8 +350,6 @@ def test_camera_node_publishes_frames_and_matching_camera_info(node_processes, r
 
 @pytest.mark.slow
 def test_camera_node_reports_missing_device_and_keeps_retrying(node_processes, ros_probe):
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-
     diags = ros_probe.collect(DiagnosticArray, "/diagnostics", 10)
     node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),
                          parameters={"source": "/dev/video_hrc_fl_missing", "reopen_initial_backoff_s": 0.2,
@@ -396,10 +367,6 @@ def test_camera_node_reports_missing_device_and_keeps_retrying(node_processes, r
 
 @pytest.mark.slow
 def test_camera_node_relays_a_driver_topic_with_its_own_frame_id(node_processes, ros_probe):
-    from sensor_msgs.msg import Image
-
-    from hrc_fl.nodes.common import SENSOR_QOS
-
     relayed = ros_probe.collect(Image, "/ws1/camera/image_raw", SENSOR_QOS)
     driver = ros_probe.publisher(Image, "/ws1/driver/image", SENSOR_QOS)
     node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),
