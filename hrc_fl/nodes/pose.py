@@ -2,9 +2,10 @@
 
 Subscribes ``camera/image_raw`` (sensor_msgs/Image, SENSOR_QOS), ``camera/camera_info`` and,
 when ``depth_topic`` is set, a depth image (32FC1 metres or 16UC1 millimetres, registered to the
-colour image). Publishes ``humans/bodies/tracked`` (hrc_fl_msgs/BodyPoseArray, RESULT_QOS) for EVERY
-processed frame (empty when nobody is seen) and ``humans/bodies/<id>/pose`` (hrc_fl_msgs/BodyPose)
-per tracked body (ROS4HRI naming).
+colour image; decoded under the colour frames' limits). Publishes ``humans/bodies/tracked``
+(hrc_fl_msgs/BodyPoseArray, RESULT_QOS) for EVERY processed frame (empty when nobody is seen) and
+``humans/bodies/<id>/pose`` (hrc_fl_msgs/BodyPose) per tracked body (ROS4HRI naming). The work after
+MediaPipe is :class:`~hrc_fl.perception.body_pipeline.BodyPipeline`; this node translates messages.
 """
 
 from __future__ import annotations
