@@ -7,6 +7,7 @@ publishes frames with fresh, increasing stamps and waits for the results that ca
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import cv2
 import matplotlib.cbook
 import numpy as np
 import pytest
+import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hrc_fl_msgs.msg import BodyPose, BodyPoseArray, HandGesture, HandLandmarks
@@ -24,6 +26,8 @@ from hrc_fl.data.datasets import OPEN_PALM_PHOTOS, photo_path
 from hrc_fl.nodes.camera import image_message
 from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS
 from hrc_fl.nodes.image_frames import stamp_ms
+from hrc_fl.paths import config_file
+from hrc_fl.perception.body_localisation import LEFT_HIP, RIGHT_HIP, CameraExtrinsics
 from hrc_fl.perception.gesture_classifier import GestureClassifier
 from tests.rosutil import NodeProcesses
 
@@ -300,6 +304,64 @@ def test_bad_depth_image_is_logged_diagnosed_refused_and_pose_keeps_publishing(s
     (array,) = session.pose_for(stamp)
     assert not any(body.depth_used for body in array.bodies)
     assert all(np.all(np.isfinite(body.workstation_points)) for body in array.bodies)
+
+
+def _camera_info(width: int, height: int, focal_px: float, stamp) -> CameraInfo:
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.header.stamp = stamp
+    info.k = [focal_px, 0.0, width / 2.0, 0.0, focal_px, height / 2.0, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [focal_px, 0.0, width / 2.0, 0.0, 0.0, focal_px, height / 2.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def _hip_depth_m(body: BodyPose) -> float:
+    """Depth of the hip midpoint along the camera's optical axis, from the published workstation points."""
+    params = yaml.safe_load(config_file("pose.yaml").read_text())["/**/pose"]["ros__parameters"]
+    extrinsics = CameraExtrinsics.from_xyz_rpy(params["camera_xyz_m"], params["camera_rpy_rad"])
+    points_ws = np.asarray(body.workstation_points, dtype=np.float64).reshape(33, 3)
+    points_cam = (points_ws - extrinsics.translation_m) @ extrinsics.rotation  # inverse of R p + t
+    return float(points_cam[[LEFT_HIP, RIGHT_HIP], 2].mean())
+
+
+@pytest.mark.slow
+def test_camera_info_sets_the_intrinsics_and_a_bad_one_is_refused(session, perception_nodes):
+    # Prepare: the frame's nominal focal length (60 degree field of view, what the node assumes without one)
+    info_pub = session.probe.publisher(CameraInfo, "/ws1/camera/camera_info", SENSOR_QOS)
+    session.probe.wait_for_subscribers(info_pub, timeout_s=30.0)
+    frame = _photo("messi5.jpg")
+    height, width = frame.shape[:2]
+    nominal_px = (width / 2.0) / math.tan(math.radians(30.0))
+
+    def body_at(focal_px: float | None) -> BodyPose:
+        def done(stamp) -> bool:
+            if focal_px is not None:
+                info_pub.publish(_camera_info(width, height, focal_px, stamp))
+            return any(m.bodies for m in session.pose_for(stamp))
+        stamp = session.send_until(frame, done, what="a body")
+        if focal_px is not None:  # a frame after the CameraInfo surely arrived: best effort may drop some
+            info_pub.publish(_camera_info(width, height, focal_px, stamp))
+            session.probe.spin_for(0.5)
+            stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)), what="a body")
+        return session.pose_for(stamp)[0].bodies[0]
+
+    try:
+        # Execute: a CameraInfo with twice the nominal focal length, then a broken one (fx = 0)
+        nominal = body_at(nominal_px)
+        zoomed = body_at(2 * nominal_px)
+        counts_before = session.diag_count("pose", "bad_camera_info")
+        end = time.monotonic() + 40.0
+        while session.diag_count("pose", "bad_camera_info") <= counts_before:
+            assert time.monotonic() < end, "no /diagnostics count for bad_camera_info"
+            info_pub.publish(_camera_info(width, height, 0.0, _stamp()))
+            session.probe.spin_for(1.5)
+        after_bad = body_at(None)
+    finally:
+        body_at(nominal_px)  # leave the node as the other tests expect it
+
+    # Assert: the monocular depth scales with the focal length; the broken CameraInfo changed nothing
+    assert _hip_depth_m(zoomed) / _hip_depth_m(nominal) == pytest.approx(2.0, rel=0.05)
+    assert _hip_depth_m(after_bad) == pytest.approx(_hip_depth_m(zoomed), rel=0.05)
 
 
 @pytest.mark.slow

@@ -101,6 +101,7 @@ class PoseNode(FrameConsumer, Node):
         self.body_pubs: dict[str, object] = {}
         self._lock = threading.Lock()
         self._calibration: CameraCalibration | None = None
+        self._pinhole: tuple[tuple[CameraCalibration | None, int, int], PinholeIntrinsics] | None = None
         self._depth_m: np.ndarray | None = None
         self._warned_nominal = False
         self.diag = Diagnostics(self, "pose")
@@ -134,7 +135,8 @@ class PoseNode(FrameConsumer, Node):
             self.diag.problem("bad_camera_info", f"CameraInfo {msg.width}x{msg.height} fx={msg.k[0]} ignored: {exc}")
             return
         with self._lock:
-            self._calibration = calibration
+            if calibration != self._calibration:  # the camera repeats one CameraInfo with every frame
+                self._calibration = calibration
         self.diag.set_value("intrinsics", "CameraInfo")
 
     def _on_depth(self, msg: Image) -> None:
@@ -149,15 +151,20 @@ class PoseNode(FrameConsumer, Node):
             self._depth_m = depth
 
     def _intrinsics(self, width_px: int, height_px: int) -> PinholeIntrinsics:
+        """The pinhole model for a frame of this size: the CameraInfo's, or nominal until one arrives."""
         with self._lock:
             calibration = self._calibration
+        key = (calibration, width_px, height_px)
+        if self._pinhole is not None and self._pinhole[0] == key:  # 20 us to rebuild: once per calibration and size
+            return self._pinhole[1]
         if calibration is None:
             if not self._warned_nominal:
                 self._warned_nominal = True
                 self.get_logger().info("no CameraInfo yet: nominal intrinsics until one arrives")
                 self.diag.set_value("intrinsics", "nominal (no CameraInfo)")
             calibration = CameraCalibration.nominal(width_px, height_px, self.params["nominal_fov_deg"])
-        return calibration.scaled_to(width_px, height_px).pinhole()
+        self._pinhole = (key, calibration.scaled_to(width_px, height_px).pinhole())
+        return self._pinhole[1]
 
     def _publish(self, msg: Image, frame: DetectedFrame[DetectedPose], dropped_frames: int) -> None:
         t_s = stamp_to_s(msg.header.stamp)
