@@ -39,9 +39,9 @@ def classifier_items() -> list[Item]:
     gesture_code = source_hash("hrc_fl.perception.hand_features", "hrc_fl.perception.gesture_classifier",
                                "hrc_fl.perception.gesture_training", "hrc_fl.perception.gesture_protocol",
                                "hrc_fl.perception.gesture_evaluation", "hrc_fl.perception.landmark_mlp",
-                               "hrc_fl.data.datasets")
+                               "hrc_fl.training_loop", "hrc_fl.data.datasets")
     arm_code = source_hash("hrc_fl.perception.body_features", "hrc_fl.perception.arm_signal_classifier",
-                           "hrc_fl.perception.landmark_mlp", "hrc_fl.data.datasets")
+                           "hrc_fl.perception.landmark_mlp", "hrc_fl.training_loop", "hrc_fl.data.datasets")
     # the feature layout is named in the recipe as well as hashed with the code: a model trained on another
     # layout is rebuilt (and refused by GestureClassifier.load until then)
     return [

@@ -1,4 +1,9 @@
-"""Test fixtures: ROS domain isolation per pytest worker, rclpy contexts, node processes."""
+"""Test fixtures: ROS domain isolation per pytest worker, rclpy contexts, node processes, built assets, torch
+threads.
+
+rclpy (and tests.rosutil, which imports it) is imported inside the fixtures, after this module has set the
+ROS environment below; torch there too, since its import (4.4 s measured) would otherwise be paid by
+every test session, most of which never use it."""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import hashlib
 import os
 
 import pytest
+
+from hrc_fl.data import assets
 
 
 def _domain_id() -> int:
@@ -62,6 +69,16 @@ def node_processes():
         yield procs
     finally:
         procs.stop_all()
+
+
+@pytest.fixture(scope="module")
+def assets_built():
+    """What ``hrc-fl setup-assets`` builds is there; else the module's tests fail naming the command.
+    Use as ``pytestmark = pytest.mark.usefixtures("assets_built")``."""
+    try:
+        assets.require_assets()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

@@ -29,13 +29,7 @@ from hrc_fl.perception.body_features import (
 )
 from hrc_fl.perception.landmark_mlp import stratified_split
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _assets_built():
-    try:
-        assets.require_assets()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+pytestmark = pytest.mark.usefixtures("assets_built")
 
 
 @pytest.fixture(scope="module")

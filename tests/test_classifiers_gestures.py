@@ -15,6 +15,7 @@ from hrc_fl.cli import main as cli_main
 from hrc_fl.data import assets
 from hrc_fl.data.datasets import OPEN_PALM_PHOTOS, load_hand_pose, photo_path
 from hrc_fl.perception import gesture_protocol as protocol
+from hrc_fl.perception.arm_signal_classifier import ArmSignalClassifier
 from hrc_fl.perception.gesture_classifier import (
     GESTURE_NAMES,
     HRC_FROM_HANDPOSE,
@@ -34,13 +35,7 @@ from hrc_fl.perception.hand_features import (
 )
 from hrc_fl.perception.landmark_mlp_numpy import read_meta
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _assets_built():
-    try:
-        assets.require_assets()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+pytestmark = pytest.mark.usefixtures("assets_built")
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +379,6 @@ def test_one_train_command_trains_both_and_saves_models_that_reproduce_their_rep
 
     # Assert: both classifiers trained by the one command (shared MLP and loop)
     assert rc == 0
-    from hrc_fl.perception.arm_signal_classifier import ArmSignalClassifier
 
     assert ArmSignalClassifier.load(tmp_path / "arm_signal_classifier.safetensors").meta["hidden"] == 128
     assert json.loads((tmp_path / "arm_signals_metrics.json").read_text())["epochs"] == 20

@@ -26,19 +26,14 @@ from hrc_fl.perception.gesture_classifier import GestureClassifier
 from hrc_fl.perception.gesture_protocol import split_by_recording
 from hrc_fl.perception.hand_features import normalise_hands
 from hrc_fl.perception.landmark_mlp import load_model, predict_proba, stratified_split
-from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP
+from hrc_fl.perception.landmark_mlp_numpy import NumpyLandmarkMLP, thresholded_class
 
 REPO = Path(__file__).resolve().parent.parent
 # float32 on both sides; only the summation order of the matrix products differs
 RTOL, ATOL = 1e-5, 5e-6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _assets_built():
-    try:
-        assets.require_assets()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+pytestmark = pytest.mark.usefixtures("assets_built")
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +138,7 @@ def test_mismatched_weights_are_rejected(tmp_path):
 # A fresh interpreter that builds the real node (rclpy, MediaPipe, classifier), classifies one sample
 # through the node's classifier and reports whether torch got imported anywhere on the way.
 _NODE_SCRIPT = """
+import operator
 import sys
 import numpy as np
 import rclpy
@@ -151,7 +147,7 @@ assert "torch" not in sys.modules, "importing the node module imported torch"
 rclpy.init()
 node = mod.{cls}()
 try:
-    clf = getattr(node, "{attr}")
+    clf = operator.attrgetter("{attr}")(node)
     proba = {call}
     assert np.isclose(np.sum(proba), 1.0, atol=1e-5), proba
 finally:
@@ -167,7 +163,7 @@ print("TORCH_IMPORTED", "torch" in sys.modules, sorted(m for m in sys.modules if
 @pytest.mark.parametrize("module, cls, attr, call", [
     ("hands", "HandsNode", "classifier",
      "clf.predict_proba(np.random.default_rng(0).uniform(0.3, 0.7, (21, 2)), 'Right')"),
-    ("pose", "PoseNode", "arm_classifier",
+    ("pose", "PoseNode", "bodies.arm_classifier",
      "clf.predict_proba(np.random.default_rng(0).uniform(0.3, 0.7, (33, 2)), np.ones(33))"),
 ])
 def test_node_module_and_node_start_do_not_import_torch(module, cls, attr, call):
@@ -186,8 +182,6 @@ def test_node_module_and_node_start_do_not_import_torch(module, cls, attr, call)
 
 def test_thresholded_class_falls_back_to_none_and_ignores_non_finite() -> None:
     import numpy as np
-
-    from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
 
     assert thresholded_class(np.array([0.1, 0.7, 0.2]), 0.5) == (1, 0.7)
     # below the threshold: class 0 (NONE) with the probability the classifier gave NONE, not the best one's

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 
 from hrc_fl import setup_assets as builder
+from hrc_fl.commands import setup_assets as command
 from hrc_fl.data import assets, datasets
+from hrc_fl.perception import gesture_protocol, hand_features
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _assets_built():
-    try:
-        assets.require_assets()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+pytestmark = pytest.mark.usefixtures("assets_built")
 
 
 def test_watch_data_has_ten_subjects_and_six_channels():
@@ -147,8 +145,6 @@ def test_manifest_detects_changed_file_and_changed_recipe(tmp_path, monkeypatch)
 
 def test_gesture_classifier_is_rebuilt_when_the_feature_layout_or_protocol_code_changes(monkeypatch):
     # Prepare: the built cache's manifest, valid for the current code
-    from hrc_fl.perception import gesture_protocol, hand_features
-
     manifest = json.loads(assets.manifest_path().read_text())
 
     def gesture_item() -> assets.Item:
@@ -174,7 +170,6 @@ def test_missing_registry_client_is_one_clear_line(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("PATH", str(tmp_path))
     item = assets.Item("needs_npm", ("assets/x",), "r", lambda dl, log: dl.npm_pose())
     monkeypatch.setattr(builder, "items", lambda: [item])
-    from hrc_fl.commands import setup_assets as command
 
     # Execute
     rc = command.run(argparse.Namespace(force=False))
@@ -187,10 +182,6 @@ def test_missing_registry_client_is_one_clear_line(tmp_path, monkeypatch, capsys
 
 def test_photo_build_copies_every_listed_photo_from_its_package(tmp_path, monkeypatch):
     # Prepare: a stand-in opencv-doc .deb whose members hold their own names, an empty cache
-    import subprocess
-
-    import matplotlib
-
     root = tmp_path / "deb"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN/control").write_text("Package: opencv-doc\nVersion: 1\nArchitecture: all\n"

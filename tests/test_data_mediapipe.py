@@ -12,13 +12,7 @@ from mediapipe.tasks.python import BaseOptions, vision
 from hrc_fl.data import assets
 from hrc_fl.data.datasets import PEOPLE_PHOTOS, photo_path
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _assets_built():
-    try:
-        assets.require_assets()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+pytestmark = pytest.mark.usefixtures("assets_built")
 
 
 def _image(name: str) -> mp.Image:

@@ -7,17 +7,14 @@ import pytest
 import torch
 
 from hrc_fl.federated import split, training
+from hrc_fl.federated.compression import ErrorFeedbackCompressor
+from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
 from hrc_fl.federated.simulator import ArrayLoader
-from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
+from hrc_fl.federated.strategy_config import make_strategy
+from hrc_fl.federated.update import ClientUpdate, difference
+from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # tiny models on a shared 2-core machine: more intra-op threads only add contention
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(seed: int = 0) -> IntentionModel:
@@ -160,12 +157,6 @@ def test_train_local_validates_arguments():
 
 
 def test_an_update_that_tries_to_move_input_std_changes_nothing_on_any_workstation():
-    from hrc_fl.federated.compression import ErrorFeedbackCompressor
-    from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
-    from hrc_fl.federated.strategy_config import make_strategy
-    from hrc_fl.federated.update import ClientUpdate, difference
-    from hrc_fl.intention.model import SHARED_PREFIXES
-
     # Prepare: two workstations with their own IMU normalisation, and the aggregator's global encoders
     stations = [_model(), _model()]
     for i, model in enumerate(stations):

@@ -9,18 +9,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from hrc_fl.federated import split, training
-from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
+from hrc_fl.federated.simulator import ArrayLoader, ClientData, FeatureLoader, MethodSpec, Simulator
 from hrc_fl.federated.strategies import FedAvg
 from hrc_fl.federated.training import PseudoLabelConfig
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _FixedLogits(nn.Module):
@@ -73,8 +67,6 @@ def test_pseudo_labelling_restores_train_mode_and_strong_view_keeps_other_inputs
 
 
 def _loader(x: np.ndarray, y: np.ndarray):
-    from hrc_fl.federated.simulator import ArrayLoader
-
     return ArrayLoader(x, y, batch_size=8, shuffle=True, seed=1)
 
 
@@ -93,8 +85,6 @@ def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _train(threshold: float | None) -> tuple[dict[str, np.ndarray], training.TrainResult]:
-    from hrc_fl.federated.simulator import FeatureLoader
-
     x, y = _toy(24, 0)
     unlabelled, _ = _toy(48, 1)
     model = _factory(0)
@@ -213,8 +203,6 @@ def test_local_with_pseudo_labels_is_reproducible_and_sends_nothing():
 
 @pytest.mark.parametrize("in_head", [False, True])
 def test_fedrep_head_phase_uses_pseudo_labels_only_when_asked(in_head):
-    from hrc_fl.federated.simulator import FeatureLoader
-
     x, y = _toy(24, 0)
     unlabelled, _ = _toy(48, 1)
     prefixes = ("encoders.",)

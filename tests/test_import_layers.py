@@ -24,7 +24,7 @@ PACKAGE = "hrc_fl"
 #: that share a layer are independent of each other. An entry is a package or a module; a module belongs to
 #: the longest entry that names it or a package above it (the package itself, ``hrc_fl``, only by its name).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("hrc_fl", "hrc_fl.paths"),
+    ("hrc_fl", "hrc_fl.paths", "hrc_fl.training_loop"),
     ("hrc_fl.data",),
     ("hrc_fl.perception", "hrc_fl.wearable", "hrc_fl.safety", "hrc_fl.intention"),
     ("hrc_fl.federated", "hrc_fl.sim", "hrc_fl.viz", "hrc_fl.tools", "hrc_fl.setup_assets"),

@@ -20,14 +20,7 @@ from hrc_fl.intention.model import (
 from hrc_fl.intention.training import Samples, evaluate, fit_imu_normalisation, train_model
 from hrc_fl.intention.windows import STANDARD_GRAVITY_MS2, WindowSpec, imu_to_si, make_split
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # two intra-op threads on a busy 2-core machine spin-wait: a 3 s training took minutes
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(seed: int = 0, **kw) -> IntentionModel:

@@ -4,12 +4,15 @@ calibration and the monocular body localisation."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
 
+from hrc_fl.paths import config_file
+from hrc_fl.perception.arm_signal_classifier import ArmSignalClassifier
 from hrc_fl.perception.body_localisation import (
     LEFT_HIP,
     LEFT_SHOULDER,
@@ -18,19 +21,24 @@ from hrc_fl.perception.body_localisation import (
     BodyScale,
     CameraExtrinsics,
     DepthEstimate,
+    DepthImageModel,
     PinholeIntrinsics,
     hip_depth_from_depth_image,
     locate_body,
     monocular_hip_depth,
     rotation_from_rpy,
 )
+from hrc_fl.perception.body_pipeline import BodyPipeline
 from hrc_fl.perception.body_tracker import BodyTracker
 from hrc_fl.perception.camera_sources import (
+    CameraCalibration,
     ImageListSource,
     ReopeningSource,
     SourceError,
+    VideoFileSource,
     fit_frame,
     load_calibration,
+    open_source,
     parse_source,
 )
 from hrc_fl.perception.debounce import CommandDebouncer
@@ -41,8 +49,11 @@ from hrc_fl.perception.image_decoding import (
     ImageLimits,
     ImageTooLargeError,
     UnsupportedEncodingError,
+    decode_depth_image,
     decode_raw_image,
 )
+from hrc_fl.perception.latest_worker import LatestOnlyWorker
+from hrc_fl.perception.mediapipe_pose import DetectedPose
 from hrc_fl.perception.mediapipe_runner import (
     HAND_LANDMARKER,
     POSE_LANDMARKER,
@@ -51,7 +62,8 @@ from hrc_fl.perception.mediapipe_runner import (
     VideoModeRunner,
     open_video_landmarker,
 )
-from hrc_fl.perception.one_euro import OneEuroFilter
+from hrc_fl.perception.one_euro import OneEuroFilter, OneEuroFilterBank
+from hrc_fl.perception.scene_cut import SceneCutDetector
 
 # ---------------------------------------------------------------- One Euro
 
@@ -364,7 +376,6 @@ def test_calibration_rejects_wrong_matrix_size(tmp_path):
 
 
 def test_packaged_camera_info_loads():
-    from hrc_fl.paths import config_file
 
     cal = load_calibration(config_file("camera_info.yaml"))
     assert cal.width_px > 0 and cal.fx > 0
@@ -461,9 +472,7 @@ def test_extrinsics_validation_and_rpy():
 
 
 def test_latest_worker_drops_stale_items_and_processes_newest():
-    import threading
 
-    from hrc_fl.perception.latest_worker import LatestOnlyWorker
 
     gate = threading.Event()
     seen: list[int] = []
@@ -495,7 +504,6 @@ def test_latest_worker_drops_stale_items_and_processes_newest():
 
 
 def test_scene_cut_detector_flags_content_and_size_changes():
-    from hrc_fl.perception.scene_cut import SceneCutDetector
 
     rng = np.random.default_rng(3)
     a = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 48, axis=0).repeat(3, axis=2)
@@ -514,27 +522,34 @@ def test_image_list_source_holds_each_still(tmp_path):
     assert [int(source.read()[0, 0, 0]) for _ in range(7)] == [0, 0, 0, 100, 100, 100, 0]
 
 
-def test_depth_image_message_conversion_and_rejection():
-    from sensor_msgs.msg import Image
-
-    from hrc_fl.nodes.pose import _depth_image_m
-    from hrc_fl.perception.image_decoding import ImageError
-
+def test_depth_image_conversion_and_rejection_under_the_colour_frames_limits():
+    # Prepare / Execute / Assert: millimetres and metres, either byte order, padded rows
     mm = np.array([[1000, 2000], [0, 1500]], dtype="<u2")
-    msg = Image(height=2, width=2, encoding="16UC1", step=4, data=mm.tobytes())
-    assert np.allclose(_depth_image_m(msg), mm / 1000.0)
+    assert np.allclose(decode_depth_image(height=2, width=2, encoding="16UC1", step=4, data=mm.tobytes()), mm / 1000.0)
+    big = mm.astype(">u2")
+    assert np.allclose(decode_depth_image(height=2, width=2, encoding="16UC1", step=4, data=big.tobytes(),
+                                          is_bigendian=1), mm / 1000.0)
+    padded = np.zeros((2, 6), np.uint8)
+    padded[:, :4] = mm.view(np.uint8).reshape(2, 4)
+    assert np.allclose(decode_depth_image(height=2, width=2, encoding="mono16", step=6, data=padded.tobytes()),
+                       mm / 1000.0)
     metres = np.array([[1.25, np.nan]], dtype="<f4")
-    msg = Image(height=1, width=2, encoding="32FC1", step=8, data=metres.tobytes())
-    out = _depth_image_m(msg)
-    assert out[0, 0] == pytest.approx(1.25) and np.isnan(out[0, 1])
-    with pytest.raises(ImageError, match="encoding"):
-        _depth_image_m(Image(height=1, width=1, encoding="rgb8", step=3, data=b"abc"))
-    with pytest.raises(ImageError, match="bytes"):
-        _depth_image_m(Image(height=2, width=2, encoding="16UC1", step=4, data=b"12"))
+    out = decode_depth_image(height=1, width=2, encoding="32FC1", step=8, data=metres.tobytes())
+    assert out.dtype == np.float32 and out[0, 0] == pytest.approx(1.25) and np.isnan(out[0, 1])
+    with pytest.raises(UnsupportedEncodingError, match="encoding"):
+        decode_depth_image(height=1, width=1, encoding="rgb8", step=3, data=b"abc")
+    with pytest.raises(ImageDataSizeError, match="bytes"):
+        decode_depth_image(height=2, width=2, encoding="16UC1", step=4, data=b"12")
+    with pytest.raises(BadStepError):
+        decode_depth_image(height=2, width=2, encoding="32FC1", step=4, data=bytes(8))
+    limits = ImageLimits(max_width_px=8, max_height_px=8)
+    with pytest.raises(ImageTooLargeError):  # checked before the buffer is read
+        decode_depth_image(height=4, width=9, encoding="16UC1", step=18, data=bytes(1), limits=limits)
+    at_limit = decode_depth_image(height=8, width=8, encoding="16UC1", step=16, data=bytes(128), limits=limits)
+    assert at_limit.shape == (8, 8)
 
 
 def test_latest_worker_reports_handler_errors_and_keeps_going():
-    from hrc_fl.perception.latest_worker import LatestOnlyWorker
 
     errors: list[BaseException] = []
     seen: list[int] = []
@@ -559,7 +574,6 @@ def test_latest_worker_reports_handler_errors_and_keeps_going():
 
 
 def test_video_file_source_loops_and_fits_frames(tmp_path):
-    from hrc_fl.perception.camera_sources import VideoFileSource, open_source
 
     path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 60))
@@ -574,3 +588,110 @@ def test_video_file_source_loops_and_fits_frames(tmp_path):
     assert [int(f[60, 80, 0]) > 128 for f in frames] == [False, True, False, True, False]
     with pytest.raises(SourceError):
         VideoFileSource(tmp_path / "missing.avi")
+
+
+# ---------------------------------------------------------------- the pose node's per-frame pipeline
+
+# Camera 1.5 m above base_link looking along +x (optical z -> base x, optical x -> base -y).
+LOOK_ALONG_X = CameraExtrinsics(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
+                                np.array([0.0, 0.0, 1.5]))
+
+
+def _pipeline(max_missed_frames: int = 1) -> BodyPipeline:
+    return BodyPipeline(
+        tracker=BodyTracker(max_distance=0.2, max_missed_frames=max_missed_frames),
+        smoothing=OneEuroFilterBank(min_cutoff_hz=1.0, beta=0.0, derivative_cutoff_hz=1.0),
+        scale=BodyScale(0.36, 0.50, 0.1), extrinsics=LOOK_ALONG_X, depth_model=DepthImageModel(0.1, 0.05),
+        landmark_sigma_m=0.05, arm_classifier=ArmSignalClassifier.load(), arm_signal_min_confidence=0.6)
+
+
+def _detected(image: np.ndarray, world: np.ndarray, vis: np.ndarray) -> DetectedPose:
+    return DetectedPose(image.astype(np.float32), world.astype(np.float32), vis.astype(np.float32), 0.9)
+
+
+def test_body_pipeline_locates_a_body_from_the_depth_image_else_monocular():
+    # Prepare: a body 2 m in front of the camera; the depth camera sees its surface 0.1 m nearer
+    image, world, vis, cam = _synthetic_body(2.0, INTR, lateral_m=0.4)
+    truth = LOOK_ALONG_X.to_workstation(cam)
+    surface = np.full((480, 640), 1.9, np.float32)
+    pipeline = _pipeline()
+
+    # Execute
+    with_depth = pipeline.process([_detected(image, world, vis)], 10.0, INTR, surface).bodies[0]
+    monocular = pipeline.process([_detected(image, world, vis)], 10.1, INTR, None).bodies[0]
+
+    # Assert: same track; the depth image places it exactly, the monocular estimate within its 3 sigma
+    assert with_depth.body_id == monocular.body_id
+    assert with_depth.depth_used and not monocular.depth_used
+    assert np.allclose(with_depth.workstation_points_m, truth, atol=1e-4)
+    error_m = np.linalg.norm(monocular.workstation_points_m - truth, axis=1).max()
+    assert error_m <= 3 * monocular.position_uncertainty_m
+    assert with_depth.position_uncertainty_m < monocular.position_uncertainty_m
+    assert with_depth.arm_signal in (0, 1) and 0.0 <= with_depth.arm_signal_confidence <= 1.0
+
+
+def test_body_pipeline_reports_an_unlocatable_body_as_nan_and_infinitely_uncertain():
+    # Prepare: torso not visible, and a depth image without valid depth
+    image, world, vis, _ = _synthetic_body(2.0, INTR)
+    vis[[LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP]] = 0.0
+
+    # Execute
+    body = _pipeline().process([_detected(image, world, vis)], 1.0, INTR, np.zeros((480, 640))).bodies[0]
+
+    # Assert: no position, and no arm signal can be read without shoulders
+    assert np.all(np.isnan(body.workstation_points_m)) and body.position_uncertainty_m == math.inf
+    assert not body.depth_used and body.arm_signal == 0
+
+
+def test_body_pipeline_smooths_per_track_and_forgets_an_ended_track():
+    # Prepare: two bodies far apart in the image
+    left, left_world, vis, _ = _synthetic_body(2.0, INTR, lateral_m=-0.8)
+    right, right_world, _, _ = _synthetic_body(2.0, INTR, lateral_m=0.8)
+    pipeline = _pipeline(max_missed_frames=1)
+    first = pipeline.process([_detected(left, left_world, vis), _detected(right, right_world, vis)], 0.0, INTR)
+    moved = left.copy()
+    moved[:, 0] += 0.01
+
+    # Execute: the left body moves a little; then only the right body is seen for two frames
+    second = pipeline.process([_detected(moved, left_world, vis), _detected(right, right_world, vis)], 0.033, INTR)
+    pipeline.process([_detected(right, right_world, vis)], 0.066, INTR)
+    third = pipeline.process([_detected(right, right_world, vis)], 0.1, INTR)
+
+    # Assert: ids kept in detection order; the moved body lags behind its raw points (smoothed), the still one
+    # does not move; the left track ends after its grace frame and its filter goes with it
+    left_id, right_id = (b.body_id for b in first.bodies)
+    assert [b.body_id for b in second.bodies] == [left_id, right_id]
+    lagged_x = second.bodies[0].image_points[:, 0]
+    assert np.all((lagged_x > left[:, 0]) & (lagged_x < moved[:, 0]))
+    assert np.allclose(second.bodies[1].image_points, right, atol=1e-6)
+    assert third.dropped_ids == [left_id]
+    assert pipeline.smoothing.keys == [right_id]
+
+
+def test_filter_bank_keeps_one_independent_filter_per_key():
+    # Prepare
+    bank = OneEuroFilterBank(min_cutoff_hz=1.0, beta=0.0, derivative_cutoff_hz=1.0)
+    bank("a", np.zeros(3), 0.0)
+
+    # Execute
+    a = bank("a", np.ones(3), 0.1)
+    b = bank("b", np.ones(3), 0.1)
+    bank.forget("a")
+    a_again = bank("a", np.full(3, 2.0), 0.2)
+
+    # Assert: a's history smooths its step; b and a forgotten key start from their first sample
+    assert np.all((a > 0) & (a < 1)) and np.array_equal(b, np.ones(3)) and np.array_equal(a_again, np.full(3, 2.0))
+    with pytest.raises(ValueError):
+        OneEuroFilterBank(min_cutoff_hz=0.0, beta=0.0, derivative_cutoff_hz=1.0)
+
+
+def test_calibration_gives_the_pinhole_model_at_the_frame_size():
+    # Prepare: a calibration at 640x480 used for a 320x240 frame
+    calibration = CameraCalibration.nominal(640, 480, 90.0)
+
+    # Execute
+    pinhole = calibration.scaled_to(320, 240).pinhole()
+
+    # Assert: a 90 degree field of view is a focal length of half the image width
+    assert (pinhole.fx_px, pinhole.fy_px, pinhole.cx_px, pinhole.cy_px) == pytest.approx((160, 160, 160, 120))
+    assert (pinhole.width_px, pinhole.height_px) == (320, 240)

@@ -7,13 +7,29 @@ publishes frames with fresh, increasing stamps and waits for the results that ca
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from pathlib import Path
 
 import cv2
+import matplotlib.cbook
 import numpy as np
 import pytest
+import yaml
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from hrc_fl_msgs.msg import BodyPose, BodyPoseArray, HandGesture, HandLandmarks
+from sensor_msgs.msg import CameraInfo, Image
+
+from hrc_fl.data.datasets import OPEN_PALM_PHOTOS, photo_path
+from hrc_fl.nodes.camera import image_message
+from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS
+from hrc_fl.nodes.image_frames import stamp_ms
+from hrc_fl.paths import config_file
+from hrc_fl.perception.body_localisation import LEFT_HIP, RIGHT_HIP, CameraExtrinsics
+from hrc_fl.perception.gesture_classifier import GestureClassifier
+from tests.rosutil import NodeProcesses
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,11 +40,10 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(Path(__file__).resolve().parent.parent / "config" / "fastdds.xml"))
 
 MAX_IMAGE_PX = 1024  # the nodes under test reject frames beyond this (huge-image test)
+DEPTH_TOPIC = "camera/depth/image_raw"  # the pose node under test reads depth here (bad-depth test)
 
 
 def _photo(name: str) -> np.ndarray:
-    from hrc_fl.data.datasets import photo_path
-
     img = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
     assert img is not None, name
     return img
@@ -36,8 +51,6 @@ def _photo(name: str) -> np.ndarray:
 
 def _no_person_photo() -> np.ndarray:
     """A real photo without a person: matplotlib's bundled sample of a gift package."""
-    import matplotlib.cbook
-
     path = matplotlib.cbook.get_sample_data("Minduka_Present_Blue_Pack.png", asfileobj=False)
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
@@ -47,15 +60,11 @@ _clock = itertools.count(1)
 
 def _stamp():
     """Strictly increasing stamps across the module (MediaPipe VIDEO mode needs them)."""
-    from builtin_interfaces.msg import Time
-
     t_ms = int(time.time() * 1000) + next(_clock)
     return Time(sec=t_ms // 1000, nanosec=(t_ms % 1000) * 1_000_000)
 
 
 def _image(frame_bgr: np.ndarray, stamp=None):
-    from hrc_fl.nodes.camera import image_message
-
     return image_message(frame_bgr, "camera_optical_frame", stamp or _stamp())
 
 
@@ -65,14 +74,13 @@ def _same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def perception_nodes(tmp_path_factory):
-    from tests.rosutil import NodeProcesses
-
     log_dir = tmp_path_factory.mktemp("perception_logs")
     procs = NodeProcesses()
     limits = {"max_image_width_px": MAX_IMAGE_PX, "max_image_height_px": MAX_IMAGE_PX}
     procs.start("hands_node", namespace="ws1", param_files=("hands.yaml",),
                 parameters={**limits, "command_hold_frames": 3}, log_dir=log_dir)
-    procs.start("pose_node", namespace="ws1", param_files=("pose.yaml",), parameters=limits, log_dir=log_dir)
+    procs.start("pose_node", namespace="ws1", param_files=("pose.yaml",),
+                parameters={**limits, "depth_topic": DEPTH_TOPIC}, log_dir=log_dir)
     try:
         yield {"hands": log_dir / "ws1_hands.log", "pose": log_dir / "ws1_pose.log"}
     finally:
@@ -83,12 +91,6 @@ class Session:
     """Probe-side publishers/subscribers for one test."""
 
     def __init__(self, probe) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from hrc_fl_msgs.msg import BodyPoseArray, HandGesture, HandLandmarks
-        from sensor_msgs.msg import Image
-
-        from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS
-
         self.probe = probe
         self.image_pub = probe.publisher(Image, "/ws1/camera/image_raw", SENSOR_QOS)
         self.bodies = probe.collect(BodyPoseArray, "/ws1/humans/bodies/tracked", RESULT_QOS)
@@ -141,17 +143,12 @@ def session(perception_nodes, ros_probe):
 
 @pytest.mark.slow
 def test_open_palm_photos_give_a_stop_command(session):
-    from hrc_fl_msgs.msg import HandGesture
-
-    from hrc_fl.data.datasets import OPEN_PALM_PHOTOS
-
     for name in OPEN_PALM_PHOTOS:
         frame = _photo(name)
         session.send_until(
             frame, lambda stamp: any(_same(g.header.stamp, stamp) and g.gesture == HandGesture.STOP
                                      and g.is_command for g in session.gestures),
             what=f"a debounced STOP HandGesture for {name}", resend_s=0.15)
-    from hrc_fl.perception.gesture_classifier import GestureClassifier
 
     stops = [g for g in session.gestures if g.is_command]
     # the node's default threshold is the model's validated one
@@ -163,10 +160,6 @@ def test_open_palm_photos_give_a_stop_command(session):
 
 @pytest.mark.slow
 def test_people_photo_gives_body_pose_with_33_points(session, ros_probe):
-    from hrc_fl_msgs.msg import BodyPose
-
-    from hrc_fl.nodes.common import RESULT_QOS
-
     frame = _photo("messi5.jpg")
     stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)),
                                what="a BodyPoseArray with a body for messi5.jpg")
@@ -209,8 +202,6 @@ def test_image_without_person_gives_empty_result_and_no_error(session, perceptio
 
 def _bad_frames() -> dict[str, tuple[str, object]]:
     """kind -> (diagnostic key, message factory)."""
-    from sensor_msgs.msg import Image
-
     def raw(**fields):
         def make(stamp):
             msg = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(64 * 48 * 3))
@@ -274,10 +265,107 @@ def test_bad_frame_is_logged_once_diagnosed_and_skipped(session, perception_node
         assert "frame skipped" in lines[0]
 
 
+def _bad_depth_images() -> dict[str, tuple[str, object]]:
+    """kind -> (diagnostic key, 16UC1 depth image): beyond the node's size limit, and truncated data."""
+    wide = MAX_IMAGE_PX + 1
+    return {
+        "oversized_depth": ("depth_image_too_large",
+                            Image(height=4, width=wide, encoding="16UC1", step=2 * wide, data=bytes(8 * wide))),
+        "corrupt_depth": ("depth_bad_image_data",
+                          Image(height=480, width=640, encoding="16UC1", step=1280, data=bytes(1000))),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["oversized_depth", "corrupt_depth"])
+def test_bad_depth_image_is_logged_diagnosed_refused_and_pose_keeps_publishing(session, perception_nodes, kind):
+    # Prepare
+    key, depth = _bad_depth_images()[kind]
+    depth_pub = session.probe.publisher(Image, f"/ws1/{DEPTH_TOPIC}", SENSOR_QOS)
+    session.probe.wait_for_subscribers(depth_pub, timeout_s=30.0)
+    before = len(_log_lines(perception_nodes["pose"], key))
+    counts_before = session.diag_count("pose", key)
+
+    # Execute: the bad depth image (again while best effort loses it), then a frame with a person
+    end = time.monotonic() + 40.0
+    while session.diag_count("pose", key) <= counts_before:
+        assert time.monotonic() < end, f"no /diagnostics count for {key}"
+        depth_pub.publish(depth)
+        session.probe.spin_for(1.5)  # diagnostics come at 1 Hz
+    frame = _photo("messi5.jpg")
+    stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)),
+                               what="a BodyPoseArray with a body after the bad depth image")
+    session.probe.spin_for(1.2)  # one more diagnostics period: counts include every delivered bad image
+
+    # Assert: one line per refused image; the body is placed without it (monocular) and the node goes on
+    lines = _log_lines(perception_nodes["pose"], key)[before:]
+    assert len(lines) == session.diag_count("pose", key) - counts_before, lines
+    assert "depth image skipped" in lines[0]
+    (array,) = session.pose_for(stamp)
+    assert not any(body.depth_used for body in array.bodies)
+    assert all(np.all(np.isfinite(body.workstation_points)) for body in array.bodies)
+
+
+def _camera_info(width: int, height: int, focal_px: float, stamp) -> CameraInfo:
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.header.stamp = stamp
+    info.k = [focal_px, 0.0, width / 2.0, 0.0, focal_px, height / 2.0, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [focal_px, 0.0, width / 2.0, 0.0, 0.0, focal_px, height / 2.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def _hip_depth_m(body: BodyPose) -> float:
+    """Depth of the hip midpoint along the camera's optical axis, from the published workstation points."""
+    params = yaml.safe_load(config_file("pose.yaml").read_text())["/**/pose"]["ros__parameters"]
+    extrinsics = CameraExtrinsics.from_xyz_rpy(params["camera_xyz_m"], params["camera_rpy_rad"])
+    points_ws = np.asarray(body.workstation_points, dtype=np.float64).reshape(33, 3)
+    points_cam = (points_ws - extrinsics.translation_m) @ extrinsics.rotation  # inverse of R p + t
+    return float(points_cam[[LEFT_HIP, RIGHT_HIP], 2].mean())
+
+
+@pytest.mark.slow
+def test_camera_info_sets_the_intrinsics_and_a_bad_one_is_refused(session, perception_nodes):
+    # Prepare: the frame's nominal focal length (60 degree field of view, what the node assumes without one)
+    info_pub = session.probe.publisher(CameraInfo, "/ws1/camera/camera_info", SENSOR_QOS)
+    session.probe.wait_for_subscribers(info_pub, timeout_s=30.0)
+    frame = _photo("messi5.jpg")
+    height, width = frame.shape[:2]
+    nominal_px = (width / 2.0) / math.tan(math.radians(30.0))
+
+    def body_at(focal_px: float | None) -> BodyPose:
+        def done(stamp) -> bool:
+            if focal_px is not None:
+                info_pub.publish(_camera_info(width, height, focal_px, stamp))
+            return any(m.bodies for m in session.pose_for(stamp))
+        stamp = session.send_until(frame, done, what="a body")
+        if focal_px is not None:  # a frame after the CameraInfo surely arrived: best effort may drop some
+            info_pub.publish(_camera_info(width, height, focal_px, stamp))
+            session.probe.spin_for(0.5)
+            stamp = session.send_until(frame, lambda s: any(m.bodies for m in session.pose_for(s)), what="a body")
+        return session.pose_for(stamp)[0].bodies[0]
+
+    try:
+        # Execute: a CameraInfo with twice the nominal focal length, then a broken one (fx = 0)
+        nominal = body_at(nominal_px)
+        zoomed = body_at(2 * nominal_px)
+        counts_before = session.diag_count("pose", "bad_camera_info")
+        end = time.monotonic() + 40.0
+        while session.diag_count("pose", "bad_camera_info") <= counts_before:
+            assert time.monotonic() < end, "no /diagnostics count for bad_camera_info"
+            info_pub.publish(_camera_info(width, height, 0.0, _stamp()))
+            session.probe.spin_for(1.5)
+        after_bad = body_at(None)
+    finally:
+        body_at(nominal_px)  # leave the node as the other tests expect it
+
+    # Assert: the monocular depth scales with the focal length; the broken CameraInfo changed nothing
+    assert _hip_depth_m(zoomed) / _hip_depth_m(nominal) == pytest.approx(2.0, rel=0.05)
+    assert _hip_depth_m(after_bad) == pytest.approx(_hip_depth_m(zoomed), rel=0.05)
+
+
 @pytest.mark.slow
 def test_non_increasing_stamp_is_logged_diagnosed_and_next_frame_processed(session, perception_nodes):
-    from hrc_fl.nodes.image_frames import stamp_ms
-
     key = "non_increasing_stamp"
     frame = _photo("messi5.jpg")
     before = {node: len(_log_lines(path, key)) for node, path in perception_nodes.items()}
@@ -301,10 +389,6 @@ def test_non_increasing_stamp_is_logged_diagnosed_and_next_frame_processed(sessi
 
 @pytest.mark.slow
 def test_camera_node_publishes_frames_and_matching_camera_info(node_processes, ros_probe, tmp_path):
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from hrc_fl.nodes.common import SENSOR_QOS
-
     for i, name in enumerate(("messi5.jpg", "handSrc.jpg")):
         cv2.imwrite(str(tmp_path / f"{i}.png"), _photo(name))
     images = ros_probe.collect(Image, "/ws1/camera/image_raw", SENSOR_QOS)
@@ -328,8 +412,6 @@ def test_camera_node_publishes_frames_and_matching_camera_info(node_processes, r
 
 @pytest.mark.slow
 def test_camera_node_reports_missing_device_and_keeps_retrying(node_processes, ros_probe):
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-
     diags = ros_probe.collect(DiagnosticArray, "/diagnostics", 10)
     node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),
                          parameters={"source": "/dev/video_hrc_fl_missing", "reopen_initial_backoff_s": 0.2,
@@ -347,10 +429,6 @@ def test_camera_node_reports_missing_device_and_keeps_retrying(node_processes, r
 
 @pytest.mark.slow
 def test_camera_node_relays_a_driver_topic_with_its_own_frame_id(node_processes, ros_probe):
-    from sensor_msgs.msg import Image
-
-    from hrc_fl.nodes.common import SENSOR_QOS
-
     relayed = ros_probe.collect(Image, "/ws1/camera/image_raw", SENSOR_QOS)
     driver = ros_probe.publisher(Image, "/ws1/driver/image", SENSOR_QOS)
     node_processes.start("camera_node", namespace="ws1", param_files=("camera.yaml",),

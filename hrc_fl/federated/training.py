@@ -8,6 +8,7 @@ forms); with a :class:`PseudoLabelConfig` :func:`train_local` adds a FixMatch-st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,24 +19,12 @@ from torch.nn import functional as F
 
 from hrc_fl.federated.self_supervised import VicRegConfig, channel_std_of, vicreg_loss
 from hrc_fl.federated.split import is_shared
+from hrc_fl.training_loop import TrainResult, run_epochs
 
 Features = torch.Tensor | Mapping[str, torch.Tensor]
 Batch = tuple[Features, torch.Tensor]
 #: State-dict prefix of the self-supervised projector (personal; see hrc_fl.intention.model).
 PROJECTOR_PREFIX = "projector."
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What one call of local training did: labelled samples seen per epoch (the FedAvg weight; unlabelled
-    windows never count), optimiser steps, mean loss; with pseudo-labelling also the unlabelled windows
-    drawn and how many of them passed the confidence threshold (summed over all steps)."""
-
-    num_samples: int
-    steps: int
-    mean_loss: float
-    unlabelled_seen: int = 0
-    pseudo_labelled: int = 0
 
 
 @dataclass(frozen=True)
@@ -246,33 +235,29 @@ def train_local(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: f
         for name, param in named:
             if is_shared(name, shared_prefixes) and name in shared_reference:
                 anchors.append((param, torch.as_tensor(np.asarray(shared_reference[name]), dtype=param.dtype)))
-    model.train()
-    steps, samples, loss_sum, seen, passed = 0, 0, 0.0, 0, 0
-    for _ in range(epochs):
-        for features, labels in loader:
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(forward(model, features), labels)
-            if unlabelled_batches is not None and pseudo is not None and pseudo.weight > 0:
-                batch = next(unlabelled_batches)
-                extra, count = pseudo_label_loss(model, batch, pseudo, generator)
-                loss = loss + pseudo.weight * extra
-                seen += _batch_size(batch)
-                passed += count
-            if ssl_batches is not None and ssl is not None:
-                loss = loss + ssl.weight * vicreg_loss(model, next(ssl_batches), ssl, generator)
-            if anchors:
-                prox = sum(((p - ref) ** 2).sum() for p, ref in anchors)
-                loss = loss + 0.5 * proximal_mu * prox
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            samples += int(labels.shape[0])
-            loss_sum += float(loss.detach()) * int(labels.shape[0])
+    seen, passed = 0, 0
+
+    def batch_loss(batch: Batch) -> tuple[torch.Tensor, int]:
+        nonlocal seen, passed
+        features, labels = batch
+        loss = F.cross_entropy(forward(model, features), labels)
+        if unlabelled_batches is not None and pseudo is not None and pseudo.weight > 0:
+            unlabelled_batch = next(unlabelled_batches)
+            extra, count = pseudo_label_loss(model, unlabelled_batch, pseudo, generator)
+            loss = loss + pseudo.weight * extra
+            seen += _batch_size(unlabelled_batch)
+            passed += count
+        if ssl_batches is not None and ssl is not None:
+            loss = loss + ssl.weight * vicreg_loss(model, next(ssl_batches), ssl, generator)
+        if anchors:
+            prox = sum(((p - ref) ** 2).sum() for p, ref in anchors)
+            loss = loss + 0.5 * proximal_mu * prox
+        return loss, int(labels.shape[0])
+
+    result = run_epochs(model, optimizer, epochs=epochs, batches=lambda: loader, batch_loss=batch_loss)
     for name, param in model.named_parameters():
         param.requires_grad_(previous_flags[name])
-    per_epoch = samples // epochs if epochs else 0
-    return TrainResult(num_samples=per_epoch, steps=steps, mean_loss=loss_sum / samples if samples else 0.0,
-                       unlabelled_seen=seen, pseudo_labelled=passed)
+    return dataclasses.replace(result, unlabelled_seen=seen, pseudo_labelled=passed)
 
 
 def predict(model: nn.Module, loader: Iterable[Batch]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from sklearn.metrics import f1_score
 from torch import Tensor, nn
 
 from hrc_fl.intention.model import MODALITIES, IntentionModel, is_shared_key
+from hrc_fl.training_loop import TrainResult, run_epochs
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,6 @@ class Samples:
         return out
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    epochs: int
-    final_loss: float
-    num_samples: int
-
-
 def fit_imu_normalisation(model: IntentionModel, imu: np.ndarray) -> None:
     """Set the IMU encoder's input mean/std from training windows (N, T, 6)."""
     flat = imu.reshape(-1, imu.shape[-1]).astype(np.float64)
@@ -94,23 +88,17 @@ def train_model(model: IntentionModel, data: Samples, *, epochs: int, lr: float 
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model.train()
     y_all = torch.from_numpy(data.y.astype(np.int64))
-    loss_value = float("nan")
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        for idx in _batches(len(data), batch_size, rng):
-            t = data.tensors(idx)
-            optimizer.zero_grad()
-            logits = model(t["imu"], t["hands"], t["pose"], present=t["present"])
-            loss = loss_fn(logits, y_all[idx])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        loss_value = total / max(count, 1)
+
+    def batch_loss(idx: np.ndarray) -> tuple[Tensor, int]:
+        t = data.tensors(idx)
+        logits = model(t["imu"], t["hands"], t["pose"], present=t["present"])
+        return loss_fn(logits, y_all[idx]), len(idx)
+
+    result = run_epochs(model, optimizer, epochs=epochs, batches=lambda: _batches(len(data), batch_size, rng),
+                        batch_loss=batch_loss)
     model.eval()
-    return TrainResult(epochs=epochs, final_loss=loss_value, num_samples=len(data))
+    return result
 
 
 @torch.no_grad()

@@ -183,6 +183,42 @@ def hip_depth_from_depth_image(image_points: np.ndarray, visibility: np.ndarray,
 
 
 @dataclass(frozen=True)
+class DepthImageModel:
+    """How a registered depth image is read: ``body_offset_m`` from the seen body surface to the skeleton
+    and the camera's 1-sigma depth error ``sigma_m`` at working range, metres."""
+
+    body_offset_m: float
+    sigma_m: float
+
+    def __post_init__(self) -> None:
+        if not (self.body_offset_m >= 0 and self.sigma_m > 0):
+            raise ValueError("depth body offset must be >= 0 and its sigma positive")
+
+
+def hip_depth(image_points: np.ndarray, world_points_m: np.ndarray, visibility: np.ndarray,
+              intrinsics: PinholeIntrinsics, scale: BodyScale, depth_image_m: np.ndarray | None,
+              depth_model: DepthImageModel) -> tuple[DepthEstimate | None, bool]:
+    """(hip-centre depth, whether the depth image gave it): the depth image where it has valid depth at
+    the visible torso, else the monocular estimate; (None, False) when neither works."""
+    if depth_image_m is not None:
+        measured = hip_depth_from_depth_image(image_points, visibility, depth_image_m,
+                                              body_offset_m=depth_model.body_offset_m,
+                                              sigma_m=depth_model.sigma_m, min_visibility=scale.min_visibility)
+        if measured is not None:
+            return measured, True
+    return monocular_hip_depth(image_points, world_points_m, visibility, intrinsics, scale), False
+
+
+def torso_centroid(image_points: np.ndarray, visibility: np.ndarray) -> np.ndarray:
+    """(2,) visibility-weighted mean of the torso keypoints in normalised image coordinates (what the
+    tracker associates across frames)."""
+    vis = np.asarray(visibility)[list(TORSO)]
+    pts = np.asarray(image_points)[list(TORSO), :2]
+    weights = np.clip(vis, 1e-3, None)
+    return (pts * weights[:, None]).sum(0) / weights.sum()
+
+
+@dataclass(frozen=True)
 class WorkstationBody:
     """Keypoints in the workstation frame (33, 3) metres (NaN where not computable) and their 1-sigma
     position uncertainty (metres, one value for the body)."""

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import yaml
 
+from hrc_fl.perception.body_localisation import PinholeIntrinsics
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
 
@@ -331,6 +333,10 @@ class CameraCalibration:
     @property
     def cy(self) -> float:
         return self.k[5]
+
+    def pinhole(self) -> PinholeIntrinsics:
+        """The camera matrix as the pinhole model body localisation uses (distortion ignored)."""
+        return PinholeIntrinsics(self.fx, self.fy, self.cx, self.cy, self.width_px, self.height_px)
 
     def scaled_to(self, width_px: int, height_px: int) -> CameraCalibration:
         """The same camera at another resolution (intrinsics scaled per axis)."""

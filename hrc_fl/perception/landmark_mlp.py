@@ -8,15 +8,17 @@ the two forward passes in step when the architecture changes (a test compares th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from hrc_fl.data.atomic_io import atomic_write_bytes, atomic_write_text
 from hrc_fl.perception.landmark_mlp_numpy import read_meta
+from hrc_fl.training_loop import run_epochs
 
 
 class LandmarkMLP(nn.Module):
@@ -68,20 +70,22 @@ def _train(epoch_data: EpochData, raw: np.ndarray, labels: np.ndarray, *, in_dim
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss()
+
+    def batches() -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = epoch_data(raw, labels, rng)  # a fresh augmentation every epoch
+        x_all = torch.as_tensor(x, dtype=torch.float32)
+        y_all = torch.as_tensor(y, dtype=torch.long)
+        order = torch.as_tensor(rng.permutation(len(raw)))
+        for start in range(0, len(raw), batch_size):
+            idx = order[start:start + batch_size]
+            yield x_all[idx], y_all[idx]
+
+    def batch_loss(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        x, y = batch
+        return loss_fn(model(x), y), len(y)
+
     with torch.inference_mode(False):
-        for _ in range(epochs):
-            model.train()
-            x, y = epoch_data(raw, labels, rng)
-            x_all = torch.as_tensor(x, dtype=torch.float32)
-            y_all = torch.as_tensor(y, dtype=torch.long)
-            order = torch.as_tensor(rng.permutation(len(raw)))
-            for start in range(0, len(raw), batch_size):
-                idx = order[start:start + batch_size]
-                opt.zero_grad()
-                loss = loss_fn(model(x_all[idx]), y_all[idx])
-                loss.backward()
-                opt.step()
-            sched.step()
+        run_epochs(model, opt, epochs=epochs, batches=batches, batch_loss=batch_loss, after_epoch=sched.step)
     model.eval()
     return model
 
@@ -109,8 +113,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 def save_model(weights_path: Path, model: LandmarkMLP, meta: dict) -> None:
     """Weights as safetensors + ``<name>.json`` meta next to them, both written atomically."""
-    from safetensors.torch import save
-
     meta = {**meta, "in_dim": model.in_dim, "num_classes": model.num_classes, "hidden": model.hidden}
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(weights_path, save(state, metadata={"format": "pt"}))
@@ -119,8 +121,6 @@ def save_model(weights_path: Path, model: LandmarkMLP, meta: dict) -> None:
 
 def load_model(weights_path: Path) -> tuple[LandmarkMLP, dict]:
     """Model and meta saved by :func:`save_model`; ValueError on a mismatched file."""
-    from safetensors.torch import load_file
-
     meta_path = Path(weights_path).with_suffix(".json")
     meta = read_meta(weights_path)
     model = LandmarkMLP(int(meta["in_dim"]), int(meta["num_classes"]), int(meta["hidden"]))
@@ -149,6 +149,8 @@ def per_class_f1(cm: np.ndarray) -> np.ndarray:
 
 def write_report(out_dir: Path, name: str, cm: np.ndarray, class_names: Sequence[str], metrics: dict) -> None:
     """``<name>_metrics.json``, ``<name>_confusion.csv`` and ``<name>_confusion.png`` in ``out_dir``."""
+    # here, not at the top: matplotlib with pyplot costs 0.7 s of import (measured, loaded machine) that
+    # every importer of this module (training commands, tests) would pay for a report written once
     import matplotlib
 
     matplotlib.use("Agg")

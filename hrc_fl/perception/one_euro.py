@@ -68,3 +68,27 @@ class OneEuroFilter:
         self._dx = np.where(np.isfinite(dx_hat), dx_hat, 0.0)
         self._t_s = t_s
         return x_hat.copy()
+
+
+class OneEuroFilterBank:
+    """One :class:`OneEuroFilter` per key (a tracked body's id), all with the same settings; a key's
+    filter is created on its first sample and dropped by :meth:`forget` (its track ended)."""
+
+    def __init__(self, *, min_cutoff_hz: float, beta: float, derivative_cutoff_hz: float) -> None:
+        OneEuroFilter(min_cutoff_hz=min_cutoff_hz, beta=beta, derivative_cutoff_hz=derivative_cutoff_hz)  # validates
+        self._settings = {"min_cutoff_hz": min_cutoff_hz, "beta": beta, "derivative_cutoff_hz": derivative_cutoff_hz}
+        self._filters: dict[str, OneEuroFilter] = {}
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._filters)
+
+    def __call__(self, key: str, x: np.ndarray, t_s: float) -> np.ndarray:
+        """Filter ``key``'s sample ``x`` taken at ``t_s`` (seconds)."""
+        filt = self._filters.get(key)
+        if filt is None:
+            filt = self._filters[key] = OneEuroFilter(**self._settings)
+        return filt(x, t_s)
+
+    def forget(self, key: str) -> None:
+        self._filters.pop(key, None)
