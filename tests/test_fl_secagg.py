@@ -395,11 +395,29 @@ def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominat
     assert dp.accountant.history == []  # nothing released, nothing spent
 
 
-def test_fedml_transport_refuses_to_run_a_secure_config_in_the_clear(tmp_path):
-    from hrc_fl.federated.fedml_adapter import fedml_init
+def test_a_workstation_refuses_a_secure_round_announced_without_its_settings(tmp_path):
+    from hrc_fl.federated.fedml_adapter import secure_round_params
     from hrc_fl.federated.fl_config import parse_config
 
+    # Prepare: the packaged federation (3 workstations) with secure aggregation on
     data = _packaged_config(secure_aggregation={"enabled": True},
                             strategy={"name": "fedavg", "max_update_norm": 10.0})
-    with pytest.raises(ValueError, match="does not run secure aggregation yet"):
-        fedml_init(parse_config(data, tmp_path), 0)
+    config = parse_config(data, tmp_path)
+    clients = [config.nodes[r].name for r in config.client_ranks]
+    good = secagg.RoundParams.announce(4, clients, config.secure_aggregation, 10.0)
+    # Execute / Assert: the aggregator's own announcement is taken
+    assert secure_round_params(config, "ws1", 4, secagg.encode_params(good)).round_id == good.round_id
+    # no announcement: the workstation would otherwise send a readable update
+    with pytest.raises(ValueError, match="no secure-aggregation announcement"):
+        secure_round_params(config, "ws1", 4, b"")
+    # another round, a lowered threshold, a wider clip bound, a client list without it: refused
+    with pytest.raises(ValueError, match="not for round 5"):
+        secure_round_params(config, "ws1", 5, secagg.encode_params(good))
+    weaker = dataclasses.replace(config.secure_aggregation, threshold=2, neighbours=2, scale=2.0 ** 10)
+    for params in (secagg.RoundParams.announce(4, clients, weaker, 10.0),
+                   secagg.RoundParams.announce(4, clients, config.secure_aggregation, 20.0)):
+        with pytest.raises(ValueError, match="differ from this federation's configuration"):
+            secure_round_params(config, "ws1", 4, secagg.encode_params(params))
+    others = secagg.RoundParams.announce(4, ["ws2", "ws3"], dataclasses.replace(config.secure_aggregation), 10.0)
+    with pytest.raises(ValueError, match="not among the round's clients"):
+        secure_round_params(config, "ws1", 4, secagg.encode_params(others))

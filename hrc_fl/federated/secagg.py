@@ -86,6 +86,8 @@ class SecAggConfig:
     masking with the round still completing (needs k - max_dropouts >= t); ``ring_bits``: the modular ring
     Z_{2^ring_bits}; ``scale``: ring units per unit of update (fixed point); each coordinate is clipped to
     ``clip_norm`` (the client's L2 clip bound), so N * clip_norm * scale must stay below 2^(ring_bits - 1).
+    ``phase_timeout_s``: how long the aggregator waits for the answers of each phase after the adverts
+    (shares, share checks, masked inputs, unmask answers) before it goes on without the silent clients.
     """
 
     enabled: bool = False
@@ -94,6 +96,7 @@ class SecAggConfig:
     max_dropouts: int = 0
     ring_bits: int = 32
     scale: float = 2.0 ** 20
+    phase_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.neighbours < 0 or self.threshold < 0 or self.max_dropouts < 0:
@@ -102,6 +105,8 @@ class SecAggConfig:
             raise ValueError(f"secure_aggregation.ring_bits must be in [16, 64], got {self.ring_bits}")
         if not self.scale > 0 or not math.isfinite(self.scale):
             raise ValueError(f"secure_aggregation.scale must be a positive number, got {self.scale}")
+        if not self.phase_timeout_s > 0:
+            raise ValueError(f"secure_aggregation.phase_timeout_s must be > 0, got {self.phase_timeout_s}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object] | None) -> SecAggConfig:
