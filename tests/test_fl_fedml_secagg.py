@@ -6,6 +6,7 @@ and the next one runs; forged adverts, corrupt shares and replayed messages are 
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -288,3 +289,49 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
     corrupt = [m for m in warnings if "ws6 excluded before masking" in m and "authentication failed" in m]
     assert len(forged) == 1 and len(corrupt) == 1, warnings
     assert not [s for s in statuses if s.state == "failed"]
+
+
+def test_real_fedml_processes_run_secure_rounds_and_a_restarted_aggregator_aborts_the_half_done_round(tmp_path):
+    from hrc_fl.federated.registry import ModelRegistry
+    from tests.fl_fedml_harness import FederationRun
+
+    # Prepare: the aggregator and two FedML client processes (ws1 + ws2 as threads of one, ws3 slow on its own)
+    run = FederationRun(tmp_path, ["ws1", "ws2", "ws3"],
+                        rounds={"num_rounds": 3, "quorum": 3, "deadline_s": 120.0, "start_wait_s": 60.0},
+                        strategy={"name": "fedavg", "max_update_norm": 1.0}, learner_options={},
+                        sections={"secure_aggregation": {"enabled": True, "phase_timeout_s": 30.0}})
+    try:
+        # Execute: kill the aggregator in round 2 once ws1 and ws2 advertised keys, while ws3 still trains
+        run.start_aggregator("aggregator_1")
+        run.start_clients("fast", ["ws1", "ws2"])
+        run.start_client("ws3", train_delay_s=4.0)
+        for name in ("ws1", "ws2"):
+            run.wait_for_log("aggregator_1", rf"round 2: key advert from {name}", 300)
+        run.kill("aggregator_1")
+        run.start_aggregator("aggregator_2")
+        codes = {key: run.wait_exit(key, 240) for key in ("aggregator_2", "fast", "ws3")}
+    finally:
+        run.stop_all()
+
+    # Assert: every process finished; rounds 1-3 are secure sums of all three workstations
+    assert codes == {"aggregator_2": 0, "fast": 0, "ws3": 0}, {k: run.log_text(k)[-2000:] for k in codes}
+    registry = ModelRegistry(Path(run.config["federation"]["state_dir"]))
+    assert registry.versions() == ["v00000", "v00001", "v00002", "v00003"]
+    for version in registry.versions()[1:]:
+        meta = registry.load(version).meta
+        assert meta["rule"] == "secure_sum" and meta["accepted"] == ["ws1", "ws2", "ws3"], meta
+    # the restarted aggregator opened round 2 afresh (a new round id; it has no keys to resume with) ...
+    first, second = run.log_text("aggregator_1"), run.log_text("aggregator_2")
+    assert "round 1 closed" in first and "round 2 closed" not in first
+    assert "resuming from checkpoint: round 1 completed" in second and "round 2 opened" in second
+    # ws3's advert for the aborted round reached the new aggregator and did not count
+    assert re.search(r"(ignored secure-aggregation advert from ws3 for round 2|refused advert from ws3: .*replayed)",
+                     second), second[-3000:]
+    # ... and the workstations dropped the half-done round and trained round 2 again under the new id
+    assert run.log_text("fast").count("client ws1 training round 2") == 2
+    # the state holds models and the checkpoint only: no keys, seeds, shares or masked vectors
+    state = Path(run.config["federation"]["state_dir"])
+    assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*") if p.is_file()) == [
+        "checkpoint.json", *(f"models/{v}.safetensors" for v in registry.versions())]
+    for key in ("aggregator_1", "aggregator_2", "fast", "ws3"):
+        assert "Traceback" not in run.log_text(key), run.log_text(key)[-3000:]

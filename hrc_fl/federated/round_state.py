@@ -375,6 +375,8 @@ class RoundState:
         if phase == ADVERT:
             sec.advertised.add(rank)
             self.missed.discard(rank)
+            LOG.info("round %d: key advert from %s (%d/%d)", current.index, name, len(sec.advertised),
+                     len(current.selected))
             return [Audit(current.index, name, (), "secagg"), *self._maybe_close(current)]
         sec.answered.add(rank)
         return self._phase_done(current)
