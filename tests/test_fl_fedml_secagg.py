@@ -22,7 +22,7 @@ CLIP = 1.0
 SCALE = 2.0 ** 20
 
 
-def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: int, quorum: int = 2):
+def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: int, quorum: int = 2, **secure):
     from hrc_fl.federated.fl_config import parse_config
 
     names = [f"ws{i}" for i in range(1, num_clients + 1)]
@@ -34,7 +34,7 @@ def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: 
             "rounds": {"num_rounds": num_rounds, "quorum": quorum, "deadline_s": 3600.0, "start_wait_s": 0.5},
             "strategy": {"name": "fedavg", "max_update_norm": CLIP},
             "secure_aggregation": {"enabled": True, "max_dropouts": max_dropouts, "scale": SCALE,
-                                   "phase_timeout_s": 2.0},
+                                   "phase_timeout_s": 2.0, **secure},
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "int8", "min_samples": 1},
             "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
                           "max_message_bytes": 4_000_000, "server_workers": 4},
@@ -168,10 +168,10 @@ def _finish(server, workstations) -> None:
     assert not server.is_alive(), "the aggregator did not finish"
 
 
-def _plain_sum(updates) -> np.ndarray:
+def _plain_sum(updates, clip: float = CLIP, scale: float = SCALE) -> np.ndarray:
     """The plain fixed-point sum, computed here: each coordinate clipped, scaled, rounded, summed as integers."""
-    ints = sum(np.rint(np.clip(u, -CLIP, CLIP) * SCALE).astype(np.int64) for u in updates)
-    return ints.astype(np.float64) / SCALE
+    ints = sum(np.rint(np.clip(u, -clip, clip) * scale).astype(np.int64) for u in updates)
+    return ints.astype(np.float64) / scale
 
 
 def _updates(names, rounds, seed=5):
@@ -219,7 +219,7 @@ def test_secure_rounds_over_fedml_sum_exactly_and_survive_a_drop_after_masking(t
     # no unmasked update on the aggregator's wire, in its log or in its saved state
     state_bytes = [p.read_bytes() for p in Path(config.state_dir).rglob("*") if p.is_file()]
     assert captured and state_bytes
-    log_text = caplog.text
+    log_text = caplog.text + (tmp_path / "audit.jsonl").read_text()
     for name in names:
         for r in (1, 2):
             windows = _windows(updates[name][r])
@@ -265,10 +265,10 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
         tmp_path, monkeypatch, caplog):
     from hrc_fl.federated.registry import ModelRegistry
 
-    # Prepare: 6 workstations (5 neighbours, 3 shares unmask); ws5's advert does not verify (its mask key was
-    # swapped after signing), ws6 sends a corrupt share to its first neighbour
+    # Prepare: 6 workstations (5 neighbours, 3 shares unmask) on the packed ring of 8-bit values; ws5's advert
+    # does not verify (its mask key was swapped after signing), ws6 sends a corrupt share to its first neighbour
     caplog.set_level("INFO", logger="hrc_fl")
-    config = _config(tmp_path, 6, num_rounds=1, max_dropouts=1)
+    config = _config(tmp_path, 6, num_rounds=1, max_dropouts=1, value_bits=8, value_clip=0.02)
     names = [config.nodes[r].name for r in config.client_ranks]
     updates = _updates(names, (1,))
     forge = {5: {1: "signature"}, 6: {1: "share"}}
@@ -281,7 +281,8 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
     honest = names[:4]
     latest = ModelRegistry(config.state_dir).latest()
     assert latest.version == "v00001" and latest.meta["accepted"] == honest
-    expected = np.float32(0.0) + _plain_sum([updates[n][1] for n in honest]).astype(np.float32) / np.float32(4)
+    packed = _plain_sum([updates[n][1] for n in honest], clip=0.02, scale=127 / 0.02)
+    expected = np.float32(0.0) + packed.astype(np.float32) / np.float32(4)
     np.testing.assert_array_equal(latest.tensors["encoders.w"], expected)
     # one warning line for each, saying what was wrong
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
