@@ -168,6 +168,20 @@ def _finish(server, workstations) -> None:
     assert not server.is_alive(), "the aggregator did not finish"
 
 
+def _run(tmp_path, monkeypatch, caplog, num_clients: int, rounds: tuple[int, ...], behaviour, **config_kw):
+    """A whole secure federation: each workstation ``ws<rank>`` sends fresh random updates, misbehaving as
+    ``behaviour(rank)`` (Workstation keywords) says. Returns (config, names, updates, workstations,
+    captured payloads, statuses) once every workstation got the final model."""
+    caplog.set_level("INFO", logger="hrc_fl")
+    config = _config(tmp_path, num_clients, num_rounds=len(rounds), **config_kw)
+    names = [config.nodes[r].name for r in config.client_ranks]
+    updates = _updates(names, rounds)
+    server, workstations, captured, statuses = _federation(
+        tmp_path, monkeypatch, config, lambda rank: {"updates": updates[f"ws{rank}"], **behaviour(rank)})
+    _finish(server, workstations)
+    return config, names, updates, workstations, captured, statuses
+
+
 def _plain_sum(updates, clip: float = CLIP, scale: float = SCALE) -> np.ndarray:
     """The plain fixed-point sum, computed here: each coordinate clipped, scaled, rounded, summed as integers."""
     ints = sum(np.rint(np.clip(u, -clip, clip) * scale).astype(np.int64) for u in updates)
@@ -190,17 +204,11 @@ def _windows(update: np.ndarray) -> list[bytes]:
 def test_secure_rounds_over_fedml_sum_exactly_and_survive_a_drop_after_masking(tmp_path, monkeypatch, caplog):
     from hrc_fl.federated.registry import ModelRegistry
 
-    # Prepare: 5 workstations (4 neighbours each, 3 shares unmask), one dropout allowed; in round 2 ws5
-    # drops after its shares were confirmed, before it sends its masked input
-    caplog.set_level("INFO", logger="hrc_fl")
-    config = _config(tmp_path, 5, num_rounds=2, max_dropouts=1)
-    names = [config.nodes[r].name for r in config.client_ranks]
-    updates = _updates(names, (1, 2))
-    server, workstations, captured, statuses = _federation(
-        tmp_path, monkeypatch, config,
-        lambda rank: {"updates": updates[f"ws{rank}"], "stop_at": {2: "mask"} if rank == 5 else {}})
-    # Execute
-    _finish(server, workstations)
+    # Prepare + Execute: 5 workstations (4 neighbours each, 3 shares unmask), one dropout allowed; in round 2
+    # ws5 drops after its shares were confirmed, before it sends its masked input
+    config, names, updates, workstations, captured, statuses = _run(
+        tmp_path, monkeypatch, caplog, 5, (1, 2), lambda rank: {"stop_at": {2: "mask"} if rank == 5 else {}},
+        max_dropouts=1)
 
     # Assert: round 1 = the plain quantised mean of all five; round 2 = that of the four survivors
     registry = ModelRegistry(config.state_dir)
@@ -232,18 +240,12 @@ def test_too_many_drops_fail_the_round_clearly_and_the_next_round_runs_despite_a
         tmp_path, monkeypatch, caplog):
     from hrc_fl.federated.registry import ModelRegistry
 
-    # Prepare: 5 workstations, one dropout allowed; in round 1 ws4 and ws5 both drop after their shares were
-    # confirmed; in round 2 ws1 first replays its round-1 advert (a valid signature, but for the old round)
-    caplog.set_level("INFO", logger="hrc_fl")
-    config = _config(tmp_path, 5, num_rounds=2, max_dropouts=1)
-    names = [config.nodes[r].name for r in config.client_ranks]
-    updates = _updates(names, (1, 2))
-    server, workstations, _, statuses = _federation(
-        tmp_path, monkeypatch, config,
-        lambda rank: {"updates": updates[f"ws{rank}"], "stop_at": {1: "mask"} if rank >= 4 else {},
-                      "replay_in": 2 if rank == 1 else 0})
-    # Execute
-    _finish(server, workstations)
+    # Prepare + Execute: 5 workstations, one dropout allowed; in round 1 ws4 and ws5 both drop after their
+    # shares were confirmed; in round 2 ws1 first replays its round-1 advert (a valid signature, old round)
+    config, names, updates, _, _, statuses = _run(
+        tmp_path, monkeypatch, caplog, 5, (1, 2),
+        lambda rank: {"stop_at": {1: "mask"} if rank >= 4 else {}, "replay_in": 2 if rank == 1 else 0},
+        max_dropouts=1)
 
     # Assert: round 1 failed, says why, and left nothing: no model v00001, no sum released
     failed = [s for s in statuses if s.state == "failed"]
@@ -265,17 +267,13 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
         tmp_path, monkeypatch, caplog):
     from hrc_fl.federated.registry import ModelRegistry
 
-    # Prepare: 6 workstations (5 neighbours, 3 shares unmask) on the packed ring of 8-bit values; ws5's advert
-    # does not verify (its mask key was swapped after signing), ws6 sends a corrupt share to its first neighbour
-    caplog.set_level("INFO", logger="hrc_fl")
-    config = _config(tmp_path, 6, num_rounds=1, max_dropouts=1, value_bits=8, value_clip=0.02)
-    names = [config.nodes[r].name for r in config.client_ranks]
-    updates = _updates(names, (1,))
+    # Prepare + Execute: 6 workstations (5 neighbours, 3 shares unmask) on the packed ring of 8-bit values;
+    # ws5's advert does not verify (its mask key was swapped after signing), ws6 sends a corrupt share to its
+    # first neighbour
     forge = {5: {1: "signature"}, 6: {1: "share"}}
-    server, workstations, _, statuses = _federation(
-        tmp_path, monkeypatch, config, lambda rank: {"updates": updates[f"ws{rank}"], "forge": forge.get(rank)})
-    # Execute
-    _finish(server, workstations)
+    config, names, updates, _, _, statuses = _run(
+        tmp_path, monkeypatch, caplog, 6, (1,), lambda rank: {"forge": forge.get(rank)}, max_dropouts=1,
+        value_bits=8, value_clip=0.02)
 
     # Assert: the round completed with the four honest workstations' exact sum
     honest = names[:4]
