@@ -22,7 +22,8 @@ CLIP = 1.0
 SCALE = 2.0 ** 20
 
 
-def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: int, quorum: int = 2, **secure):
+def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: int, quorum: int = 2,
+            dp: dict | None = None, **secure):
     from hrc_fl.federated.fl_config import parse_config
 
     names = [f"ws{i}" for i in range(1, num_clients + 1)]
@@ -32,7 +33,7 @@ def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: 
                            "cert_dir": str(tmp_path / "certs"), "state_dir": str(tmp_path / "state")},
             # the deadline is far beyond the test's timeout: only answers and phase timeouts move a round
             "rounds": {"num_rounds": num_rounds, "quorum": quorum, "deadline_s": 3600.0, "start_wait_s": 0.5},
-            "strategy": {"name": "fedavg", "max_update_norm": CLIP},
+            "strategy": {"name": "fedavg", "max_update_norm": CLIP, **({"dp": dp} if dp else {})},
             "secure_aggregation": {"enabled": True, "max_dropouts": max_dropouts, "scale": SCALE,
                                    "phase_timeout_s": 2.0, **secure},
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "int8", "min_samples": 1},
@@ -288,6 +289,25 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
     corrupt = [m for m in warnings if "ws6 excluded before masking" in m and "authentication failed" in m]
     assert len(forged) == 1 and len(corrupt) == 1, warnings
     assert not [s for s in statuses if s.state == "failed"]
+
+
+def test_central_dp_noise_goes_on_the_unmasked_sum_with_the_fixed_denominator_and_is_accounted(
+        tmp_path, monkeypatch, caplog):
+    from hrc_fl.federated.registry import ModelRegistry
+
+    # Prepare + Execute: 3 workstations, DP with a fixed denominator of 4 (one more than the configured 3)
+    dp = {"clip_norm": CLIP, "noise_multiplier": 0.5, "delta": 1e-5, "expected_clients": 4}
+    config, names, updates, _, _, statuses = _run(tmp_path, monkeypatch, caplog, 3, (1,), lambda rank: {},
+                                                  max_dropouts=0, dp=dp)
+
+    # Assert: the model is the exact sum over the fixed denominator plus Gaussian noise of std z C / m
+    latest = ModelRegistry(config.state_dir).latest()
+    residual = latest.tensors["encoders.w"].astype(np.float64) - _plain_sum([updates[n][1] for n in names]) / 4
+    assert abs(np.std(residual) / (0.5 * CLIP / 4) - 1.0) < 0.15 and abs(np.mean(residual)) < 0.02
+    # the accountant took its step: epsilon reported and saved with the checkpoint for a restart
+    done = [s for s in statuses if s.state == "done"][-1]
+    assert done.metrics["epsilon"] > 0 and latest.meta["metrics"]["dp_denominator"] == 4.0
+    assert latest.meta["strategy_state"], latest.meta
 
 
 def test_real_fedml_processes_run_secure_rounds_and_a_restarted_aggregator_aborts_the_half_done_round(tmp_path):
