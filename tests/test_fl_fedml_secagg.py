@@ -280,6 +280,7 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
     honest = names[:4]
     latest = ModelRegistry(config.state_dir).latest()
     assert latest.version == "v00001" and latest.meta["accepted"] == honest
+    assert sorted(latest.meta["rejected"]) == ["ws5", "ws6"] and "refused its share" in latest.meta["rejected"]["ws6"]
     packed = _plain_sum([updates[n][1] for n in honest], clip=0.02, scale=127 / 0.02)
     expected = np.float32(0.0) + packed.astype(np.float32) / np.float32(4)
     np.testing.assert_array_equal(latest.tensors["encoders.w"], expected)

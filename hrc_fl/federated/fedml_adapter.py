@@ -570,12 +570,13 @@ def _server_manager_class() -> type:
             tick = time.perf_counter()
             result = self.aggregator.apply_secure_sum(closed.result)
             aggregate_s = time.perf_counter() - tick
+            result.rejected.update(closed.refused)  # who was refused or excluded, with why (no values)
             version = self.registry.commit_round(closed.round, result.tensors,
                                                  round_meta(result, self.aggregator.strategy))
             LOG.info("round %d closed (%s): rule %s, survivors %s, dropped after masking %s, version %s, "
                      "open %.1f s, aggregated in %.2f s", closed.round, closed.why, result.rule,
                      list(closed.result.survivors), list(closed.result.dropped), version, closed.open_s, aggregate_s)
-            metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": 0.0,
+            metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": float(len(result.rejected)),
                        "aggregate_s": aggregate_s, "num_dropped": float(len(closed.result.dropped)),
                        "secure_aggregation": 1.0,
                        **{k: float(v) for k, v in result.metrics.items() if k in ("epsilon", "noise_std")}}

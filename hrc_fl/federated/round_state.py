@@ -128,13 +128,15 @@ class Status:
 @dataclass(frozen=True)
 class CloseSecure:
     """Apply the unmasked ``result`` (the sum of the survivors' clipped deltas) of secure round ``round``,
-    commit it, then call :meth:`RoundState.on_committed`."""
+    commit it, then call :meth:`RoundState.on_committed`. ``refused``: client name -> why it is not in the
+    sum (a refused advert or message, excluded before masking)."""
 
     round: int
     result: SecureSum
     missed: tuple[str, ...]
     why: str
     open_s: float
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -437,9 +439,10 @@ class RoundState:
                 self._closing_opened_s = current.opened_s
                 missed = tuple(sorted(self.names[r] for r in current.selected
                                       if self.names[r] not in result.survivors))
+                refused = {**{self.names[r]: why for r, why in current.refused.items()}, **server.excluded}
                 return [Status("aggregating"), CloseSecure(current.index, result, missed,
                                                            f"unmasked the sum of {len(result.survivors)} clients",
-                                                           self.clock() - current.opened_s)]
+                                                           self.clock() - current.opened_s, refused)]
             if sec.phase == ADVERT:
                 nxt, ranks = SHARES, sorted(sec.advertised)
                 requests = [SendSecAgg(r, current.index, _REQUEST[nxt],
