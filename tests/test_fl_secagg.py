@@ -475,3 +475,39 @@ def test_a_workstation_refuses_a_secure_round_announced_without_its_settings(tmp
     others = secagg.RoundParams.announce(4, ["ws2", "ws3"], dataclasses.replace(config.secure_aggregation), 10.0)
     with pytest.raises(ValueError, match="not among the round's clients"):
         secure_round_params(config, "ws1", 4, secagg.encode_params(others))
+
+
+def test_share_batches_and_unmask_answers_travel_compactly_and_malformed_ones_are_refused(pki):
+    # Prepare: a sparse round of 30 (k = 10), one client's shares and its unmask answer
+    config = SecAggConfig(enabled=True)
+    params, clients, server = _setup(pki, 30, config)
+    name = params.clients[0]
+    _share_phase(clients, server)
+    shares = server.shares_for(name)
+    # Execute
+    payload = secagg.encode_messages(shares)
+    # Assert: the same shares back, with little more than their own bytes around them
+    assert secagg.decode_messages(payload, params) == shares
+    own = sum(len(s.nonce) + len(s.ciphertext) for s in shares)
+    assert len(payload) < own + 1500, (len(payload), own)
+    updates = _updates(params.clients)
+    participants = server.participants()
+    for n in participants:
+        server.receive_masked(clients[n].masked_input(updates[n], participants))
+    answer = clients[name].unmask(server.unmask_request())
+    assert secagg.decode_message(secagg.encode_message(answer), params) == answer
+    # a batch whose columns do not fit, or whose cut points overrun the blob, is refused as malformed
+    from hrc_fl.federated import wire
+
+    body = wire.decode(payload)
+    body["receivers"] = body["receivers"][:-1]
+    with pytest.raises(SecAggError, match="malformed"):
+        secagg.decode_messages(wire.encode(body), params)
+    body = wire.decode(payload)
+    body["ciphertexts"]["sizes"] = body["ciphertexts"]["sizes"] + 1
+    with pytest.raises(SecAggError, match="malformed"):
+        secagg.decode_messages(wire.encode(body), params)
+    body = wire.decode(payload)
+    body["nonces"]["names"] = ["x"] * len(body["nonces"]["names"])
+    with pytest.raises(SecAggError, match="malformed"):
+        secagg.decode_messages(wire.encode(body), params)

@@ -287,9 +287,21 @@ def _pack(value: object) -> object:
         return np.ascontiguousarray(value.astype(value.dtype.newbyteorder("<"))).view(np.uint8).copy()
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, dict):
-        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, dict):  # name -> bytes (shares): one blob and its cut points, not an array each
+        names = sorted(value)
+        return {"names": names, "blob": np.frombuffer(b"".join(value[n] for n in names), np.uint8).copy(),
+                "sizes": np.asarray([len(value[n]) for n in names], np.int64)}
     return value
+
+
+def _cut(blob: object, sizes: object, count: int, what: str) -> list[bytes]:
+    """``blob`` (uint8 array) cut into ``count`` pieces of ``sizes``; SecAggError when they do not fit."""
+    if (not isinstance(blob, np.ndarray) or blob.dtype != np.uint8 or blob.ndim != 1
+            or not isinstance(sizes, np.ndarray) or sizes.dtype != np.int64 or sizes.shape != (count,)
+            or np.any(sizes < 0) or int(sizes.sum()) != blob.size):
+        raise SecAggError(f"malformed secure-aggregation message: {what} do not fit their blob")
+    data, ends = blob.tobytes(), np.cumsum(sizes)
+    return [data[end - size:end] for end, size in zip(ends.tolist(), sizes.tolist(), strict=True)]
 
 
 def _unpack(kind: str, value: object, ring_bits: int) -> object:
@@ -306,8 +318,11 @@ def _unpack(kind: str, value: object, ring_bits: int) -> object:
         return value.view(dtype).astype(ring_dtype(ring_bits))
     if kind == "tuple[str, ...]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    if kind == "dict[str, bytes]" and isinstance(value, dict):
-        return {str(k): _unpack("bytes", v, ring_bits) for k, v in value.items()}
+    if kind == "dict[str, bytes]" and isinstance(value, dict) and set(value) == {"names", "blob", "sizes"}:
+        names = value["names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise SecAggError("malformed secure-aggregation message: share names")
+        return dict(zip(names, _cut(value["blob"], value["sizes"], len(names), "shares"), strict=True))
     raise SecAggError(f"malformed secure-aggregation message: a {kind} field holds {type(value).__name__}")
 
 
@@ -346,8 +361,33 @@ def encode_message(message: Message) -> bytes:
 
 
 def encode_messages(messages: Sequence[Message]) -> bytes:
-    """Several messages (e.g. one client's shares for all its neighbours) as one wire payload."""
+    """Several messages (e.g. one client's shares for all its neighbours) as one wire payload. Encrypted
+    shares of one round travel as columns (receivers, senders, one nonce blob, one ciphertext blob with its
+    cut points): a wire array each would cost more header than share."""
+    if messages and all(isinstance(m, EncryptedShare) for m in messages) \
+            and len({m.round_id for m in messages}) == 1:  # type: ignore[union-attr]
+        shares: list[EncryptedShare] = list(messages)  # type: ignore[arg-type]
+        return wire.encode({"secagg": "share_batch", "round_id": shares[0].round_id,
+                            "senders": [m.sender for m in shares], "receivers": [m.receiver for m in shares],
+                            "nonces": _pack({str(i): m.nonce for i, m in enumerate(shares)}),
+                            "ciphertexts": _pack({str(i): m.ciphertext for i, m in enumerate(shares)})})
     return wire.encode({"secagg": "batch", "items": [_body(m) for m in messages]})
+
+
+def _share_batch(body: Mapping[str, object]) -> list[EncryptedShare]:
+    senders, receivers, round_id = body.get("senders"), body.get("receivers"), body.get("round_id")
+    if (not isinstance(senders, list) or not isinstance(receivers, list) or len(senders) != len(receivers)
+            or not all(isinstance(n, str) for n in (*senders, *receivers)) or not isinstance(round_id, str)):
+        raise SecAggError("malformed secure-aggregation share batch")
+    columns = []
+    for key in ("nonces", "ciphertexts"):
+        column = _unpack("dict[str, bytes]", body.get(key), 32)
+        if set(column) != {str(i) for i in range(len(senders))}:  # type: ignore[arg-type]
+            raise SecAggError("malformed secure-aggregation share batch: columns do not match")
+        columns.append(column)
+    nonces, ciphertexts = columns
+    return [EncryptedShare(round_id, s, r, nonces[str(i)], ciphertexts[str(i)])  # type: ignore[index]
+            for i, (s, r) in enumerate(zip(senders, receivers, strict=True))]
 
 
 def decode_message(payload: bytes, params: RoundParams) -> Message:
@@ -362,6 +402,8 @@ def decode_messages(payload: bytes, params: RoundParams) -> list[Message]:
     """What :func:`encode_messages` wrote; SecAggError when malformed."""
     try:
         body = wire.decode(payload)
+        if body.get("secagg") == "share_batch":
+            return list(_share_batch(body))
         if body.get("secagg") != "batch" or not isinstance(body.get("items"), list):
             raise SecAggError("malformed secure-aggregation batch")
         return [_parse(item, params) for item in body["items"]]
