@@ -259,3 +259,23 @@ def test_secure_round_phases_are_events_and_a_phase_timeout_drops_the_silent_cli
     nxt = _of(state.on_committed("v00001", {}), SendSync)
     assert nxt and secagg.decode_params(nxt[0].secagg).round_id.startswith("2-")
     assert secagg.decode_params(nxt[0].secagg).round_id != params.round_id
+
+
+def test_a_secure_round_asks_a_skipped_client_again_with_the_same_announcement(pki):
+    from hrc_fl.federated import secagg
+
+    # Prepare: 3 workstations, quorum 2; ws1 skips and only ws2 advertises before the deadline
+    names = {r: f"ws{r}" for r in range(1, 4)}
+    state = _secure_state(pki, names, max_dropouts=0, vector=4)
+    state.on_ready()
+    first = _of([a for r in names for a in state.on_client_online(r, f"s{r}")], SendSync)[0]
+    params = secagg.decode_params(first.secagg)
+    state.on_skip(1, 1, "too few samples")
+    ws2 = secagg.SecAggClient(params, "ws2", signing_key_pem=pki[1]["ws2"][0], certificate_pem=pki[1]["ws2"][1],
+                              ca_certificate_pem=pki[0])
+    state.on_secagg(2, 1, "advert", secagg.encode_message(ws2.advertise()))
+    # Execute
+    actions = state.on_deadline(1)
+    # Assert: no quorum; ws1 gets the round again, announced as before (same round id), a new deadline
+    assert _of(actions, SendSync) == [SendSync(1, 1, first.secagg)]
+    assert ArmTimer(120.0, DEADLINE, 1) in actions

@@ -319,9 +319,10 @@ class RoundState:
         LOG.warning("round %d deadline: %d updates < quorum %d; waiting another %.1f s", current.index,
                     current.valid, self.plan.quorum, self.plan.deadline_s)
         actions: list[Action] = []
+        announcement = current.secure.announcement if current.secure is not None else b""
         for rank in sorted(current.skipped):  # they may have enough samples by now: ask again
             current.skipped.pop(rank)
-            actions.append(SendSync(rank, current.index))
+            actions.append(SendSync(rank, current.index, announcement))
         return [*actions, ArmTimer(self.plan.deadline_s, DEADLINE, current.index)]
 
     def on_committed(self, version: str, metrics: Mapping[str, float]) -> list[Action]:
