@@ -859,7 +859,7 @@ def _client_manager_class() -> type:
                 else:
                     LOG.warning("client %s ignored a secure-aggregation request %r", self.name, phase)
                     return
-            except (secagg.SecAggError, secagg.RoundFailed, ValueError) as exc:
+            except (secagg.RoundFailed, ValueError, TypeError) as exc:  # SecAggError is a ValueError
                 LOG.error("client %s left secure round %d at %s: %s", self.name, current.index, phase, exc)
                 self.secure_round = None
                 return

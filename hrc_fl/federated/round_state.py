@@ -366,7 +366,7 @@ class RoundState:
             return []
         try:
             self._secure_receive(sec, name, phase, payload, dict(refused or {}))
-        except SecAggError as exc:
+        except (ValueError, TypeError) as exc:  # SecAggError and anything a crafted payload could still raise
             LOG.warning("round %d refused %s from %s: %s", current.index, phase, name, exc)
             if isinstance(exc, secagg.ReplayError):
                 return []
@@ -466,7 +466,7 @@ class RoundState:
                 nxt, ranks = UNMASKED, sorted(rank_of[n] for n in request.survivors)
                 requests = [SendSecAgg(r, current.index, _REQUEST[nxt], secagg.encode_message(request))
                             for r in ranks]
-        except RoundFailed as exc:
+        except (RoundFailed, ValueError) as exc:  # ValueError: e.g. a recovered key that is no key
             return self._fail(current, str(exc))
         sec.phase, sec.asked, sec.answered = nxt, set(ranks), set()
         return [*requests, ArmTimer(sec.params.config.phase_timeout_s, PHASE, current.index, nxt)]
