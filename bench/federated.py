@@ -18,7 +18,10 @@ time for 100 clients, and uplink bytes per compression option.
    slowest client (workstations run in parallel) plus the aggregator; the serial sum of all clients'
    work is reported beside it. Bytes = every client's uplink (adverts, shares, masked vector, unmask
    answer) over the int8 uplink of the same round; the fp32 ratio and the extra downlink (forwarded
-   adverts and shares) beside it.
+   adverts and shares) beside it. The timed rounds use bit-packed 8-bit values (``value_bits`` 8, the
+   int8 path's bits per value, ``value_clip`` VALUE_CLIP: a ring of 8 + ceil(log2 N) bits); the fixed
+   32-bit ring and 4-bit values are measured once at 100 clients for bytes and precision. Precision = the
+   relative L2 error of the aggregated mean delta against the exact float mean, with the int8 path's beside it.
 
     .venv/bin/python bench/federated.py --quick    # < 1 min on an idle 2-core machine
     .venv/bin/python bench/federated.py            # more rounds
@@ -208,8 +211,23 @@ def _timed(work):
     return value, time.perf_counter() - tick
 
 
-def _plain_round(shared, deltas) -> tuple[float, float]:
-    """(critical path s, uplink bytes) of the round without secure aggregation: int8 uplink + FedAvg.
+VALUE_CLIP = 0.04  # per-coordinate bound of the packed rings: 4 x the std of the simulated deltas
+#: the secure configurations measured: the timed one first
+SECAGG_VARIANTS = {"v8": {"value_bits": 8, "value_clip": VALUE_CLIP}, "ring32": {},
+                   "v4": {"value_bits": 4, "value_clip": VALUE_CLIP}}
+
+
+def _rel_error(mean: dict[str, np.ndarray], deltas) -> float:
+    """Relative L2 error of an aggregated mean delta against the exact float mean of ``deltas``."""
+    from hrc_fl.federated import secagg
+
+    exact = np.mean([secagg.flatten(d) for d in deltas], axis=0)
+    return float(np.linalg.norm(secagg.flatten(mean) - exact) / np.linalg.norm(exact))
+
+
+def _plain_round(shared, deltas) -> tuple[float, float, float]:
+    """(critical path s, uplink bytes, relative error of the mean) of the round without secure
+    aggregation: int8 uplink + FedAvg.
 
     Each client compresses and encodes its delta once (client time); the server step only dequantizes
     those same updates and aggregates (server time), so no client work is charged to the server."""
@@ -233,16 +251,17 @@ def _plain_round(shared, deltas) -> tuple[float, float]:
         updates = [ClientUpdate(f"c{i}", 1, 1, add(shared, dequantize_update(q))) for i, q in enumerate(uplinks)]
         return make_strategy({"name": "fedavg"}).aggregate(1, updates, shared)
 
-    _, server_s = _timed(server)
-    return max(client_s) + server_s, nbytes
+    result, server_s = _timed(server)
+    mean = {k: result.tensors[k] - shared[k] for k in shared}
+    return max(client_s) + server_s, nbytes, _rel_error(mean, deltas)
 
 
-def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0) -> dict[str, float]:
+def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0, **variant) -> dict[str, float]:
     """One secure round in process; each client's time includes encoding what it sends (wire format)."""
     from hrc_fl.federated import secagg
 
     names = sorted(nodes)[:len(deltas)]
-    config = secagg.SecAggConfig(enabled=True, max_dropouts=max(1, drops))
+    config = secagg.SecAggConfig(enabled=True, max_dropouts=max(1, drops), **variant)
     params = secagg.RoundParams.announce(1, names, config, clip_norm=1.0)
     vectors = {n: secagg.flatten(d) for n, d in zip(names, deltas, strict=True)}
     server = secagg.SecAggServer(params, ca_certificate_pem=ca_pem, vector_size=vectors[names[0]].size)
@@ -283,9 +302,12 @@ def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0) -> dict[str, fl
     request = server.unmask_request()
     phase({n: (lambda c=c: c.unmask(request)) for n, c in alive.items()},
           lambda r: [server.receive_unmask(a) for a in r.values()])
-    _, seconds = _timed(lambda: secagg.apply_secure_sum(shared, server.finish()))
+    result, seconds = _timed(lambda: secagg.apply_secure_sum(shared, server.finish()))
     totals["critical_s"] += seconds
     totals["serial_s"] += seconds
+    if not drops:
+        totals["rel_error"] = _rel_error({k: result.tensors[k] - shared[k] for k in shared}, deltas)
+    totals["ring_bits"] = float(params.ring.ring_bits)
     return totals
 
 
@@ -309,22 +331,32 @@ def bench_secagg(repeats: int) -> dict[str, float]:
     for clients in (10, 100):
         deltas = [clip_to_norm({k: rng.normal(0, 0.01, v.shape).astype(np.float32) for k, v in shared.items()},
                                1.0)[0] for _ in range(clients)]
-        runs = [(_plain_round(shared, deltas), _secagg_round(shared, deltas, nodes, ca_pem))
+        timed = SECAGG_VARIANTS["v8"]
+        runs = [(_plain_round(shared, deltas), _secagg_round(shared, deltas, nodes, ca_pem, **timed))
                 for _ in range(repeats)]
-        overheads = [sec["critical_s"] - plain_s for (plain_s, _), sec in runs]
-        (_, plain_bytes), sec = runs[-1]
+        overheads = [sec["critical_s"] - plain[0] for plain, sec in runs]
+        (_, plain_bytes, plain_error), sec = runs[-1]
         out[f"secagg_overhead_s_{clients}"] = statistics.median(overheads)
         out[f"secagg_overhead_spread_s_{clients}"] = max(overheads) - min(overheads)
         out[f"secagg_round_s_{clients}"] = statistics.median(s["critical_s"] for _, s in runs)
-        out[f"plain_round_s_{clients}"] = statistics.median(p for (p, _), _ in runs)
+        out[f"plain_round_s_{clients}"] = statistics.median(plain[0] for plain, _ in runs)
         out[f"secagg_serial_s_{clients}"] = statistics.median(s["serial_s"] for _, s in runs)
         out[f"secagg_uplink_bytes_{clients}"] = sec["uplink_bytes"]
         out[f"secagg_downlink_extra_bytes_{clients}"] = sec["downlink_extra_bytes"]
         out[f"plain_uplink_bytes_{clients}"] = plain_bytes
         out[f"secagg_bytes_ratio_{clients}"] = sec["uplink_bytes"] / plain_bytes
+        out[f"secagg_ring_bits_{clients}"] = sec["ring_bits"]
+        out[f"secagg_rel_error_{clients}"] = sec["rel_error"]
+        out[f"int8_rel_error_{clients}"] = plain_error
         if clients == 100:
-            dropped = _secagg_round(shared, deltas, nodes, ca_pem, drops=1)
+            dropped = _secagg_round(shared, deltas, nodes, ca_pem, drops=1, **timed)
             out["secagg_round_s_100_one_drop"] = dropped["critical_s"]
+            for name, variant in SECAGG_VARIANTS.items():
+                if name != "v8":
+                    other = _secagg_round(shared, deltas, nodes, ca_pem, **variant)
+                    out[f"secagg_bytes_ratio_{name}"] = other["uplink_bytes"] / plain_bytes
+                    out[f"secagg_rel_error_{name}"] = other["rel_error"]
+                    out[f"secagg_ring_bits_{name}"] = other["ring_bits"]
     out["secagg_bytes_ratio"] = out["secagg_bytes_ratio_100"]
     return out
 
@@ -368,6 +400,12 @@ def main() -> int:
         print(f"{'  uplink B per round with / without (int8); ratio':<58}{sec[f'secagg_uplink_bytes_{n}']:>12.0f}"
               f"{sec[f'plain_uplink_bytes_{n}']:>12.0f}{sec[f'secagg_bytes_ratio_{n}']:>10.2f}")
     print(f"{'  100 clients, one dropped after masking: round (s)':<58}{sec['secagg_round_s_100_one_drop']:>12.3f}")
+    print(f"{'  ring bits / rel. error of the mean (int8 path beside), 100':<58}{sec['secagg_ring_bits_100']:>12.0f}"
+          f"{sec['secagg_rel_error_100']:>12.2e}{sec['int8_rel_error_100']:>10.2e}")
+    for name in ("ring32", "v4"):
+        label = f"  {name}, 100 clients: ring bits; bytes ratio; rel. error"
+        print(f"{label:<58}{sec[f'secagg_ring_bits_{name}']:>12.0f}"
+              f"{sec[f'secagg_bytes_ratio_{name}']:>12.2f}{sec[f'secagg_rel_error_{name}']:>10.2e}")
     sec["secagg_bytes_ratio_fp32"] = sec["secagg_uplink_bytes_100"] / (100 * sizes["uplink_bytes_fp32"])
     print(f"{'  uplink ratio against an fp32 uplink, 100 clients':<58}{sec['secagg_bytes_ratio_fp32']:>12.2f}")
     result = {**fed, **agg, **sizes, **sec, "clients": clients}

@@ -23,7 +23,9 @@ class FederationRun:
     """A federation in a temp folder: config, certificates, and processes with logs."""
 
     def __init__(self, root: Path, clients: list[str], *, rounds: dict[str, Any], strategy: dict[str, Any],
-                 learner_options: dict[str, Any], encoding: str = "int8") -> None:
+                 learner_options: dict[str, Any], encoding: str = "int8",
+                 sections: dict[str, Any] | None = None) -> None:
+        """``sections``: further top-level config sections (e.g. ``secure_aggregation``)."""
         self.root = root
         self.clients = clients
         ports = free_ports(len(clients) + 1)
@@ -39,6 +41,7 @@ class FederationRun:
             "learner": {"module": "hrc_fl.federated.synthetic_learner",
                         "options": {"snapshot_dir": str(root / "snapshots"), **learner_options}},
             "seed": 3,
+            **(sections or {}),
         }
         root.mkdir(parents=True, exist_ok=True)
         self.config_path = root / "federated.yaml"

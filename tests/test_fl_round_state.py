@@ -184,3 +184,98 @@ def test_resumed_federation_starts_at_its_first_round_and_abort_drops_the_open_r
 def test_round_state_refuses_an_impossible_quorum():
     with pytest.raises(ValueError, match="quorum"):
         RoundState(RoundPlan(1, 4, 1.0, 0.0), NAMES)
+
+
+def _secure_state(pki, names: dict[int, str], max_dropouts: int, vector: int):
+    from hrc_fl.federated.round_state import SecureSetup
+    from hrc_fl.federated.secagg import SecAggConfig
+
+    setup = SecureSetup(SecAggConfig(enabled=True, max_dropouts=max_dropouts, phase_timeout_s=5.0), 1.0, pki[0], vector)
+    return RoundState(RoundPlan(2, 2, deadline_s=120.0, start_wait_s=30.0), names, secure=setup)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    from cryptography.hazmat.primitives import serialization
+
+    from hrc_fl.federated import certs
+
+    ca_key, ca_cert = certs.make_ca("test CA", 1)
+    nodes = {}
+    for i in range(1, 5):
+        key, cert = certs.make_node_certificate(f"ws{i}", ca_key, ca_cert, 1)
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        nodes[f"ws{i}"] = (key_pem, cert.public_bytes(serialization.Encoding.PEM))
+    return ca_cert.public_bytes(serialization.Encoding.PEM), nodes
+
+
+def test_secure_round_phases_are_events_and_a_phase_timeout_drops_the_silent_client(pki):
+    from hrc_fl.federated import secagg
+    from hrc_fl.federated.round_state import PHASE, CloseSecure, SendSecAgg
+
+    # Prepare: 4 workstations (3 neighbours, 2 shares unmask), one dropout allowed
+    names = {r: f"ws{r}" for r in range(1, 5)}
+    state = _secure_state(pki, names, max_dropouts=1, vector=16)
+    state.on_ready()
+    actions = [a for r in names for a in state.on_client_online(r, f"s{r}")]
+    syncs = _of(actions, SendSync)
+    params = secagg.decode_params(syncs[0].secagg)
+    assert [s.rank for s in syncs] == [1, 2, 3, 4] and len({s.secagg for s in syncs}) == 1
+    clients = {r: secagg.SecAggClient(params, n, signing_key_pem=pki[1][n][0], certificate_pem=pki[1][n][1],
+                                      ca_certificate_pem=pki[0]) for r, n in names.items()}
+    updates = {r: np.full(16, 0.01 * r) for r in names}
+    # Execute: the phases, each answer an event; a message of another phase is ignored, not counted
+    assert state.on_secagg(1, 1, "masked", b"x") == []
+    for r, c in clients.items():
+        actions = state.on_secagg(r, 1, "advert", secagg.encode_message(c.advertise()))
+    assert [a.phase for a in _of(actions, SendSecAgg)] == ["share"] * 4
+    assert ArmTimer(5.0, PHASE, 1, "shares") in actions
+    requests = {a.rank: a for a in _of(actions, SendSecAgg)}
+    for r, c in clients.items():
+        actions = state.on_secagg(r, 1, "shares", secagg.encode_messages(
+            c.share_keys(secagg.decode_messages(requests[r].payload, params))))
+    requests = {a.rank: a for a in _of(actions, SendSecAgg)}
+    for r, c in clients.items():
+        refused = c.receive_shares(secagg.decode_messages(requests[r].payload, params))
+        actions = state.on_secagg(r, 1, "checked", b"", refused)
+    requests = {a.rank: a for a in _of(actions, SendSecAgg)}
+    assert {a.phase for a in requests.values()} == {"mask"} and requests[1].names == params.clients
+    for r in (1, 2, 3):  # ws4 drops here
+        masked = clients[r].masked_input(updates[r], list(requests[r].names))
+        actions = state.on_secagg(r, 1, "masked", secagg.encode_message(masked))
+    assert actions == []  # still waiting for ws4
+    assert state.on_phase_deadline(1, "shares") == []  # an earlier phase's timer does nothing
+    actions = state.on_phase_deadline(1, "masked")
+    requests = {a.rank: a for a in _of(actions, SendSecAgg)}
+    assert sorted(requests) == [1, 2, 3] and {a.phase for a in requests.values()} == {"unmask"}
+    for r in (1, 2, 3):
+        request = secagg.decode_message(requests[r].payload, params)
+        actions = state.on_secagg(r, 1, "unmasked", secagg.encode_message(clients[r].unmask(request)))
+    # Assert: the sum of the three survivors, ws4 dropped; the next round has a new round id
+    closed = _of(actions, CloseSecure)[0]
+    assert closed.result.survivors == ("ws1", "ws2", "ws3") and closed.result.dropped == ("ws4",)
+    np.testing.assert_allclose(closed.result.total, np.full(16, 0.06), atol=1e-6)
+    nxt = _of(state.on_committed("v00001", {}), SendSync)
+    assert nxt and secagg.decode_params(nxt[0].secagg).round_id.startswith("2-")
+    assert secagg.decode_params(nxt[0].secagg).round_id != params.round_id
+
+
+def test_a_secure_round_asks_a_skipped_client_again_with_the_same_announcement(pki):
+    from hrc_fl.federated import secagg
+
+    # Prepare: 3 workstations, quorum 2; ws1 skips and only ws2 advertises before the deadline
+    names = {r: f"ws{r}" for r in range(1, 4)}
+    state = _secure_state(pki, names, max_dropouts=0, vector=4)
+    state.on_ready()
+    first = _of([a for r in names for a in state.on_client_online(r, f"s{r}")], SendSync)[0]
+    params = secagg.decode_params(first.secagg)
+    state.on_skip(1, 1, "too few samples")
+    ws2 = secagg.SecAggClient(params, "ws2", signing_key_pem=pki[1]["ws2"][0], certificate_pem=pki[1]["ws2"][1],
+                              ca_certificate_pem=pki[0])
+    state.on_secagg(2, 1, "advert", secagg.encode_message(ws2.advertise()))
+    # Execute
+    actions = state.on_deadline(1)
+    # Assert: no quorum; ws1 gets the round again, announced as before (same round id), a new deadline
+    assert _of(actions, SendSync) == [SendSync(1, 1, first.secagg)]
+    assert ArmTimer(120.0, DEADLINE, 1) in actions

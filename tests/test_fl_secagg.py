@@ -91,6 +91,60 @@ def test_unmasked_sum_equals_plain_quantised_sum(pki, n, drops):
     assert np.max(np.abs(result.total - sum(updates[c] for c in survivors))) <= len(survivors) * 0.5 / config.scale
 
 
+@pytest.mark.parametrize("bits", [8, 11, 16, 23, 32, 64])
+def test_bit_packing_round_trips_and_is_the_little_endian_integers_at_whole_widths(bits):
+    rng = np.random.default_rng(bits)
+    values = rng.integers(0, 2 ** min(bits, 63), 1001, dtype=np.uint64)
+    packed = secagg.pack_bits(values, bits)
+    assert len(packed) == -(-1001 * bits // 8)  # ceil: bits per value, nothing more
+    np.testing.assert_array_equal(secagg.unpack_bits(packed, bits).astype(np.uint64), values)
+    if bits in (16, 32, 64):
+        assert packed == values.astype(f"<u{bits // 8}").tobytes()
+
+
+@pytest.mark.parametrize("n, drops", [(5, 1), (12, 2), (30, 0)])
+def test_narrow_packed_ring_sums_exactly_what_the_value_bits_hold(pki, n, drops):
+    # Prepare: 6-bit values clipped at +-0.02: the ring is 6 + ceil(log2 n) bits wide
+    config = SecAggConfig(enabled=True, max_dropouts=drops, value_bits=6, value_clip=0.02)
+    params, clients, server = _setup(pki, n, config)
+    updates = _updates(params.clients, seed=n)
+    dropped = params.clients[2:2 + drops]
+    _share_phase(clients, server)
+    masked = clients[params.clients[0]].masked_input(updates[params.clients[0]], server.participants())
+    payload = secagg.encode_message(masked)
+    # Execute
+    server.receive_masked(secagg.decode_message(payload, params))
+    rest = {name: client for name, client in clients.items() if name != params.clients[0]}
+    participants = server.participants()
+    for name in participants[1:]:
+        if name not in dropped:
+            server.receive_masked(secagg.decode_message(
+                secagg.encode_message(rest[name].masked_input(updates[name], participants)), params))
+    request = server.unmask_request()
+    for name in request.survivors:
+        server.receive_unmask(clients[name].unmask(request))
+    result = server.finish()
+    # Assert: the ring width, the packed size on the wire, and the exact sum of the 6-bit values, computed here
+    width = 6 + int(np.ceil(np.log2(n)))
+    assert params.ring.ring_bits == width and masked.bits == width
+    assert len(payload) < VECTOR * width / 8 + 1024
+    scale = 31 / 0.02
+    survivors = [c for c in params.clients if c not in dropped]
+    ints = sum(np.rint(np.clip(updates[c], -0.02, 0.02) * scale).astype(np.int64) for c in survivors)
+    np.testing.assert_array_equal(result.total, ints / scale)
+
+
+def test_a_masked_input_packed_at_another_width_is_refused(pki):
+    config = SecAggConfig(enabled=True, value_bits=6, value_clip=0.02)
+    params, clients, server = _setup(pki, 3, config)
+    _share_phase(clients, server)
+    name = params.clients[0]
+    masked = clients[name].masked_input(_updates(params.clients)[name], server.participants())
+    wrong = secagg.MaskedInput(masked.round_id, masked.sender, masked.masked, masked.bits + 1)
+    with pytest.raises(SecAggError, match="packed at 9 bits, the round's ring is 8"):
+        secagg.decode_message(secagg.encode_message(wrong), params)
+
+
 def test_sparse_graph_is_regular_and_symmetric(pki):
     params, _, _ = _setup(pki, 40, SecAggConfig(enabled=True, max_dropouts=2))
     k = params.config.degree(40)
@@ -395,11 +449,65 @@ def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominat
     assert dp.accountant.history == []  # nothing released, nothing spent
 
 
-def test_fedml_transport_refuses_to_run_a_secure_config_in_the_clear(tmp_path):
-    from hrc_fl.federated.fedml_adapter import fedml_init
+def test_a_workstation_refuses_a_secure_round_announced_without_its_settings(tmp_path):
+    from hrc_fl.federated.fedml_adapter import secure_round_params
     from hrc_fl.federated.fl_config import parse_config
 
+    # Prepare: the packaged federation (3 workstations) with secure aggregation on
     data = _packaged_config(secure_aggregation={"enabled": True},
                             strategy={"name": "fedavg", "max_update_norm": 10.0})
-    with pytest.raises(ValueError, match="does not run secure aggregation yet"):
-        fedml_init(parse_config(data, tmp_path), 0)
+    config = parse_config(data, tmp_path)
+    clients = [config.nodes[r].name for r in config.client_ranks]
+    good = secagg.RoundParams.announce(4, clients, config.secure_aggregation, 10.0)
+    # Execute / Assert: the aggregator's own announcement is taken
+    assert secure_round_params(config, "ws1", 4, secagg.encode_params(good)).round_id == good.round_id
+    # no announcement: the workstation would otherwise send a readable update
+    with pytest.raises(ValueError, match="no secure-aggregation announcement"):
+        secure_round_params(config, "ws1", 4, b"")
+    # another round, a lowered threshold, a wider clip bound, a client list without it: refused
+    with pytest.raises(ValueError, match="not for round 5"):
+        secure_round_params(config, "ws1", 5, secagg.encode_params(good))
+    weaker = dataclasses.replace(config.secure_aggregation, threshold=2, neighbours=2, scale=2.0 ** 10)
+    for params in (secagg.RoundParams.announce(4, clients, weaker, 10.0),
+                   secagg.RoundParams.announce(4, clients, config.secure_aggregation, 20.0)):
+        with pytest.raises(ValueError, match="differ from this federation's configuration"):
+            secure_round_params(config, "ws1", 4, secagg.encode_params(params))
+    others = secagg.RoundParams.announce(4, ["ws2", "ws3"], dataclasses.replace(config.secure_aggregation), 10.0)
+    with pytest.raises(ValueError, match="not among the round's clients"):
+        secure_round_params(config, "ws1", 4, secagg.encode_params(others))
+
+
+def test_share_batches_and_unmask_answers_travel_compactly_and_malformed_ones_are_refused(pki):
+    # Prepare: a sparse round of 30 (k = 10), one client's shares and its unmask answer
+    config = SecAggConfig(enabled=True)
+    params, clients, server = _setup(pki, 30, config)
+    name = params.clients[0]
+    _share_phase(clients, server)
+    shares = server.shares_for(name)
+    # Execute
+    payload = secagg.encode_messages(shares)
+    # Assert: the same shares back, with little more than their own bytes around them
+    assert secagg.decode_messages(payload, params) == shares
+    own = sum(len(s.nonce) + len(s.ciphertext) for s in shares)
+    assert len(payload) < own + 1500, (len(payload), own)
+    updates = _updates(params.clients)
+    participants = server.participants()
+    for n in participants:
+        server.receive_masked(clients[n].masked_input(updates[n], participants))
+    answer = clients[name].unmask(server.unmask_request())
+    assert secagg.decode_message(secagg.encode_message(answer), params) == answer
+    # a batch whose columns do not fit, or whose cut points overrun the blob, is refused as malformed
+    from hrc_fl.federated import wire
+
+    body = wire.decode(payload)
+    body["receivers"] = body["receivers"][:-1]
+    with pytest.raises(SecAggError, match="malformed"):
+        secagg.decode_messages(wire.encode(body), params)
+    body = wire.decode(payload)
+    body["ciphertexts"]["sizes"] = body["ciphertexts"]["sizes"] + 1
+    with pytest.raises(SecAggError, match="malformed"):
+        secagg.decode_messages(wire.encode(body), params)
+    body = wire.decode(payload)
+    body["nonces"]["names"] = ["x"] * len(body["nonces"]["names"])
+    with pytest.raises(SecAggError, match="malformed"):
+        secagg.decode_messages(wire.encode(body), params)

@@ -15,6 +15,9 @@ fragile there (docs/federated_fedml.md):
 - Only the shared layers move: :class:`SharedLayerTrainer` (a FedML ``ClientTrainer``) gets/sets only
   what the :class:`~hrc_fl.federated.learner.LocalLearner` shares, and refuses to upload anything else;
   :class:`StrategyAggregator` (a FedML ``ServerAggregator``) delegates to the core :class:`Strategy`.
+- With ``secure_aggregation.enabled`` the same managers carry the SecAgg phases (messages 8 and 9, wire
+  bytes from :mod:`hrc_fl.federated.secagg`): the round state drives them, the client runs its
+  :class:`~hrc_fl.federated.secagg.SecAggClient`, and the aggregator only ever holds masked vectors and their sum.
 
 Nothing outside this module sees FedML or its ``args``; callers use :func:`run_server` / :func:`run_client`.
 """
@@ -35,20 +38,33 @@ from typing import Any
 
 import numpy as np
 
-from hrc_fl.federated.certs import load_node_credentials
+from hrc_fl.federated import secagg
+from hrc_fl.federated.certs import NodeCredentials, load_node_credentials
 from hrc_fl.federated.client_update import client_update
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, QuantizedUpdate, dequantize_update
 from hrc_fl.federated.fl_config import FederationConfig
 from hrc_fl.federated.learner import LocalLearner
+from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.registry import ModelRegistry
 from hrc_fl.federated.round_state import (
+    ADVERT,
+    CHECKED,
     DEADLINE,
+    MASKED,
+    PHASE,
+    SECURE_PHASES,
+    SHARES,
+    START_WAIT,
+    UNMASKED,
     ArmTimer,
     AskStatus,
     Audit,
     CloseRound,
+    CloseSecure,
     RoundState,
+    SecureSetup,
     SendFinish,
+    SendSecAgg,
     SendSync,
     Status,
 )
@@ -73,11 +89,16 @@ MSG_C2S_SEND_MODEL = 3
 MSG_C2S_CLIENT_STATUS = 5
 MSG_S2C_CHECK_STATUS = 6
 MSG_S2C_FINISH = 7
+MSG_S2C_SECAGG = 8  # a secure round's request (share | check | mask | unmask), ours
+MSG_C2S_SECAGG = 9  # a secure round's answer (advert | shares | checked | masked | unmasked), ours
 MSG_LOCAL_DEADLINE = 100  # injected by the server's own timer, never accepted from the network
 MSG_LOCAL_START = 101
 MSG_LOCAL_ABORT = 102
+MSG_LOCAL_PHASE = 103
 _NETWORK_TYPES = {MSG_S2C_SYNC_MODEL, MSG_C2S_SEND_MODEL, MSG_C2S_CLIENT_STATUS, MSG_S2C_CHECK_STATUS,
-                  MSG_S2C_FINISH}
+                  MSG_S2C_FINISH, MSG_S2C_SECAGG, MSG_C2S_SECAGG}
+_LOCAL_TYPES = {MSG_LOCAL_DEADLINE, MSG_LOCAL_START, MSG_LOCAL_ABORT, MSG_LOCAL_PHASE}
+_TIMER_TYPES = {DEADLINE: MSG_LOCAL_DEADLINE, START_WAIT: MSG_LOCAL_START, PHASE: MSG_LOCAL_PHASE}
 STATUS_ONLINE = "ONLINE"
 
 _FEDML_LOCK = threading.Lock()
@@ -95,6 +116,7 @@ class StatusReport:
     state: str
     participants: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # why, when the state is a failure (e.g. a secure round that could not be unmasked)
 
 
 StatusCallback = Callable[[StatusReport], None]
@@ -138,12 +160,7 @@ def _fedml_args(config: FederationConfig, rank: int) -> SimpleNamespace:
 
 
 def fedml_init(config: FederationConfig, rank: int) -> SimpleNamespace:
-    """``fedml.init`` for an FL process: offline, no environment collection, no log upload. Refuses a
-    configuration with secure aggregation enabled: this transport does not carry it yet, and running the
-    rounds in the clear under that setting would break its promise (docs/federated_secagg.md)."""
-    if config.secure_aggregation.enabled:
-        raise ValueError("secure_aggregation.enabled is set, but the FedML transport does not run secure "
-                         "aggregation yet: refusing to send updates the aggregator could read; disable it")
+    """``fedml.init`` for an FL process: offline, no environment collection, no log upload."""
     fedml = _import_fedml_offline()
     fedml.set_env_version("local")
     args = _fedml_args(config, rank)
@@ -214,7 +231,7 @@ def _message_from_envelope(envelope: Envelope, message_cls: type, local: bool) -
     """FedML Message from a decoded envelope, or None (logged) when its type is not one we handle."""
     params = envelope.params
     msg_type = params.get("msg_type")
-    allowed = {MSG_LOCAL_DEADLINE, MSG_LOCAL_START, MSG_LOCAL_ABORT} if local else _NETWORK_TYPES
+    allowed = _LOCAL_TYPES if local else _NETWORK_TYPES
     if not isinstance(msg_type, int) or msg_type not in allowed:
         LOG.warning("dropped message of unknown type %r from %s", msg_type, envelope.sender_name)
         return None
@@ -235,6 +252,25 @@ def _numbers(value: Any) -> dict[str, float]:
 
 def _inject_local(transport: SecureTransport, msg_type: int, **params: Any) -> None:
     transport.inject(Envelope(-1, "local", {"msg_type": msg_type, "receiver": transport.own.rank, **params}))
+
+
+def _secagg_bytes(value: Any) -> bytes:
+    """A received secure-aggregation payload (a uint8 array on the wire) as bytes; b"" when it is none
+    (the protocol's decoder then refuses it as malformed)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
+        return value.tobytes()
+    return b""
+
+
+def _secagg_array(payload: bytes) -> np.ndarray:
+    return np.frombuffer(payload, np.uint8).copy()
+
+
+def _only(messages: Sequence[Any], kind: type) -> list[Any]:
+    """``messages`` when every one is a ``kind``, else SecAggError (a message of another phase)."""
+    if not all(isinstance(m, kind) for m in messages):
+        raise secagg.SecAggError(f"malformed request: expected {kind.__name__} messages")
+    return list(messages)
 
 
 # ----------------------------------------------------------------------- uplink update encoding
@@ -315,6 +351,15 @@ def _aggregator_class() -> type:
             self.set_model_params(result.tensors)
             return result
 
+        def apply_secure_sum(self, result: secagg.SecureSum) -> AggregationResult:
+            """The new global model from a secure round's unmasked sum; with a DP strategy the central noise
+            goes on the sum (fixed denominator) and the accountant takes its step."""
+            assert self.global_tensors is not None
+            dp = self.strategy if isinstance(self.strategy, DPStrategy) else None
+            aggregated = secagg.apply_secure_sum(self.global_tensors, result, dp=dp)
+            self.set_model_params(aggregated.tensors)
+            return aggregated
+
         def aggregate(self, raw_client_model_or_grad_list: list[tuple[float, NDArrays]]) -> NDArrays:
             updates = [ClientUpdate(f"client{i}", 0, int(n), dict(t))
                        for i, (n, t) in enumerate(raw_client_model_or_grad_list)]
@@ -352,7 +397,7 @@ def _server_manager_class() -> type:
 
         def __init__(self, args: Any, config: FederationConfig, aggregator: Any, registry: ModelRegistry,
                      on_status: StatusCallback | None, audit_path: Path | None,
-                     first_round: int, version: str) -> None:
+                     first_round: int, version: str, secure: SecureSetup | None = None) -> None:
             self.config = config
             self.aggregator = aggregator
             self.registry = registry
@@ -360,7 +405,7 @@ def _server_manager_class() -> type:
             self.audit_path = audit_path
             self.names = {r: p.name for r, p in config.nodes.items()}
             self.rounds = RoundState(config.rounds, {r: self.names[r] for r in config.client_ranks},
-                                     first_round=first_round, version=version)
+                                     first_round=first_round, version=version, secure=secure)
             self._timers: list[threading.Timer] = []
             super().__init__(args, None, 0, len(config.nodes), "GRPC")
             self.transport: SecureTransport = self.com_manager.transport
@@ -379,7 +424,11 @@ def _server_manager_class() -> type:
             self.register_message_receive_handler(MSG_LOCAL_START, lambda msg: self._do(self.rounds.on_start_wait()))
             self.register_message_receive_handler(
                 MSG_LOCAL_ABORT, lambda msg: self._do(self.rounds.on_abort("stop requested")))
-            for t in (MSG_S2C_SYNC_MODEL, MSG_S2C_CHECK_STATUS, MSG_S2C_FINISH):
+            self.register_message_receive_handler(MSG_C2S_SECAGG, self._on_secagg)
+            self.register_message_receive_handler(
+                MSG_LOCAL_PHASE,
+                lambda msg: self._do(self.rounds.on_phase_deadline(msg.get("round"), str(msg.get("phase")))))
+            for t in (MSG_S2C_SYNC_MODEL, MSG_S2C_CHECK_STATUS, MSG_S2C_FINISH, MSG_S2C_SECAGG):
                 self.register_message_receive_handler(t, self._on_unexpected)
 
         def _on_unexpected(self, msg: Any) -> None:
@@ -398,6 +447,10 @@ def _server_manager_class() -> type:
             current = self.rounds.expecting(rank, round_index)
             if current is None:
                 return  # stale, late, unexpected or duplicate: logged by the round state, nothing to decode
+            if self.rounds.secure is not None:  # never decoded: the aggregator must not read an update
+                self._do(self.rounds.on_refused(rank, round_index, "a plain update while secure aggregation is "
+                                                                   "on: refused unread"))
+                return
             try:
                 update, quantized, norm = uplink_update(self.names[rank], current.index, msg.get("num_samples"),
                                                         msg.get("model_params"), self.aggregator.global_tensors,
@@ -410,22 +463,42 @@ def _server_manager_class() -> type:
                 return
             self._do(self.rounds.on_update(rank, round_index, update, scheme=quantized.scheme, delta_norm=norm))
 
+        def _on_secagg(self, msg: Any) -> None:
+            phase = msg.get("phase")
+            if phase not in SECURE_PHASES:
+                LOG.warning("server ignored a secure-aggregation message of phase %r from rank %s", phase,
+                            msg.get_sender_id())
+                return
+            refused = msg.get("refused")
+            refused = ({str(k): str(v) for k, v in refused.items()} if isinstance(refused, Mapping) else {})
+            self._do(self.rounds.on_secagg(int(msg.get_sender_id()), msg.get("round"), phase,
+                                           _secagg_bytes(msg.get("secagg")), refused))
+
         # -- actions
         def _do(self, actions: Sequence[Any]) -> None:
             for action in actions:
                 if isinstance(action, SendSync):
-                    self._send_sync(action.rank, action.round)
+                    self._send_sync(action.rank, action.round, action.secagg)
+                elif isinstance(action, SendSecAgg):
+                    out = Message(MSG_S2C_SECAGG, 0, action.rank)
+                    out.add_params("round", action.round)
+                    out.add_params("phase", action.phase)
+                    out.add_params("secagg", _secagg_array(action.payload))
+                    out.add_params("names", list(action.names))
+                    self.send_message(out)
                 elif isinstance(action, AskStatus):
                     self.send_message(Message(MSG_S2C_CHECK_STATUS, 0, action.rank))
                 elif isinstance(action, SendFinish):
                     self._send_finish(action.rank, action.round)
                 elif isinstance(action, ArmTimer):
-                    kind = MSG_LOCAL_DEADLINE if action.kind == DEADLINE else MSG_LOCAL_START
-                    self._arm(action.delay_s, kind, round=action.round)
+                    kind = _TIMER_TYPES[action.kind]
+                    self._arm(action.delay_s, kind, round=action.round, phase=action.phase)
                 elif isinstance(action, CloseRound):
                     self._do(self._close_round(action))
+                elif isinstance(action, CloseSecure):
+                    self._do(self._close_secure(action))
                 elif isinstance(action, Status):
-                    self._status(action.state, action.metrics, action.round)
+                    self._status(action.state, action.metrics, action.round, action.reason)
                     if action.state in ("finished", "aborted"):
                         self.transport.flush(self.config.transport.rpc_timeout_s)
                         self.finish()
@@ -433,11 +506,11 @@ def _server_manager_class() -> type:
                     self._audit(action)
 
         def _status(self, state: str, metrics: Mapping[str, float] | None = None,
-                    round_index: int | None = None) -> None:
+                    round_index: int | None = None, reason: str = "") -> None:
             participants = tuple(self.names[r] for r in sorted(self.rounds.online))
             index = self.rounds.round_index if round_index is None else round_index
             self.on_status(StatusReport("aggregator", self.names[0], index, self.version, state,
-                                        participants, dict(metrics or {})))
+                                        participants, dict(metrics or {}), reason))
 
         def _arm(self, delay_s: float, msg_type: int, **params: Any) -> None:
             timer = threading.Timer(delay_s, _inject_local, (self.transport, msg_type), params)
@@ -445,12 +518,14 @@ def _server_manager_class() -> type:
             timer.start()
             self._timers = [t for t in self._timers if t.is_alive()] + [timer]
 
-        def _send_sync(self, rank: int, round_index: int) -> None:
+        def _send_sync(self, rank: int, round_index: int, announcement: bytes = b"") -> None:
             msg = Message(MSG_S2C_SYNC_MODEL, 0, rank)
             msg.add_params("round", round_index)
             msg.add_params("model_version", self.version)
             msg.add_params("model_params", self.aggregator.get_model_params())
             msg.add_params("config", dict(self.aggregator.strategy.client_config(round_index)))
+            if announcement:
+                msg.add_params("secagg", _secagg_array(announcement))
             self.send_message(msg)
 
         def _send_finish(self, rank: int, round_index: int) -> None:
@@ -489,6 +564,22 @@ def _server_manager_class() -> type:
                        # kept), or how many updates the median-anchored mean dropped
                        **{key: float(result.metrics.get(key, 0.0))
                           for key in ("median_fallback", "kept_current", "num_filtered")}}
+            return self.rounds.on_committed(version, metrics)
+
+        def _close_secure(self, closed: CloseSecure) -> list[Any]:
+            tick = time.perf_counter()
+            result = self.aggregator.apply_secure_sum(closed.result)
+            aggregate_s = time.perf_counter() - tick
+            result.rejected.update(closed.refused)  # who was refused or excluded, with why (no values)
+            version = self.registry.commit_round(closed.round, result.tensors,
+                                                 round_meta(result, self.aggregator.strategy))
+            LOG.info("round %d closed (%s): rule %s, survivors %s, dropped after masking %s, version %s, "
+                     "open %.1f s, aggregated in %.2f s", closed.round, closed.why, result.rule,
+                     list(closed.result.survivors), list(closed.result.dropped), version, closed.open_s, aggregate_s)
+            metrics = {"num_accepted": float(len(result.accepted_ids)), "num_rejected": float(len(result.rejected)),
+                       "aggregate_s": aggregate_s, "num_dropped": float(len(closed.result.dropped)),
+                       "secure_aggregation": 1.0,
+                       **{k: float(v) for k, v in result.metrics.items() if k in ("epsilon", "noise_std")}}
             return self.rounds.on_committed(version, metrics)
 
         def finish(self) -> None:
@@ -542,12 +633,16 @@ def run_server(config: FederationConfig, initial_shared: NDArrays, *, on_status:
         LOG.info("all %d rounds already completed", config.rounds.num_rounds)
         return version
     args = fedml_init(config, 0)
-    args.hrc_transport = SecureTransport(config.nodes[0], config.nodes,
-                                         load_node_credentials(config.cert_dir, config.nodes[0].name),
-                                         config.transport)
+    credentials = load_node_credentials(config.cert_dir, config.nodes[0].name)
+    args.hrc_transport = SecureTransport(config.nodes[0], config.nodes, credentials, config.transport)
     aggregator = _aggregator_class()(strategy, global_tensors, args)
+    secure = None
+    if config.secure_aggregation.enabled:
+        # nothing of a secure round is in the checkpoint: a restarted aggregator opens the round afresh
+        secure = SecureSetup(config.secure_aggregation, float(config.client_clip_norm or 0.0),
+                             credentials.ca_certificate_pem, int(secagg.flatten(global_tensors).size))
     manager = _server_manager_class()(args, config, aggregator, registry, on_status, audit_path,
-                                      first_round, version)
+                                      first_round, version, secure)
     # the stop is an event of the round state (handled on the receive thread), not a kill of the loop
     _stop_on_event(stop_event, lambda: _inject_local(manager.transport, MSG_LOCAL_ABORT))
     manager.run()
@@ -566,6 +661,34 @@ def _stop_on_event(stop_event: threading.Event | None, stop: Callable[[], None])
 
 
 # ---------------------------------------------------------------------------------- the client
+@dataclass
+class _SecureClientRound:
+    """A workstation's part in one secure round: its protocol object (keys and seed live only there, for
+    this round) and its clipped flat delta, masked only when the aggregator asks."""
+
+    index: int
+    client: secagg.SecAggClient
+    vector: np.ndarray
+
+
+def secure_round_params(config: FederationConfig, name: str, round_index: int,
+                        announcement: bytes) -> secagg.RoundParams:
+    """The aggregator's announcement of secure round ``round_index``, checked against this federation's own
+    configuration: ValueError when it is missing (the client would send a readable update), malformed, for
+    another round, or announces a configuration or clip bound other than the configured one (an aggregator
+    must not lower the threshold or widen the clip bound)."""
+    if not announcement:
+        raise ValueError("the round carries no secure-aggregation announcement: refusing to send a readable update")
+    params = secagg.decode_params(announcement)
+    if not params.round_id.startswith(f"{round_index}-"):
+        raise ValueError(f"announcement {params.round_id!r} is not for round {round_index}")
+    if params.config != config.secure_aggregation or params.clip_norm != float(config.client_clip_norm or 0.0):
+        raise ValueError("the announced secure-aggregation settings differ from this federation's configuration")
+    if name not in params.clients:
+        raise ValueError(f"{name} is not among the round's clients")
+    return params
+
+
 def _client_manager_class() -> type:
     from fedml.core.distributed.communication.message import Message
     from fedml.core.distributed.fedml_comm_manager import FedMLCommManager
@@ -575,8 +698,10 @@ def _client_manager_class() -> type:
         global model, sends its compressed shared-layer delta, and loads the final model."""
 
         def __init__(self, args: Any, config: FederationConfig, rank: int, trainer: Any,
-                     on_status: StatusCallback | None) -> None:
+                     on_status: StatusCallback | None, credentials: NodeCredentials | None = None) -> None:
             self.config = config
+            self.credentials = credentials  # the certificate key signs this node's secure-aggregation adverts
+            self.secure_round: _SecureClientRound | None = None
             self.trainer = trainer
             self.on_status = on_status or (lambda report: None)
             self.name = config.nodes[rank].name
@@ -591,7 +716,8 @@ def _client_manager_class() -> type:
             self.register_message_receive_handler(MSG_S2C_CHECK_STATUS, self._announce)
             self.register_message_receive_handler(MSG_S2C_SYNC_MODEL, self._on_sync)
             self.register_message_receive_handler(MSG_S2C_FINISH, self._on_finish)
-            for t in (MSG_C2S_SEND_MODEL, MSG_C2S_CLIENT_STATUS):
+            self.register_message_receive_handler(MSG_S2C_SECAGG, self._on_secagg)
+            for t in (MSG_C2S_SEND_MODEL, MSG_C2S_CLIENT_STATUS, MSG_C2S_SECAGG):
                 self.register_message_receive_handler(t, self._on_unexpected)
 
         def _status(self, state: str, round_index: int, metrics: Mapping[str, float] | None = None) -> None:
@@ -633,21 +759,30 @@ def _client_manager_class() -> type:
             except (ValueError, TypeError, KeyError) as exc:
                 LOG.error("client %s refused a global model: %s", self.name, exc)
                 return
+            params = None
+            if self.config.secure_aggregation.enabled:
+                self.secure_round = None  # a new round: an earlier round's keys and seed are dropped
+                try:
+                    params = secure_round_params(self.config, self.name, round_index,
+                                                 _secagg_bytes(msg.get("secagg")))
+                except ValueError as exc:
+                    LOG.error("client %s refused round %d: %s", self.name, round_index, exc)
+                    return
             LOG.info("client %s training round %d", self.name, round_index)
             self._status("training", round_index)
             train_input = {"round": round_index, "config": _numbers(msg.get("config"))}
+            secure = params is not None
             uplink = client_update(self.trainer.get_model_params,
-                                   lambda: self.trainer.train(train_input, "cpu", self.args), self.compressor,
-                                   min_samples=self.config.client.min_samples)
+                                   lambda: self.trainer.train(train_input, "cpu", self.args),
+                                   ErrorFeedbackCompressor(scheme="fp32") if secure else self.compressor,
+                                   min_samples=self.config.client.min_samples,
+                                   clip_norm=self.config.client_clip_norm if secure else None)
             if uplink.quantized is None:
                 reason = f"{uplink.num_samples} labelled samples < min_samples {self.config.client.min_samples}"
-                LOG.info("client %s skips round %d: %s", self.name, round_index, reason)
-                skip = Message(MSG_C2S_SEND_MODEL, self.rank, 0)  # tell the server not to wait for us
-                skip.add_params("round", round_index)
-                skip.add_params("num_samples", 0)
-                skip.add_params("skipped", reason)
-                self.send_message(skip)
-                self._status("waiting", round_index)
+                self._skip(round_index, reason)
+                return
+            if params is not None:
+                self._advertise(round_index, params, secagg.flatten(dequantize_update(uplink.quantized)))
                 return
             out = Message(MSG_C2S_SEND_MODEL, self.rank, 0)
             out.add_params("round", round_index)
@@ -657,6 +792,78 @@ def _client_manager_class() -> type:
             self.send_message(out)
             self.last_round = round_index
             self._status("sent", round_index, uplink.metrics)
+
+        def _skip(self, round_index: int, reason: str) -> None:
+            LOG.info("client %s skips round %d: %s", self.name, round_index, reason)
+            skip = Message(MSG_C2S_SEND_MODEL, self.rank, 0)  # tell the server not to wait for us
+            skip.add_params("round", round_index)
+            skip.add_params("num_samples", 0)
+            skip.add_params("skipped", reason)
+            self.send_message(skip)
+            self._status("waiting", round_index)
+
+        def _advertise(self, round_index: int, params: secagg.RoundParams, vector: np.ndarray) -> None:
+            """Secure round: keep the clipped delta, send only the signed key advert (phase 1)."""
+            if not np.all(np.isfinite(vector)):
+                self._skip(round_index, "the local update holds non-finite values")
+                return
+            if self.credentials is None:
+                raise RuntimeError("secure aggregation needs the node's certificate key")
+            client = secagg.SecAggClient(params, self.name, signing_key_pem=self.credentials.private_key_pem,
+                                         certificate_pem=self.credentials.certificate_pem,
+                                         ca_certificate_pem=self.credentials.ca_certificate_pem)
+            self.secure_round = _SecureClientRound(round_index, client, vector)
+            self._send_secagg(round_index, ADVERT, secagg.encode_message(client.advertise()))
+            self.last_round = round_index
+            self._status("sent", round_index)
+
+        def _send_secagg(self, round_index: int, phase: str, payload: bytes,
+                         refused: Mapping[str, str] | None = None) -> None:
+            out = Message(MSG_C2S_SECAGG, self.rank, 0)
+            out.add_params("round", round_index)
+            out.add_params("phase", phase)
+            out.add_params("secagg", _secagg_array(payload))
+            out.add_params("refused", dict(refused or {}))
+            self.send_message(out)
+
+        def _on_secagg(self, msg: Any) -> None:
+            """Phases 2-4 of the secure round, as the aggregator asks; any refusal ends this client's part in
+            the round (one log line; the aggregator goes on without it)."""
+            if not self._from_server(msg):
+                return
+            current, phase = self.secure_round, msg.get("phase")
+            if current is None or msg.get("round") != current.index:
+                LOG.warning("client %s ignored a secure-aggregation %r request for round %r (none open here)",
+                            self.name, phase, msg.get("round"))
+                return
+            client, payload = current.client, _secagg_bytes(msg.get("secagg"))
+            try:
+                if phase == "share":
+                    adverts = _only(secagg.decode_messages(payload, client.params), secagg.KeyAdvert)
+                    answer, body, refused = SHARES, secagg.encode_messages(client.share_keys(adverts)), {}
+                elif phase == "check":
+                    shares = _only(secagg.decode_messages(payload, client.params), secagg.EncryptedShare)
+                    answer, body, refused = CHECKED, b"", client.receive_shares(shares)
+                    for sender, why in refused.items():
+                        LOG.warning("client %s refused the share from %s: %s", self.name, sender, why)
+                elif phase == "mask":
+                    names = msg.get("names")
+                    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                        raise secagg.SecAggError("malformed participant list")
+                    masked = client.masked_input(current.vector, names)
+                    answer, body, refused = MASKED, secagg.encode_message(masked), {}
+                elif phase == "unmask":
+                    request = _only([secagg.decode_message(payload, client.params)], secagg.UnmaskRequest)[0]
+                    answer, body, refused = UNMASKED, secagg.encode_message(client.unmask(request)), {}
+                    self.secure_round = None  # the round is done here: its keys and seed go with it
+                else:
+                    LOG.warning("client %s ignored a secure-aggregation request %r", self.name, phase)
+                    return
+            except (secagg.RoundFailed, ValueError, TypeError) as exc:  # SecAggError is a ValueError
+                LOG.error("client %s left secure round %d at %s: %s", self.name, current.index, phase, exc)
+                self.secure_round = None
+                return
+            self._send_secagg(current.index, answer, body, refused)
 
         def _on_finish(self, msg: Any) -> None:
             if not self._from_server(msg):
@@ -680,10 +887,10 @@ def run_client(config: FederationConfig, name: str, learner: LocalLearner, *,
     if rank == 0:
         raise ValueError(f"{name!r} is the aggregator, not a client")
     args = fedml_init(config, rank)
-    args.hrc_transport = SecureTransport(config.nodes[rank], config.nodes,
-                                         load_node_credentials(config.cert_dir, name), config.transport)
+    credentials = load_node_credentials(config.cert_dir, name)
+    args.hrc_transport = SecureTransport(config.nodes[rank], config.nodes, credentials, config.transport)
     trainer = _trainer_class()(learner, args)
-    manager = _client_manager_class()(args, config, rank, trainer, on_status)
+    manager = _client_manager_class()(args, config, rank, trainer, on_status, credentials)
     _stop_on_event(stop_event, manager.com_manager.stop_receive_message)
     manager.run()
     return manager.version

@@ -86,6 +86,14 @@ class SecAggConfig:
     masking with the round still completing (needs k - max_dropouts >= t); ``ring_bits``: the modular ring
     Z_{2^ring_bits}; ``scale``: ring units per unit of update (fixed point); each coordinate is clipped to
     ``clip_norm`` (the client's L2 clip bound), so N * clip_norm * scale must stay below 2^(ring_bits - 1).
+    ``phase_timeout_s``: how long the aggregator waits for the answers of each phase after the adverts
+    (shares, share checks, masked inputs, unmask answers) before it goes on without the silent clients.
+
+    ``value_bits`` > 0 narrows the ring to what the sum needs (the uplink saving): each coordinate is
+    clipped to +-``value_clip`` and rounded to ``value_bits``-bit signed fixed point (scale
+    (2^(value_bits-1) - 1) / value_clip: resolution value_clip / (2^(value_bits-1) - 1)); the ring is
+    value_bits + ceil(log2 N) bits (at least 8), so the sum of N such values never wraps, and masked vectors
+    travel bit-packed at that width. ``ring_bits`` and ``scale`` are then unused. 0 = the fixed ring above.
     """
 
     enabled: bool = False
@@ -94,14 +102,23 @@ class SecAggConfig:
     max_dropouts: int = 0
     ring_bits: int = 32
     scale: float = 2.0 ** 20
+    phase_timeout_s: float = 30.0
+    value_bits: int = 0
+    value_clip: float = 0.0
 
     def __post_init__(self) -> None:
         if self.neighbours < 0 or self.threshold < 0 or self.max_dropouts < 0:
             raise ValueError("secure_aggregation neighbours, threshold and max_dropouts must be >= 0")
-        if not 16 <= self.ring_bits <= 64:
-            raise ValueError(f"secure_aggregation.ring_bits must be in [16, 64], got {self.ring_bits}")
+        if not 8 <= self.ring_bits <= 64:
+            raise ValueError(f"secure_aggregation.ring_bits must be in [8, 64], got {self.ring_bits}")
+        if self.value_bits and not (2 <= self.value_bits <= 24 and self.value_clip > 0
+                                    and math.isfinite(self.value_clip)):
+            raise ValueError(f"secure_aggregation.value_bits must be 0 or in [2, 24] with value_clip > 0, got "
+                             f"{self.value_bits} and {self.value_clip}")
         if not self.scale > 0 or not math.isfinite(self.scale):
             raise ValueError(f"secure_aggregation.scale must be a positive number, got {self.scale}")
+        if not self.phase_timeout_s > 0:
+            raise ValueError(f"secure_aggregation.phase_timeout_s must be > 0, got {self.phase_timeout_s}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object] | None) -> SecAggConfig:
@@ -142,7 +159,7 @@ class SecAggConfig:
             raise ValueError(f"secure_aggregation.neighbours must be even for a sparse graph, got {k}")
         if not clip_norm > 0:
             raise ValueError("secure aggregation needs a client clip bound (strategy.dp.clip_norm or max_update_norm)")
-        if num_clients * clip_norm * self.scale >= 2.0 ** (self.ring_bits - 1):
+        if not self.value_bits and num_clients * clip_norm * self.scale >= 2.0 ** (self.ring_bits - 1):
             raise ValueError(f"secure_aggregation: {num_clients} clients x clip {clip_norm} x scale {self.scale:g} "
                              f"overflows the 2^{self.ring_bits} ring; lower scale or raise ring_bits")
 
@@ -174,6 +191,22 @@ class RoundParams:
     @property
     def threshold(self) -> int:
         return self.config.shares_needed(len(self.clients))
+
+    @functools.cached_property
+    def ring(self) -> SecAggConfig:
+        """The ring this round computes in (``ring_bits``, ``scale``): the configured one, or with
+        ``value_bits`` the narrow one that just holds the sum of this round's clients."""
+        config = self.config
+        if not config.value_bits:
+            return config
+        bits = max(8, config.value_bits + math.ceil(math.log2(len(self.clients))))
+        return dataclasses.replace(config, ring_bits=bits, scale=(2 ** (config.value_bits - 1) - 1) / config.value_clip,
+                                   value_bits=0, value_clip=0.0)
+
+    @property
+    def coordinate_clip(self) -> float:
+        """The bound each coordinate is clipped to before quantisation (update units)."""
+        return min(self.clip_norm, self.config.value_clip) if self.config.value_bits else self.clip_norm
 
     def point(self, name: str) -> int:
         return self.clients.index(name) + 1
@@ -224,6 +257,7 @@ class MaskedInput:
     round_id: str
     sender: str
     masked: np.ndarray  # unsigned ring elements, one per coordinate
+    bits: int = 0  # on the wire bit-packed at this ring width (0: whole uint16/32/64 little-endian elements)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,15 +287,29 @@ def _pack(value: object) -> object:
         return np.ascontiguousarray(value.astype(value.dtype.newbyteorder("<"))).view(np.uint8).copy()
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, dict):
-        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, dict):  # name -> bytes (shares): one blob and its cut points, not an array each
+        names = sorted(value)
+        return {"names": names, "blob": np.frombuffer(b"".join(value[n] for n in names), np.uint8).copy(),
+                "sizes": np.asarray([len(value[n]) for n in names], np.int64)}
     return value
+
+
+def _cut(blob: object, sizes: object, count: int, what: str) -> list[bytes]:
+    """``blob`` (uint8 array) cut into ``count`` pieces of ``sizes``; SecAggError when they do not fit."""
+    if (not isinstance(blob, np.ndarray) or blob.dtype != np.uint8 or blob.ndim != 1
+            or not isinstance(sizes, np.ndarray) or sizes.dtype != np.int64 or sizes.shape != (count,)
+            or np.any(sizes < 0) or int(sizes.sum()) != blob.size):
+        raise SecAggError(f"malformed secure-aggregation message: {what} do not fit their blob")
+    data, ends = blob.tobytes(), np.cumsum(sizes)
+    return [data[end - size:end] for end, size in zip(ends.tolist(), sizes.tolist(), strict=True)]
 
 
 def _unpack(kind: str, value: object, ring_bits: int) -> object:
     if kind == "bytes" and isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
         return value.tobytes()
     if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind == "np.ndarray" and isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
         dtype = np.dtype(ring_dtype(ring_bits)).newbyteorder("<")
@@ -270,8 +318,11 @@ def _unpack(kind: str, value: object, ring_bits: int) -> object:
         return value.view(dtype).astype(ring_dtype(ring_bits))
     if kind == "tuple[str, ...]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    if kind == "dict[str, bytes]" and isinstance(value, dict):
-        return {str(k): _unpack("bytes", v, ring_bits) for k, v in value.items()}
+    if kind == "dict[str, bytes]" and isinstance(value, dict) and set(value) == {"names", "blob", "sizes"}:
+        names = value["names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise SecAggError("malformed secure-aggregation message: share names")
+        return dict(zip(names, _cut(value["blob"], value["sizes"], len(names), "shares"), strict=True))
     raise SecAggError(f"malformed secure-aggregation message: a {kind} field holds {type(value).__name__}")
 
 
@@ -281,6 +332,8 @@ Message = KeyAdvert | EncryptedShare | MaskedInput | UnmaskRequest | UnmaskRespo
 def _body(message: Message) -> dict[str, object]:
     body: dict[str, object] = {"secagg": type(message).__name__}
     body.update({f.name: _pack(getattr(message, f.name)) for f in dataclasses.fields(message)})
+    if isinstance(message, MaskedInput) and message.bits:
+        body["masked"] = np.frombuffer(pack_bits(message.masked, message.bits), np.uint8).copy()
     return body
 
 
@@ -292,7 +345,14 @@ def _parse(body: object, params: RoundParams) -> Message:
     fields = {f.name: f.type for f in dataclasses.fields(cls)}
     if set(body) != set(fields):
         raise SecAggError(f"malformed {cls.__name__}: fields {sorted(body)}, expected {sorted(fields)}")
-    return cls(**{name: _unpack(str(kind), body[name], params.config.ring_bits) for name, kind in fields.items()})
+    if cls is MaskedInput and body["bits"]:
+        bits, packed = body["bits"], body["masked"]
+        if bits != params.ring.ring_bits or not isinstance(packed, np.ndarray) or packed.dtype != np.uint8:
+            raise SecAggError(f"malformed MaskedInput: packed at {bits!r} bits, the round's ring is "
+                              f"{params.ring.ring_bits}")
+        body["masked"] = unpack_bits(packed.tobytes(), bits)
+        return MaskedInput(str(body["round_id"]), str(body["sender"]), body["masked"], bits)
+    return cls(**{name: _unpack(str(kind), body[name], params.ring.ring_bits) for name, kind in fields.items()})
 
 
 def encode_message(message: Message) -> bytes:
@@ -301,8 +361,33 @@ def encode_message(message: Message) -> bytes:
 
 
 def encode_messages(messages: Sequence[Message]) -> bytes:
-    """Several messages (e.g. one client's shares for all its neighbours) as one wire payload."""
+    """Several messages (e.g. one client's shares for all its neighbours) as one wire payload. Encrypted
+    shares of one round travel as columns (receivers, senders, one nonce blob, one ciphertext blob with its
+    cut points): a wire array each would cost more header than share."""
+    if messages and all(isinstance(m, EncryptedShare) for m in messages) \
+            and len({m.round_id for m in messages}) == 1:  # type: ignore[union-attr]
+        shares: list[EncryptedShare] = list(messages)  # type: ignore[arg-type]
+        return wire.encode({"secagg": "share_batch", "round_id": shares[0].round_id,
+                            "senders": [m.sender for m in shares], "receivers": [m.receiver for m in shares],
+                            "nonces": _pack({str(i): m.nonce for i, m in enumerate(shares)}),
+                            "ciphertexts": _pack({str(i): m.ciphertext for i, m in enumerate(shares)})})
     return wire.encode({"secagg": "batch", "items": [_body(m) for m in messages]})
+
+
+def _share_batch(body: Mapping[str, object]) -> list[EncryptedShare]:
+    senders, receivers, round_id = body.get("senders"), body.get("receivers"), body.get("round_id")
+    if (not isinstance(senders, list) or not isinstance(receivers, list) or len(senders) != len(receivers)
+            or not all(isinstance(n, str) for n in (*senders, *receivers)) or not isinstance(round_id, str)):
+        raise SecAggError("malformed secure-aggregation share batch")
+    columns = []
+    for key in ("nonces", "ciphertexts"):
+        column = _unpack("dict[str, bytes]", body.get(key), 32)
+        if set(column) != {str(i) for i in range(len(senders))}:  # type: ignore[arg-type]
+            raise SecAggError("malformed secure-aggregation share batch: columns do not match")
+        columns.append(column)
+    nonces, ciphertexts = columns
+    return [EncryptedShare(round_id, s, r, nonces[str(i)], ciphertexts[str(i)])  # type: ignore[index]
+            for i, (s, r) in enumerate(zip(senders, receivers, strict=True))]
 
 
 def decode_message(payload: bytes, params: RoundParams) -> Message:
@@ -317,6 +402,8 @@ def decode_messages(payload: bytes, params: RoundParams) -> list[Message]:
     """What :func:`encode_messages` wrote; SecAggError when malformed."""
     try:
         body = wire.decode(payload)
+        if body.get("secagg") == "share_batch":
+            return list(_share_batch(body))
         if body.get("secagg") != "batch" or not isinstance(body.get("items"), list):
             raise SecAggError("malformed secure-aggregation batch")
         return [_parse(item, params) for item in body["items"]]
@@ -368,6 +455,25 @@ def keystream(key: bytes, length: int, ring_bits: int) -> np.ndarray:
     stream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor().update(bytes(width * length))
     values = np.frombuffer(stream, dtype=np.uint32 if width == 4 else np.uint64).astype(np.uint64)
     return values & np.uint64((1 << ring_bits) - 1) if ring_bits < 64 else values
+
+
+def pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Ring elements (< 2^bits) as a little-endian bit stream of ``bits`` per value (8 <= bits <= 64; at
+    16, 32 or 64 bits the same bytes as the little-endian integers)."""
+    flat = np.asarray(values, np.uint64).ravel()
+    planes = ((flat[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(planes.ravel(), bitorder="little").tobytes()
+
+
+def unpack_bits(payload: bytes, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: floor(8 len / bits) values (unique for bits >= 8), ring dtype."""
+    if not 8 <= bits <= 64:
+        raise SecAggError(f"ring width {bits} outside [8, 64]")
+    count = len(payload) * 8 // bits
+    planes = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder="little")[:count * bits]
+    weights = np.uint64(1) << np.arange(bits, dtype=np.uint64)
+    values = (planes.reshape(count, bits).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    return values.astype(ring_dtype(bits))
 
 
 def ring_dtype(ring_bits: int) -> type[np.unsignedinteger]:
@@ -557,14 +663,14 @@ class SecAggClient:
             raise RoundFailed(f"{self.name}: {len(mates)} participating neighbours, {self.params.threshold} needed")
         if not np.all(np.isfinite(update)):
             raise ValueError(f"{self.name}: the update holds non-finite values: nothing masked or sent")
-        config, n = self.params.config, int(np.size(update))
-        total = quantize(np.ravel(update), config, self.params.clip_norm)
+        config, n = self.params.ring, int(np.size(update))
+        total = quantize(np.ravel(update), config, self.params.coordinate_clip)
         total += keystream(_derive(self._seed, "self mask", self.params.round_id, self.name), n, config.ring_bits)
         for peer in mates:
             stream = keystream(self._pair_seed(peer), n, config.ring_bits)
             total = total + stream if self.name < peer else total - stream
         self._masked = True
-        return MaskedInput(self.params.round_id, self.name, _reduce(total, config.ring_bits))
+        return MaskedInput(self.params.round_id, self.name, _reduce(total, config.ring_bits), config.ring_bits)
 
     def _pair_seed(self, peer: str) -> bytes:
         agreed = self._mask_key.exchange(X25519PublicKey.from_public_bytes(self._peers[peer].mask_public))
@@ -690,9 +796,9 @@ class SecAggServer:
         if message.sender in self.masked_from:
             raise SecAggError(f"second masked input from {message.sender}: refused")
         masked = np.asarray(message.masked)
-        if masked.dtype != ring_dtype(self.params.config.ring_bits) or masked.shape != (self.vector_size,):
+        if masked.dtype != ring_dtype(self.params.ring.ring_bits) or masked.shape != (self.vector_size,):
             raise SecAggError(f"masked input from {message.sender}: {masked.dtype}{masked.shape}, expected "
-                              f"{np.dtype(ring_dtype(self.params.config.ring_bits))}({self.vector_size},)")
+                              f"{np.dtype(ring_dtype(self.params.ring.ring_bits))}({self.vector_size},)")
         self._sum += masked.astype(np.uint64)  # wraps mod 2^64, reduced mod 2^ring_bits at the end
         self.masked_from.add(message.sender)
 
@@ -730,7 +836,7 @@ class SecAggServer:
         request = self._request
         if request is None:
             raise RoundFailed("unmask_request() was not called")
-        config, t, n = self.params.config, self.params.threshold, self.vector_size
+        config, t, n = self.params.ring, self.params.threshold, self.vector_size
         total = self._sum.copy()
         for owner in request.survivors:
             seed = self._recover(owner, "seed_shares", t)

@@ -29,8 +29,10 @@ class FederatedStatusPublisher:
         """``status``: a :class:`hrc_fl.federated.fedml_adapter.StatusReport`."""
         if self._stop is not None and self._stop.is_set():
             return
+        reason = getattr(status, "reason", "")  # e.g. why a secure round failed: the state says it
         msg = FederatedStatus(role=status.role, node_id=status.node_id, round=int(status.round),
-                              model_version=status.model_version, state=status.state,
+                              model_version=status.model_version,
+                              state=f"{status.state}: {reason}" if reason else status.state,
                               participants=list(status.participants), metric_names=list(status.metrics),
                               metric_values=[float(v) for v in status.metrics.values()])
         msg.header.stamp = self._node.get_clock().now().to_msg()
