@@ -1,6 +1,6 @@
 """The composed safety function: ``SafetyMonitor.step(now_s, inputs) -> SafetyDecision``.
 
-Plain inputs (numpy arrays, dataclasses), no ROS, no I/O, time passed in. Each step (1) checks every
+Plain inputs (numpy arrays, named tuples), no ROS, no I/O, time passed in. Each step (1) checks every
 arriving message with the watchdog and keeps the good ones, (2) computes the minimum human-robot
 separation, S_p and the allowed robot speed, (3) advances the zone state machine. Anything doubtful
 (a fault, missing data, an unknown frame, an unlocatable human) yields PROTECTIVE_STOP in that step.
@@ -74,8 +74,9 @@ _NO_POINTS.flags.writeable = False  # shared by every empty decision
 
 
 # ---------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class BodyObservation:
+# Named tuples: the node builds one or more per message, and a tuple costs a fraction of a frozen
+# dataclass's field-by-field construction (bench/safety.py, node stage "convert").
+class BodyObservation(NamedTuple):
     """One tracked body: keypoints (K,3) in ``frame`` (metres, NaN rows = unknown points)."""
 
     body_id: str
@@ -86,39 +87,34 @@ class BodyObservation:
     arm_signal_confidence: float = 0.0
 
 
-@dataclass(frozen=True)
-class BodiesInput:
+class BodiesInput(NamedTuple):
     """All bodies of one processed camera frame (empty tuple: nobody seen). ``stamp_s``: image time."""
 
     stamp_s: float
     bodies: tuple[BodyObservation, ...] = ()
 
 
-@dataclass(frozen=True)
-class JointInput:
+class JointInput(NamedTuple):
     stamp_s: float
     names: tuple[str, ...]
     positions_rad: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class TcpInput:
+class TcpInput(NamedTuple):
     stamp_s: float
     frame: str
     position_m: tuple[float, float, float]
     orientation_xyzw: tuple[float, float, float, float]
 
 
-@dataclass(frozen=True)
-class GestureInput:
+class GestureInput(NamedTuple):
     stamp_s: float
     gesture: int
     confidence: float
     is_command: bool
 
 
-@dataclass(frozen=True)
-class IntentionInput:
+class IntentionInput(NamedTuple):
     stamp_s: float
     label: str
     confidence: float
@@ -134,8 +130,7 @@ class _CheckedBodies(NamedTuple):
     sigma_m: float
 
 
-@dataclass(frozen=True)
-class SafetyInputs:
+class SafetyInputs(NamedTuple):
     """Messages that arrived since the previous step, in arrival order, plus a reset request."""
 
     bodies: Sequence[BodiesInput] = ()
