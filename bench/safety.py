@@ -10,7 +10,8 @@
    - ``SafetyMonitor.step``, unchanged robot: new keypoints, the same joint state (kinematics cached);
    - ``SafetyMonitor.step``, no new input (the fixed-rate heartbeat: distance cached, S_p and zones only);
    - the node's whole input callback in process (``SafetyNode._on_bodies``: message -> arrays, step,
-     SafetyZoneState + speed scale published, diagnostics), CPU time.
+     SafetyZoneState + speed scale published, diagnostics), CPU time, and its stages timed one by one
+     (:data:`NODE_STAGES`: clock, conversion, step, publishing, diagnostics; keys ``node_<stage>_*``).
 2. ROS between processes: the real safety node as a process (Fast DDS profile from config/fastdds.xml,
    evaluate_on_input, markers off, the executor config/safety.yaml names), this process publishing
    humans/bodies/tracked at 50 Hz and robot/joint_states at 50 Hz half a period later from a thread, and
@@ -184,12 +185,50 @@ def bench_node_callback(iterations: int) -> dict[str, float]:
             t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
             wall.append((t1 - t0) / 1e3)
             cpu.append((c1 - c0) / 1e3)
+        stages = _node_stages(node, msg, joints, iterations)
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
     out: dict[str, float] = {}
     _summary(out, "node_callback", wall, cpu)
+    for name, times in stages.items():
+        _summary(out, f"node_{name}", times, None)
     return out
+
+
+#: The stages of the node's body callback, in order (bench rows "node stage: ...", keys node_<stage>_*).
+NODE_STAGES = {"clock": "read the node clock", "convert": "BodyPoseArray -> BodiesInput",
+               "step": "SafetyMonitor.step", "publish": "state + speed scale published",
+               "report": "diagnostics values, fault log"}
+
+
+def _node_stages(node, msg, joints, iterations: int) -> dict[str, list[float]]:
+    """The node's body callback taken apart: each stage the callback runs (the node's own methods, in
+    its order), timed on its own (wall, us) with the same message and a new joint state each cycle."""
+    from hrc_fl.nodes.safety import bodies_input
+    from hrc_fl.safety.monitor import SafetyInputs
+
+    times: dict[str, list[float]] = {name: [] for name in NODE_STAGES}
+    clock = time.perf_counter_ns
+    for _ in range(iterations):
+        stamp = node.get_clock().now().to_msg()
+        joints.header.stamp = msg.header.stamp = stamp
+        node._on_joints(joints)
+        t0 = clock()
+        now_s = node._now_s()
+        t1 = clock()
+        inputs = SafetyInputs(bodies=[bodies_input(msg)])
+        t2 = clock()
+        decision = node._monitor.step(now_s, inputs)
+        t3 = clock()
+        node._publish_state(decision)
+        t4 = clock()
+        node._report(decision)
+        t5 = clock()
+        for name, t_a, t_b in (("clock", t0, t1), ("convert", t1, t2), ("step", t2, t3), ("publish", t3, t4),
+                               ("report", t4, t5)):
+            times[name].append((t_b - t_a) / 1e3)
+    return times
 
 
 def run_echo(namespace: str, executor: str) -> None:
@@ -405,6 +444,9 @@ def main() -> int:
     print(f"{'node body callback in process (us)':<50}{figures['node_callback_p50_us']:>10.1f}"
           f"{figures['node_callback_p99_us']:>10.1f}{figures['node_callback_cpu_p50_us']:>10.1f}"
           f"{figures['node_callback_cpu_p99_us']:>10.1f}")
+    for key, label in NODE_STAGES.items():
+        print(f"{f'  stage: {label} (us)':<50}{figures[f'node_{key}_p50_us']:>10.1f}"
+              f"{figures[f'node_{key}_p99_us']:>10.1f}")
     print(f"{'BodyPoseArray -> SafetyZoneState, processes (ms)':<50}{ros['ros_p50_ms']:>10.3f}"
           f"{ros['ros_p99_ms']:>10.3f}")
     print(f"{'  of which message stamp -> decision (ms)':<50}{ros['ros_to_decision_p50_ms']:>10.3f}"

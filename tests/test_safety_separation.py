@@ -90,6 +90,26 @@ def test_allowed_speed_closed_form_worked_examples():
                                    params=PARAMS) == 0.0
 
 
+def test_allowed_speed_over_a_flat_row_allows_the_whole_row():
+    # Prepare: T_r = 0 and a table flat up to 0.5 m/s (0.1 s, 0.05 m), so S_p does not grow on that row;
+    # the close speed only below 0.3 m, so v_h = 1.6 in every case here:
+    # fixed = C + k*sigma + v_h*t + Z_r = 0.1 + 0.03 + 0.08 + 0.02 = 0.23,
+    # S_p(v <= 0.5) = 1.6*0.1 + 0.05 + 0.23 = 0.44. On 0.5..1.0: a = b = 0.4, S_p(v) = 0.44 + 1.04 (v - 0.5).
+    params = SeparationParameters(reaction_time_s=0.0, stopping=StoppingTable((0.0, 0.5, 1.0), (0.1, 0.1, 0.3),
+                                                                                (0.05, 0.05, 0.25)),
+                                  intrusion_distance_m=0.1, robot_position_uncertainty_m=0.02,
+                                  position_uncertainty_k=3.0, close_separation_m=0.3)
+
+    def allowed(d: float) -> float:
+        return allowed_robot_speed_mps(separation_m=d, position_uncertainty_m=0.01, perception_latency_s=0.05,
+                                       params=params)
+
+    # Execute / Assert: the flat row whole once S_p(0) fits, then the next row's closed form
+    assert allowed(0.44 + 1e-12) == pytest.approx(0.5)
+    assert allowed(0.6) == pytest.approx(0.5 + 0.16 / 1.04)
+    assert allowed(0.43) == 0.0
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(speeds_mps=(0.1, 0.5), stopping_times_s=(0.0, 0.1), stopping_distances_m=(0.0, 0.1)),  # no 0 row
     dict(speeds_mps=(0.0, 0.5), stopping_times_s=(0.2, 0.1), stopping_distances_m=(0.0, 0.1)),  # decreasing

@@ -104,8 +104,19 @@ def _color(rgba: tuple[float, float, float, float]) -> ColorRGBA:
 def _keypoints(flat) -> np.ndarray:
     """(K,3) float64 from a float32[] message field; a length that is no multiple of 3 stays one row, which
     the monitor refuses as malformed (a fault with its reason, not an exception in the callback)."""
-    points = np.frombuffer(flat, dtype=np.float32).astype(float)
+    points = np.asarray(flat, dtype=np.float64)  # rclpy gives a float32 ndarray: one converting copy
     return points.reshape(-1, 3) if points.size % 3 == 0 else points.reshape(1, -1)
+
+
+def bodies_input(msg: BodyPoseArray) -> BodiesInput:
+    """The monitor's input for one BodyPoseArray: per body its keypoints (K,3) float64 in its workstation
+    frame, uncertainty (m) and arm signal; the stamp in seconds (the image time)."""
+    return BodiesInput(stamp_to_s(msg.header.stamp), tuple(
+        BodyObservation(
+            body_id=b.body_id, points_m=_keypoints(b.workstation_points),
+            position_uncertainty_m=float(b.position_uncertainty_m), frame=b.workstation_frame,
+            arm_signal=int(b.arm_signal), arm_signal_confidence=float(b.arm_signal_confidence))
+        for b in msg.bodies))
 
 
 class SafetyNode(Node):
@@ -180,13 +191,7 @@ class SafetyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_bodies(self, msg: BodyPoseArray) -> None:
-        bodies = tuple(
-            BodyObservation(
-                body_id=b.body_id, points_m=_keypoints(b.workstation_points),
-                position_uncertainty_m=float(b.position_uncertainty_m), frame=b.workstation_frame,
-                arm_signal=int(b.arm_signal), arm_signal_confidence=float(b.arm_signal_confidence))
-            for b in msg.bodies)
-        self._bodies.append(BodiesInput(stamp_to_s(msg.header.stamp), bodies))
+        self._bodies.append(bodies_input(msg))
         self._on_input()
 
     def _on_joints(self, msg: JointState) -> None:

@@ -120,7 +120,7 @@ def min_separation(points: np.ndarray, capsules: Capsules) -> SeparationResult:
         return SeparationResult(math.inf, -1, -1, np.zeros((0, capsules.starts.shape[0])))
     dist, flat = capsule_distances(points, capsules.segments, capsules.radii_m)
     n, m = divmod(flat, dist.shape[1])
-    return frozen_record(SeparationResult, min_distance_m=float(dist[n, m]), point_index=n, capsule_index=m,
+    return frozen_record(SeparationResult, min_distance_m=dist.item(flat), point_index=n, capsule_index=m,
                          pair_distances_m=dist, closest_point_m=points[n], capsules=capsules)
 
 

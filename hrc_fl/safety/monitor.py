@@ -1,6 +1,6 @@
 """The composed safety function: ``SafetyMonitor.step(now_s, inputs) -> SafetyDecision``.
 
-Plain inputs (numpy arrays, dataclasses), no ROS, no I/O, time passed in. Each step (1) checks every
+Plain inputs (numpy arrays, named tuples), no ROS, no I/O, time passed in. Each step (1) checks every
 arriving message with the watchdog and keeps the good ones, (2) computes the minimum human-robot
 separation, S_p and the allowed robot speed, (3) advances the zone state machine. Anything doubtful
 (a fault, missing data, an unknown frame, an unlocatable human) yields PROTECTIVE_STOP in that step.
@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,7 +50,16 @@ from hrc_fl.safety.separation import (
 )
 from hrc_fl.safety.settings import GROUP, setting
 from hrc_fl.safety.watchdog import InputSpec, Watchdog
-from hrc_fl.safety.zones import Zone, ZoneConfig, ZoneMachine
+from hrc_fl.safety.zones import (
+    CLEAR,
+    PROTECTIVE_STOP,
+    REDUCED_SPEED,
+    WARNING,
+    Zone,
+    ZoneConfig,
+    ZoneMachine,
+    ZoneUpdate,
+)
 
 # Gesture and arm-signal codes (equal to the HandGesture / BodyPose message constants).
 GESTURE_STOP = 1
@@ -64,8 +74,9 @@ _NO_POINTS.flags.writeable = False  # shared by every empty decision
 
 
 # ---------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class BodyObservation:
+# Named tuples: the node builds one or more per message, and a tuple costs a fraction of a frozen
+# dataclass's field-by-field construction (bench/safety.py, node stage "convert").
+class BodyObservation(NamedTuple):
     """One tracked body: keypoints (K,3) in ``frame`` (metres, NaN rows = unknown points)."""
 
     body_id: str
@@ -76,48 +87,42 @@ class BodyObservation:
     arm_signal_confidence: float = 0.0
 
 
-@dataclass(frozen=True)
-class BodiesInput:
+class BodiesInput(NamedTuple):
     """All bodies of one processed camera frame (empty tuple: nobody seen). ``stamp_s``: image time."""
 
     stamp_s: float
     bodies: tuple[BodyObservation, ...] = ()
 
 
-@dataclass(frozen=True)
-class JointInput:
+class JointInput(NamedTuple):
     stamp_s: float
     names: tuple[str, ...]
     positions_rad: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class TcpInput:
+class TcpInput(NamedTuple):
     stamp_s: float
     frame: str
     position_m: tuple[float, float, float]
     orientation_xyzw: tuple[float, float, float, float]
 
 
-@dataclass(frozen=True)
-class GestureInput:
+class GestureInput(NamedTuple):
     stamp_s: float
     gesture: int
     confidence: float
     is_command: bool
 
 
-@dataclass(frozen=True)
-class IntentionInput:
+class IntentionInput(NamedTuple):
     stamp_s: float
     label: str
     confidence: float
 
 
-@dataclass(frozen=True)
-class _CheckedBodies:
+class _CheckedBodies(NamedTuple):
     """A bodies message that passed the checks: per body its known keypoints (K,3), (body id, K) in the
-    same order, and the largest 1-sigma uncertainty."""
+    same order, and the largest 1-sigma uncertainty (m). A tuple: one is built per message."""
 
     stamp_s: float
     points: list[np.ndarray]
@@ -125,8 +130,7 @@ class _CheckedBodies:
     sigma_m: float
 
 
-@dataclass(frozen=True)
-class SafetyInputs:
+class SafetyInputs(NamedTuple):
     """Messages that arrived since the previous step, in arrival order, plus a reset request."""
 
     bodies: Sequence[BodiesInput] = ()
@@ -298,13 +302,13 @@ def zone_for_separation(separation_m: float, *, sigma_m: float, latency_s: float
         params=params)
     warning_m = reduced_m + warning_band_m
     if not separation_m >= stop_m:  # NaN included
-        zone = Zone.PROTECTIVE_STOP
+        zone = PROTECTIVE_STOP
     elif separation_m < reduced_m:
-        zone = Zone.REDUCED_SPEED
+        zone = REDUCED_SPEED
     elif separation_m < warning_m:
-        zone = Zone.WARNING
+        zone = WARNING
     else:
-        zone = Zone.CLEAR
+        zone = CLEAR
     return zone, stop_m, reduced_m, warning_m
 
 
@@ -340,6 +344,30 @@ def collapse_faults(faults: Sequence[str]) -> tuple[list[str], list[int]]:
 
 
 # ---------------------------------------------------------------- monitor
+class _Separation(NamedTuple):
+    """Job 2 of a step (:meth:`SafetyMonitor._separate`) for job 3 and the decision: distances in metres,
+    speeds in m/s; NaN where unknown. A tuple: one is built per cycle."""
+
+    min_separation_m: float
+    terms: SeparationTerms | None
+    allowed_mps: float
+    stop_m: float
+    reduced_m: float
+    warning_m: float
+    distance_zone: Zone
+    relaxed_zone: Zone                 # at separation - hysteresis and the recent peak observation age
+    relax_latency_s: float
+    target_scale: float                # allowed / maximum speed
+    body_id: str
+    result: SeparationResult | None
+    reasons: tuple[str, ...]
+
+
+#: No human or no robot data yet: nothing is known, so PROTECTIVE_STOP.
+_NO_SEPARATION = _Separation(math.nan, None, 0.0, math.nan, math.nan, math.nan, PROTECTIVE_STOP,
+                             PROTECTIVE_STOP, math.nan, 0.0, "", None, ())
+
+
 def _held_reason(zone: Zone, relaxed_zone: Zone, hysteresis_m: float, min_dwell_s: float,
                  relax_latency_s: float) -> str:
     """Why ``zone`` is kept although the separation alone would allow a less restrictive one."""
@@ -369,6 +397,7 @@ class SafetyMonitor:
         self._points = _NO_POINTS
         self._point_owners: list[tuple[str, int]] = []    # (body id, its number of keypoints), in order
         self._keypoint_range_sq = config.keypoint_range_m ** 2
+        self._base_frame = config.robot.base_frame
         self._sigma_m = 0.0
         self._bodies_stamp_s: float | None = None
         self._capsules: Capsules | None = None
@@ -387,8 +416,8 @@ class SafetyMonitor:
         self._robot_input_key: tuple | None = None
         self._robot_input_capsules: Capsules | None = None
         v_max = self.max_speed_mps
-        self._stopping_at_min_max = (self.params.stopping.at(config.min_speed_scale * v_max),
-                                     self.params.stopping.at(v_max))
+        self._v_min_mps = config.min_speed_scale * v_max
+        self._stopping_at_min_max = (self.params.stopping.at(self._v_min_mps), self.params.stopping.at(v_max))
 
     # ------------------------------------------------ ingest
     def _check_bodies(self, msg: BodiesInput, now_s: float) -> _CheckedBodies | None:
@@ -401,15 +430,16 @@ class SafetyMonitor:
         owners: list[tuple[str, int]] = []
         sigma = 0.0
         arm_stop = False
-        range_sq = self._keypoint_range_sq
+        cfg = self.config
+        range_sq, base_frame = self._keypoint_range_sq, self._base_frame
         for body in msg.bodies:
             pts = kernel_array(body.points_m)
             shape = pts.shape
             if len(shape) != 2 or shape[1] != 3:
                 problem = f"body {body.body_id!r}: keypoints must be (K,3), got {pts.shape}"
                 break
-            if body.frame != self.config.robot.base_frame:
-                problem = f"body {body.body_id!r} in frame {body.frame!r}, need {self.config.robot.base_frame!r}"
+            if body.frame != base_frame:
+                problem = f"body {body.body_id!r} in frame {body.frame!r}, need {base_frame!r}"
                 break
             status, far_sq, pts = check_keypoints(pts, range_sq)
             if status == KEYPOINTS_INFINITE:
@@ -417,34 +447,37 @@ class SafetyMonitor:
                 break
             if status == KEYPOINTS_FAR:
                 problem = (f"body {body.body_id!r}: keypoint {math.sqrt(far_sq):.3g} m from "
-                           f"{self.config.robot.base_frame}, beyond the working range of the camera "
-                           f"(keypoint_range_m {self.config.keypoint_range_m:.1f} m)")
+                           f"{base_frame}, beyond the working range of the camera "
+                           f"(keypoint_range_m {cfg.keypoint_range_m:.1f} m)")
                 break
-            if pts.shape[0] < self.config.min_body_points:
-                problem = (f"body {body.body_id!r}: only {pts.shape[0]} known keypoints "
-                           f"(< {self.config.min_body_points}), cannot locate the human")
-            elif not (math.isfinite(body.position_uncertainty_m) and body.position_uncertainty_m >= 0.0):
-                problem = f"body {body.body_id!r}: invalid position uncertainty {body.position_uncertainty_m!r}"
+            n_known = pts.shape[0]
+            sigma_m = body.position_uncertainty_m
+            if n_known < cfg.min_body_points:
+                problem = (f"body {body.body_id!r}: only {n_known} known keypoints "
+                           f"(< {cfg.min_body_points}), cannot locate the human")
+            elif not (math.isfinite(sigma_m) and sigma_m >= 0.0):
+                problem = f"body {body.body_id!r}: invalid position uncertainty {sigma_m!r}"
             elif not math.isfinite(body.arm_signal_confidence):
                 problem = f"body {body.body_id!r}: non-finite arm signal confidence"
             if problem:
                 break
             points.append(pts)
-            owners.append((body.body_id, pts.shape[0]))
-            sigma = max(sigma, body.position_uncertainty_m)
+            owners.append((body.body_id, n_known))
+            if sigma_m > sigma:
+                sigma = sigma_m
             if (body.arm_signal == ARM_SIGNAL_ALL_STOP
-                    and body.arm_signal_confidence >= self.config.arm_signal_min_confidence):
+                    and body.arm_signal_confidence >= cfg.arm_signal_min_confidence):
                 arm_stop = True
         fault = self.watchdog.accept(BODIES, msg.stamp_s, now_s, content_ok=not problem, content_problem=problem)
         if arm_stop and fault is None:
             self._arm_stop_frames += 1
         elif fault is None:
             self._arm_stop_frames = 0
-        if self._arm_stop_frames >= self.config.arm_signal_min_frames:
+        if self._arm_stop_frames >= cfg.arm_signal_min_frames:
             self._last_stop_command_s = max(self._last_stop_command_s, now_s)
         if fault is not None:
             return None
-        return frozen_record(_CheckedBodies, stamp_s=msg.stamp_s, points=points, owners=owners, sigma_m=sigma)
+        return _CheckedBodies(msg.stamp_s, points, owners, sigma)
 
     def _install_bodies(self, checked: _CheckedBodies, now_s: float) -> None:
         """Make ``checked`` the current human observation (once per cycle: the newest good message)."""
@@ -536,21 +569,51 @@ class SafetyMonitor:
             self._intention = msg
         return fault
 
-    # ------------------------------------------------ step
+    # ------------------------------------------------ step: four jobs, each a method
     def step(self, now_s: float, inputs: SafetyInputs | None = None) -> SafetyDecision:
         """Ingest ``inputs`` (arrived since the last step) and decide for time ``now_s`` (seconds, the
-        clock of the message stamps)."""
-        cfg = self.config
+        clock of the message stamps): (1) check the inputs and collect this cycle's faults
+        (:meth:`_ingest`), (2) the separation, S_p and the distance zone (:meth:`_separate`), (3) the zone
+        machine with its dwell and restart interlock (:meth:`_decide_zone`), (4) the decision record."""
         inputs = _NO_INPUTS if inputs is None else inputs
+        now_s, faults, resume = self._ingest(now_s, inputs)
+        stop_command = now_s - self._last_stop_command_s <= self.config.command_hold_s
+        if self._capsules is not None and self._bodies_stamp_s is not None:
+            sep = self._separate(now_s)
+        else:
+            sep = _NO_SEPARATION
+            if not faults:
+                faults.append("no human or robot data yet")
+        fault_counts: list[int] = [1] * len(faults)
+        if len(faults) > 1:  # a flood: each cause once, with its count
+            faults, fault_counts = collapse_faults(faults)
+        update, zone, reasons = self._decide_zone(now_s, sep, faults, stop_command,
+                                                  inputs.reset_requested or resume)
+        return frozen_record(
+            SafetyDecision,
+            stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
+            min_separation_m=sep.min_separation_m, terms=sep.terms, allowed_robot_speed_mps=sep.allowed_mps,
+            max_robot_speed_mps=self.max_speed_mps, stop_distance_m=sep.stop_m,
+            reduced_speed_distance_m=sep.reduced_m, warning_distance_m=sep.warning_m,
+            closest_body_id=sep.body_id, reasons=tuple(reasons), faults=tuple(faults),
+            fault_counts=tuple(fault_counts), reset_accepted=update.reset_accepted,
+            reset_message=update.reset_message, human_points_m=self._points, separation=sep.result,
+            capsules=self._capsules,
+        )
+
+    def _ingest(self, now_s: float, inputs: SafetyInputs) -> tuple[float, list[str], bool]:
+        """Job 1, input validation and fault detection: the checked clock (s), this cycle's faults (bad
+        arrivals, then missing or stale inputs) and whether a resume gesture requested a reset. The newest
+        good bodies message, every good robot state, gesture and intention update the monitor's state."""
         faults: list[str] = []
+        last_now_s = self._last_now_s
         if not math.isfinite(now_s):
             faults.append(f"clock: invalid time {now_s!r}")
-            now_s = self._last_now_s if self._last_now_s is not None else 0.0
-        elif self._last_now_s is not None and now_s < self._last_now_s:
-            faults.append(f"clock: went back by {self._last_now_s - now_s:.3f} s")
-            now_s = self._last_now_s
+            now_s = last_now_s if last_now_s is not None else 0.0
+        elif last_now_s is not None and now_s < last_now_s:
+            faults.append(f"clock: went back by {last_now_s - now_s:.3f} s")
+            now_s = last_now_s
         self._last_now_s = now_s
-
         newest: _CheckedBodies | None = None
         for msg in inputs.bodies:  # every message is checked (faults count); the newest good one is used
             newest = self._check_bodies(msg, now_s) or newest
@@ -564,72 +627,70 @@ class SafetyMonitor:
         for msg in inputs.intentions:
             self._ingest_intention(msg, now_s)
         faults += self.watchdog.faults(now_s)
+        return now_s, faults, resume
 
-        reasons: list[str] = []
-        stop_command = now_s - self._last_stop_command_s <= cfg.command_hold_s
-        if stop_command:
-            reasons.append("stop command (STOP gesture or ALL_STOP arm signal)")
-
+    def _separate(self, now_s: float) -> _Separation:
+        """Job 2, separation: the minimum human-robot distance (cached until the humans or the robot
+        change), S_p at the measured robot speed, the allowed speed and the distance zones at the
+        instantaneous and at the recent peak observation age (hrc_fl/safety/latency.py)."""
+        cfg = self.config
+        key = (self._human_version, self._robot_version)
+        if key != self._cache_key or self._cache is None:
+            self._cache = min_separation(self._points, self._capsules)
+            self._cache_key = key
+        sep = self._cache
+        d = sep.min_distance_m
+        body_id = self._body_of_point(sep.point_index) if sep.point_index >= 0 else ""
+        sigma_m = self._sigma_m
+        latency = max(0.0, now_s - self._bodies_stamp_s)
         v_max = self.max_speed_mps
-        v_min = cfg.min_speed_scale * v_max
-        terms: SeparationTerms | None = None
-        d = math.nan
-        allowed = 0.0
-        stop_m = reduced_m = warning_m = math.nan
-        distance_zone = relaxed_zone = Zone.PROTECTIVE_STOP
-        target_scale = 0.0
-        body_id = ""
-        sep: SeparationResult | None = None
-        have_data = self._capsules is not None and self._bodies_stamp_s is not None
-        relax_latency = math.nan
-        if have_data:
-            key = (self._human_version, self._robot_version)
-            if key != self._cache_key or self._cache is None:
-                self._cache = min_separation(self._points, self._capsules)
-                self._cache_key = key
-            sep = self._cache
-            d = sep.min_distance_m
-            if sep.point_index >= 0:
-                body_id = self._body_of_point(sep.point_index)
-            latency = max(0.0, now_s - self._bodies_stamp_s)
-            v_meas = v_max if self._robot_speed_mps is None else self._robot_speed_mps
-            terms = protective_separation_distance(
-                separation_m=d, robot_speed_mps=v_meas, position_uncertainty_m=self._sigma_m,
-                perception_latency_s=latency, params=self.params)
-            allowed = allowed_robot_speed_mps(
-                separation_m=d, position_uncertainty_m=self._sigma_m, perception_latency_s=latency,
-                params=self.params, max_speed_mps=v_max)
-            zone_args = dict(sigma_m=self._sigma_m, latency_s=latency, params=self.params,
-                             min_speed_mps=v_min, max_speed_mps=v_max, warning_band_m=cfg.warning_band_m,
-                             stopping_at_min_max=self._stopping_at_min_max)
-            distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(d, **zone_args)
-            # Relaxing (and the restart interlock's "area clear") at the recent peak age, not the
-            # instantaneous sawtooth between frames (hrc_fl/safety/latency.py).
-            zone_args["latency_s"] = relax_latency = max(latency, self._latency.peak_s(now_s))
-            relaxed_zone = zone_for_separation(d - cfg.hysteresis_m, **zone_args)[0]
-            target_scale = allowed / v_max
-            if distance_zone == Zone.PROTECTIVE_STOP:
-                reasons.append(f"separation {d:.3f} m < stop distance {stop_m:.3f} m")
-            elif distance_zone == Zone.REDUCED_SPEED:
-                reasons.append(f"separation {d:.3f} m < S_p at full speed {reduced_m:.3f} m: "
-                               f"speed limited to {allowed:.3f} m/s")
-            elif distance_zone == Zone.WARNING:
-                reasons.append(f"separation {d:.3f} m within the warning band (< {warning_m:.3f} m)")
-            if cfg.stop_if_robot_faster_than_allowed and distance_zone != Zone.PROTECTIVE_STOP:
-                # ISO/TS 15066: the current separation must stay >= S_p at the robot's actual speed.
-                lenient_sp_m = protective_separation_m(
-                    separation_m=d, robot_speed_mps=max(0.0, v_meas - cfg.robot_speed_tolerance_mps),
-                    position_uncertainty_m=self._sigma_m, perception_latency_s=latency, params=self.params)
-                if d < lenient_sp_m:
-                    distance_zone = relaxed_zone = Zone.PROTECTIVE_STOP
-                    reasons.append(f"robot speed {v_meas:.3f} m/s too high: separation {d:.3f} m "
-                                   f"< S_p {terms.protective_separation_m:.3f} m")
-        elif not faults:
-            faults.append("no human or robot data yet")
-        fault_counts: list[int] = [1] * len(faults)
-        if len(faults) > 1:  # a flood: each cause once, with its count
-            faults, fault_counts = collapse_faults(faults)
+        v_meas = v_max if self._robot_speed_mps is None else self._robot_speed_mps
+        params = self.params
+        terms = protective_separation_distance(
+            separation_m=d, robot_speed_mps=v_meas, position_uncertainty_m=sigma_m,
+            perception_latency_s=latency, params=params)
+        allowed = allowed_robot_speed_mps(separation_m=d, position_uncertainty_m=sigma_m,
+                                          perception_latency_s=latency, params=params, max_speed_mps=v_max)
+        v_min, band_m, stopping = self._v_min_mps, cfg.warning_band_m, self._stopping_at_min_max
+        distance_zone, stop_m, reduced_m, warning_m = zone_for_separation(
+            d, sigma_m=sigma_m, latency_s=latency, params=params, min_speed_mps=v_min, max_speed_mps=v_max,
+            warning_band_m=band_m, stopping_at_min_max=stopping)
+        # Relaxing (and the restart interlock's "area clear") at the recent peak age, not the
+        # instantaneous sawtooth between frames (hrc_fl/safety/latency.py).
+        relax_latency = max(latency, self._latency.peak_s(now_s))
+        relaxed_zone = zone_for_separation(
+            d - cfg.hysteresis_m, sigma_m=sigma_m, latency_s=relax_latency, params=params, min_speed_mps=v_min,
+            max_speed_mps=v_max, warning_band_m=band_m, stopping_at_min_max=stopping)[0]
+        if distance_zone == PROTECTIVE_STOP:
+            reasons: tuple[str, ...] = (f"separation {d:.3f} m < stop distance {stop_m:.3f} m",)
+        elif distance_zone == REDUCED_SPEED:
+            reasons = (f"separation {d:.3f} m < S_p at full speed {reduced_m:.3f} m: "
+                       f"speed limited to {allowed:.3f} m/s",)
+        elif distance_zone == WARNING:
+            reasons = (f"separation {d:.3f} m within the warning band (< {warning_m:.3f} m)",)
+        else:
+            reasons = ()
+        if cfg.stop_if_robot_faster_than_allowed and distance_zone != PROTECTIVE_STOP:
+            # ISO/TS 15066: the current separation must stay >= S_p at the robot's actual speed.
+            lenient_sp_m = protective_separation_m(
+                separation_m=d, robot_speed_mps=max(0.0, v_meas - cfg.robot_speed_tolerance_mps),
+                position_uncertainty_m=sigma_m, perception_latency_s=latency, params=params)
+            if d < lenient_sp_m:
+                distance_zone = relaxed_zone = PROTECTIVE_STOP
+                reasons += (f"robot speed {v_meas:.3f} m/s too high: separation {d:.3f} m "
+                            f"< S_p {terms.protective_separation_m:.3f} m",)
+        return _Separation(d, terms, allowed, stop_m, reduced_m, warning_m, distance_zone, relaxed_zone,
+                           relax_latency, allowed / v_max, body_id, sep, reasons)
 
+    def _decide_zone(self, now_s: float, sep: _Separation, faults: list[str], stop_command: bool,
+                     reset_request: bool) -> tuple[ZoneUpdate, Zone, list[str]]:
+        """Job 3, the zone decision: the intention's speed cap, the zone machine (dwell, hysteresis,
+        restart interlock) and the reasons of the result, faults first. Returns the machine's update, the
+        zone to report and the reasons."""
+        cfg = self.config
+        reasons = ["stop command (STOP gesture or ALL_STOP arm signal)"] if stop_command else []
+        reasons += sep.reasons
+        target_scale = sep.target_scale
         intention_capped = False
         intent = self._intention
         if (intent is not None and self.watchdog.is_fresh(INTENTION, now_s)
@@ -639,32 +700,24 @@ class SafetyMonitor:
             intention_capped = True
             reasons.append(f"intention {intent.label!r} ({intent.confidence:.2f}): speed capped at "
                            f"{cfg.intention_speed_scale:.2f}")
-
-        update = self.zones.update(now_s, distance_zone=distance_zone, relaxed_zone=relaxed_zone,
+        distance_zone = sep.distance_zone
+        update = self.zones.update(now_s, distance_zone=distance_zone, relaxed_zone=sep.relaxed_zone,
                                    target_scale=target_scale, stop_command=stop_command, fault=bool(faults),
-                                   reset_request=inputs.reset_requested or resume)
+                                   reset_request=reset_request)
         zone = update.zone
-        if intention_capped and zone < Zone.REDUCED_SPEED:
-            zone = Zone.REDUCED_SPEED  # reported only: the speed is reduced, the distance state is unchanged
+        if intention_capped and zone < REDUCED_SPEED:
+            zone = REDUCED_SPEED  # reported only: the speed is reduced, the distance state is unchanged
         if faults:
             reasons = [*faults, *reasons]
-        if update.zone == Zone.PROTECTIVE_STOP and not faults:
+        elif update.zone == PROTECTIVE_STOP:
             if update.not_ready_reason == "":
                 reasons.append("restart interlock: waiting for reset" if update.reset_required
                                else "restart interlock: waiting for the area to stay clear")
-            elif not stop_command and distance_zone != Zone.PROTECTIVE_STOP:
+            elif not stop_command and distance_zone != PROTECTIVE_STOP:
                 # its cause has ended (a fault cycle, or the human just left the stop distance): say why
                 # the stop still holds, so no stop is ever published without a reason
                 reasons.append(f"protective stop held: {update.not_ready_reason}")
-        elif update.zone > distance_zone and not faults:
-            reasons.append(_held_reason(update.zone, relaxed_zone, cfg.hysteresis_m, self.zones.config.min_dwell_s,
-                                        relax_latency))
-        return frozen_record(
-            SafetyDecision,
-            stamp_s=now_s, zone=zone, speed_scale=update.speed_scale, reset_required=update.reset_required,
-            min_separation_m=d, terms=terms, allowed_robot_speed_mps=allowed, max_robot_speed_mps=v_max,
-            stop_distance_m=stop_m, reduced_speed_distance_m=reduced_m, warning_distance_m=warning_m,
-            closest_body_id=body_id, reasons=tuple(reasons), faults=tuple(faults), fault_counts=tuple(fault_counts),
-            reset_accepted=update.reset_accepted, reset_message=update.reset_message,
-            human_points_m=self._points, separation=sep, capsules=self._capsules,
-        )
+        elif update.zone > distance_zone:
+            reasons.append(_held_reason(update.zone, sep.relaxed_zone, cfg.hysteresis_m,
+                                        self.zones.config.min_dwell_s, sep.relax_latency_s))
+        return update, zone, reasons

@@ -29,6 +29,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 
 from hrc_fl.safety.records import frozen_record
@@ -115,6 +116,28 @@ class SeparationParameters:
             raise ValueError("human_speed_close_mps must be >= human_speed_mps (closer is never slower)")
         if self.human_speed_mps <= 0.0:
             raise ValueError("human_speed_mps must be > 0")
+
+    @cached_property
+    def allowed_speed_rows(self) -> dict[float, tuple[float, tuple[tuple[float, float, float], ...]]]:
+        """Per human speed v_h, the parts of :func:`allowed_robot_speed_mps`'s closed form that do not
+        depend on the perception: S_p(0) less C + Z_d + Z_r, and per table row interval with B_i > 0
+        (v_{i+1}, A_i less C + Z_d + Z_r, B_i), each summed in the closed form's order, so the result is
+        the same to the last bit. A row with B_i <= 0 has a flat S_p (T_r = 0 and a flat table): the
+        whole row is allowed, so it is left out. Computed once (the same every cycle)."""
+        table, t_r = self.stopping, self.reaction_time_s
+        speeds, times, dists = table.speeds_mps, table.stopping_times_s, table.stopping_distances_m
+        out = {}
+        for v_h in (self.human_speed_mps, self.human_speed_close_mps):
+            rows = []
+            for i in range(len(speeds) - 1):
+                v0, v1 = speeds[i], speeds[i + 1]
+                a = (times[i + 1] - times[i]) / (v1 - v0)
+                b = (dists[i + 1] - dists[i]) / (v1 - v0)
+                big_b = v_h * a + t_r + b
+                if big_b > 0.0:
+                    rows.append((v1, v_h * (t_r + times[i] - a * v0) + dists[i] - b * v0, big_b))
+            out[v_h] = (v_h * (t_r + times[0]) + dists[0], tuple(rows))
+        return out
 
 
 @dataclass(frozen=True)
@@ -226,7 +249,8 @@ def allowed_robot_speed_mps(
     and the allowed speed is v = (d - A_i) / B_i on the interval where S_p(v_i) <= d <= S_p(v_{i+1})
     (d = ``separation_m``). S_p is non-decreasing in v, so that interval is unique. The result is capped at
     ``max_speed_mps`` (default: the table's last speed; the robot is never allowed beyond its table).
-    NaN or negative separation -> 0.
+    NaN or negative separation -> 0. The parts of A_i and B_i that do not depend on the perception are
+    computed once per parameter set (:attr:`SeparationParameters.allowed_speed_rows`).
     """
     _check_perception(position_uncertainty_m, perception_latency_s)
     table = params.stopping
@@ -235,21 +259,13 @@ def allowed_robot_speed_mps(
         return 0.0
     d = separation_m
     v_h = human_speed_mps(d, params)
-    t_r = params.reaction_time_s
     fixed = (params.intrusion_distance_m + params.position_uncertainty_k * position_uncertainty_m
              + v_h * perception_latency_s + params.robot_position_uncertainty_m)
-    speeds, times, dists = table.speeds_mps, table.stopping_times_s, table.stopping_distances_m
-    if d < v_h * (t_r + times[0]) + dists[0] + fixed:  # S_p(0) > d
+    at_zero, rows = params.allowed_speed_rows[v_h]
+    if d < at_zero + fixed:  # S_p(0) > d
         return 0.0
-    for i in range(len(speeds) - 1):
-        v0, v1 = speeds[i], speeds[i + 1]
-        a = (times[i + 1] - times[i]) / (v1 - v0)
-        b = (dists[i + 1] - dists[i]) / (v1 - v0)
-        big_a = v_h * (t_r + times[i] - a * v0) + dists[i] - b * v0 + fixed
-        big_b = v_h * a + t_r + b
-        if big_b <= 0.0:  # S_p flat on this interval (T_r = 0 and a flat table): the whole row is allowed
-            continue
-        v = (d - big_a) / big_b
+    for v1, a_part, big_b in rows:
+        v = (d - (a_part + fixed)) / big_b
         if v < v1:
             return max(0.0, min(v, cap))
     return cap
