@@ -117,13 +117,16 @@ NODES = ("camera_node", "hands_node", "pose_node", "safety_node", "robot_sim_nod
 NS = "bench"
 
 
-def _specs(mode: str, frames: Path, rate_hz: float) -> list:
-    """The benchmark's workstation: one composed process, or one process per node."""
+def _specs(mode: str, frames: Path, rate_hz: float, overrides: dict[str, dict] | None = None) -> list:
+    """The benchmark's workstation: one composed process, or one process per node; ``overrides``:
+    node name -> parameters set on top of the benchmark's (``--param``)."""
     from hrc_fl.graph import COMPOSED_EXECUTABLE, COMPOSED_NODE_NAMES, NodeSpec
 
     params = {"camera": {"source": str(frames), "rate_hz": rate_hz, "width_px": 640, "height_px": 480,
                          "still_hold_s": 1.0 / rate_hz},
               "hands": {"num_hands": 2}, "pose": {"model": "lite"}}
+    for node, values in (overrides or {}).items():
+        params.setdefault(node, {}).update(values)
     names = [COMPOSED_NODE_NAMES[e] for e in NODES]
     if mode == "composed":
         return [NodeSpec(COMPOSED_EXECUTABLE, "workstation", NS, tuple(f"{n}.yaml" for n in names),
@@ -139,7 +142,8 @@ def _growth(series: list[float]) -> float:
     return statistics.mean(series[-k:]) - statistics.mean(series[:k])
 
 
-def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s: float, warmup_s: float) -> dict:
+def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s: float, warmup_s: float,
+             overrides: dict[str, dict] | None = None) -> dict:
     """Start the workstation in ``mode``, measure for ``duration_s`` after warm-up, stop it."""
     import psutil
     import rclpy
@@ -152,7 +156,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
     from hrc_fl.launcher import Launcher
     from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, stamp_to_s
 
-    specs = _specs(mode, frames, rate_hz)
+    specs = _specs(mode, frames, rate_hz, overrides)
     launcher = Launcher(specs, log_dir=log_dir / mode, stop_timeout_s=8.0)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -181,7 +185,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
             for which in stages:
                 if status.name.startswith(f"/{NS}/{which}:"):
                     for kv in status.values:
-                        if kv.key.endswith("_ms") or kv.key in ("fps", "dropped_frames"):
+                        if kv.key.endswith("_ms") or kv.key in ("fps", "dropped_frames", "hands_tracked"):
                             try:
                                 stages[which].setdefault(kv.key, []).append(float(kv.value))
                             except ValueError:
@@ -301,7 +305,15 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true",
                         help="also measure module import and classifier start-up times (5 fresh interpreters)")
     parser.add_argument("--startup-runs", type=int, default=5, help="fresh interpreters per node for --memory")
+    parser.add_argument("--param", action="append", default=[], metavar="NODE:NAME=VALUE",
+                        help="a node parameter on top of the benchmark's (repeatable), e.g. pose:num_poses=1")
     args = parser.parse_args()
+    from hrc_fl.nodes.workstation import parse_node_parameter
+
+    overrides: dict[str, dict] = {}
+    for text in args.param:
+        node, name, value = parse_node_parameter(text)
+        overrides.setdefault(node, {})[name] = value
     startup = _startup_times(args.startup_runs) if args.memory else {}
     duration_s = args.seconds or (30.0 if args.quick else 300.0)
     warmup_s = 5.0
@@ -317,7 +329,8 @@ def main() -> int:
     frames.mkdir()
     _frames(frames)
     modes = ("composed", "separate") if args.mode == "both" else (args.mode,)
-    runs = {mode: _measure(mode, frames, tmp / "logs", args.rate_hz, duration_s, warmup_s) for mode in modes}
+    runs = {mode: _measure(mode, frames, tmp / "logs", args.rate_hz, duration_s, warmup_s, overrides)
+            for mode in modes}
     print("NOTE: on a shared machine other jobs running at the same time make these figures pessimistic.")
     for m in runs.values():
         _print(m, args.rate_hz)
@@ -330,7 +343,7 @@ def main() -> int:
             print(f"{name:6s} {statistics.median(imp):14.2f} {_spread(imp):>12s} {statistics.median(start):13.2f} "
                   f"{_spread(start):>12s}  {any(r['torch'] for r in results)}")
     first = runs[modes[0]]
-    result = {"mode": modes[0], "camera_rate_hz": args.rate_hz, **_summary(first)}
+    result = {"mode": modes[0], "camera_rate_hz": args.rate_hz, "parameters": overrides, **_summary(first)}
     for name, series in first["memory"].items():
         result[f"{name}_rss_mib"] = round(statistics.median(series["rss"]), 1) if series["rss"] else None
         result[f"{name}_pss_mib"] = round(statistics.median(series["pss"]), 1) if series["pss"] else None
