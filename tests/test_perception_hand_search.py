@@ -127,8 +127,8 @@ def _gestures(probe, ns: str, composed: bool, frame: np.ndarray, tmp_path: Path,
             probe.wait_until(lambda s=stamp: _key(s) in gestures, 30.0, f"{ns}: gestures of a frame")
             probe.spin_for(0.05)  # the other hand of the same frame, if any
             per_frame.append(gestures[_key(stamp)])
-        end = time.monotonic() + 5.0
-        while "hands_tracked" not in diag and composed and time.monotonic() < end:
+        end = time.monotonic() + 5.0  # /diagnostics comes at 1 Hz; its first report may predate a tracked frame
+        while composed and int(diag.get("hands_tracked", "0")) < 1 and time.monotonic() < end:
             probe.spin_for(0.1)
     finally:
         codes = ws.stop()
