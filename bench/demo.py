@@ -5,6 +5,7 @@ the separation it adds at 1.6 m/s, ISO 13855 walking speed).
 
     .venv/bin/python bench/demo.py            # 3 workstations, the default scenario length
     .venv/bin/python bench/demo.py --quick    # 1 workstation, short scenario (< 1 min)
+    .venv/bin/python bench/demo.py --length-s 60 --rounds 1   # 3 workstations, about 2 minutes
 
 Prints a table, then as its LAST line one JSON object with the figures.
 """

@@ -20,6 +20,8 @@ and the time to import + load + run their classifier, each the median of 5 fresh
     .venv/bin/python bench/perception.py --quick             # about 50 s
     .venv/bin/python bench/perception.py --quick --mode both # about 100 s
     .venv/bin/python bench/perception.py                     # 5 minutes of measurement
+    .venv/bin/python bench/perception.py --quick --rate-hz 10 --param pose:num_poses=1 \
+        --param hands:search_interval_frames=3                # the demo's perception settings
 
 To measure another version of the package (e.g. "before"), put a copy first on the path: copy
 ``hrc_fl/`` to ``/tmp/rev/hrc_fl`` with the older files in it, link ``/tmp/rev/config`` to this
@@ -28,7 +30,9 @@ bench/perception.py --quick --mode separate`` (node processes and the start-up i
 
 Last line: one JSON object (safety_p50_ms, safety_p95_ms, gesture_p50_ms, gesture_p95_ms, pose_p50_ms,
 pose_p95_ms, fps, frame_age_growth_ms, cpu_ms_per_frame, rss_mib_end, pss_mib_end, ...; with --mode both the separate
-graph's figures as separate_* and the ratios; with --memory also hands_import_s, hands_startup_s, ...).
+graph's figures as separate_* and the ratios; with --memory also hands_import_s, hands_startup_s, ...;
+``parameters``: the --param values). The hands stage also reports ``hands_tracked`` (wrist slots following
+a hand on its last frame, docs/perception.md).
 """
 
 from __future__ import annotations
