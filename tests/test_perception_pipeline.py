@@ -38,14 +38,12 @@ def test_both_consumers_work_on_the_same_frame_at_the_same_time():
 def test_a_slow_consumer_skips_to_the_newest_frame_and_never_holds_the_other():
     # Prepare: hands blocks on its first frame until released
     release = threading.Event()
-    hands_started = threading.Event()
     pose_seen: list[int] = []
     hands_seen: list[int] = []
     errors: list[BaseException] = []
 
     def hands(item: int) -> None:
         if item == 1:
-            hands_started.set()
             assert release.wait(10.0)
         hands_seen.append(item)
 
@@ -55,8 +53,6 @@ def test_a_slow_consumer_skips_to_the_newest_frame_and_never_holds_the_other():
         for frame in range(1, 6):
             fanout.submit(frame)
             assert fanout.workers["pose"].wait_idle(10.0)
-            # hands has taken frame 1 before the next arrives (on a loaded machine its thread may start late)
-            assert hands_started.wait(10.0)
         release.set()
         assert fanout.workers["hands"].wait_idle(10.0)
     finally:
