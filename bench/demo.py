@@ -5,6 +5,7 @@ the separation it adds at 1.6 m/s, ISO 13855 walking speed).
 
     .venv/bin/python bench/demo.py            # 3 workstations, the default scenario length
     .venv/bin/python bench/demo.py --quick    # 1 workstation, short scenario (< 1 min)
+    .venv/bin/python bench/demo.py --length-s 60 --rounds 1   # 3 workstations, about 2 minutes
 
 Prints a table, then as its LAST line one JSON object with the figures.
 """
@@ -28,6 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--length-s", type=float, default=None)
+    parser.add_argument("--rounds", type=int, default=None, help="FL rounds (default: the demo's)")
     parser.add_argument("--extra-nodes", default="", help="as `hrc-fl demo --extra-nodes`")
     args = parser.parse_args()
 
@@ -38,6 +40,8 @@ def main() -> int:
     extra = {"extra_nodes": tuple(e for e in args.extra_nodes.split(",") if e)}
     if args.length_s:
         extra["length_s"] = args.length_s
+    if args.rounds:
+        extra["rounds"] = args.rounds
     options = (DemoOptions.quick(**{"length_s": 15.0, "record_bag": False, **extra}) if args.quick
                else DemoOptions(**extra))
     run = run_demo(options, progress=lambda line: print(line, file=sys.stderr, flush=True))

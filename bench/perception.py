@@ -20,6 +20,8 @@ and the time to import + load + run their classifier, each the median of 5 fresh
     .venv/bin/python bench/perception.py --quick             # about 50 s
     .venv/bin/python bench/perception.py --quick --mode both # about 100 s
     .venv/bin/python bench/perception.py                     # 5 minutes of measurement
+    .venv/bin/python bench/perception.py --quick --rate-hz 10 --param pose:num_poses=1 \
+        --param hands:search_interval_frames=3                # the demo's perception settings
 
 To measure another version of the package (e.g. "before"), put a copy first on the path: copy
 ``hrc_fl/`` to ``/tmp/rev/hrc_fl`` with the older files in it, link ``/tmp/rev/config`` to this
@@ -28,7 +30,9 @@ bench/perception.py --quick --mode separate`` (node processes and the start-up i
 
 Last line: one JSON object (safety_p50_ms, safety_p95_ms, gesture_p50_ms, gesture_p95_ms, pose_p50_ms,
 pose_p95_ms, fps, frame_age_growth_ms, cpu_ms_per_frame, rss_mib_end, pss_mib_end, ...; with --mode both the separate
-graph's figures as separate_* and the ratios; with --memory also hands_import_s, hands_startup_s, ...).
+graph's figures as separate_* and the ratios; with --memory also hands_import_s, hands_startup_s, ...;
+``parameters``: the --param values). The hands stage also reports ``hands_tracked`` (wrist slots following
+a hand on its last frame, docs/perception.md).
 """
 
 from __future__ import annotations
@@ -117,13 +121,16 @@ NODES = ("camera_node", "hands_node", "pose_node", "safety_node", "robot_sim_nod
 NS = "bench"
 
 
-def _specs(mode: str, frames: Path, rate_hz: float) -> list:
-    """The benchmark's workstation: one composed process, or one process per node."""
+def _specs(mode: str, frames: Path, rate_hz: float, overrides: dict[str, dict] | None = None) -> list:
+    """The benchmark's workstation: one composed process, or one process per node; ``overrides``:
+    node name -> parameters set on top of the benchmark's (``--param``)."""
     from hrc_fl.graph import COMPOSED_EXECUTABLE, COMPOSED_NODE_NAMES, NodeSpec
 
     params = {"camera": {"source": str(frames), "rate_hz": rate_hz, "width_px": 640, "height_px": 480,
                          "still_hold_s": 1.0 / rate_hz},
               "hands": {"num_hands": 2}, "pose": {"model": "lite"}}
+    for node, values in (overrides or {}).items():
+        params.setdefault(node, {}).update(values)
     names = [COMPOSED_NODE_NAMES[e] for e in NODES]
     if mode == "composed":
         return [NodeSpec(COMPOSED_EXECUTABLE, "workstation", NS, tuple(f"{n}.yaml" for n in names),
@@ -139,7 +146,8 @@ def _growth(series: list[float]) -> float:
     return statistics.mean(series[-k:]) - statistics.mean(series[:k])
 
 
-def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s: float, warmup_s: float) -> dict:
+def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s: float, warmup_s: float,
+             overrides: dict[str, dict] | None = None) -> dict:
     """Start the workstation in ``mode``, measure for ``duration_s`` after warm-up, stop it."""
     import psutil
     import rclpy
@@ -152,7 +160,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
     from hrc_fl.launcher import Launcher
     from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, stamp_to_s
 
-    specs = _specs(mode, frames, rate_hz)
+    specs = _specs(mode, frames, rate_hz, overrides)
     launcher = Launcher(specs, log_dir=log_dir / mode, stop_timeout_s=8.0)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -181,7 +189,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
             for which in stages:
                 if status.name.startswith(f"/{NS}/{which}:"):
                     for kv in status.values:
-                        if kv.key.endswith("_ms") or kv.key in ("fps", "dropped_frames"):
+                        if kv.key.endswith("_ms") or kv.key in ("fps", "dropped_frames", "hands_tracked"):
                             try:
                                 stages[which].setdefault(kv.key, []).append(float(kv.value))
                             except ValueError:
@@ -301,7 +309,15 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true",
                         help="also measure module import and classifier start-up times (5 fresh interpreters)")
     parser.add_argument("--startup-runs", type=int, default=5, help="fresh interpreters per node for --memory")
+    parser.add_argument("--param", action="append", default=[], metavar="NODE:NAME=VALUE",
+                        help="a node parameter on top of the benchmark's (repeatable), e.g. pose:num_poses=1")
     args = parser.parse_args()
+    from hrc_fl.nodes.workstation import parse_node_parameter
+
+    overrides: dict[str, dict] = {}
+    for text in args.param:
+        node, name, value = parse_node_parameter(text)
+        overrides.setdefault(node, {})[name] = value
     startup = _startup_times(args.startup_runs) if args.memory else {}
     duration_s = args.seconds or (30.0 if args.quick else 300.0)
     warmup_s = 5.0
@@ -317,7 +333,8 @@ def main() -> int:
     frames.mkdir()
     _frames(frames)
     modes = ("composed", "separate") if args.mode == "both" else (args.mode,)
-    runs = {mode: _measure(mode, frames, tmp / "logs", args.rate_hz, duration_s, warmup_s) for mode in modes}
+    runs = {mode: _measure(mode, frames, tmp / "logs", args.rate_hz, duration_s, warmup_s, overrides)
+            for mode in modes}
     print("NOTE: on a shared machine other jobs running at the same time make these figures pessimistic.")
     for m in runs.values():
         _print(m, args.rate_hz)
@@ -330,7 +347,7 @@ def main() -> int:
             print(f"{name:6s} {statistics.median(imp):14.2f} {_spread(imp):>12s} {statistics.median(start):13.2f} "
                   f"{_spread(start):>12s}  {any(r['torch'] for r in results)}")
     first = runs[modes[0]]
-    result = {"mode": modes[0], "camera_rate_hz": args.rate_hz, **_summary(first)}
+    result = {"mode": modes[0], "camera_rate_hz": args.rate_hz, "parameters": overrides, **_summary(first)}
     for name, series in first["memory"].items():
         result[f"{name}_rss_mib"] = round(statistics.median(series["rss"]), 1) if series["rss"] else None
         result[f"{name}_pss_mib"] = round(statistics.median(series["pss"]), 1) if series["pss"] else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -148,8 +149,14 @@ def test_node_moves_with_scale_and_stops_when_it_goes_stale(ros_probe, node_proc
     stop_position = tuple(joints[-1].position)
     ros_probe.spin_for(0.5)
 
-    # Assert
+    # Assert: still, then moving; its joints never faster between two messages (by their stamps) than
+    # the configured joint speed: each state carries the stamp of the instant it was computed for
+    # (the safety node's finite-difference robot speed reads exactly this)
     assert len(set(still)) == 1
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in joints]
+    speeds = [np.abs(np.subtract(b.position, a.position)).max() / (tb - ta)
+              for (a, ta), (b, tb) in itertools.pairwise(zip(joints, stamps, strict=True)) if tb > ta]
+    assert 0.5 < max(speeds) <= 1.0 * 1.001, max(speeds)  # float64 seconds since 1970: ~0.2 us steps
     assert joints[0].name == ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
                               "wrist_1_joint", "wrist_2_joint", "wrist_3_joint"]
     assert tuple(joints[-1].position) == stop_position

@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image
 from hrc_fl.nodes.common import RESULT_QOS, SENSOR_QOS, Diagnostics, declare_parameters, run_node
 from hrc_fl.nodes.image_frames import DetectedFrame, FrameConsumer, FrameStage
 from hrc_fl.perception.debounce import CommandDebouncer
+from hrc_fl.perception.hand_search import NearWristHandSearch
 from hrc_fl.perception.image_decoding import ImageLimits
 from hrc_fl.perception.landmark_mlp_numpy import thresholded_class
 from hrc_fl.perception.latest_worker import LatestOnlyWorker
@@ -39,6 +40,15 @@ PARAMETERS = {
                                   "(tracks are dropped, the frame is detected afresh); 0 = never."),
     "max_image_width_px": (4096, "Frames wider than this are rejected."),
     "max_image_height_px": (4096, "Frames taller than this are rejected."),
+    "search_near_pose_wrists": (True, "With the pose node in the same workstation process: look for hands in crops "
+                                      "around the pose's wrists of the same frame, one tracked hand per wrist "
+                                      "(MediaPipe's palm detection only when that track is lost), and over the "
+                                      "whole frame when no body is seen; false = the whole frame every time. A "
+                                      "hands node on its own always searches the whole frame."),
+    "search_interval_frames": (1, "A wrist (or, with no body seen, the whole frame) without a tracked hand is "
+                                  "searched on every N-th processed frame only; 1 = every frame. A hand that "
+                                  "appears is found up to N-1 frames later."),
+    "min_wrist_visibility": (0.5, "Pose wrist visibility (0..1) from which a crop around that wrist is searched."),
 }
 
 
@@ -71,15 +81,23 @@ class HandsNode(FrameConsumer, Node):
             from hrc_fl.data.assets import asset_path
 
             model = asset_path("hand_landmarker.task")
-        self.detector = HandDetector(
-            model, num_hands=p["num_hands"], min_detection_confidence=p["min_detection_confidence"],
-            min_presence_confidence=p["min_presence_confidence"],
-            min_tracking_confidence=p["min_tracking_confidence"])
+
+        def open_detector(num_hands: int) -> HandDetector:
+            return HandDetector(model, num_hands=num_hands, min_detection_confidence=p["min_detection_confidence"],
+                                min_presence_confidence=p["min_presence_confidence"],
+                                min_tracking_confidence=p["min_tracking_confidence"])
+
+        self.detector = open_detector(p["num_hands"])
+        self.search = NearWristHandSearch(open_detector, num_hands=p["num_hands"],
+                                          search_interval_frames=p["search_interval_frames"],
+                                          min_wrist_visibility=p["min_wrist_visibility"],
+                                          frame_detector=self.detector)
         CommandDebouncer(hold_frames=p["command_hold_frames"])  # ValueError now, not at the first hand
         self.debouncers: dict[str, CommandDebouncer] = {}
+        self.searched = 0  # palm searches near the wrists / over the frame (the costly part), for /diagnostics
         self.diag = Diagnostics(self, "hands")
         self.frames: FrameStage[DetectedHand] = FrameStage(
-            self.detector.detect, limits=ImageLimits(p["max_image_width_px"], p["max_image_height_px"]),
+            self._detect, limits=ImageLimits(p["max_image_width_px"], p["max_image_height_px"]),
             scene_cuts=SceneCutDetector(threshold=p["scene_cut_threshold"]), diag=self.diag)
         self.landmarks_pub = self.create_publisher(HandLandmarks, "hands/landmarks", RESULT_QOS)
         self.gesture_pub = self.create_publisher(HandGesture, "hands/gesture", RESULT_QOS)
@@ -89,6 +107,23 @@ class HandsNode(FrameConsumer, Node):
             self.create_subscription(Image, p["image_topic"], self.worker.submit, SENSOR_QOS)
         self.get_logger().info(f"hands: {p['num_hands']} hand(s) from {p['image_topic']}, gesture thresholds "
                                f"{np.round(self.gesture_min_confidence, 3).tolist()}")
+
+    @property
+    def searches_near_pose(self) -> bool:
+        """Whether frames with their pose (``process_decoded(..., poses=...)``) are searched near the wrists."""
+        return bool(self.params["search_near_pose_wrists"])
+
+    def _detect(self, image_rgb: np.ndarray, timestamp_ms: int, *, new_scene: bool = False,
+                poses: list | None = None) -> list[DetectedHand]:
+        """The whole frame (no pose given: the node's own image subscription), or near the pose's wrists."""
+        if poses is None:
+            return self.detector.detect(image_rgb, timestamp_ms, new_scene=new_scene)
+        hands = self.search.detect(image_rgb, timestamp_ms, new_scene=new_scene, poses=poses)
+        last = self.search.last
+        self.searched += last.searches
+        self.diag.set_value("hand_searches", self.searched)
+        self.diag.set_value("hands_tracked", last.tracked_runs)
+        return hands
 
     def _publish(self, msg: Image, frame: DetectedFrame[DetectedHand], dropped_frames: int) -> None:
         hands = frame.detections
@@ -132,7 +167,7 @@ class HandsNode(FrameConsumer, Node):
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
-        self.detector.close()
+        self.search.close()  # closes self.detector too
 
 
 def main(args: list[str] | None = None) -> None:

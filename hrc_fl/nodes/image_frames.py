@@ -84,13 +84,14 @@ class FrameStage(Generic[Detection]):
         decoded = decode_frame(msg, self.limits, self.diag)
         return None if decoded is None else self.detect_decoded(decoded)
 
-    def detect_decoded(self, frame: DecodedFrame) -> DetectedFrame[Detection] | None:
-        """Detections in a frame decoded once for several stages (the composed workstation's pipeline)."""
+    def detect_decoded(self, frame: DecodedFrame, **hints: object) -> DetectedFrame[Detection] | None:
+        """Detections in a frame decoded once for several stages (the composed workstation's pipeline);
+        ``hints`` go to the detector as keywords (the hands node's: the pose of the same frame)."""
         detect_started = time.perf_counter()
         wait_ms = (time.time() - stamp_to_s(frame.stamp)) * 1e3
         new_scene = self.scene_cuts.is_cut(frame.rgb)
         try:
-            detections = self._detect(frame.rgb, stamp_ms(frame.stamp), new_scene=new_scene)
+            detections = self._detect(frame.rgb, stamp_ms(frame.stamp), new_scene=new_scene, **hints)
         except NonIncreasingTimestampError as exc:
             self.diag.problem(exc.key, str(exc))
             return None
@@ -134,8 +135,11 @@ class FrameConsumer:
         if frame is not None:
             self._publish(msg, frame, self.worker.dropped if self.worker is not None else 0)
 
-    def process_decoded(self, msg, decoded: DecodedFrame, dropped_frames: int) -> None:
-        """Detect and publish for a frame the shared pipeline decoded once (``msg``: its source image)."""
-        frame = self.frames.detect_decoded(decoded)
+    def process_decoded(self, msg, decoded: DecodedFrame, dropped_frames: int,
+                        **hints: object) -> DetectedFrame | None:
+        """Detect and publish for a frame the shared pipeline decoded once (``msg``: its source image);
+        returns what was detected (None: the frame was skipped)."""
+        frame = self.frames.detect_decoded(decoded, **hints)
         if frame is not None:
             self._publish(msg, frame, dropped_frames)
+        return frame

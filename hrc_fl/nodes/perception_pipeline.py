@@ -16,6 +16,7 @@ from hrc_fl.nodes.image_frames import DecodedFrame, decode_frame
 from hrc_fl.nodes.pose import PoseNode
 from hrc_fl.perception.frame_fanout import LatestFrameFanOut
 from hrc_fl.perception.image_decoding import ImageLimits
+from hrc_fl.perception.latest_worker import LatestOnlyWorker
 
 
 class SharedFramePipeline:
@@ -32,6 +33,12 @@ class SharedFramePipeline:
         self._diag = consumers[0].diag
         self.limits = ImageLimits(min(n.frames.limits.max_width_px for n in consumers),
                                   min(n.frames.limits.max_height_px for n in consumers))
+        #: hands after pose on each frame, with its bodies (None: both straight from the camera)
+        self._hands_after_pose: LatestOnlyWorker[tuple[Image, DecodedFrame, list]] | None = None
+        if pose is not None and hands is not None and hands.searches_near_pose:
+            self._hands_after_pose = LatestOnlyWorker(self._hands_with_pose(hands), name=hands.get_name(),
+                                                      on_error=hands.frames.worker_failed)
+            consumers = [pose]
         self._fanout: LatestFrameFanOut[tuple[Image, DecodedFrame]] = LatestFrameFanOut(
             [(n.get_name(), self._consumer(n), n.frames.worker_failed) for n in consumers])
 
@@ -40,7 +47,15 @@ class SharedFramePipeline:
 
         def run(item: tuple[Image, DecodedFrame]) -> None:
             msg, decoded = item
-            node.process_decoded(msg, decoded, self._fanout.dropped(name))
+            frame = node.process_decoded(msg, decoded, self._fanout.dropped(name))
+            if frame is not None and self._hands_after_pose is not None:
+                self._hands_after_pose.submit((msg, decoded, frame.detections))
+        return run
+
+    def _hands_with_pose(self, hands: HandsNode):
+        def run(item: tuple[Image, DecodedFrame, list]) -> None:
+            msg, decoded, poses = item
+            hands.process_decoded(msg, decoded, self._hands_after_pose.dropped, poses=poses)
         return run
 
     def submit(self, msg: Image) -> None:
@@ -52,3 +67,5 @@ class SharedFramePipeline:
     def close(self) -> None:
         """Stop taking frames and wait for the ones in progress (before the nodes go)."""
         self._fanout.stop()
+        if self._hands_after_pose is not None:
+            self._hands_after_pose.stop()
