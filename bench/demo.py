@@ -33,9 +33,10 @@ def main() -> int:
     parser.add_argument("--extra-nodes", default="", help="as `hrc-fl demo --extra-nodes`")
     args = parser.parse_args()
 
+    from hrc_fl.demo.options import DemoOptions
     from hrc_fl.demo.record import rounds_completed
     from hrc_fl.demo.report import write_report
-    from hrc_fl.demo.run import DemoOptions, run_demo
+    from hrc_fl.demo.run import run_demo
 
     extra = {"extra_nodes": tuple(e for e in args.extra_nodes.split(",") if e)}
     if args.length_s:
@@ -108,4 +109,4 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # without tearing down the demo driver's DDS participant (see hrc_fl.demo.run.run_demo)
+    os._exit(code)  # without tearing down the demo driver's DDS participant (see hrc_fl.demo.run._Supervisor._teardown)

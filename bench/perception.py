@@ -156,7 +156,7 @@ def _measure(mode: str, frames: Path, log_dir: Path, rate_hz: float, duration_s:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
-    from hrc_fl.demo.run import pss_bytes
+    from hrc_fl.demo.usage import pss_bytes
     from hrc_fl.launcher import Launcher
     from hrc_fl.nodes.common import RESULT_QOS, SAFETY_QOS, stamp_to_s
 

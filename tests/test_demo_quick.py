@@ -216,7 +216,8 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
 
 def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tmp_path):
     # three workstations share the machine: the demo runs the federation without the heavier term
-    from hrc_fl.demo.run import DemoOptions, write_fl_config
+    from hrc_fl.demo.fl_setup import write_fl_config
+    from hrc_fl.demo.options import DemoOptions
     from hrc_fl.federated.fl_config import load_config
 
     off = load_config(write_fl_config(DemoOptions(out_dir=tmp_path / "a"), tmp_path))
@@ -229,7 +230,8 @@ def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tm
 
 def test_demo_federation_file_fits_the_robust_rule_to_its_quorum(tmp_path):
     # the demo's quorum (all workstations but one) is below the plant's 2f + 1: it lowers f, never the rule
-    from hrc_fl.demo.run import DemoOptions, write_fl_config
+    from hrc_fl.demo.fl_setup import write_fl_config
+    from hrc_fl.demo.options import DemoOptions
     from hrc_fl.federated.fl_config import load_config
 
     for workstations in (1, 3, 7):
@@ -253,7 +255,7 @@ def _end(options, **kw):
 
 def test_run_end_waits_for_rounds_and_final_models_within_the_wall_time_budget():
     # Prepare: the default demo (3 workstations, 4 rounds, 300 s scenario, 90 s warm-up timeout)
-    from hrc_fl.demo.run import DemoOptions
+    from hrc_fl.demo.options import DemoOptions
 
     options = DemoOptions()
     assert options.budget_s == options.warmup_timeout_s + options.length_s + options.fl_budget_s <= 570.0

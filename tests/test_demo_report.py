@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from hrc_fl.demo.fl_eval import VersionAccuracy
+from hrc_fl.demo.options import DemoOptions, DemoRun
 from hrc_fl.demo.record import DemoRecord, FederatedSample, GestureEvent, SafetySample, WorkstationRecord
 from hrc_fl.demo.report import NOT_AVAILABLE, stop_causes, write_report, zone_visits
-from hrc_fl.demo.run import DemoOptions, DemoRun, NodeUsage
+from hrc_fl.demo.usage import NodeUsage
 from hrc_fl.graph import NodeSpec
 
 ZONES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")

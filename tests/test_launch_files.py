@@ -218,7 +218,8 @@ def test_the_demo_the_launcher_and_the_launch_file_start_one_plant_demo_graph(st
                                                                             composed):
     # Prepare: a demo run's options, scenario, federation file and run folder
     from hrc_fl.cli import main
-    from hrc_fl.demo.run import DemoOptions, demo_launch_arguments, demo_specs
+    from hrc_fl.demo.options import DemoOptions
+    from hrc_fl.demo.run import demo_launch_arguments, demo_specs
 
     options = DemoOptions(workstations=2, image_rate_hz=7.5, extra_nodes=("foxglove_bridge_node",))
     scenario, fl_config, run_dir = tmp_path / "scenario.yaml", tmp_path / "fed.yaml", tmp_path / "run"

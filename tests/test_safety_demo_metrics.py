@@ -9,9 +9,10 @@ import math
 
 import pytest
 
+from hrc_fl.demo.options import DemoOptions, DemoRun
 from hrc_fl.demo.record import DemoRecord, SafetySample, WorkstationRecord
 from hrc_fl.demo.report import ground_truth_false_stop_distance_m, write_report
-from hrc_fl.demo.run import DemoOptions, DemoRun, NodeUsage
+from hrc_fl.demo.usage import NodeUsage
 from hrc_fl.graph import NodeSpec
 
 ZONES = ("CLEAR", "WARNING", "REDUCED_SPEED", "PROTECTIVE_STOP")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hrc_fl.demo.options import DemoRun
 from hrc_fl.demo.record import DemoRecord, FederatedSample, WorkstationRecord, rounds_completed
-from hrc_fl.demo.run import DemoRun
 from hrc_fl.safety.monitor import SafetyConfig, reason_kind
 from hrc_fl.sim.scenario import BODY_RADIUS_M, FALSE_STOP_MARGIN_M, false_stop_distance_m
 
