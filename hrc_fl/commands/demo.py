@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from hrc_fl.demo.options import DemoOptions
     from hrc_fl.demo.report import write_report
-    from hrc_fl.demo.run import DemoOptions, run_demo
+    from hrc_fl.demo.run import run_demo
     from hrc_fl.discovery_check import NodesNotHeardError
 
     overrides = {k: v for k, v in {"length_s": args.length_s, "workstations": args.workstations,
