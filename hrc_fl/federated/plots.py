@@ -72,3 +72,23 @@ def plot_dp(points: Sequence[Mapping[str, Any]], *, baseline_acc: float, path: P
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_onboarding(rows: Mapping[str, Mapping[str, Sequence[float]]], *, path: Path) -> Path:
+    """Macro-F1 against the joining worker's labelled windows k: mean (left) and worst held-out worker
+    (right), one line per method. ``rows[method]`` holds equal-length lists ``k``, ``mean_f1``, ``worst_f1``."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i, (name, r) in enumerate(rows.items()):
+        for ax, key in zip(axes, ("mean_f1", "worst_f1"), strict=True):
+            ax.plot(r["k"], r[key], color=f"C{i % 10}", marker="o", label=name)
+    for ax, label in zip(axes, ("mean", "worst"), strict=True):
+        ax.set_xlabel("labelled windows of the joining worker (k)")
+        ax.set_ylabel(f"macro-F1, {label} held-out worker")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("onboarding: leave one worker out, mean over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
