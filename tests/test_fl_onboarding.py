@@ -12,30 +12,10 @@ import torch
 from hrc_fl.federated import report
 from hrc_fl.federated.onboarding import choose_per_worker, first_in_time, joined_model
 from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
-from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import WindowSpec, make_time_split
+from tests.test_fl_eval_protocol import _clients, _factory  # three synthetic workers, their model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _clients(test_labels_permuted: bool) -> list[ClientData]:
-    """Three synthetic workers whose class shows in one channel; optionally the test labels shuffled."""
-    rng = np.random.default_rng(0)
-    perm = np.random.default_rng(1)
-    out = []
-    for k in range(3):
-        y = rng.integers(0, 3, 90)
-        x = rng.normal(0, 1.0, (90, 32, 6)).astype(np.float32)
-        x[np.arange(90), :, y] += 0.6 + 0.2 * k
-        test_y = perm.permutation(y[60:]) if test_labels_permuted else y[60:]
-        out.append(ClientData(f"c{k}", x[:30], y[:30], x[60:], test_y, val_x=x[30:60], val_y=y[30:60]))
-    return out
-
-
-def _factory(seed: int) -> IntentionModel:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return IntentionModel(IntentionModelConfig(num_classes=3, imu_window=32))
 
 
 def _kept(clients: list[ClientData]) -> dict:
@@ -123,15 +103,20 @@ def _job(cfg: report.ReportConfig, job: str, held_out: int) -> dict:
     return report._execute_onboarding(cfg, run)
 
 
-@pytest.mark.parametrize("job", [report.FEDERATED, "fedavg"])
-def test_the_held_out_workers_data_never_enters_the_federation_of_its_fold(monkeypatch, job):
+def _clean_and_changed(monkeypatch, job: str, held_out: int, *, only_test_labels: bool) -> tuple[dict, dict]:
+    """One onboarding job's outcome on the real data, then with the held-out worker's data changed."""
     cfg = _quick()
-    clean = _job(cfg, job, held_out=3)
-    data, joiner = _perturbed(cfg, 3, only_test_labels=False)
+    clean = _job(cfg, job, held_out)
+    data, joiner = _perturbed(cfg, held_out, only_test_labels=only_test_labels)
     monkeypatch.setattr(report, "_data", data)
     monkeypatch.setattr(report, "_joiner", joiner)
-    changed = _job(cfg, job, held_out=3)
-    assert "subject-3" not in clean["members"] and len(clean["members"]) == len(cfg.subjects) - 1
+    return clean, _job(cfg, job, held_out)
+
+
+@pytest.mark.parametrize("job", [report.FEDERATED, "fedavg"])
+def test_the_held_out_workers_data_never_enters_the_federation_of_its_fold(monkeypatch, job):
+    clean, changed = _clean_and_changed(monkeypatch, job, 3, only_test_labels=False)
+    assert "subject-3" not in clean["members"] and len(clean["members"]) == len(_quick().subjects) - 1
     # the federation of the others trained bit for bit the same: the members' own scores are equal
     assert {k: v for k, v in changed["federation"].items() if k != "wall_s"} == \
         {k: v for k, v in clean["federation"].items() if k != "wall_s"}
@@ -141,12 +126,7 @@ def test_the_held_out_workers_data_never_enters_the_federation_of_its_fold(monke
 
 @pytest.mark.parametrize("job", [report.FEDERATED, "local", report.POOLED])
 def test_changing_the_held_out_workers_test_labels_changes_no_onboarding_choice(monkeypatch, job):
-    cfg = _quick()
-    clean = _job(cfg, job, held_out=2)
-    data, joiner = _perturbed(cfg, 2, only_test_labels=True)
-    monkeypatch.setattr(report, "_data", data)
-    monkeypatch.setattr(report, "_joiner", joiner)
-    changed = _job(cfg, job, held_out=2)
+    clean, changed = _clean_and_changed(monkeypatch, job, 2, only_test_labels=True)
     (row,) = report.JOBS[job]
     for k in ("0", "5", "20"):
         assert changed["methods"][row][k]["choice"] == clean["methods"][row][k]["choice"], k

@@ -24,9 +24,15 @@ def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, title: s
         for ax, key in zip(axes, ("acc", "f1"), strict=True):
             ax.plot(c["round"], c[f"mean_{key}"], color=colour, label=name)
             ax.plot(c["round"], c[f"worst_{key}"], color=colour, linestyle="--", linewidth=0.9)
-    for ax, label in zip(axes, ("accuracy", "macro-F1"), strict=True):
-        ax.set_xlabel("round")
-        ax.set_ylabel(f"{label} (solid: mean, dashed: worst client)")
+    return _save_pair(fig, axes, "round", [f"{label} (solid: mean, dashed: worst client)"
+                                           for label in ("accuracy", "macro-F1")], title, path)
+
+
+def _save_pair(fig: Any, axes: Sequence[Any], xlabel: str, ylabels: Sequence[str], title: str, path: Path) -> Path:
+    """Label two side-by-side axes on a 0-1 scale, legend on the first, and write the PNG."""
+    for ax, label in zip(axes, ylabels, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
@@ -81,14 +87,6 @@ def plot_onboarding(rows: Mapping[str, Mapping[str, Sequence[float]]], *, path: 
     for i, (name, r) in enumerate(rows.items()):
         for ax, key in zip(axes, ("mean_f1", "worst_f1"), strict=True):
             ax.plot(r["k"], r[key], color=f"C{i % 10}", marker="o", label=name)
-    for ax, label in zip(axes, ("mean", "worst"), strict=True):
-        ax.set_xlabel("labelled windows of the joining worker (k)")
-        ax.set_ylabel(f"macro-F1, {label} held-out worker")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("onboarding: leave one worker out, mean over seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_pair(fig, axes, "labelled windows of the joining worker (k)",
+                      [f"macro-F1, {label} held-out worker" for label in ("mean", "worst")],
+                      "onboarding: leave one worker out, mean over seeds", path)
