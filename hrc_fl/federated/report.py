@@ -444,8 +444,9 @@ def joining_specs(cfg: ReportConfig, self_supervised: VicRegConfig | None) -> di
 def _execute_onboarding(cfg: ReportConfig, run: _Run) -> dict[str, Any]:
     """One onboarding job for one seed and held-out worker (:data:`JOBS`): per method row and k, the kept
     model's ``val_f1``, ``f1``, ``acc`` (and ``choice``); ``federation``: the members' own figures of the
-    federation it joined (none for local and pooled); ``wall_s``."""
-    tick = time.perf_counter()
+    federation it joined (none for local and pooled); ``wall_s`` and ``cpu_s`` (this process's CPU time:
+    with one torch thread a process, the job's cost on a quiet core even when the machine is loaded)."""
+    tick, cpu = time.perf_counter(), time.process_time()
     members, held, names, mean, std = fold(cfg, run.seed, run.held_out)
     factory = model_factory(len(names), cfg.window, mean, std, run.projector_dim)
     rounds = _regime(cfg, "scarce")[1]
@@ -490,7 +491,7 @@ def _execute_onboarding(cfg: ReportConfig, run: _Run) -> dict[str, Any]:
                 rows[POOLED][str(k)] = {"val_f1": float(result.validation_scores()[-1]), "f1": float(f1[-1]),
                                         "acc": float(acc[-1]), "choice": f"round {int(result.kept_rounds()[-1])}"}
     out["methods"] = rows
-    out["wall_s"] = time.perf_counter() - tick
+    out["wall_s"], out["cpu_s"] = time.perf_counter() - tick, time.process_time() - cpu
     return out
 
 
@@ -531,13 +532,17 @@ def onboarding_summary(cfg: ReportConfig, entries: Mapping[tuple[Any, ...], Mapp
                     "mean_acc": float(np.mean([np.mean([v["acc"] for v in p.values()]) for p in per.values()])),
                     "per_worker_f1": {s: {w: v["f1"] for w, v in p.items()} for s, p in per.items()},
                     "choices": {s: {w: v.get("choice") for w, v in p.items()} for s, p in per.items()}}
-    jobs_s = [float(e["wall_s"]) for key, e in entries.items() if len(key) == 4 and key[1] == "onboarding"]
+    jobs = [e for key, e in entries.items() if len(key) == 4 and key[1] == "onboarding"]
+    jobs_s = [float(e["wall_s"]) for e in jobs]
+    cpu_s = {job: float(np.sum([e.get("cpu_s", np.nan) for key, e in entries.items()
+                                if len(key) == 4 and key[1] == "onboarding" and key[2] == job])) for job in JOBS}
     federations = {str(s): {f"subject-{w}": entries[(s, "onboarding", FEDERATED, w)]["federation"]["mean_f1"]
                             for w in subjects} for s in seeds}
     return {"k": list(cfg.onboarding_k), "seeds": list(seeds), "held_out": [f"subject-{w}" for w in subjects],
             "methods": methods, "federation_members_mean_f1": federations,
             "runs": len(jobs_s), "run_wall_s_total": float(np.sum(jobs_s)),
-            "run_wall_s_median": float(np.median(jobs_s))}
+            "run_wall_s_median": float(np.median(jobs_s)), "run_cpu_s_by_job": cpu_s,
+            "run_cpu_s_total": float(sum(cpu_s.values()))}
 
 
 def _entry(cfg: ReportConfig, run: _Run, result: Any, epsilon: float | None) -> dict[str, Any]:
@@ -941,8 +946,9 @@ def _onboarding_section(onboarding: Mapping[str, Any], out_dir: Path) -> list[st
             for choice in per_seed.values():
                 counts[str(choice)] = counts.get(str(choice), 0) + 1
         lines.append(f"- k = {k}: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
+    cpu = ", ".join(f"{job} {s:.0f} s" for job, s in onboarding.get("run_cpu_s_by_job", {}).items())
     lines += ["", f"Cost: {onboarding['runs']} onboarding runs, {onboarding['run_wall_s_total']:.0f} s of run time "
-              f"in all (median {onboarding['run_wall_s_median']:.1f} s a run).", ""]
+              f"in all (median {onboarding['run_wall_s_median']:.1f} s a run); CPU time by job, all seeds: {cpu}.", ""]
     png = plots.plot_onboarding({m: {"k": ks, "mean_f1": [methods[m][str(k)]["mean_f1"] for k in ks],
                                      "worst_f1": [methods[m][str(k)]["worst_f1"] for k in ks]} for m in methods},
                                 path=out_dir / "onboarding_f1_vs_k.png")
