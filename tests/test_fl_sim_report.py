@@ -221,7 +221,7 @@ def test_fl_report_quick_through_cli_states_protocol_and_summarises_seeds(tmp_pa
             assert row["mean_f1"] == pytest.approx(np.mean(list(per_worker.values())))
             assert row["worst_f1"] == pytest.approx(min(per_worker.values()))
     assert set(onboarding["methods"]["federated"]["0"]["choices"]["0"].values()) == {"mean_head"}
-    assert set(onboarding["methods"]["federated"]["5"]["choices"]["0"].values()) <= {"head", "fine_tune"}
+    assert set(onboarding["methods"]["federated"]["5"]["choices"]["0"].values()) <= {"as_is", "head", "fine_tune"}
     gains = results["targets"]["onboarding_gain_mean_k_le_20"]["gains"]
     assert gains["20"] == pytest.approx(onboarding["methods"]["federated"]["20"]["mean_f1"]
                                         - onboarding["methods"]["local_self_supervised"]["20"]["mean_f1"], abs=1e-4)

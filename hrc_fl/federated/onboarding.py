@@ -92,17 +92,24 @@ def starting_from(model: nn.Module) -> Callable[[int], nn.Module]:
     return lambda _seed: copy.deepcopy(model)
 
 
+AS_IS = "as_is"  # the candidate that keeps the model the worker was given, untrained
+
+
 def join(factory: Callable[[int], nn.Module], worker: ClientData, candidates: Mapping[str, MethodSpec], *,
-         rounds: int, eval_every: int, lr: float, batch_size: int, seed: int) -> dict[str, Any]:
+         rounds: int, eval_every: int, lr: float, batch_size: int, seed: int, as_is: bool = False) -> dict[str, Any]:
     """Train ``worker`` (its labelled windows, its unlabelled stream) from ``factory(seed)`` (e.g.
     :func:`starting_from` the joined model, or a fresh model: local from scratch) with every candidate
     (kind "local" :class:`MethodSpec` s), each keeping its best validation round, and keep the candidate
-    with the best validation macro-F1 (:func:`choose_per_worker`). Returns ``choice``, the kept model's
-    ``val_f1``, ``f1``, ``acc`` and every candidate's."""
+    with the best validation macro-F1 (:func:`choose_per_worker`). ``as_is``: the model as given, not
+    trained, is a candidate too (the first: kept on ties) - a few windows that cover only some classes
+    can make a trained head worse than the federation's. Returns ``choice``, the kept model's ``val_f1``,
+    ``f1``, ``acc`` and every candidate's."""
     if not candidates:
         raise ValueError("no candidates")
     sim = Simulator(clients=[worker], model_factory=factory, lr=lr, batch_size=batch_size, seed=seed)
     scores: dict[str, dict[str, float]] = {}
+    if as_is:
+        scores[AS_IS] = {**score(factory(seed), worker), "kept_round": 0}
     for name, spec in candidates.items():
         if spec.kind != "local":
             raise ValueError(f"candidate {name}: a joining worker trains alone (kind local), got {spec.kind}")
@@ -114,4 +121,4 @@ def join(factory: Callable[[int], nn.Module], worker: ClientData, candidates: Ma
     return {"choice": choice, **{k: scores[choice][k] for k in ("val_f1", "f1", "acc")}, "candidates": scores}
 
 
-__all__ = ["choose_per_worker", "first_in_time", "join", "joined_model", "score", "starting_from"]
+__all__ = ["AS_IS", "choose_per_worker", "first_in_time", "join", "joined_model", "score", "starting_from"]

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from hrc_fl.federated import plots
-from hrc_fl.federated.onboarding import choose_per_worker, join, joined_model, score, starting_from
+from hrc_fl.federated.onboarding import AS_IS, choose_per_worker, join, joined_model, score, starting_from
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
@@ -221,13 +221,14 @@ def onboarding_protocol(cfg: ReportConfig) -> str:
             f"worker labels its first k in {list(cfg.onboarding_k)} training windows in time (time since each "
             "task began, ties in a task order drawn from the seed); the rest of its training windows are its "
             "unlabelled stream. federated: the personalised federation's shared encoder with the mean of the "
-            f"members' heads; for k > 0 the worker trains {cfg.rounds} rounds of {budget} passes over its k "
-            f"windows either the head alone on the frozen encoder or a FedRep round ({h} head, "
-            f"{budget - h - f} encoder epoch(s) with the personalised row's chosen self-supervision on its "
-            f"unlabelled stream, {f} head refresh), chosen with the round on its validation. "
+            f"members' heads; for k > 0 the worker keeps it as given, or trains {cfg.rounds} rounds of "
+            f"{budget} passes over its k windows either the head alone on the frozen encoder or a FedRep round "
+            f"({h} head, {budget - h - f} encoder epoch(s) with the personalised row's chosen self-supervision "
+            f"on its unlabelled stream, {f} head refresh), chosen with the round on its validation. "
             "local_self_supervised: from scratch, the local row's chosen self-supervision, same rounds and "
-            "passes. fedavg: the FedAvg global model of the others as is; fedavg_ft: its head trained on the "
-            "k windows. pooled: centralised training on the others' labelled windows plus the k windows "
+            "passes. fedavg: the FedAvg global model of the others as is; fedavg_ft: as is or its head trained "
+            "on the k windows, chosen on validation. pooled: centralised training on the others' labelled "
+            "windows plus the k windows "
             f"({budget} epochs per round). At k = 0 nothing is trained or chosen: federated is the mean head, "
             "fedavg(_ft) the global model, pooled the centralised model of the others after the last round, "
             "local the untrained model (chance). Test windows are only scored; figures are the mean over "
@@ -465,12 +466,12 @@ def _execute_onboarding(cfg: ReportConfig, run: _Run) -> dict[str, Any]:
             if run.onboard == FEDERATED:
                 rows[FEDERATED][str(k)] = ({**at_zero, "choice": "mean_head"} if k == 0 else
                                            join(starting_from(model), _joiner(cfg, run.seed, run.held_out, k),
-                                                joining_specs(cfg, run.spec.self_supervised), **common))
+                                                joining_specs(cfg, run.spec.self_supervised), as_is=True, **common))
             else:
-                rows["fedavg"][str(k)] = {**at_zero, "choice": "as_is"}
-                rows["fedavg_ft"][str(k)] = ({**at_zero, "choice": "as_is"} if k == 0 else
+                rows["fedavg"][str(k)] = {**at_zero, "choice": AS_IS}
+                rows["fedavg_ft"][str(k)] = ({**at_zero, "choice": AS_IS} if k == 0 else
                                              join(starting_from(model), _joiner(cfg, run.seed, run.held_out, k),
-                                                  {"head": joining_specs(cfg, None)["head"]}, **common))
+                                                  {"head": joining_specs(cfg, None)["head"]}, as_is=True, **common))
     elif run.onboard == "local":
         for k in cfg.onboarding_k:
             rows[LOCAL_SELF_SUPERVISED][str(k)] = (
