@@ -148,3 +148,25 @@ def test_joined_model_keeps_the_shared_encoder_and_averages_the_heads():
             torch.testing.assert_close(value, shared[name])
         elif value.is_floating_point():
             torch.testing.assert_close(value, torch.stack([m.state_dict()[name] for m in members]).mean(0))
+
+
+def test_a_joiner_whose_few_windows_cover_one_class_keeps_the_model_it_was_given():
+    from hrc_fl.federated.onboarding import AS_IS, join, score, starting_from
+
+    clients = _clients(test_labels_permuted=False)
+    trained = Simulator(clients=clients, model_factory=_factory, lr=1e-2, seed=0).run(
+        MethodSpec("local", kind="local", local_epochs=3), rounds=4, keep_states=True)
+    assert trained.final_states is not None
+    given = joined_model(trained.final_states[:1], _factory, 0)
+    c = clients[0]
+    one_class = c.train_y == c.train_y[0]
+    worker = dataclasses.replace(c, train_x=c.train_x[one_class][:3], train_y=c.train_y[one_class][:3])
+    head = MethodSpec("head", kind="local", local_epochs=40, train_shared=False)
+    kept = join(starting_from(given), worker, {"head": head}, rounds=2, eval_every=1, lr=5e-2, batch_size=8,
+                seed=0, as_is=True)
+    # a head trained on 3 windows of one class forgets the other two: validation keeps the given model
+    assert kept["candidates"]["head"]["val_f1"] < kept["candidates"][AS_IS]["val_f1"]
+    assert kept["choice"] == AS_IS and kept["f1"] == score(given, worker)["f1"]
+    without = join(starting_from(given), worker, {"head": head}, rounds=2, eval_every=1, lr=5e-2, batch_size=8,
+                   seed=0)
+    assert without["choice"] == "head" and without["f1"] < kept["f1"]
