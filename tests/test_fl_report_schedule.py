@@ -25,8 +25,10 @@ def test_each_training_runs_once_every_entry_is_filled_and_second_runs_follow_th
     cfg = report.ReportConfig.quick(seeds=(0, 1))
     executed: list[report._Run] = []
 
-    def fake_execute(config: report.ReportConfig, run: report._Run) -> tuple[MethodResult, float | None]:
+    def fake_execute(config: report.ReportConfig, run: report._Run) -> tuple[object, float | None]:
         executed.append(run)
+        if run.onboard:
+            return {"job": run.onboard, "methods": {}}, None
         return _fake_result(config, run), (1.5 if run.dp_noise > 0 else None)
 
     monkeypatch.setattr(report, "_execute", fake_execute)
@@ -53,6 +55,15 @@ def test_each_training_runs_once_every_entry_is_filled_and_second_runs_follow_th
     attacked = entries[(0, "robustness", 4, "sign_flip")]
     assert attacked["excluded"] == [attacked["attacker"]]
     assert entries[(0, "dp", cfg.dp_noise_multipliers[0])]["epsilon"] == 1.5
+    # onboarding: every job for every held-out worker of the onboarding seed only, each trained once; the
+    # jobs that use the chosen self-supervision wait for the choice
+    onboarding = {k for k in entries if k[1] == "onboarding"}
+    assert onboarding == {(0, "onboarding", job, w) for job in report.JOBS for w in cfg.subjects}
+    order = [r.key for r in executed]
+    first_choice = max(order.index(k) for k in report._choice_inputs(cfg, 0))
+    assert all(order.index(key) > first_choice for key in onboarding if key[2] in (report.FEDERATED, "local"))
+    assert {r.key for r in report._first_runs(cfg, 0) if r.onboard} == {
+        k for k in onboarding if k[2] in ("fedavg", report.POOLED)}
 
 
 def test_computation_key_separates_what_trains_differently_and_ignores_names_and_exclusion():

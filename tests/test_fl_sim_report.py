@@ -195,7 +195,38 @@ def test_fl_report_quick_through_cli_states_protocol_and_summarises_seeds(tmp_pa
     assert {"split", "selection", "budget", "normalisation", "seeds", "robustness"} <= set(results["protocol"])
     assert (out / "curves_scarce.png").stat().st_size > 1000
     assert set(results["targets"]) >= {"scarce_mean_f1_gain", "scarce_worst_worker", "full_not_below_best",
-                                       "int8_uplink", "robust_rule_under_attack", "sign_flip_honest_loss"}
+                                       "int8_uplink", "robust_rule_under_attack", "sign_flip_honest_loss",
+                                       "kept_vs_local_ssl_mean", "kept_vs_local_ssl_worst",
+                                       "onboarding_gain_mean_k_le_20", "onboarding_gain_worst_k_le_20",
+                                       "onboarding_never_below_local"}
+    # issue 17: the kept row, per worker one of its two candidates, judged against local + self-supervision
+    for s in ("0", "1", "2"):
+        scarce = results["seeds"][s]["regimes"]["scarce"]
+        kept = scarce["extras"]["kept"]
+        for worker, source in kept["kept_from"].items():
+            row = scarce["extras"][source] if source in scarce["extras"] else scarce["methods"][source]
+            assert kept["per_client_f1"][worker] == row["per_client_f1"][worker]
+    kept_target = results["targets"]["kept_vs_local_ssl_worst"]
+    assert kept_target["kept"] == results["summary"]["scarce"]["kept"]["worst_f1"]
+    assert "| kept (extra row" in report
+    # onboarding: every held-out worker, every k of the quick form, every method, on the first seed
+    onboarding = results["onboarding"]
+    assert onboarding["k"] == [0, 5, 20] and onboarding["seeds"] == [0]
+    assert sorted(onboarding["held_out"]) == sorted(results["seeds"]["0"]["regimes"]["scarce"]["clients"])
+    for name in ("federated", "local_self_supervised", "fedavg", "fedavg_ft", "pooled"):
+        for k in ("0", "5", "20"):
+            row = onboarding["methods"][name][k]
+            per_worker = row["per_worker_f1"]["0"]
+            assert set(per_worker) == set(onboarding["held_out"])
+            assert row["mean_f1"] == pytest.approx(np.mean(list(per_worker.values())))
+            assert row["worst_f1"] == pytest.approx(min(per_worker.values()))
+    assert set(onboarding["methods"]["federated"]["0"]["choices"]["0"].values()) == {"mean_head"}
+    assert set(onboarding["methods"]["federated"]["5"]["choices"]["0"].values()) <= {"as_is", "head", "fine_tune"}
+    gains = results["targets"]["onboarding_gain_mean_k_le_20"]["gains"]
+    assert gains["20"] == pytest.approx(onboarding["methods"]["federated"]["20"]["mean_f1"]
+                                        - onboarding["methods"]["local_self_supervised"]["20"]["mean_f1"], abs=1e-4)
+    assert "## Onboarding" in report and "| k labelled windows |" in report
+    assert (out / "onboarding_f1_vs_k.png").stat().st_size > 1000
 
 
 def _results(flip_losses: dict[str, float]) -> dict:

@@ -24,9 +24,15 @@ def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, title: s
         for ax, key in zip(axes, ("acc", "f1"), strict=True):
             ax.plot(c["round"], c[f"mean_{key}"], color=colour, label=name)
             ax.plot(c["round"], c[f"worst_{key}"], color=colour, linestyle="--", linewidth=0.9)
-    for ax, label in zip(axes, ("accuracy", "macro-F1"), strict=True):
-        ax.set_xlabel("round")
-        ax.set_ylabel(f"{label} (solid: mean, dashed: worst client)")
+    return _save_pair(fig, axes, "round", [f"{label} (solid: mean, dashed: worst client)"
+                                           for label in ("accuracy", "macro-F1")], title, path)
+
+
+def _save_pair(fig: Any, axes: Sequence[Any], xlabel: str, ylabels: Sequence[str], title: str, path: Path) -> Path:
+    """Label two side-by-side axes on a 0-1 scale, legend on the first, and write the PNG."""
+    for ax, label in zip(axes, ylabels, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
@@ -72,3 +78,15 @@ def plot_dp(points: Sequence[Mapping[str, Any]], *, baseline_acc: float, path: P
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_onboarding(rows: Mapping[str, Mapping[str, Sequence[float]]], *, path: Path) -> Path:
+    """Macro-F1 against the joining worker's labelled windows k: mean (left) and worst held-out worker
+    (right), one line per method. ``rows[method]`` holds equal-length lists ``k``, ``mean_f1``, ``worst_f1``."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i, (name, r) in enumerate(rows.items()):
+        for ax, key in zip(axes, ("mean_f1", "worst_f1"), strict=True):
+            ax.plot(r["k"], r[key], color=f"C{i % 10}", marker="o", label=name)
+    return _save_pair(fig, axes, "labelled windows of the joining worker (k)",
+                      [f"macro-F1, {label} held-out worker" for label in ("mean", "worst")],
+                      "onboarding: leave one worker out, mean over seeds", path)

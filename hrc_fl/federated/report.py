@@ -29,7 +29,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -41,12 +41,13 @@ import numpy as np
 import torch
 
 from hrc_fl.federated import plots
+from hrc_fl.federated.onboarding import AS_IS, choose_per_worker, join, joined_model, score, starting_from
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.self_supervised import VicRegConfig
 from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
 from hrc_fl.federated.strategies import FedAvg
 from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.watch_clients import federated_normalisation, model_factory, watch_clients
+from hrc_fl.federated.watch_clients import federated_normalisation, joining_worker, model_factory, watch_clients
 from hrc_fl.intention.windows import TimeSplit, WindowSpec
 
 BASELINES = ("local", "fedavg", "fedavg_ft", "fedprox")
@@ -55,6 +56,13 @@ REFERENCE = "centralised"
 METHODS = (*BASELINES, PERSONALISED, REFERENCE)
 LOCAL_SELF_SUPERVISED = "local_self_supervised"  # extra row: local-only + self-supervision chosen on validation
 PERSONALISED_SUPERVISED = "personalised_labels_only"  # extra row: personalised without it
+KEPT = "kept"  # extra row: per worker the better on its validation of local_self_supervised and personalised
+FEDERATED = "federated"  # onboarding: the personalised federation's encoder, joined
+POOLED = "pooled"
+# onboarding jobs (one run per seed and held-out worker each) and the method rows each one fills
+JOBS = {FEDERATED: (FEDERATED,), "local": (LOCAL_SELF_SUPERVISED,), "fedavg": ("fedavg", "fedavg_ft"),
+        POOLED: (POOLED,)}
+ONBOARDING_METHODS = tuple(name for rows in JOBS.values() for name in rows)
 ATTACKS = ("scale100", "sign_flip")
 SELECTED = (PERSONALISED, LOCAL_SELF_SUPERVISED)  # rows whose self-supervision validation chooses
 
@@ -99,6 +107,13 @@ class ReportConfig:
     robustness_attacks: tuple[str, ...] = ATTACKS
     robustness_max_drop: float = 0.02  # attacked honest mean macro-F1 at most 2 points below the clean run
     jobs: int = 1                      # worker processes for the independent simulator runs
+    # onboarding (issue 17): leave one worker out, it joins the federation of the others with labels on its
+    # first k training windows in time; () = not run. onboarding_seeds None = every seed
+    onboarding_k: tuple[int, ...] = (0, 5, 10, 20, 50)
+    onboarding_seeds: tuple[int, ...] | None = None
+    kept_tolerance: float = 0.005      # kept model at most 0.5 points below local with self-supervision
+    onboarding_gain: float = 0.10      # federated minus local with self-supervision at k <= onboarding_gain_k
+    onboarding_gain_k: int = 20
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.full_label_rounds < 1 or self.eval_every < 1:
@@ -124,6 +139,17 @@ class ReportConfig:
             raise ValueError("robustness_sizes must be >= 2 and jobs >= 1")
         if any(a not in ATTACKS for a in self.robustness_attacks):
             raise ValueError(f"robustness_attacks must be among {ATTACKS}")
+        if any(k < 0 for k in self.onboarding_k) or len(set(self.onboarding_k)) != len(self.onboarding_k):
+            raise ValueError(f"onboarding_k must be distinct and >= 0, got {self.onboarding_k}")
+        if self.onboarding_seeds is not None and not set(self.onboarding_seeds) <= set(self.seeds):
+            raise ValueError(f"onboarding_seeds {self.onboarding_seeds} must be among seeds {self.seeds}")
+
+    @property
+    def joining_seeds(self) -> tuple[int, ...]:
+        """The seeds onboarding runs on (none without onboarding_k)."""
+        if not self.onboarding_k:
+            return ()
+        return self.seeds if self.onboarding_seeds is None else self.onboarding_seeds
 
     @property
     def time_split(self) -> TimeSplit:
@@ -131,11 +157,13 @@ class ReportConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> ReportConfig:
-        """A small run (4 clients, 3 rounds, 3 seeds) that exercises every path in about a minute."""
+        """A small run (4 clients, 3 rounds, 3 seeds; onboarding of each of the 4 at k 0, 5, 20 on the first
+        seed) that exercises every path in about a minute."""
         values: dict[str, Any] = dict(rounds=3, full_label_rounds=2, subjects=(1, 2, 3, 4), eval_every=1,
                                       step=100, seeds=(0, 1, 2), self_supervised_grid=((0.02, 16),),
                                       dp_noise_multipliers=(0.3, 1.0), compressions=("int8",),
-                                      robustness_sizes=(4, 3), robustness_attacks=("sign_flip",))
+                                      robustness_sizes=(4, 3), robustness_attacks=("sign_flip",),
+                                      onboarding_k=(0, 5, 20), onboarding_seeds=(0,))
         values.update(overrides)
         return cls(**values)
 
@@ -177,7 +205,34 @@ def protocol(cfg: ReportConfig) -> dict[str, str]:
                        "names the rule that ran. The attacker's "
                        "own scores are excluded, and the honest workers' mean is compared with the clean run of "
                        "the same rule on the same workers, on every seed."),
+        "kept": ("Kept row: each worker keeps, by its own validation macro-F1 at the kept rounds, the better of "
+                 "its personalised (federated) model and its local model with the self-supervision chosen for "
+                 "the local row (the local one on ties); test scores are read for the kept model only."),
+        **({"onboarding": onboarding_protocol(cfg)} if cfg.joining_seeds else {}),
     }
+
+
+def onboarding_protocol(cfg: ReportConfig) -> str:
+    """The onboarding rules of a run, one paragraph (in results.json and report.md)."""
+    budget, h, f = cfg.epochs_per_round, cfg.head_epochs, cfg.fine_tune_epochs
+    return (f"Leave one worker out, for every worker and seeds {list(cfg.joining_seeds)}: the federation of the "
+            f"other workers (scarce labels, {cfg.rounds} rounds, their data only, normalisation from their "
+            "training windows only) is trained once per fold and seed and reused for every k. The held-out "
+            f"worker labels its first k in {list(cfg.onboarding_k)} training windows in time (time since each "
+            "task began, ties in a task order drawn from the seed); the rest of its training windows are its "
+            "unlabelled stream. federated: the personalised federation's shared encoder with the mean of the "
+            f"members' heads; for k > 0 the worker keeps it as given, or trains {cfg.rounds} rounds of "
+            f"{budget} passes over its k windows either the head alone on the frozen encoder or a FedRep round "
+            f"({h} head, {budget - h - f} encoder epoch(s) with the personalised row's chosen self-supervision "
+            f"on its unlabelled stream, {f} head refresh), chosen with the round on its validation. "
+            "local_self_supervised: from scratch, the local row's chosen self-supervision, same rounds and "
+            "passes. fedavg: the FedAvg global model of the others as is; fedavg_ft: as is or its head trained "
+            "on the k windows, chosen on validation. pooled: centralised training on the others' labelled "
+            "windows plus the k windows "
+            f"({budget} epochs per round). At k = 0 nothing is trained or chosen: federated is the mean head, "
+            "fedavg(_ft) the global model, pooled the centralised model of the others after the last round, "
+            "local the untrained model (chance). Test windows are only scored; figures are the mean over "
+            "seeds of the mean and of the worst held-out worker.")
 
 
 def budget_specs(cfg: ReportConfig) -> dict[str, MethodSpec]:
@@ -268,6 +323,7 @@ def method_entry(result: MethodResult, exclude: Sequence[str] = ()) -> dict[str,
     acc, f1 = result.client_scores()
     entry["per_client_acc"] = dict(zip(result.client_ids, acc.tolist(), strict=True))
     entry["per_client_f1"] = dict(zip(result.client_ids, f1.tolist(), strict=True))
+    entry["per_client_val_f1"] = dict(zip(result.client_ids, result.validation_scores().tolist(), strict=True))
     entry["kept_round"] = dict(zip(result.client_ids, result.kept_rounds().tolist(), strict=True))
     if result.attacker is not None:
         entry["attacker"] = result.attacker
@@ -291,6 +347,8 @@ class _Run:
     clients: int = 0          # the first n clients (0 = all)
     dp_noise: float = 0.0     # > 0: DP-FedAvg with this noise multiplier
     exclude_attacker: bool = False  # robustness: score without the first client (the attacker's id)
+    onboard: str = ""         # an onboarding job (JOBS) for the held-out worker ``held_out`` ("" = none)
+    held_out: int = 0         # the subject left out of the federation and onboarded
 
 
 def _regime(cfg: ReportConfig, regime: str) -> tuple[float, int]:
@@ -314,7 +372,7 @@ def _computation(cfg: ReportConfig, run: _Run) -> str:
     n_all = len(_data(cfg, run.seed, run.regime)[0])
     clients = run.clients if 0 < run.clients < n_all else 0
     return repr((run.seed, run.regime, dataclasses.replace(run.spec, name=""), run.projector_dim, clients,
-                 run.dp_noise))
+                 run.dp_noise, run.onboard, run.held_out))
 
 
 def _cost(cfg: ReportConfig, run: _Run) -> float:
@@ -324,11 +382,17 @@ def _cost(cfg: ReportConfig, run: _Run) -> float:
     clients = _data(cfg, run.seed, run.regime)[0]
     labelled = sum(len(c.train_y) for c in (clients[:run.clients] if run.clients else clients))
     ssl_epochs = run.spec.local_epochs if run.spec.self_supervised is not None else 0
+    if run.onboard == "local":  # k windows only: small
+        labelled = sum(cfg.onboarding_k)
+    elif run.onboard == POOLED:  # one pooled training per k
+        labelled *= len(cfg.onboarding_k)
     return float(_regime(cfg, run.regime)[1] * labelled * (cfg.epochs_per_round + 2 * ssl_epochs))
 
 
-def _execute(cfg: ReportConfig, run: _Run) -> tuple[MethodResult, float | None]:
+def _execute(cfg: ReportConfig, run: _Run) -> tuple[Any, float | None]:
     """Run one :class:`_Run`'s training; returns its result and, for DP, the final epsilon."""
+    if run.onboard:
+        return _execute_onboarding(cfg, run), None
     clients, names, mean, std = _data(cfg, run.seed, run.regime)
     chosen = clients[:run.clients] if run.clients else clients
     sim = Simulator(clients=chosen, model_factory=model_factory(len(names), cfg.window, mean, std, run.projector_dim),
@@ -342,12 +406,175 @@ def _execute(cfg: ReportConfig, run: _Run) -> tuple[MethodResult, float | None]:
     return result, strategy.epsilon if strategy is not None else None
 
 
-def _entry(cfg: ReportConfig, run: _Run, result: MethodResult, epsilon: float | None) -> dict[str, Any]:
+def subject_of(client: ClientData) -> int:
+    """The watch subject of a client (ids ``subject-<n>``, :func:`watch_clients`)."""
+    return int(client.client_id.rsplit("-", 1)[1])
+
+
+def fold(cfg: ReportConfig, seed: int, held_out: int
+         ) -> tuple[list[ClientData], ClientData, tuple[str, ...], np.ndarray, np.ndarray]:
+    """Leave-one-worker-out fold: the federation's members (every scarce-regime client but ``held_out``),
+    the held-out worker's scarce client (its validation and test windows), the class names and the
+    members' normalisation (their training windows only: nothing of the held-out worker)."""
+    clients, names, _, _ = _data(cfg, seed, "scarce")
+    members = [c for c in clients if subject_of(c) != held_out]
+    held = [c for c in clients if subject_of(c) == held_out]
+    if len(held) != 1 or not members:
+        raise ValueError(f"subject {held_out} is not one of {len(clients)} clients, or it is the only one")
+    mean, std = federated_normalisation(members)
+    return members, held[0], names, mean, std
+
+
+@lru_cache(maxsize=16)
+def _joiner(cfg: ReportConfig, seed: int, held_out: int, k: int) -> ClientData:
+    """The held-out worker with labels on its first k training windows in time (cached per process)."""
+    return joining_worker(held_out, k, seed=seed, spec=WindowSpec(window=cfg.window, step=cfg.step),
+                          split=cfg.time_split)
+
+
+def joining_specs(cfg: ReportConfig, self_supervised: VicRegConfig | None) -> dict[str, MethodSpec]:
+    """How a worker that joined the federation may train on its k windows, under the common budget: the
+    head alone on the frozen encoder, or a FedRep round (head, encoder with ``self_supervised``, head
+    refresh) without communication. Validation chooses between them per worker."""
+    e, h, f = cfg.epochs_per_round, cfg.head_epochs, cfg.fine_tune_epochs
+    return {"head": MethodSpec("join_head", kind="local", local_epochs=e, train_shared=False),
+            "fine_tune": MethodSpec("join_fine_tune", kind="local", personalisation="fedrep", head_epochs=h,
+                                    local_epochs=e - h - f, fine_tune_epochs=f, self_supervised=self_supervised)}
+
+
+def _execute_onboarding(cfg: ReportConfig, run: _Run) -> dict[str, Any]:
+    """One onboarding job for one seed and held-out worker (:data:`JOBS`): per method row and k, the kept
+    model's ``val_f1``, ``f1``, ``acc`` (and ``choice``); ``federation``: the members' own figures of the
+    federation it joined (none for local and pooled); ``wall_s`` and ``cpu_s`` (this process's CPU time:
+    with one torch thread a process, the job's cost on a quiet core even when the machine is loaded)."""
+    tick, cpu = time.perf_counter(), time.process_time()
+    members, held, names, mean, std = fold(cfg, run.seed, run.held_out)
+    factory = model_factory(len(names), cfg.window, mean, std, run.projector_dim)
+    rounds = _regime(cfg, "scarce")[1]
+    common = dict(rounds=rounds, eval_every=cfg.eval_every, lr=cfg.lr, batch_size=cfg.batch_size, seed=run.seed)
+    rows: dict[str, dict[str, Any]] = {name: {} for name in JOBS[run.onboard]}
+    out: dict[str, Any] = {"held_out": held.client_id, "members": [c.client_id for c in members]}
+    if run.onboard in (FEDERATED, "fedavg"):
+        # the federation of the others, once for every k
+        federation = Simulator(clients=members, model_factory=factory, lr=cfg.lr, batch_size=cfg.batch_size,
+                               seed=run.seed).run(run.spec, rounds=rounds, eval_every=cfg.eval_every, keep_states=True)
+        assert federation.final_states is not None
+        out["federation"] = federation.summary()
+        model = joined_model(federation.final_states, factory, run.seed)
+        at_zero = score(model, held)
+        for k in cfg.onboarding_k:
+            if run.onboard == FEDERATED:
+                rows[FEDERATED][str(k)] = ({**at_zero, "choice": "mean_head"} if k == 0 else
+                                           join(starting_from(model), _joiner(cfg, run.seed, run.held_out, k),
+                                                joining_specs(cfg, run.spec.self_supervised), as_is=True, **common))
+            else:
+                rows["fedavg"][str(k)] = {**at_zero, "choice": AS_IS}
+                rows["fedavg_ft"][str(k)] = ({**at_zero, "choice": AS_IS} if k == 0 else
+                                             join(starting_from(model), _joiner(cfg, run.seed, run.held_out, k),
+                                                  {"head": joining_specs(cfg, None)["head"]}, as_is=True, **common))
+    elif run.onboard == "local":
+        for k in cfg.onboarding_k:
+            rows[LOCAL_SELF_SUPERVISED][str(k)] = (
+                {**score(factory(run.seed), held), "choice": "untrained"} if k == 0 else
+                join(factory, _joiner(cfg, run.seed, run.held_out, k), {"local": run.spec}, **common))
+    else:
+        for k in cfg.onboarding_k:
+            pool = members if k == 0 else [*members, _joiner(cfg, run.seed, run.held_out, k)]
+            result = Simulator(clients=pool, model_factory=factory, lr=cfg.lr, batch_size=cfg.batch_size,
+                               seed=run.seed).run(run.spec, rounds=rounds, eval_every=cfg.eval_every,
+                                                  keep_states=k == 0)
+            if k == 0:
+                assert result.final_states is not None
+                rows[POOLED]["0"] = {**score(joined_model(result.final_states, factory, run.seed), held),
+                                     "choice": "last_round"}
+            else:
+                acc, f1 = result.client_scores()
+                rows[POOLED][str(k)] = {"val_f1": float(result.validation_scores()[-1]), "f1": float(f1[-1]),
+                                        "acc": float(acc[-1]), "choice": f"round {int(result.kept_rounds()[-1])}"}
+    out["methods"] = rows
+    out["wall_s"], out["cpu_s"] = time.perf_counter() - tick, time.process_time() - cpu
+    return out
+
+
+def _onboarding_runs(cfg: ReportConfig, seed: int, chosen: dict[str, Choice] | None) -> list[_Run]:
+    """The onboarding jobs of a seed: before the choice (``chosen`` None) those that need none (FedAvg,
+    pooled), after it those that use the chosen self-supervision (federated, local)."""
+    if seed not in cfg.joining_seeds:
+        return []
+    specs = budget_specs(cfg)
+    subjects = [subject_of(c) for c in _data(cfg, seed, "scarce")[0]]
+    if chosen is None:
+        jobs = [("fedavg", specs["fedavg"], 0), (POOLED, specs[REFERENCE], 0)]
+    else:
+        pers, width = with_choice(specs[PERSONALISED], cfg, chosen[PERSONALISED], name=f"{FEDERATED}_fold")
+        local, local_width = with_choice(specs["local"], cfg, chosen[LOCAL_SELF_SUPERVISED], name="local_join")
+        jobs = [(FEDERATED, pers, width), ("local", local, local_width)]
+    return [_Run((seed, "onboarding", job, subject), seed, "scarce", spec, width, onboard=job, held_out=subject)
+            for job, spec, width in jobs for subject in subjects]
+
+
+def onboarding_summary(cfg: ReportConfig, entries: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> dict[str, Any]:
+    """results.json ``onboarding``: per method row and k the mean over seeds of the mean and of the worst
+    held-out worker's test macro-F1, per-seed values, per-worker scores and choices."""
+    seeds = cfg.joining_seeds
+    subjects = [subject_of(c) for c in _data(cfg, seeds[0], "scarce")[0]]
+    methods: dict[str, dict[str, Any]] = {}
+    for job, names in JOBS.items():
+        for name in names:
+            methods[name] = {}
+            for k in cfg.onboarding_k:
+                per = {str(s): {f"subject-{w}": entries[(s, "onboarding", job, w)]["methods"][name][str(k)]
+                                for w in subjects} for s in seeds}
+                means = [float(np.mean([v["f1"] for v in per[str(s)].values()])) for s in seeds]
+                worsts = [float(np.min([v["f1"] for v in per[str(s)].values()])) for s in seeds]
+                methods[name][str(k)] = {
+                    "mean_f1": float(np.mean(means)), "worst_f1": float(np.mean(worsts)),
+                    "mean_f1_per_seed": means, "worst_f1_per_seed": worsts,
+                    "mean_acc": float(np.mean([np.mean([v["acc"] for v in p.values()]) for p in per.values()])),
+                    "per_worker_f1": {s: {w: v["f1"] for w, v in p.items()} for s, p in per.items()},
+                    "choices": {s: {w: v.get("choice") for w, v in p.items()} for s, p in per.items()}}
+    jobs = [e for key, e in entries.items() if len(key) == 4 and key[1] == "onboarding"]
+    jobs_s = [float(e["wall_s"]) for e in jobs]
+    cpu_s = {job: float(np.sum([e.get("cpu_s", np.nan) for key, e in entries.items()
+                                if len(key) == 4 and key[1] == "onboarding" and key[2] == job])) for job in JOBS}
+    federations = {str(s): {f"subject-{w}": entries[(s, "onboarding", FEDERATED, w)]["federation"]["mean_f1"]
+                            for w in subjects} for s in seeds}
+    return {"k": list(cfg.onboarding_k), "seeds": list(seeds), "held_out": [f"subject-{w}" for w in subjects],
+            "methods": methods, "federation_members_mean_f1": federations,
+            "runs": len(jobs_s), "run_wall_s_total": float(np.sum(jobs_s)),
+            "run_wall_s_median": float(np.median(jobs_s)), "run_cpu_s_by_job": cpu_s,
+            "run_cpu_s_total": float(sum(cpu_s.values()))}
+
+
+def _entry(cfg: ReportConfig, run: _Run, result: Any, epsilon: float | None) -> dict[str, Any]:
     """results.json entry of a run from its training result (the attacker excluded where the run says)."""
+    if run.onboard:
+        return dict(result)  # an onboarding job's outcome is its entry
     entry = method_entry(result, [result.client_ids[0]] if run.exclude_attacker else ())
     if run.dp_noise > 0:
         entry.update(noise_multiplier=run.dp_noise, clip_norm=cfg.dp_clip_norm, delta=cfg.dp_delta, epsilon=epsilon)
     return entry
+
+
+def kept_entry(candidates: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The kept row: per worker the candidate entry (:func:`method_entry`) with its best validation macro-F1
+    (:func:`~hrc_fl.federated.onboarding.choose_per_worker`, the first candidate on ties), and the test
+    figures of the kept models. Reads ``per_client_val_f1`` to choose; test scores only for the figures."""
+    names = list(candidates)
+    if not names:
+        raise ValueError("no candidates")
+    ids = list(candidates[names[0]]["per_client_f1"])
+    choice = choose_per_worker({n: [candidates[n]["per_client_val_f1"][c] for c in ids] for n in names})
+    picked = {key: {c: candidates[n][f"per_client_{key}"][c] for n, c in zip(choice, ids, strict=True)}
+              for key in ("f1", "acc", "val_f1")}
+    f1, acc, val = (np.array(list(picked[k].values()), np.float64) for k in ("f1", "acc", "val_f1"))
+    return {"mean_f1": float(np.mean(f1)), "worst_f1": float(np.min(f1)), "mean_acc": float(np.mean(acc)),
+            "worst_acc": float(np.min(acc)),
+            "mean_val_f1": float(np.nanmean(val)) if not np.all(np.isnan(val)) else float("nan"),
+            **{f"per_client_{k}": v for k, v in picked.items()}, "kept_from": dict(zip(ids, choice, strict=True)),
+            # the federated candidate needs the federation to run: its uplink is the row's
+            "uplink_bytes_per_round": max(float(candidates[n]["uplink_bytes_per_round"]) for n in names),
+            "wall_s": sum(float(candidates[n]["wall_s"]) for n in names)}
 
 
 def _init_worker() -> None:
@@ -371,7 +598,7 @@ def _run_all(cfg: ReportConfig, pool: ProcessPoolExecutor | None, bar: Any
     its entry from that result."""
     entries: dict[tuple[Any, ...], dict[str, Any]] = {}
     choices: dict[int, Any] = {}
-    done: dict[str, tuple[MethodResult, float | None]] = {}
+    done: dict[str, tuple[Any, float | None]] = {}
     waiting: dict[str, list[_Run]] = {}   # computation -> runs that take their entry from it
     queue: list[tuple[str, _Run]] = []
     blocking = {key for seed in cfg.seeds for key in _choice_inputs(cfg, seed)}
@@ -390,7 +617,7 @@ def _run_all(cfg: ReportConfig, pool: ProcessPoolExecutor | None, bar: Any
                 waiting[comp] = [run]
                 queue.append((comp, run))
 
-    def finish(comp: str, outcome: tuple[MethodResult, float | None]) -> None:
+    def finish(comp: str, outcome: tuple[Any, float | None]) -> None:
         done[comp] = outcome
         for run in waiting.pop(comp):
             entries[run.key] = _entry(cfg, run, *outcome)
@@ -441,7 +668,7 @@ def _first_runs(cfg: ReportConfig, seed: int) -> list[_Run]:
             for name in (*BASELINES, REFERENCE)]
     runs.append(_Run((seed, "full", PERSONALISED_SUPERVISED), seed, "full",
                      with_choice(specs[PERSONALISED], cfg, None, PERSONALISED_SUPERVISED)[0]))
-    return runs + _selection_runs(cfg, seed)
+    return runs + _selection_runs(cfg, seed) + _onboarding_runs(cfg, seed, None)
 
 
 def _chosen(cfg: ReportConfig, seed: int, entries: dict[tuple[Any, ...], dict[str, Any]]
@@ -462,8 +689,8 @@ def _chosen(cfg: ReportConfig, seed: int, entries: dict[tuple[Any, ...], dict[st
 
 
 def _second_runs(cfg: ReportConfig, seed: int, first_seed: bool, chosen: dict[str, Choice]) -> list[_Run]:
-    """Runs that use the chosen self-supervision: full-regime rows, robustness, and (first seed) uplink
-    compression and DP."""
+    """Runs that use the chosen self-supervision: full-regime rows, robustness, onboarding's federated and
+    local jobs, and (first seed) uplink compression and DP."""
     specs = budget_specs(cfg)
     pers, width = with_choice(specs[PERSONALISED], cfg, chosen[PERSONALISED])
     local_ssl, local_width = with_choice(specs["local"], cfg, chosen[LOCAL_SELF_SUPERVISED], LOCAL_SELF_SUPERVISED)
@@ -486,7 +713,7 @@ def _second_runs(cfg: ReportConfig, seed: int, first_seed: bool, chosen: dict[st
         for z in cfg.dp_noise_multipliers:
             runs.append(_Run((seed, "dp", z), seed, "scarce", dataclasses.replace(pers, name=f"{PERSONALISED}_dp_z{z}"),
                              width, dp_noise=z))
-    return runs
+    return runs + _onboarding_runs(cfg, seed, chosen)
 
 
 def _robustness_block(cfg: ReportConfig, seed: int, entries: dict[tuple[Any, ...], dict[str, Any]]
@@ -563,6 +790,9 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
                 rows[PERSONALISED] = entries[(seed, "full", PERSONALISED)]
                 extras = {name: entries[(seed, "full", name)]
                           for name in (PERSONALISED_SUPERVISED, LOCAL_SELF_SUPERVISED)}
+            # local first: on a tie the worker stays with the model that needs no federation
+            extras[KEPT] = kept_entry({LOCAL_SELF_SUPERVISED: extras[LOCAL_SELF_SUPERVISED],
+                                       PERSONALISED: rows[PERSONALISED]})
             seed_block["regimes"][regime] = {
                 "clients": [c.client_id for c in clients],
                 "labelled_windows": {c.client_id: len(c.train_y) for c in clients},
@@ -580,6 +810,8 @@ def run_report(cfg: ReportConfig, out_dir: Path, *, progress_factory: Callable[.
                                    for group in ("methods", "extras")
                                    for name in results["seeds"][str(cfg.seeds[0])]["regimes"][regime][group]}
                           for regime in ("full", "scarce")}
+    if cfg.joining_seeds:
+        results["onboarding"] = onboarding_summary(cfg, entries)
     results["class_names"] = list(_data(cfg, cfg.seeds[0], "scarce")[1])
     results["targets"] = targets(results)
     results["wall_s"] = time.perf_counter() - started
@@ -608,6 +840,17 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
             "personalised_worst": pers["worst_f1"], "local_self_supervised_worst": local_ssl["worst_f1"],
             "note": "extra check, not an issue target",
             "met": pers["mean_f1"] >= local_ssl["mean_f1"] and pers["worst_f1"] >= local_ssl["worst_f1"]}
+    cfg = results["config"]
+    if KEPT in scarce and LOCAL_SELF_SUPERVISED in scarce:
+        tolerance = float(cfg.get("kept_tolerance", 0.005))
+        for key in ("mean", "worst"):
+            kept, alone = scarce[KEPT][f"{key}_f1"], scarce[LOCAL_SELF_SUPERVISED][f"{key}_f1"]
+            out[f"kept_vs_local_ssl_{key}"] = {"kept": kept, "local_self_supervised": alone,
+                                               "difference": kept - alone, "tolerance": tolerance,
+                                               "met": kept - alone >= -tolerance}
+    if results.get("onboarding"):
+        out.update(onboarding_targets(results["onboarding"], float(cfg.get("onboarding_gain", 0.10)),
+                                      int(cfg.get("onboarding_gain_k", 20))))
     best_full = max(full[b]["mean_f1"] for b in BASELINES)
     out["full_not_below_best"] = {"personalised": full[PERSONALISED]["mean_f1"], "best_baseline": best_full,
                                   "met": full[PERSONALISED]["mean_f1"] >= best_full}
@@ -620,7 +863,6 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         loss = base[PERSONALISED]["mean_f1"] - comp["int8"]["mean_f1"]
         out["int8_uplink"] = {"bytes_ratio_vs_fedavg_fp32": ratio, "f1_loss_first_seed": loss,
                               "met": ratio <= 0.25 and loss <= 0.01}
-    cfg = results["config"]
     max_drop = cfg.get("robustness_max_drop", 0.02)
     losses = {f"seed{seed}/n{size}/{attack}": a["loss_f1"] for seed, block in seeds.items()
               for size, r in block.get("robustness", {}).items() for attack, a in r["attacks"].items()}
@@ -635,6 +877,26 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
                 "losses_f1": flips, "worst_loss_f1": max(flips.values()), "max_drop": max_drop,
                 "note": "attacker excluded; against the clean run of the same rule on the same workers",
                 "met": len(flips) == len(seeds) * len(cfg["robustness_sizes"]) and max(flips.values()) <= max_drop}
+    return out
+
+
+def onboarding_targets(onboarding: Mapping[str, Any], required_gain: float, gain_k: int) -> dict[str, Any]:
+    """Onboarding targets: federated minus local with self-supervision (mean over seeds of the mean, and
+    of the worst held-out worker), its minimum over k <= ``gain_k`` at least ``required_gain``, and over
+    every k never below 0 (on mean and worst)."""
+    methods, ks = onboarding["methods"], onboarding["k"]
+    gains = {key: {str(k): methods[FEDERATED][str(k)][f"{key}_f1"] - methods[LOCAL_SELF_SUPERVISED][str(k)][f"{key}_f1"]
+                   for k in ks} for key in ("mean", "worst")}
+    out: dict[str, Any] = {}
+    for key, by_k in gains.items():
+        low = {k: g for k, g in by_k.items() if int(k) <= gain_k}
+        if low:
+            worst_gain = min(low.values())
+            out[f"onboarding_gain_{key}_k_le_{gain_k}"] = {"gains": {k: round(g, 4) for k, g in low.items()},
+                                                           "min_gain": worst_gain, "required_gain": required_gain,
+                                                           "met": worst_gain >= required_gain}
+    lowest = min(min(by_k.values()) for by_k in gains.values())
+    out["onboarding_never_below_local"] = {"min_difference_mean_or_worst": lowest, "met": lowest >= 0}
     return out
 
 
@@ -665,6 +927,33 @@ def _method_table(rows: dict[str, dict[str, Any]]) -> list[str]:
                      f"{per_seed} | {_pct(m['mean_acc'])} | {_pct(m['worst_acc'])} | "
                      f"{m['uplink_bytes_per_round']:.0f} |")
     return lines
+
+
+def _onboarding_section(onboarding: Mapping[str, Any], out_dir: Path) -> list[str]:
+    """report.md's onboarding table (macro-F1 in %, mean / worst held-out worker, mean over seeds), the
+    federated joiner's choices, the cost, and the PNG beside it."""
+    methods, ks = onboarding["methods"], onboarding["k"]
+    lines = [f"## Onboarding: a worker joins the federation of the others (leave one out, "
+             f"{len(onboarding['held_out'])} workers, seeds {onboarding['seeds']})", "",
+             "Macro-F1 in % on the held-out worker's test windows, mean / worst held-out worker, mean over seeds.",
+             "", "| k labelled windows | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for k in ks:
+        cells = [f"{_pct(methods[m][str(k)]['mean_f1'])} / {_pct(methods[m][str(k)]['worst_f1'])}" for m in methods]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += ["", "The federated joiner's choice on its validation (workers x seeds):", ""]
+    for k in ks:
+        counts: dict[str, int] = {}
+        for per_seed in methods[FEDERATED][str(k)]["choices"].values():
+            for choice in per_seed.values():
+                counts[str(choice)] = counts.get(str(choice), 0) + 1
+        lines.append(f"- k = {k}: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
+    cpu = ", ".join(f"{job} {s:.0f} s" for job, s in onboarding.get("run_cpu_s_by_job", {}).items())
+    lines += ["", f"Cost: {onboarding['runs']} onboarding runs, {onboarding['run_wall_s_total']:.0f} s of run time "
+              f"in all (median {onboarding['run_wall_s_median']:.1f} s a run); CPU time by job, all seeds: {cpu}.", ""]
+    png = plots.plot_onboarding({m: {"k": ks, "mean_f1": [methods[m][str(k)]["mean_f1"] for k in ks],
+                                     "worst_f1": [methods[m][str(k)]["worst_f1"] for k in ks]} for m in methods},
+                                path=out_dir / "onboarding_f1_vs_k.png")
+    return [*lines, f"![onboarding]({png.name})", ""]
 
 
 def write_markdown(results: dict[str, Any], out_dir: Path) -> Path:
@@ -723,6 +1012,8 @@ def write_markdown(results: dict[str, Any], out_dir: Path) -> Path:
         png = plots.plot_dp(first["dp"], baseline_acc=first["regimes"]["scarce"]["methods"][PERSONALISED]["mean_acc"],
                             path=out_dir / "dp_accuracy_vs_epsilon.png")
         lines += ["", f"![dp]({png.name})", ""]
+    if results.get("onboarding"):
+        lines += _onboarding_section(results["onboarding"], out_dir)
     scarce = first["regimes"]["scarce"]
     sent = {n: m["uplink_bytes_per_round"] for n, m in scarce["methods"].items()}
     sent.update({f"{PERSONALISED}_{s}": e["uplink_bytes_per_round"] for s, e in first.get("compression", {}).items()})

@@ -138,6 +138,11 @@ class MethodSpec:
     (kinds "local" and "federated"; None = labels only); it changes local training only, never the payload.
     self_supervised: the VICReg term on each client's own windows, labelled and unlabelled (kinds "local"
     and "federated"; the model needs a projector); local training only, never the payload.
+    Kind "local" with personalisation "fedrep" trains a round as a FedRep client does (head, then encoders,
+    then the head refresh) without communicating: a worker that fine-tunes the encoder it was given when it
+    joined a federation (:mod:`hrc_fl.federated.onboarding`). train_shared False (kind "local" only): the
+    shared encoders stay as the model factory built them and only the personal head trains,
+    ``local_epochs`` head epochs per round.
     """
 
     name: str
@@ -151,6 +156,7 @@ class MethodSpec:
     attack: str = "none"
     pseudo_label: training.PseudoLabelConfig | None = None
     self_supervised: VicRegConfig | None = None
+    train_shared: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in METHOD_KINDS:
@@ -165,6 +171,8 @@ class MethodSpec:
             raise ValueError("pseudo_label applies to local and federated clients, not the centralised reference")
         if self.self_supervised is not None and self.kind == "centralised":
             raise ValueError("self_supervised applies to local and federated clients, not the centralised reference")
+        if not self.train_shared and self.kind != "local":
+            raise ValueError("train_shared False (head only) applies to local clients only")
 
 
 @dataclass
@@ -189,13 +197,15 @@ class MethodResult:
     """Everything one method produced. ``attacker``: the id of the client that attacked (None: none).
 
     The model a worker keeps is chosen on its validation windows only (:meth:`kept_rounds`); the summary
-    figures are the test scores of the kept models.
+    figures are the test scores of the kept models. ``final_states``: every client's state dict after the
+    last round (the centralised reference: its one pooled model), kept only on request.
     """
 
     name: str
     rounds: list[RoundRecord]
     client_ids: list[str]
     attacker: str | None = None
+    final_states: list[dict[str, np.ndarray]] | None = None  # after the last round, when run(keep_states=True)
 
     @property
     def final(self) -> RoundRecord:
@@ -362,11 +372,12 @@ class Simulator:
         return out
 
     def run(self, method: MethodSpec, *, rounds: int, eval_every: int = 1,
-            strategy: Strategy | None = None, progress: Any = None) -> MethodResult:
+            strategy: Strategy | None = None, progress: Any = None, keep_states: bool = False) -> MethodResult:
         """Run ``rounds`` rounds of ``method``; scores every ``eval_every`` rounds and at the last one.
 
         ``strategy`` overrides ``method.strategy`` (e.g. a DP wrapper whose accountant you keep);
-        ``progress`` is an optional tqdm-like object whose ``update(1)`` is called per round.
+        ``progress`` is an optional tqdm-like object whose ``update(1)`` is called per round;
+        ``keep_states``: return the models after the last round (``MethodResult.final_states``).
         """
         if rounds < 1 or eval_every < 1:
             raise ValueError(f"rounds and eval_every must be >= 1, got {rounds}, {eval_every}")
@@ -375,7 +386,8 @@ class Simulator:
         records: list[RoundRecord] = []
         ids = [c.client_id for c in self.clients]
         if method.kind == "centralised":
-            return self._run_centralised(method, rounds, eval_every, train_loaders, scored_loaders, progress)
+            return self._run_centralised(method, rounds, eval_every, train_loaders, scored_loaders, progress,
+                                         keep_states)
         prefixes = split.ALL_PARAMETERS if method.personalisation == "none" else self.shared_prefixes
         semi = self._semi_supervised(method)
         # all clients start from the same initial model (as after the server's first broadcast)
@@ -389,8 +401,18 @@ class Simulator:
             epsilon = None
             server_metrics: dict[str, float] = {}
             plan = _local_round_plan(method, self.lr)
-            if method.kind == "local":
+            if method.kind == "local" and not method.train_shared:
+                # head only on the encoders the factory built: a joining worker's linear probe
+                head = LocalRoundPlan(epochs=1, lr=self.lr, fine_tune_epochs=method.local_epochs)
+                for model, loader in zip(models, train_loaders, strict=True):
+                    refresh_head(model, loader, head, shared_prefixes=self.shared_prefixes)
+            elif method.kind == "local":
                 for model, loader, extra in zip(models, train_loaders, semi, strict=True):
+                    if method.personalisation == "fedrep":  # a FedRep client's round, nothing sent
+                        local_round(model, loader, plan, shared_prefixes=prefixes, **_semi_kwargs(extra, server_round))
+                        refresh_head(model, loader, plan, shared_prefixes=prefixes,
+                                     **_semi_kwargs(extra, server_round, refresh=True))
+                        continue
                     local_round(model, loader, dataclasses.replace(plan, head_epochs=0), shared_prefixes=prefixes,
                                 **_semi_kwargs(extra, server_round))
             else:
@@ -426,7 +448,8 @@ class Simulator:
             records.append(record)
             if progress is not None:
                 progress.update(1)
-        return MethodResult(method.name, records, ids, attacker=ids[0] if method.attack != "none" else None)
+        return MethodResult(method.name, records, ids, attacker=ids[0] if method.attack != "none" else None,
+                            final_states=[_state(m) for m in models] if keep_states else None)
 
     def _evaluate_all(self, record: RoundRecord, models: list[nn.Module], method: MethodSpec,
                       train_loaders: list[ArrayLoader], scored_loaders: list[tuple[ArrayLoader, ArrayLoader]],
@@ -443,7 +466,7 @@ class Simulator:
 
     def _run_centralised(self, method: MethodSpec, rounds: int, eval_every: int,
                          train_loaders: list[ArrayLoader], scored_loaders: list[tuple[ArrayLoader, ArrayLoader]],
-                         progress: Any) -> MethodResult:
+                         progress: Any, keep_states: bool = False) -> MethodResult:
         model = self.model_factory(self.seed)
         pooled = ArrayLoader(np.concatenate([c.train_x for c in self.clients]),
                              np.concatenate([c.train_y for c in self.clients]), batch_size=self.batch_size,
@@ -460,7 +483,13 @@ class Simulator:
             records.append(record)
             if progress is not None:
                 progress.update(1)
-        return MethodResult(method.name, records, [c.client_id for c in self.clients])
+        return MethodResult(method.name, records, [c.client_id for c in self.clients],
+                            final_states=[_state(model)] if keep_states else None)
+
+
+def _state(model: nn.Module) -> dict[str, np.ndarray]:
+    """A model's state dict as numpy copies (picklable across the report's worker processes)."""
+    return {name: value.detach().cpu().numpy().copy() for name, value in model.state_dict().items()}
 
 
 def _score(record: RoundRecord, model: nn.Module, loaders: tuple[ArrayLoader, ArrayLoader]) -> None:

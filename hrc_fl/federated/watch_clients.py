@@ -86,6 +86,27 @@ def watch_clients(*, label_fraction: float = 1.0, seed: int = 0, spec: WindowSpe
     return clients, class_names
 
 
+def joining_worker(subject: int, k: int, *, seed: int = 0, spec: WindowSpec | None = None,
+                   split: TimeSplit | None = None) -> ClientData:
+    """A worker who joins a trained federation (id ``subject-<n>``): labels on its first ``k`` training
+    windows in time (:func:`~hrc_fl.federated.onboarding.first_in_time`, ties in a task order drawn from
+    ``seed`` and the subject), the rest of its training windows unlabelled; validation and test windows
+    as in :func:`watch_clients`. ``k`` >= 1 (a worker with no label trains nothing)."""
+    from hrc_fl.federated.onboarding import first_in_time
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    recordings, _ = load_recordings()
+    train, validation, test = make_time_split(recordings, spec or WindowSpec(), split or TimeSplit(),
+                                              subjects=[subject])
+    if k > len(train):
+        raise ValueError(f"subject {subject} has {len(train)} training windows, fewer than k = {k}")
+    order = first_in_time(train.start, train.recording, np.random.default_rng([seed, subject]))
+    labelled, rest = order[:k], order[k:]
+    return ClientData(f"subject-{subject}", train.x[labelled], train.y[labelled], test.x, test.y,
+                      unlabelled_x=train.x[rest], val_x=validation.x, val_y=validation.y)
+
+
 def federated_normalisation(clients: Sequence[ClientData]) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel IMU mean/std from per-client sums over their training windows, labelled and unlabelled
     (what a federation can share once: 12 numbers per client, no raw data; never validation or test)."""
