@@ -19,29 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from hrc_fl.federated import fedml_wire as wire
 from hrc_fl.federated import secagg
 from hrc_fl.federated.certs import NodeCredentials, load_node_credentials
 from hrc_fl.federated.client_update import client_update
 from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
 from hrc_fl.federated.fedml_comm import SecureGrpcCommManager
 from hrc_fl.federated.fedml_runtime import ClientTrainer, FedMLCommManager, Message, fedml_init, stop_on_event
-from hrc_fl.federated.fedml_wire import (
-    MSG_C2S_CLIENT_STATUS,
-    MSG_C2S_SECAGG,
-    MSG_C2S_SEND_MODEL,
-    MSG_CONNECTION_READY,
-    MSG_S2C_CHECK_STATUS,
-    MSG_S2C_FINISH,
-    MSG_S2C_SECAGG,
-    MSG_S2C_SYNC_MODEL,
-    STATUS_ONLINE,
-    StatusCallback,
-    StatusReport,
-    encode_uplink,
-    numbers,
-    secagg_array,
-    secagg_bytes,
-)
+from hrc_fl.federated.fedml_wire import StatusCallback, StatusReport, encode_uplink, numbers, secagg_array, secagg_bytes
 from hrc_fl.federated.fl_config import FederationConfig
 from hrc_fl.federated.learner import LocalLearner
 from hrc_fl.federated.round_state import ADVERT, CHECKED, MASKED, SHARES, UNMASKED
@@ -130,12 +115,12 @@ class RoundClientManager(FedMLCommManager):
         super().__init__(args, None, rank, len(config.nodes), "GRPC")
 
     def register_message_receive_handlers(self) -> None:
-        self.register_message_receive_handler(MSG_CONNECTION_READY, self._announce)
-        self.register_message_receive_handler(MSG_S2C_CHECK_STATUS, self._announce)
-        self.register_message_receive_handler(MSG_S2C_SYNC_MODEL, self._on_sync)
-        self.register_message_receive_handler(MSG_S2C_FINISH, self._on_finish)
-        self.register_message_receive_handler(MSG_S2C_SECAGG, self._on_secagg)
-        for t in (MSG_C2S_SEND_MODEL, MSG_C2S_CLIENT_STATUS, MSG_C2S_SECAGG):
+        self.register_message_receive_handler(wire.MSG_CONNECTION_READY, self._announce)
+        self.register_message_receive_handler(wire.MSG_S2C_CHECK_STATUS, self._announce)
+        self.register_message_receive_handler(wire.MSG_S2C_SYNC_MODEL, self._on_sync)
+        self.register_message_receive_handler(wire.MSG_S2C_FINISH, self._on_finish)
+        self.register_message_receive_handler(wire.MSG_S2C_SECAGG, self._on_secagg)
+        for t in (wire.MSG_C2S_SEND_MODEL, wire.MSG_C2S_CLIENT_STATUS, wire.MSG_C2S_SECAGG):
             self.register_message_receive_handler(t, self._on_unexpected)
 
     def _status(self, state: str, round_index: int, metrics: Mapping[str, float] | None = None) -> None:
@@ -154,8 +139,8 @@ class RoundClientManager(FedMLCommManager):
     def _announce(self, msg: Any) -> None:
         if int(msg.get_sender_id()) not in (0, self.rank):
             return
-        status = Message(MSG_C2S_CLIENT_STATUS, self.rank, 0)
-        status.add_params("client_status", STATUS_ONLINE)
+        status = Message(wire.MSG_C2S_CLIENT_STATUS, self.rank, 0)
+        status.add_params("client_status", wire.STATUS_ONLINE)
         status.add_params("session", self.session)
         self.send_message(status)
         self._status("waiting", self.last_round)
@@ -202,7 +187,7 @@ class RoundClientManager(FedMLCommManager):
         if params is not None:
             self._advertise(round_index, params, secagg.flatten(dequantize_update(uplink.quantized)))
             return
-        out = Message(MSG_C2S_SEND_MODEL, self.rank, 0)
+        out = Message(wire.MSG_C2S_SEND_MODEL, self.rank, 0)
         out.add_params("round", round_index)
         out.add_params("num_samples", uplink.num_samples)
         out.add_params("model_params", encode_uplink(uplink.quantized))
@@ -213,7 +198,7 @@ class RoundClientManager(FedMLCommManager):
 
     def _skip(self, round_index: int, reason: str) -> None:
         LOG.info("client %s skips round %d: %s", self.name, round_index, reason)
-        skip = Message(MSG_C2S_SEND_MODEL, self.rank, 0)  # tell the server not to wait for us
+        skip = Message(wire.MSG_C2S_SEND_MODEL, self.rank, 0)  # tell the server not to wait for us
         skip.add_params("round", round_index)
         skip.add_params("num_samples", 0)
         skip.add_params("skipped", reason)
@@ -237,7 +222,7 @@ class RoundClientManager(FedMLCommManager):
 
     def _send_secagg(self, round_index: int, phase: str, payload: bytes,
                      refused: Mapping[str, str] | None = None) -> None:
-        out = Message(MSG_C2S_SECAGG, self.rank, 0)
+        out = Message(wire.MSG_C2S_SECAGG, self.rank, 0)
         out.add_params("round", round_index)
         out.add_params("phase", phase)
         out.add_params("secagg", secagg_array(payload))

@@ -22,30 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from hrc_fl.federated import fedml_wire as wire
 from hrc_fl.federated import secagg
 from hrc_fl.federated.certs import load_node_credentials
 from hrc_fl.federated.fedml_comm import SecureGrpcCommManager, inject_local
 from hrc_fl.federated.fedml_runtime import FedMLCommManager, Message, ServerAggregator, fedml_init, stop_on_event
-from hrc_fl.federated.fedml_wire import (
-    MSG_C2S_CLIENT_STATUS,
-    MSG_C2S_SECAGG,
-    MSG_C2S_SEND_MODEL,
-    MSG_CONNECTION_READY,
-    MSG_LOCAL_ABORT,
-    MSG_LOCAL_DEADLINE,
-    MSG_LOCAL_PHASE,
-    MSG_LOCAL_START,
-    MSG_S2C_CHECK_STATUS,
-    MSG_S2C_FINISH,
-    MSG_S2C_SECAGG,
-    MSG_S2C_SYNC_MODEL,
-    STATUS_ONLINE,
-    StatusCallback,
-    StatusReport,
-    secagg_array,
-    secagg_bytes,
-    uplink_update,
-)
+from hrc_fl.federated.fedml_wire import StatusCallback, StatusReport, secagg_array, secagg_bytes, uplink_update
 from hrc_fl.federated.fl_config import FederationConfig
 from hrc_fl.federated.privacy import DPStrategy
 from hrc_fl.federated.registry import ModelRegistry
@@ -73,7 +55,7 @@ from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 
-_TIMER_TYPES = {DEADLINE: MSG_LOCAL_DEADLINE, START_WAIT: MSG_LOCAL_START, PHASE: MSG_LOCAL_PHASE}
+_TIMER_TYPES = {DEADLINE: wire.MSG_LOCAL_DEADLINE, START_WAIT: wire.MSG_LOCAL_START, PHASE: wire.MSG_LOCAL_PHASE}
 STRATEGY_STATE_KEY = "strategy_state"
 
 
@@ -140,26 +122,26 @@ class RoundServerManager(FedMLCommManager):
 
     # -- FedML plumbing
     def register_message_receive_handlers(self) -> None:
-        self.register_message_receive_handler(MSG_CONNECTION_READY, lambda msg: self._do(self.rounds.on_ready()))
-        self.register_message_receive_handler(MSG_C2S_CLIENT_STATUS, self._on_client_status)
-        self.register_message_receive_handler(MSG_C2S_SEND_MODEL, self._on_model)
+        self.register_message_receive_handler(wire.MSG_CONNECTION_READY, lambda msg: self._do(self.rounds.on_ready()))
+        self.register_message_receive_handler(wire.MSG_C2S_CLIENT_STATUS, self._on_client_status)
+        self.register_message_receive_handler(wire.MSG_C2S_SEND_MODEL, self._on_model)
         self.register_message_receive_handler(
-            MSG_LOCAL_DEADLINE, lambda msg: self._do(self.rounds.on_deadline(msg.get("round"))))
-        self.register_message_receive_handler(MSG_LOCAL_START, lambda msg: self._do(self.rounds.on_start_wait()))
+            wire.MSG_LOCAL_DEADLINE, lambda msg: self._do(self.rounds.on_deadline(msg.get("round"))))
+        self.register_message_receive_handler(wire.MSG_LOCAL_START, lambda msg: self._do(self.rounds.on_start_wait()))
         self.register_message_receive_handler(
-            MSG_LOCAL_ABORT, lambda msg: self._do(self.rounds.on_abort("stop requested")))
-        self.register_message_receive_handler(MSG_C2S_SECAGG, self._on_secagg)
+            wire.MSG_LOCAL_ABORT, lambda msg: self._do(self.rounds.on_abort("stop requested")))
+        self.register_message_receive_handler(wire.MSG_C2S_SECAGG, self._on_secagg)
         self.register_message_receive_handler(
-            MSG_LOCAL_PHASE,
+            wire.MSG_LOCAL_PHASE,
             lambda msg: self._do(self.rounds.on_phase_deadline(msg.get("round"), str(msg.get("phase")))))
-        for t in (MSG_S2C_SYNC_MODEL, MSG_S2C_CHECK_STATUS, MSG_S2C_FINISH, MSG_S2C_SECAGG):
+        for t in (wire.MSG_S2C_SYNC_MODEL, wire.MSG_S2C_CHECK_STATUS, wire.MSG_S2C_FINISH, wire.MSG_S2C_SECAGG):
             self.register_message_receive_handler(t, self._on_unexpected)
 
     def _on_unexpected(self, msg: Any) -> None:
         LOG.warning("server ignored message type %s from rank %s", msg.get_type(), msg.get_sender_id())
 
     def _on_client_status(self, msg: Any) -> None:
-        if msg.get("client_status") == STATUS_ONLINE:
+        if msg.get("client_status") == wire.STATUS_ONLINE:
             self._do(self.rounds.on_client_online(int(msg.get_sender_id()), str(msg.get("session") or "")))
 
     def _on_model(self, msg: Any) -> None:
@@ -204,14 +186,14 @@ class RoundServerManager(FedMLCommManager):
             if isinstance(action, SendSync):
                 self._send_sync(action.rank, action.round, action.secagg)
             elif isinstance(action, SendSecAgg):
-                out = Message(MSG_S2C_SECAGG, 0, action.rank)
+                out = Message(wire.MSG_S2C_SECAGG, 0, action.rank)
                 out.add_params("round", action.round)
                 out.add_params("phase", action.phase)
                 out.add_params("secagg", secagg_array(action.payload))
                 out.add_params("names", list(action.names))
                 self.send_message(out)
             elif isinstance(action, AskStatus):
-                self.send_message(Message(MSG_S2C_CHECK_STATUS, 0, action.rank))
+                self.send_message(Message(wire.MSG_S2C_CHECK_STATUS, 0, action.rank))
             elif isinstance(action, SendFinish):
                 self._send_finish(action.rank, action.round)
             elif isinstance(action, ArmTimer):
@@ -243,7 +225,7 @@ class RoundServerManager(FedMLCommManager):
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
 
     def _send_sync(self, rank: int, round_index: int, announcement: bytes = b"") -> None:
-        msg = Message(MSG_S2C_SYNC_MODEL, 0, rank)
+        msg = Message(wire.MSG_S2C_SYNC_MODEL, 0, rank)
         msg.add_params("round", round_index)
         msg.add_params("model_version", self.version)
         msg.add_params("model_params", self.aggregator.get_model_params())
@@ -253,7 +235,7 @@ class RoundServerManager(FedMLCommManager):
         self.send_message(msg)
 
     def _send_finish(self, rank: int, round_index: int) -> None:
-        msg = Message(MSG_S2C_FINISH, 0, rank)
+        msg = Message(wire.MSG_S2C_FINISH, 0, rank)
         msg.add_params("round", round_index)
         msg.add_params("model_version", self.version)
         msg.add_params("model_params", self.aggregator.get_model_params())
@@ -363,7 +345,7 @@ def run_server(config: FederationConfig, initial_shared: NDArrays, *, on_status:
     manager = RoundServerManager(args, config, aggregator, registry, on_status, audit_path, first_round, version,
                                  secure)
     # the stop is an event of the round state (handled on the receive thread), not a kill of the loop
-    stop_on_event(stop_event, lambda: inject_local(manager.transport, MSG_LOCAL_ABORT))
+    stop_on_event(stop_event, lambda: inject_local(manager.transport, wire.MSG_LOCAL_ABORT))
     manager.run()
     return manager.version
 
