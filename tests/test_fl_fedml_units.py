@@ -416,3 +416,23 @@ def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, ca
         _, next_round, _ = resume_from_checkpoint(registry, make_strategy({"name": "median"}), current)
     assert next_round == 2
     assert "strategy state in checkpoint v00001 not restored" in caplog.text
+
+
+def test_importing_the_fl_nodes_commands_and_wire_helpers_does_not_import_fedml():
+    # Prepare: a fresh interpreter (this test process may already hold FedML from another test)
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import hrc_fl.nodes.fl_client, hrc_fl.nodes.aggregator, hrc_fl.commands.fl_client\n"
+            "import hrc_fl.commands.aggregator, hrc_fl.federated.fedml_wire\n"
+            "print('FEDML_LOADED', sorted(m for m in sys.modules if m.split('.')[0] == 'fedml')[:3])\n"
+            "import hrc_fl.federated.fedml_client\n"
+            "print('FEDML_AFTER_CLIENT', 'fedml' in sys.modules)\n")
+
+    # Execute
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+
+    # Assert: FedML comes only with the FL modules (fedml_runtime), not with a node, command or wire import
+    assert "FEDML_LOADED []" in out.stdout, out.stdout + out.stderr
+    assert "FEDML_AFTER_CLIENT True" in out.stdout, out.stdout + out.stderr
