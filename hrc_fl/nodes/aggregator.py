@@ -66,7 +66,7 @@ class AggregatorNode(Node):
             self._diag.problem("federation_failed", f"aggregator stopped: {exc}", error=True)
 
     def close(self) -> None:
-        """Stop the federation (the adapter checkpoints every closed round) within the shutdown bound."""
+        """Stop the federation (fedml_server checkpoints every closed round) within the shutdown bound."""
         self._stop.set()
         join_worker(self, self._thread, FL_THREAD_JOIN_S)
 

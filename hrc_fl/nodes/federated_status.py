@@ -1,5 +1,5 @@
-"""``federated/status`` for the aggregator and fl_client nodes: the adapter's status reports as latched
-``hrc_fl_msgs/FederatedStatus`` messages, with round and state mirrored on ``/diagnostics``."""
+"""``federated/status`` for the aggregator and fl_client nodes: the FedML server's and client's status reports as
+latched ``hrc_fl_msgs/FederatedStatus`` messages, with round and state mirrored on ``/diagnostics``."""
 
 from __future__ import annotations
 
