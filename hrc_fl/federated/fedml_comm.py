@@ -2,8 +2,9 @@
 
 FedML's ``GRPCCommManager`` (insecure port, pickle, busy-spin, a channel per message, a crash when the peer
 is not up yet) is replaced by this drop-in over :class:`hrc_fl.federated.transport.SecureTransport` (mutual
-TLS, safe wire codec, blocking queue, per-peer channels with back-off retries); :func:`fedml_init` installs
-it. Received envelopes become FedML ``Message`` records here, and only of the types we handle.
+TLS, safe wire codec, blocking queue, per-peer channels with back-off retries);
+:func:`~hrc_fl.federated.fedml_runtime.fedml_init` installs it. Received envelopes become FedML ``Message``
+records here, and only of the types we handle.
 """
 
 from __future__ import annotations
