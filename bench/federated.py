@@ -78,7 +78,7 @@ def run_clients_host(config_path: str, names: list[str]) -> int:
     """Hidden mode: run several clients as threads of this process."""
     import logging
 
-    from hrc_fl.federated.fedml_adapter import run_client
+    from hrc_fl.federated.fedml_client import run_client
     from hrc_fl.federated.fl_config import load_config
     from hrc_fl.federated.learner import load_learner_module
 
@@ -190,7 +190,7 @@ def bench_aggregation(repeats: int) -> dict[str, float]:
 def bench_bytes() -> dict[str, float]:
     from hrc_fl.federated import wire
     from hrc_fl.federated.compression import ErrorFeedbackCompressor
-    from hrc_fl.federated.fedml_adapter import encode_uplink
+    from hrc_fl.federated.fedml_wire import encode_uplink
 
     shared, full = _intention_shared()
     rng = np.random.default_rng(1)
@@ -233,7 +233,7 @@ def _plain_round(shared, deltas) -> tuple[float, float, float]:
     those same updates and aggregates (server time), so no client work is charged to the server."""
     from hrc_fl.federated import ClientUpdate, make_strategy, wire
     from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
-    from hrc_fl.federated.fedml_adapter import encode_uplink
+    from hrc_fl.federated.fedml_wire import encode_uplink
     from hrc_fl.federated.update import add
 
     def client(delta):

@@ -8,7 +8,7 @@ import torch
 
 from hrc_fl.federated import split, training
 from hrc_fl.federated.compression import ErrorFeedbackCompressor
-from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
+from hrc_fl.federated.fedml_wire import encode_uplink, uplink_update
 from hrc_fl.federated.simulator import ArrayLoader
 from hrc_fl.federated.strategy_config import make_strategy
 from hrc_fl.federated.update import ClientUpdate, difference

@@ -69,7 +69,7 @@ def _start_round(config, statuses, audit):
     """The aggregator in a thread and two test clients that said hello; returns them and each client's
     first sync (params)."""
     from hrc_fl.federated.certs import generate_federation, load_node_credentials
-    from hrc_fl.federated.fedml_adapter import run_server
+    from hrc_fl.federated.fedml_server import run_server
     from hrc_fl.federated.transport import SecureTransport
 
     generate_federation(config.cert_dir, [p.name for p in config.nodes.values()], valid_days=1)

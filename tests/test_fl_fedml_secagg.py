@@ -132,7 +132,7 @@ def _federation(tmp_path, monkeypatch, config, workstations_kw):
     the workstations started; returns (server thread, workstations, captured payloads, statuses)."""
     from hrc_fl.federated import transport as transport_module
     from hrc_fl.federated.certs import generate_federation
-    from hrc_fl.federated.fedml_adapter import run_server
+    from hrc_fl.federated.fedml_server import run_server
 
     generate_federation(config.cert_dir, [p.name for p in config.nodes.values()], valid_days=1)
     captured: list[bytes] = []

@@ -253,7 +253,7 @@ def test_federation_config_validates_quorum_encoding_and_missing_keys(tmp_path):
 @pytest.mark.parametrize("scheme", ["fp32", "fp16", "int8"])
 def test_uplink_encoding_survives_the_wire(scheme):
     from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
-    from hrc_fl.federated.fedml_adapter import decode_uplink, encode_uplink
+    from hrc_fl.federated.fedml_wire import decode_uplink, encode_uplink
 
     delta = {"encoders.a": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "encoders.b": np.ones(2, np.float32)}
     quantized = ErrorFeedbackCompressor(scheme=scheme).compress(delta)
@@ -266,7 +266,7 @@ def test_uplink_encoding_survives_the_wire(scheme):
                                  {"tensors": {"a": np.ones(2, np.float32)}, "scale_names": ["a"],
                                   "scales": np.ones(3, np.float32)}])
 def test_uplink_decoding_refuses_malformed_updates(bad):
-    from hrc_fl.federated.fedml_adapter import decode_uplink
+    from hrc_fl.federated.fedml_wire import decode_uplink
 
     with pytest.raises(ValueError):
         decode_uplink(bad)
@@ -281,7 +281,7 @@ def test_uplink_decoding_refuses_malformed_updates(bad):
       "encoders.c": np.ones(1, np.float32)}, "names differ")])
 def test_uplink_update_refuses_other_names_or_shapes_than_the_global_model(tensors, why):
     from hrc_fl.federated.compression import ErrorFeedbackCompressor
-    from hrc_fl.federated.fedml_adapter import encode_uplink, uplink_update
+    from hrc_fl.federated.fedml_wire import encode_uplink, uplink_update
 
     global_tensors = {"encoders.a": np.zeros((3, 4), np.float32), "encoders.b": np.zeros(2, np.float32)}
     payload = encode_uplink(ErrorFeedbackCompressor(scheme="int8").compress(tensors))
@@ -357,7 +357,7 @@ def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_he
 
 # ------------------------------------------------------------------------------- DP state in the checkpoint
 def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_holds_noise_state(tmp_path):
-    from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
+    from hrc_fl.federated.fedml_server import resume_from_checkpoint, round_meta
     from hrc_fl.federated.registry import ModelRegistry
     from hrc_fl.federated.strategy_config import make_strategy
     from hrc_fl.federated.update import ClientUpdate
@@ -401,7 +401,7 @@ def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_ho
 
 
 def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, caplog):
-    from hrc_fl.federated.fedml_adapter import resume_from_checkpoint, round_meta
+    from hrc_fl.federated.fedml_server import resume_from_checkpoint, round_meta
     from hrc_fl.federated.registry import ModelRegistry
     from hrc_fl.federated.strategy_config import make_strategy
     from hrc_fl.federated.update import ClientUpdate
@@ -416,3 +416,23 @@ def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, ca
         _, next_round, _ = resume_from_checkpoint(registry, make_strategy({"name": "median"}), current)
     assert next_round == 2
     assert "strategy state in checkpoint v00001 not restored" in caplog.text
+
+
+def test_importing_the_fl_nodes_commands_and_wire_helpers_does_not_import_fedml():
+    # Prepare: a fresh interpreter (this test process may already hold FedML from another test)
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import hrc_fl.nodes.fl_client, hrc_fl.nodes.aggregator, hrc_fl.commands.fl_client\n"
+            "import hrc_fl.commands.aggregator, hrc_fl.federated.fedml_wire\n"
+            "print('FEDML_LOADED', sorted(m for m in sys.modules if m.split('.')[0] == 'fedml')[:3])\n"
+            "import hrc_fl.federated.fedml_client\n"
+            "print('FEDML_AFTER_CLIENT', 'fedml' in sys.modules)\n")
+
+    # Execute
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+
+    # Assert: FedML comes only with the FL modules (fedml_runtime), not with a node, command or wire import
+    assert "FEDML_LOADED []" in out.stdout, out.stdout + out.stderr
+    assert "FEDML_AFTER_CLIENT True" in out.stdout, out.stdout + out.stderr

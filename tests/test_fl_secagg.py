@@ -450,7 +450,7 @@ def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominat
 
 
 def test_a_workstation_refuses_a_secure_round_announced_without_its_settings(tmp_path):
-    from hrc_fl.federated.fedml_adapter import secure_round_params
+    from hrc_fl.federated.fedml_client import secure_round_params
     from hrc_fl.federated.fl_config import parse_config
 
     # Prepare: the packaged federation (3 workstations) with secure aggregation on

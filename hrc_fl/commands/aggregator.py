@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     module = load_learner_module(config.learner_module)
     initial = module.initial_shared(config.learner_options, config.seed)
 
-    from hrc_fl.federated.fedml_adapter import run_server
+    from hrc_fl.federated.fedml_server import run_server
 
     def report(status) -> None:  # one JSON line per status change, for scripts and tests
         print(json.dumps({"status": dataclasses.asdict(status)}), flush=True)

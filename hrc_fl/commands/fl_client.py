@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     import threading
 
-    from hrc_fl.federated.fedml_adapter import run_client
+    from hrc_fl.federated.fedml_client import run_client
 
     def report(status) -> None:
         print(json.dumps({"status": dataclasses.asdict(status)}), flush=True)

@@ -1,4 +1,4 @@
-"""Engine-independent federated-learning core (no FedML import here; see fedml_adapter* for that).
+"""Engine-independent federated-learning core (no FedML import here; see the fedml_* modules for that).
 
 Contract for transports: :class:`ClientUpdate`, :class:`AggregationResult`, :class:`Strategy`,
 :func:`make_strategy`; client side: :mod:`.split`, :mod:`.training`, :mod:`.compression`.

@@ -1,6 +1,6 @@
 """aggregator node (namespace /plant): the plant's federated aggregator, publishing its progress.
 
-Runs the FedML server (:func:`hrc_fl.federated.fedml_adapter.run_server`) in a background thread with the
+Runs the FedML server (:func:`hrc_fl.federated.fedml_server.run_server`) in a background thread with the
 strategy, quorum, deadline and rounds from the federation config; checkpoints every round and resumes
 after a restart. Publishes ``federated/status`` (hrc_fl_msgs/FederatedStatus, LATCHED_QOS) on every state
 change and ``/diagnostics``. The CLI twin is ``hrc-fl aggregator``.
@@ -56,7 +56,7 @@ class AggregatorNode(Node):
         self._thread.start()
 
     def _run(self, config) -> None:
-        from hrc_fl.federated.fedml_adapter import run_server  # FedML only in this (FL) process
+        from hrc_fl.federated.fedml_server import run_server  # FedML only in this (FL) process
 
         try:
             version = run_server(config, self._initial, on_status=self._publish, audit_path=self._audit,
@@ -66,7 +66,7 @@ class AggregatorNode(Node):
             self._diag.problem("federation_failed", f"aggregator stopped: {exc}", error=True)
 
     def close(self) -> None:
-        """Stop the federation (the adapter checkpoints every closed round) within the shutdown bound."""
+        """Stop the federation (fedml_server checkpoints every closed round) within the shutdown bound."""
         self._stop.set()
         join_worker(self, self._thread, FL_THREAD_JOIN_S)
 

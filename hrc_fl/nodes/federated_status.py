@@ -1,5 +1,5 @@
-"""``federated/status`` for the aggregator and fl_client nodes: the adapter's status reports as latched
-``hrc_fl_msgs/FederatedStatus`` messages, with round and state mirrored on ``/diagnostics``."""
+"""``federated/status`` for the aggregator and fl_client nodes: the FedML server's and client's status reports as
+latched ``hrc_fl_msgs/FederatedStatus`` messages, with round and state mirrored on ``/diagnostics``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class FederatedStatusPublisher:
         self._pub = node.create_publisher(FederatedStatus, topic, LATCHED_QOS)
 
     def __call__(self, status) -> None:
-        """``status``: a :class:`hrc_fl.federated.fedml_adapter.StatusReport`."""
+        """``status``: a :class:`hrc_fl.federated.fedml_wire.StatusReport`."""
         if self._stop is not None and self._stop.is_set():
             return
         reason = getattr(status, "reason", "")  # e.g. why a secure round failed: the state says it

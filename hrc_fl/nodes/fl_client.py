@@ -7,7 +7,7 @@ intention node does (:mod:`hrc_fl.intention.alignment`, :mod:`hrc_fl.intention.f
 go to a local SQLite store (:mod:`hrc_fl.federated.sample_store`), and every ``unlabelled_step_s`` one
 unlabelled IMU window for self-supervised training; they never leave the device.
 
-A background thread runs the FedML client (:func:`hrc_fl.federated.fedml_adapter.run_client`) with an
+A background thread runs the FedML client (:func:`hrc_fl.federated.fedml_client.run_client`) with an
 :class:`~hrc_fl.federated.intention_learner.IntentionLearner`: it trains when the aggregator opens a round,
 sends only the shared encoders, and writes every new global model (with the local personal head) to the
 local model store. Publishes ``intention/model_available`` (std_msgs/String = version, LATCHED_QOS) so the
@@ -126,7 +126,7 @@ class FlClientNode(Node):
     def _run_federation(self, config, learner: IntentionLearner) -> None:
         nice = lower_thread_priority(self._training_nice)  # before the import: FedML's import is CPU-heavy too
         self._diag.set_value("training_nice", "unsupported" if nice is None else nice)
-        from hrc_fl.federated.fedml_adapter import run_client  # FedML only in this (FL) process
+        from hrc_fl.federated.fedml_client import run_client  # FedML only in this (FL) process
 
         try:
             version = run_client(config, self._ws, learner, on_status=self._publish_status, stop_event=self._stop)
