@@ -12,7 +12,7 @@ time for 100 clients, and uplink bytes per compression option.
 3. Aggregation of 100 simulated clients' intention-model encoders (FedAvg and trimmed mean), in process.
 4. Bytes per client per round on the wire (safe codec, TLS framing excluded) of the intention model:
    shared-layer delta fp32 / fp16 / int8 vs full-model fp32 FedAvg.
-5. Secure aggregation (hrc_fl.federated.secagg) of the intention model's shared delta for 10 and 100
+5. Secure aggregation (hrc_fl.federated.core.secagg) of the intention model's shared delta for 10 and 100
    simulated clients in process (real certificates, X25519, AES-GCM, ChaCha20, Shamir), against the same
    round without it (int8 uplink, decode, FedAvg). Time = the round's critical path: per phase the
    slowest client (workstations run in parallel) plus the aggregator; the serial sum of all clients'
@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 def _federation_config(root: Path, clients: int, rounds: int, start_wait_s: float) -> Path:
     import yaml
 
-    from hrc_fl.federated.fl_config import free_loopback_ports
+    from hrc_fl.federated.core.fl_config import free_loopback_ports
 
     names = ["aggregator", *[f"ws{i}" for i in range(1, clients + 2)]]  # the last one never starts
     ports = free_loopback_ports(len(names))
@@ -66,7 +66,7 @@ def _federation_config(root: Path, clients: int, rounds: int, start_wait_s: floa
         "client": {"epochs": 1, "lr": 0.01, "batch_size": 32, "uplink_encoding": "int8", "min_samples": 1},
         "transport": {"rpc_timeout_s": 10.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
                       "max_message_bytes": 8_000_000, "server_workers": 8},
-        "learner": {"module": "hrc_fl.federated.synthetic_learner", "options": {"hidden": 64}},
+        "learner": {"module": "hrc_fl.federated.core.synthetic_learner", "options": {"hidden": 64}},
         "seed": 0,
     }
     path = root / "federated.yaml"
@@ -78,9 +78,9 @@ def run_clients_host(config_path: str, names: list[str]) -> int:
     """Hidden mode: run several clients as threads of this process."""
     import logging
 
-    from hrc_fl.federated.fedml_client import run_client
-    from hrc_fl.federated.fl_config import load_config
-    from hrc_fl.federated.learner import load_learner_module
+    from hrc_fl.federated.core.fl_config import load_config
+    from hrc_fl.federated.core.learner import load_learner_module
+    from hrc_fl.federated.transport.fedml_client import run_client
 
     logging.basicConfig(level=logging.WARNING)
     config = load_config(config_path)
@@ -153,7 +153,7 @@ def bench_rounds(clients: int, rounds: int, idle_window_s: float) -> dict[str, f
 def _intention_shared() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     import torch
 
-    from hrc_fl.federated.split import shared_state
+    from hrc_fl.federated.core.split import shared_state
     from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 
     torch.manual_seed(0)
@@ -188,9 +188,9 @@ def bench_aggregation(repeats: int) -> dict[str, float]:
 
 
 def bench_bytes() -> dict[str, float]:
-    from hrc_fl.federated import wire
-    from hrc_fl.federated.compression import ErrorFeedbackCompressor
-    from hrc_fl.federated.fedml_wire import encode_uplink
+    from hrc_fl.federated.core import wire
+    from hrc_fl.federated.core.compression import ErrorFeedbackCompressor
+    from hrc_fl.federated.transport.fedml_wire import encode_uplink
 
     shared, full = _intention_shared()
     rng = np.random.default_rng(1)
@@ -219,7 +219,7 @@ SECAGG_VARIANTS = {"v8": {"value_bits": 8, "value_clip": VALUE_CLIP}, "ring32": 
 
 def _rel_error(mean: dict[str, np.ndarray], deltas) -> float:
     """Relative L2 error of an aggregated mean delta against the exact float mean of ``deltas``."""
-    from hrc_fl.federated import secagg
+    from hrc_fl.federated.core import secagg
 
     exact = np.mean([secagg.flatten(d) for d in deltas], axis=0)
     return float(np.linalg.norm(secagg.flatten(mean) - exact) / np.linalg.norm(exact))
@@ -231,10 +231,11 @@ def _plain_round(shared, deltas) -> tuple[float, float, float]:
 
     Each client compresses and encodes its delta once (client time); the server step only dequantizes
     those same updates and aggregates (server time), so no client work is charged to the server."""
-    from hrc_fl.federated import ClientUpdate, make_strategy, wire
-    from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
-    from hrc_fl.federated.fedml_wire import encode_uplink
-    from hrc_fl.federated.update import add
+    from hrc_fl.federated import ClientUpdate, make_strategy
+    from hrc_fl.federated.core import wire
+    from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, dequantize_update
+    from hrc_fl.federated.core.update import add
+    from hrc_fl.federated.transport.fedml_wire import encode_uplink
 
     def client(delta):
         quantized = ErrorFeedbackCompressor(scheme="int8").compress(delta)
@@ -258,7 +259,7 @@ def _plain_round(shared, deltas) -> tuple[float, float, float]:
 
 def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0, **variant) -> dict[str, float]:
     """One secure round in process; each client's time includes encoding what it sends (wire format)."""
-    from hrc_fl.federated import secagg
+    from hrc_fl.federated.core import secagg
 
     names = sorted(nodes)[:len(deltas)]
     config = secagg.SecAggConfig(enabled=True, max_dropouts=max(1, drops), **variant)
@@ -314,8 +315,8 @@ def _secagg_round(shared, deltas, nodes, ca_pem, drops: int = 0, **variant) -> d
 def bench_secagg(repeats: int) -> dict[str, float]:
     from cryptography.hazmat.primitives import serialization
 
-    from hrc_fl.federated import certs
-    from hrc_fl.federated.aggregation import clip_to_norm
+    from hrc_fl.federated.core.aggregation import clip_to_norm
+    from hrc_fl.federated.transport import certs
 
     shared, _ = _intention_shared()
     ca_key, ca_cert = certs.make_ca("bench CA", 1)

@@ -1,7 +1,7 @@
 """The one epoch/batch training loop and its result (plain torch; no ROS, no FedML, no package imports).
 
 The intention model (:mod:`hrc_fl.intention.training`), the federated client's local round
-(:mod:`hrc_fl.federated.training`) and the landmark classifiers (:mod:`hrc_fl.perception.landmark_mlp`)
+(:mod:`hrc_fl.federated.core.training`) and the landmark classifiers (:mod:`hrc_fl.perception.landmark_mlp`)
 train through :func:`run_epochs`. What differs between them stays with the caller: the optimiser (and
 which parameters it holds), how an epoch's batches are drawn, the loss of one batch (cross-entropy plus
 whatever terms the caller adds), a learning-rate schedule stepped after each epoch, and the train/eval
@@ -30,7 +30,7 @@ class TrainResult:
     ``num_samples``: labelled samples seen per epoch (the FedAvg weight; unlabelled windows never count);
     ``steps``: optimiser steps; ``mean_loss``: sample-weighted mean loss over every step (0 when there
     were none); ``final_loss``: the same over the last epoch only (NaN when it had no step); ``epochs``:
-    passes over the data. With pseudo-labelling (:mod:`hrc_fl.federated.training`) also the unlabelled
+    passes over the data. With pseudo-labelling (:mod:`hrc_fl.federated.core.training`) also the unlabelled
     windows drawn and how many passed the confidence threshold (summed over all steps).
     """
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from hrc_fl.federated.fl_config import free_loopback_ports as free_ports  # the FL tests import it from here
+from hrc_fl.federated.core.fl_config import free_loopback_ports as free_ports  # the FL tests import it from here
 
 REPO = Path(__file__).resolve().parent.parent
 GUARD_DIR = Path(__file__).resolve().parent / "fl_guard"
@@ -38,7 +38,7 @@ class FederationRun:
             "client": {"epochs": 1, "lr": 0.01, "batch_size": 32, "uplink_encoding": encoding, "min_samples": 1},
             "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.1, "retry_max_s": 1.0,
                           "send_give_up_s": 120.0, "max_message_bytes": 8_000_000, "server_workers": 4},
-            "learner": {"module": "hrc_fl.federated.synthetic_learner",
+            "learner": {"module": "hrc_fl.federated.core.synthetic_learner",
                         "options": {"snapshot_dir": str(root / "snapshots"), **learner_options}},
             "seed": 3,
             **(sections or {}),

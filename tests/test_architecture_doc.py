@@ -293,7 +293,7 @@ def test_the_doc_tables_are_what_the_nodes_create(tmp_path, monkeypatch):
         "/**/pose": {"ros__parameters": {"simulated_worker": str(scenario)}},
         "/**/wearable": {"ros__parameters": {"replay_task_events": True}},
         "/**/safety": {"ros__parameters": {"robot_source": "tcp"}}})
-    import hrc_fl.federated.fedml_server as fedml_server
+    import hrc_fl.federated.transport.fedml_server as fedml_server
 
     monkeypatch.setattr(fedml_server, "run_server", _stub_server)
     text = DOC.read_text()

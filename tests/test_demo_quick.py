@@ -206,7 +206,7 @@ def test_ctrl_c_stops_every_node_and_still_writes_the_report(tmp_path):
     assert not list((out / "models" / "ws1").rglob("*.tmp"))  # no half-written model left behind
 
     # ... and so did the aggregator's checkpoint: it names a completed round whose global model loads
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     latest = ModelRegistry(out / "federated").latest()
     assert latest is not None and latest.round >= 1 and latest.tensors
@@ -218,7 +218,7 @@ def test_demo_federation_file_turns_the_self_supervised_term_off_unless_asked(tm
     # three workstations share the machine: the demo runs the federation without the heavier term
     from hrc_fl.demo.fl_setup import write_fl_config
     from hrc_fl.demo.options import DemoOptions
-    from hrc_fl.federated.fl_config import load_config
+    from hrc_fl.federated.core.fl_config import load_config
 
     off = load_config(write_fl_config(DemoOptions(out_dir=tmp_path / "a"), tmp_path))
     assert off.client.self_supervised is None and off.rounds.num_rounds == 4
@@ -232,7 +232,7 @@ def test_demo_federation_file_fits_the_robust_rule_to_its_quorum(tmp_path):
     # the demo's quorum (all workstations but one) is below the plant's 2f + 1: it lowers f, never the rule
     from hrc_fl.demo.fl_setup import write_fl_config
     from hrc_fl.demo.options import DemoOptions
-    from hrc_fl.federated.fl_config import load_config
+    from hrc_fl.federated.core.fl_config import load_config
 
     for workstations in (1, 3, 7):
         run = tmp_path / str(workstations)

@@ -10,7 +10,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from hrc_fl.federated.certs import certificate_hosts, generate_federation, load_node_credentials
+from hrc_fl.federated.transport.certs import certificate_hosts, generate_federation, load_node_credentials
 
 HRC_FL = str(Path(sys.executable).parent / "hrc-fl")
 PLANT = {"aggregator": "plant-server.example", "ws1": "192.0.2.11", "ws2": "ws2-edge.example"}

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from hrc_fl.federated import split
-from hrc_fl.federated.client_update import LocalRoundPlan, client_update, local_round, receive_global
-from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
-from hrc_fl.federated.learner import TorchLearner
-from hrc_fl.federated.simulator import ArrayLoader, ClientData, MethodSpec, Simulator
-from hrc_fl.federated.synthetic_learner import SyntheticModel
-from hrc_fl.federated.update import global_norm
+from hrc_fl.federated.core import split
+from hrc_fl.federated.core.client_update import LocalRoundPlan, client_update, local_round, receive_global
+from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, dequantize_update
+from hrc_fl.federated.core.learner import TorchLearner
+from hrc_fl.federated.core.synthetic_learner import SyntheticModel
+from hrc_fl.federated.core.update import global_norm
+from hrc_fl.federated.evaluation.simulator import ArrayLoader, ClientData, MethodSpec, Simulator
 
 PREFIXES = ("encoders.",)
 
@@ -103,7 +103,7 @@ def test_learner_and_simulator_run_the_same_client_round():
     learner.set_shared(learner.get_shared())
     learner.on_global_model(1, "v1")
     # Assert: the simulated client scores what the workstation's model scores after the same round
-    from hrc_fl.federated.training import evaluate
+    from hrc_fl.federated.core.training import evaluate
 
     scores = evaluate(learner.model, ArrayLoader(x, y, batch_size=512, shuffle=False))
     assert sim_result.final.accuracy == [pytest.approx(scores.accuracy)]

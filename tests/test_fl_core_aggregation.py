@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrc_fl.federated import aggregation
-from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, FedProx, TrimmedMean
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.update import ClientUpdate, add, difference
+from hrc_fl.federated.core import aggregation
+from hrc_fl.federated.core.strategies import CoordinateMedian, FedAvg, FedProx, TrimmedMean
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import ClientUpdate, add, difference
 
 
 def _upd(cid: str, values: list[float], n: int = 1, rnd: int = 1) -> ClientUpdate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes, quantize_update
+from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes, quantize_update
 
 
 def _delta(seed: int = 0) -> dict[str, np.ndarray]:

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from hrc_fl import paths
-from hrc_fl.federated.privacy import DPStrategy
-from hrc_fl.federated.strategies import CoordinateMedian, FedAvg
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.update import ClientUpdate
+from hrc_fl.federated.core.privacy import DPStrategy
+from hrc_fl.federated.core.strategies import CoordinateMedian, FedAvg
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import ClientUpdate
 
 CURRENT = {"w": np.zeros(4, np.float32)}
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from hrc_fl.federated import split, training
-from hrc_fl.federated.compression import ErrorFeedbackCompressor
-from hrc_fl.federated.fedml_wire import encode_uplink, uplink_update
-from hrc_fl.federated.simulator import ArrayLoader
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.update import ClientUpdate, difference
+from hrc_fl.federated.core import split, training
+from hrc_fl.federated.core.compression import ErrorFeedbackCompressor
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import ClientUpdate, difference
+from hrc_fl.federated.evaluation.simulator import ArrayLoader
+from hrc_fl.federated.transport.fedml_wire import encode_uplink, uplink_update
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

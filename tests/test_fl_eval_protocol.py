@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hrc_fl.federated.report import choose_on_validation
-from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
+from hrc_fl.federated.evaluation.report import choose_on_validation
+from hrc_fl.federated.evaluation.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSpec, make_time_split
 
@@ -64,7 +64,7 @@ def test_time_split_rejects_a_split_without_test_part():
 
 
 def test_watch_clients_have_validation_between_training_and_test():
-    from hrc_fl.federated.watch_clients import watch_clients
+    from hrc_fl.federated.evaluation.watch_clients import watch_clients
 
     clients, _ = watch_clients(label_fraction=0.15, seed=0, spec=WindowSpec(window=100, step=50), subjects=(1, 2))
     for c in clients:

@@ -124,9 +124,9 @@ def _accuracy(learner) -> float:
 def _in_process_accuracy(options: dict, seed: int, names: list[str], rule: str, absent_last_round: str) -> dict:
     """The same synthetic workstations federated in this process over the core strategy only (no FedML):
     each honest model's accuracy on its own data after ROUNDS rounds (global encoders + own head)."""
-    from hrc_fl.federated import synthetic_learner
-    from hrc_fl.federated.strategy_config import make_strategy
-    from hrc_fl.federated.update import ClientUpdate
+    from hrc_fl.federated.core import synthetic_learner
+    from hrc_fl.federated.core.strategy_config import make_strategy
+    from hrc_fl.federated.core.update import ClientUpdate
 
     learners = {n: synthetic_learner.make_learner(n, options, seed) for n in names}
     strategy = make_strategy({"name": rule})
@@ -150,7 +150,7 @@ def _in_process_accuracy(options: dict, seed: int, names: list[str], rule: str, 
 def test_median_keeps_accuracy_close_to_clean_despite_sign_flipped_and_scaled_clients(faulty_federation):
     import torch
 
-    from hrc_fl.federated import synthetic_learner
+    from hrc_fl.federated.core import synthetic_learner
 
     run = faulty_federation
     client = run["config"]["client"]  # as `hrc-fl fl-client` merges them: federation-wide first

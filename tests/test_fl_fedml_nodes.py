@@ -32,7 +32,7 @@ def _federation(tmp_path) -> str:
                    "self_supervised": {"weight": 0.02, "min_windows": 2}},
         "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.1, "retry_max_s": 1.0, "send_give_up_s": 300.0,
                       "max_message_bytes": 8_000_000, "server_workers": 4},
-        "learner": {"module": "hrc_fl.federated.intention_learner",
+        "learner": {"module": "hrc_fl.federated.core.intention_learner",
                     "options": {"labels": LABELS, "model": {"imu_window": 100, "imu_rate_hz": IMU_RATE_HZ}}},
         "seed": 1,
     }
@@ -90,7 +90,7 @@ def test_fl_client_nodes_store_samples_train_and_announce_new_models(ros_probe, 
     from sensor_msgs.msg import Imu
     from std_msgs.msg import String
 
-    from hrc_fl.federated.certs import generate_federation
+    from hrc_fl.federated.transport.certs import generate_federation
     from hrc_fl.intention.model_store import ModelStore
     from hrc_fl.nodes.common import LATCHED_QOS, RESULT_QOS, SENSOR_QOS
 

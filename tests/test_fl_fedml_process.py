@@ -36,7 +36,7 @@ class _TouchMarker:
 
 
 def _call(channel: grpc.Channel, payload: bytes) -> grpc.StatusCode | None:
-    from hrc_fl.federated.transport import METHOD
+    from hrc_fl.federated.transport.grpc_transport import METHOD
 
     try:
         channel.unary_unary(METHOD)(payload, timeout=5.0)
@@ -56,8 +56,8 @@ def _tls_channel(run: FederationRun, cert_dir: Path, name: str) -> grpc.Channel:
 
 
 def _run_federation(root: Path) -> dict:
-    from hrc_fl.federated import wire
-    from hrc_fl.federated.certs import generate_federation
+    from hrc_fl.federated.core import wire
+    from hrc_fl.federated.transport.certs import generate_federation
 
     # Prepare
     run = FederationRun(root, CLIENTS, rounds={"num_rounds": ROUNDS, "quorum": 2, "deadline_s": 60.0,

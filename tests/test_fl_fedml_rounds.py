@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(500)
 
 
 def _config(tmp_path, names=("ws1", "ws2"), strategy=None, **rounds):
-    from hrc_fl.federated.fl_config import parse_config
+    from hrc_fl.federated.core.fl_config import parse_config
 
     ports = free_ports(len(names) + 1)
     data = {"federation": {"nodes": [{"name": n, "rank": r, "host": "127.0.0.1", "port": ports[r]}
@@ -27,7 +27,7 @@ def _config(tmp_path, names=("ws1", "ws2"), strategy=None, **rounds):
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "fp32", "min_samples": 1},
             "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
                           "max_message_bytes": 1_000_000, "server_workers": 2},
-            "learner": {"module": "hrc_fl.federated.synthetic_learner"}}
+            "learner": {"module": "hrc_fl.federated.core.synthetic_learner"}}
     return parse_config(data, tmp_path)
 
 
@@ -38,7 +38,7 @@ def _update(round_index: int, delta: np.ndarray) -> dict:
 
 
 def test_stale_round_update_is_ignored_and_round_closes_at_deadline_with_quorum(tmp_path):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare: the aggregator in a thread, two test clients speaking the wire protocol directly
     config = _config(tmp_path)
@@ -68,9 +68,9 @@ def _skip(round_index: int) -> dict:
 def _start_round(config, statuses, audit):
     """The aggregator in a thread and two test clients that said hello; returns them and each client's
     first sync (params)."""
-    from hrc_fl.federated.certs import generate_federation, load_node_credentials
-    from hrc_fl.federated.fedml_server import run_server
-    from hrc_fl.federated.transport import SecureTransport
+    from hrc_fl.federated.transport.certs import generate_federation, load_node_credentials
+    from hrc_fl.federated.transport.fedml_server import run_server
+    from hrc_fl.federated.transport.grpc_transport import SecureTransport
 
     generate_federation(config.cert_dir, [p.name for p in config.nodes.values()], valid_days=1)
     clients = {r: SecureTransport(config.nodes[r], config.nodes, load_node_credentials(config.cert_dir, p.name),
@@ -113,7 +113,7 @@ def _next(transport, msg_type: int, hello_rank: int = 0, timeout_s: float = 120.
 
 
 def test_a_client_that_skips_does_not_hold_the_round_until_its_deadline(tmp_path):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare: a deadline far beyond the test's timeout, so only the skip notice can close the round
     config = _config(tmp_path, deadline_s=3600.0)
@@ -132,7 +132,7 @@ def test_a_client_that_skips_does_not_hold_the_round_until_its_deadline(tmp_path
 
 
 def test_without_quorum_a_skipped_client_is_asked_again_at_the_deadline(tmp_path):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare: both clients are needed (quorum 2)
     config = _config(tmp_path, quorum=2, deadline_s=2.0)
@@ -159,7 +159,7 @@ def test_without_quorum_a_skipped_client_is_asked_again_at_the_deadline(tmp_path
 
 def test_malformed_updates_are_rejected_with_one_line_each_and_the_round_closes_without_its_deadline(
         tmp_path, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare: a deadline far beyond the test's timeout, so only the answers can close the round
     config = _config(tmp_path, names=("ws1", "ws2", "ws3", "ws4"), deadline_s=3600.0)
@@ -199,7 +199,7 @@ def _three_workstation_round(tmp_path, caplog, strategy, values):
 
 
 def test_the_deployed_trimmed_mean_of_three_runs_the_median_and_says_so(tmp_path, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare + Execute: the old shipped rule at the shipped size (trim_fraction 0.2 trims nothing), one
     # client far off
@@ -213,7 +213,7 @@ def test_the_deployed_trimmed_mean_of_three_runs_the_median_and_says_so(tmp_path
 
 
 def test_the_deployed_median_anchored_mean_of_three_drops_a_flipped_update_and_says_so(tmp_path, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare + Execute: the shipped rule (config/federated.yaml) at the shipped size; ws3 sends the others'
     # step sign-flipped and scaled

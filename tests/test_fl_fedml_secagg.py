@@ -24,7 +24,7 @@ SCALE = 2.0 ** 20
 
 def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: int, quorum: int = 2,
             dp: dict | None = None, **secure):
-    from hrc_fl.federated.fl_config import parse_config
+    from hrc_fl.federated.core.fl_config import parse_config
 
     names = [f"ws{i}" for i in range(1, num_clients + 1)]
     ports = free_ports(num_clients + 1)
@@ -39,7 +39,7 @@ def _config(tmp_path: Path, num_clients: int, *, num_rounds: int, max_dropouts: 
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": "int8", "min_samples": 1},
             "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.05, "retry_max_s": 0.5, "send_give_up_s": 120.0,
                           "max_message_bytes": 4_000_000, "server_workers": 4},
-            "learner": {"module": "hrc_fl.federated.synthetic_learner"}}
+            "learner": {"module": "hrc_fl.federated.core.synthetic_learner"}}
     return parse_config(data, tmp_path)
 
 
@@ -52,8 +52,8 @@ class Workstation(threading.Thread):
 
     def __init__(self, config, rank: int, updates: dict[int, np.ndarray], *, stop_at: dict[int, str] | None = None,
                  forge: dict[int, str] | None = None, replay_in: int = 0) -> None:
-        from hrc_fl.federated.certs import load_node_credentials
-        from hrc_fl.federated.transport import SecureTransport
+        from hrc_fl.federated.transport.certs import load_node_credentials
+        from hrc_fl.federated.transport.grpc_transport import SecureTransport
 
         super().__init__(daemon=True)
         self.rank, self.name = rank, config.nodes[rank].name
@@ -76,7 +76,7 @@ class Workstation(threading.Thread):
                                 "secagg": np.frombuffer(payload, np.uint8).copy(), "refused": refused or {}})
 
     def run(self) -> None:
-        from hrc_fl.federated import secagg
+        from hrc_fl.federated.core import secagg
 
         while True:
             envelope = self.transport.receive(timeout_s=120)
@@ -107,7 +107,7 @@ class Workstation(threading.Thread):
                 self._phase(p["phase"], p["secagg"].tobytes(), p.get("names") or [])
 
     def _phase(self, request: str, payload: bytes, names: list[str]) -> None:
-        from hrc_fl.federated import secagg
+        from hrc_fl.federated.core import secagg
 
         if self.stop_at.get(self.round) == request:
             return  # this workstation drops here
@@ -130,9 +130,9 @@ class Workstation(threading.Thread):
 def _federation(tmp_path, monkeypatch, config, workstations_kw):
     """Certificates, the aggregator (run_server) in a thread with every payload it receives captured, and
     the workstations started; returns (server thread, workstations, captured payloads, statuses)."""
-    from hrc_fl.federated import transport as transport_module
-    from hrc_fl.federated.certs import generate_federation
-    from hrc_fl.federated.fedml_server import run_server
+    from hrc_fl.federated.transport import grpc_transport as transport_module
+    from hrc_fl.federated.transport.certs import generate_federation
+    from hrc_fl.federated.transport.fedml_server import run_server
 
     generate_federation(config.cert_dir, [p.name for p in config.nodes.values()], valid_days=1)
     captured: list[bytes] = []
@@ -203,7 +203,7 @@ def _windows(update: np.ndarray) -> list[bytes]:
 
 
 def test_secure_rounds_over_fedml_sum_exactly_and_survive_a_drop_after_masking(tmp_path, monkeypatch, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare + Execute: 5 workstations (4 neighbours each, 3 shares unmask), one dropout allowed; in round 2
     # ws5 drops after its shares were confirmed, before it sends its masked input
@@ -239,7 +239,7 @@ def test_secure_rounds_over_fedml_sum_exactly_and_survive_a_drop_after_masking(t
 
 def test_too_many_drops_fail_the_round_clearly_and_the_next_round_runs_despite_a_replay(
         tmp_path, monkeypatch, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare + Execute: 5 workstations, one dropout allowed; in round 1 ws4 and ws5 both drop after their
     # shares were confirmed; in round 2 ws1 first replays its round-1 advert (a valid signature, old round)
@@ -266,7 +266,7 @@ def test_too_many_drops_fail_the_round_clearly_and_the_next_round_runs_despite_a
 
 def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_the_round_survives(
         tmp_path, monkeypatch, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare + Execute: 6 workstations (5 neighbours, 3 shares unmask) on the packed ring of 8-bit values;
     # ws5's advert does not verify (its mask key was swapped after signing), ws6 sends a corrupt share to its
@@ -294,7 +294,7 @@ def test_a_forged_advert_and_a_corrupt_share_are_refused_with_one_line_each_and_
 
 def test_central_dp_noise_goes_on_the_unmasked_sum_with_the_fixed_denominator_and_is_accounted(
         tmp_path, monkeypatch, caplog):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare + Execute: 3 workstations, DP with a fixed denominator of 4 (one more than the configured 3)
     dp = {"clip_norm": CLIP, "noise_multiplier": 0.5, "delta": 1e-5, "expected_clients": 4}
@@ -312,7 +312,7 @@ def test_central_dp_noise_goes_on_the_unmasked_sum_with_the_fixed_denominator_an
 
 
 def test_real_fedml_processes_run_secure_rounds_and_a_restarted_aggregator_aborts_the_half_done_round(tmp_path):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
     from tests.fl_fedml_harness import FederationRun
 
     # Prepare: the aggregator and two FedML client processes (ws1 + ws2 as threads of one, ws3 slow on its own)

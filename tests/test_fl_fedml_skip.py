@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_client_with_too_few_samples_skips_and_the_round_closes_without_it(tmp_path):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     # Prepare: deadline far beyond the test timeout (only the skip notice can close the round early);
     # ws2 has 4 labelled samples, below min_samples

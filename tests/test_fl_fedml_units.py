@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from hrc_fl.federated import wire
+from hrc_fl.federated.core import wire
 
 
 # ----------------------------------------------------------------------------------------------- wire
@@ -69,7 +69,7 @@ def test_certificates_name_each_node_and_keys_are_private(tmp_path):
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    from hrc_fl.federated.certs import generate_federation, load_node_credentials
+    from hrc_fl.federated.transport.certs import generate_federation, load_node_credentials
 
     generate_federation(tmp_path, ["aggregator", "ws1"], valid_days=2)
     creds = load_node_credentials(tmp_path, "ws1")
@@ -89,8 +89,9 @@ def test_certificates_name_each_node_and_keys_are_private(tmp_path):
 def test_transport_refuses_a_member_claiming_another_rank_and_delivers_honest_messages(tmp_path):
     import grpc
 
-    from hrc_fl.federated.certs import generate_federation, load_node_credentials
-    from hrc_fl.federated.transport import METHOD, Peer, SecureTransport, TransportConfig
+    from hrc_fl.federated.core.fl_config import Peer, TransportConfig
+    from hrc_fl.federated.transport.certs import generate_federation, load_node_credentials
+    from hrc_fl.federated.transport.grpc_transport import METHOD, SecureTransport
     from tests.fl_fedml_harness import free_ports
 
     generate_federation(tmp_path, ["aggregator", "ws1", "ws2"], valid_days=1)
@@ -115,8 +116,9 @@ def test_transport_refuses_a_member_claiming_another_rank_and_delivers_honest_me
 
 
 def test_receive_queue_is_bounded_and_a_refused_sender_retries_until_delivered(tmp_path):
-    from hrc_fl.federated.certs import generate_federation, load_node_credentials
-    from hrc_fl.federated.transport import Peer, SecureTransport, TransportConfig
+    from hrc_fl.federated.core.fl_config import Peer, TransportConfig
+    from hrc_fl.federated.transport.certs import generate_federation, load_node_credentials
+    from hrc_fl.federated.transport.grpc_transport import SecureTransport
     from tests.fl_fedml_harness import free_ports
 
     # Prepare: a receiver that holds at most 2 unhandled messages
@@ -147,7 +149,7 @@ def test_receive_queue_is_bounded_and_a_refused_sender_retries_until_delivered(t
 
 # ------------------------------------------------------------------------------------------- registry
 def test_registry_checkpoint_points_at_last_committed_round_and_keeps_versions(tmp_path):
-    from hrc_fl.federated.registry import ModelRegistry
+    from hrc_fl.federated.core.registry import ModelRegistry
 
     registry = ModelRegistry(tmp_path)
     assert registry.latest() is None
@@ -167,7 +169,7 @@ def _imu(value: float) -> np.ndarray:
 
 
 def test_sample_store_applies_count_and_age_retention_per_worker(tmp_path):
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core.sample_store import SampleStore
 
     store = SampleStore(tmp_path / "s.sqlite", max_samples_per_worker=3, max_age_s=100.0)
     for i in range(5):
@@ -184,7 +186,7 @@ def test_sample_store_applies_count_and_age_retention_per_worker(tmp_path):
 
 
 def test_sample_store_refuses_bad_samples_without_changing_the_store(tmp_path):
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core.sample_store import SampleStore
 
     store = SampleStore(tmp_path / "s.sqlite", max_samples_per_worker=10, max_age_s=100.0)
     store.add("w1", "A", 1.0, imu=_imu(1), hands=None, pose=None)
@@ -196,7 +198,7 @@ def test_sample_store_refuses_bad_samples_without_changing_the_store(tmp_path):
 
 
 def test_sample_store_load_marks_present_modalities_and_filters_labels_and_shapes(tmp_path):
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core.sample_store import SampleStore
 
     store = SampleStore(tmp_path / "s.sqlite", max_samples_per_worker=10, max_age_s=100.0)
     store.add("w1", "A", 1.0, imu=_imu(1), hands=None, pose=np.ones(2, np.float32))
@@ -218,11 +220,11 @@ def _config_dict(quorum: int = 1, encoding: str = "int8") -> dict:
             "client": {"epochs": 1, "lr": 0.1, "batch_size": 4, "uplink_encoding": encoding, "min_samples": 1},
             "transport": {"rpc_timeout_s": 1.0, "retry_initial_s": 0.1, "retry_max_s": 1.0, "send_give_up_s": 5.0,
                           "max_message_bytes": 100000, "server_workers": 2},
-            "learner": {"module": "hrc_fl.federated.synthetic_learner"}}
+            "learner": {"module": "hrc_fl.federated.core.synthetic_learner"}}
 
 
 def test_federation_config_validates_quorum_encoding_and_missing_keys(tmp_path):
-    from hrc_fl.federated.fl_config import load_config, parse_config
+    from hrc_fl.federated.core.fl_config import load_config, parse_config
 
     assert parse_config(_config_dict(), tmp_path).rank_of("ws1") == 1
     with pytest.raises(ValueError, match="quorum"):
@@ -252,8 +254,8 @@ def test_federation_config_validates_quorum_encoding_and_missing_keys(tmp_path):
 
 @pytest.mark.parametrize("scheme", ["fp32", "fp16", "int8"])
 def test_uplink_encoding_survives_the_wire(scheme):
-    from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
-    from hrc_fl.federated.fedml_wire import decode_uplink, encode_uplink
+    from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, dequantize_update
+    from hrc_fl.federated.transport.fedml_wire import decode_uplink, encode_uplink
 
     delta = {"encoders.a": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "encoders.b": np.ones(2, np.float32)}
     quantized = ErrorFeedbackCompressor(scheme=scheme).compress(delta)
@@ -266,7 +268,7 @@ def test_uplink_encoding_survives_the_wire(scheme):
                                  {"tensors": {"a": np.ones(2, np.float32)}, "scale_names": ["a"],
                                   "scales": np.ones(3, np.float32)}])
 def test_uplink_decoding_refuses_malformed_updates(bad):
-    from hrc_fl.federated.fedml_wire import decode_uplink
+    from hrc_fl.federated.transport.fedml_wire import decode_uplink
 
     with pytest.raises(ValueError):
         decode_uplink(bad)
@@ -280,8 +282,8 @@ def test_uplink_decoding_refuses_malformed_updates(bad):
     ({"encoders.a": np.ones((3, 4), np.float32), "encoders.b": np.ones(2, np.float32),
       "encoders.c": np.ones(1, np.float32)}, "names differ")])
 def test_uplink_update_refuses_other_names_or_shapes_than_the_global_model(tensors, why):
-    from hrc_fl.federated.compression import ErrorFeedbackCompressor
-    from hrc_fl.federated.fedml_wire import encode_uplink, uplink_update
+    from hrc_fl.federated.core.compression import ErrorFeedbackCompressor
+    from hrc_fl.federated.transport.fedml_wire import encode_uplink, uplink_update
 
     global_tensors = {"encoders.a": np.zeros((3, 4), np.float32), "encoders.b": np.zeros(2, np.float32)}
     payload = encode_uplink(ErrorFeedbackCompressor(scheme="int8").compress(tensors))
@@ -300,9 +302,9 @@ def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_he
         tmp_path, monkeypatch):
     import torch
 
-    from hrc_fl.federated import training
-    from hrc_fl.federated.intention_learner import IntentionLearner
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core import training
+    from hrc_fl.federated.core.intention_learner import IntentionLearner
+    from hrc_fl.federated.core.sample_store import SampleStore
     from hrc_fl.intention.model import IntentionModelConfig
     from hrc_fl.intention.model_store import ModelStore
 
@@ -357,10 +359,10 @@ def test_intention_learner_runs_fedrep_shares_only_encoders_and_refreshes_the_he
 
 # ------------------------------------------------------------------------------- DP state in the checkpoint
 def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_holds_noise_state(tmp_path):
-    from hrc_fl.federated.fedml_server import resume_from_checkpoint, round_meta
-    from hrc_fl.federated.registry import ModelRegistry
-    from hrc_fl.federated.strategy_config import make_strategy
-    from hrc_fl.federated.update import ClientUpdate
+    from hrc_fl.federated.core.registry import ModelRegistry
+    from hrc_fl.federated.core.strategy_config import make_strategy
+    from hrc_fl.federated.core.update import ClientUpdate
+    from hrc_fl.federated.transport.fedml_server import resume_from_checkpoint, round_meta
 
     config = {"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 0.8, "delta": 1e-5,
                                        "expected_clients": 3}}
@@ -401,10 +403,10 @@ def test_restarted_aggregator_restores_the_dp_accountant_and_no_registry_file_ho
 
 
 def test_checkpoint_state_of_another_strategy_is_reported_not_fatal(tmp_path, caplog):
-    from hrc_fl.federated.fedml_server import resume_from_checkpoint, round_meta
-    from hrc_fl.federated.registry import ModelRegistry
-    from hrc_fl.federated.strategy_config import make_strategy
-    from hrc_fl.federated.update import ClientUpdate
+    from hrc_fl.federated.core.registry import ModelRegistry
+    from hrc_fl.federated.core.strategy_config import make_strategy
+    from hrc_fl.federated.core.update import ClientUpdate
+    from hrc_fl.federated.transport.fedml_server import resume_from_checkpoint, round_meta
 
     dp = make_strategy({"name": "fedavg", "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0, "expected_clients": 1}})
     registry = ModelRegistry(tmp_path / "state")
@@ -425,9 +427,9 @@ def test_importing_the_fl_nodes_commands_and_wire_helpers_does_not_import_fedml(
 
     code = ("import sys\n"
             "import hrc_fl.nodes.fl_client, hrc_fl.nodes.aggregator, hrc_fl.commands.fl_client\n"
-            "import hrc_fl.commands.aggregator, hrc_fl.federated.fedml_wire\n"
+            "import hrc_fl.commands.aggregator, hrc_fl.federated.transport.fedml_wire\n"
             "print('FEDML_LOADED', sorted(m for m in sys.modules if m.split('.')[0] == 'fedml')[:3])\n"
-            "import hrc_fl.federated.fedml_client\n"
+            "import hrc_fl.federated.transport.fedml_client\n"
             "print('FEDML_AFTER_CLIENT', 'fedml' in sys.modules)\n")
 
     # Execute

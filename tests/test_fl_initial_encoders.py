@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrc_fl.federated.intention_learner import initial_shared
+from hrc_fl.federated.core.intention_learner import initial_shared
 from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore
@@ -50,7 +50,7 @@ def test_a_base_model_with_another_label_space_is_not_used(tmp_path):
 
 
 def test_a_workstation_with_an_empty_store_takes_the_base_models_input_normalisation(tmp_path):
-    from hrc_fl.federated.intention_learner import make_learner
+    from hrc_fl.federated.core.intention_learner import make_learner
 
     # Prepare: a base model with its own IMU normalisation (buffers are never federated)
     base = _base_model(3)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hrc_fl.federated import report
-from hrc_fl.federated.onboarding import choose_per_worker, first_in_time, joined_model
-from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
+from hrc_fl.federated.evaluation import report
+from hrc_fl.federated.evaluation.onboarding import choose_per_worker, first_in_time, joined_model
+from hrc_fl.federated.evaluation.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.intention.windows import WindowSpec, make_time_split
 from tests.test_fl_eval_protocol import _clients, _factory  # three synthetic workers, their model
 
@@ -53,7 +53,7 @@ def test_first_in_time_orders_by_time_since_the_task_began_then_a_seeded_task_or
 
 
 def test_joining_worker_labels_its_first_k_training_windows_in_time():
-    from hrc_fl.federated.watch_clients import joining_worker, load_recordings
+    from hrc_fl.federated.evaluation.watch_clients import joining_worker, load_recordings
     from hrc_fl.intention.windows import TimeSplit
 
     spec, split = WindowSpec(window=100, step=50), TimeSplit()
@@ -151,7 +151,7 @@ def test_joined_model_keeps_the_shared_encoder_and_averages_the_heads():
 
 
 def test_a_joiner_whose_few_windows_cover_one_class_keeps_the_model_it_was_given():
-    from hrc_fl.federated.onboarding import AS_IS, join, score, starting_from
+    from hrc_fl.federated.evaluation.onboarding import AS_IS, join, score, starting_from
 
     clients = _clients(test_labels_permuted=False)
     trained = Simulator(clients=clients, model_factory=_factory, lr=1e-2, seed=0).run(

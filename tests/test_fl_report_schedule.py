@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from hrc_fl.federated import report
-from hrc_fl.federated.simulator import MethodResult, RoundRecord
+from hrc_fl.federated.evaluation import report
+from hrc_fl.federated.evaluation.simulator import MethodResult, RoundRecord
 
 
 def _fake_result(cfg: report.ReportConfig, run: report._Run) -> MethodResult:
@@ -91,7 +91,7 @@ def test_foreach_adam_trains_bit_for_bit_like_the_per_parameter_loop():
     import torch
     from torch.nn import functional as F
 
-    from hrc_fl.federated.training import train_local
+    from hrc_fl.federated.core.training import train_local
     from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
     with torch.random.fork_rng():

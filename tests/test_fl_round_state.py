@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrc_fl.federated.fl_config import RoundPlan
-from hrc_fl.federated.round_state import (
+from hrc_fl.federated.core.fl_config import RoundPlan
+from hrc_fl.federated.core.round_state import (
     DEADLINE,
     START_WAIT,
     ArmTimer,
@@ -17,7 +17,7 @@ from hrc_fl.federated.round_state import (
     SendSync,
     Status,
 )
-from hrc_fl.federated.update import ClientUpdate
+from hrc_fl.federated.core.update import ClientUpdate
 
 NAMES = {1: "ws1", 2: "ws2", 3: "ws3"}
 
@@ -187,8 +187,8 @@ def test_round_state_refuses_an_impossible_quorum():
 
 
 def _secure_state(pki, names: dict[int, str], max_dropouts: int, vector: int):
-    from hrc_fl.federated.round_state import SecureSetup
-    from hrc_fl.federated.secagg import SecAggConfig
+    from hrc_fl.federated.core.round_state import SecureSetup
+    from hrc_fl.federated.core.secagg import SecAggConfig
 
     setup = SecureSetup(SecAggConfig(enabled=True, max_dropouts=max_dropouts, phase_timeout_s=5.0), 1.0, pki[0], vector)
     return RoundState(RoundPlan(2, 2, deadline_s=120.0, start_wait_s=30.0), names, secure=setup)
@@ -198,7 +198,7 @@ def _secure_state(pki, names: dict[int, str], max_dropouts: int, vector: int):
 def pki():
     from cryptography.hazmat.primitives import serialization
 
-    from hrc_fl.federated import certs
+    from hrc_fl.federated.transport import certs
 
     ca_key, ca_cert = certs.make_ca("test CA", 1)
     nodes = {}
@@ -211,8 +211,8 @@ def pki():
 
 
 def test_secure_round_phases_are_events_and_a_phase_timeout_drops_the_silent_client(pki):
-    from hrc_fl.federated import secagg
-    from hrc_fl.federated.round_state import PHASE, CloseSecure, SendSecAgg
+    from hrc_fl.federated.core import secagg
+    from hrc_fl.federated.core.round_state import PHASE, CloseSecure, SendSecAgg
 
     # Prepare: 4 workstations (3 neighbours, 2 shares unmask), one dropout allowed
     names = {r: f"ws{r}" for r in range(1, 5)}
@@ -262,7 +262,7 @@ def test_secure_round_phases_are_events_and_a_phase_timeout_drops_the_silent_cli
 
 
 def test_a_secure_round_asks_a_skipped_client_again_with_the_same_announcement(pki):
-    from hrc_fl.federated import secagg
+    from hrc_fl.federated.core import secagg
 
     # Prepare: 3 workstations, quorum 2; ws1 skips and only ws2 advertises before the deadline
     names = {r: f"ws{r}" for r in range(1, 4)}

@@ -1,4 +1,4 @@
-"""Secure aggregation core (hrc_fl.federated.secagg): the phases between real clients' and the aggregator's
+"""Secure aggregation core (hrc_fl.federated.core.secagg): the phases between real clients' and the aggregator's
 state objects, with real certificates from the federation CA, real X25519/AES-GCM/ChaCha20 and Shamir."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hrc_fl.federated import certs, secagg
-from hrc_fl.federated.secagg import RoundFailed, RoundParams, SecAggConfig, SecAggError
+from hrc_fl.federated.core import secagg
+from hrc_fl.federated.core.secagg import RoundFailed, RoundParams, SecAggConfig, SecAggError
+from hrc_fl.federated.transport import certs
 
 VECTOR = 257
 CLIP = 1.0
@@ -367,7 +368,7 @@ def _packaged_config(**changes):
 
 @pytest.mark.parametrize("rule", ["median", "trimmed_mean", "median_anchored"])
 def test_federation_config_refuses_rules_that_need_individual_updates(tmp_path, rule):
-    from hrc_fl.federated.fl_config import parse_config
+    from hrc_fl.federated.core.fl_config import parse_config
 
     data = _packaged_config(secure_aggregation={"enabled": True}, strategy={"name": rule})
     with pytest.raises(ValueError, match=f"strategy '{rule}' needs every client's update, but secure_aggregation"):
@@ -377,7 +378,7 @@ def test_federation_config_refuses_rules_that_need_individual_updates(tmp_path, 
 
 
 def test_federation_config_with_secure_aggregation_moves_clipping_to_the_client(tmp_path):
-    from hrc_fl.federated.fl_config import parse_config
+    from hrc_fl.federated.core.fl_config import parse_config
 
     data = _packaged_config(secure_aggregation={"enabled": True},
                             strategy={"name": "fedavg", "dp": {"clip_norm": 0.5, "noise_multiplier": 1.0,
@@ -394,8 +395,8 @@ def test_federation_config_with_secure_aggregation_moves_clipping_to_the_client(
 
 
 def test_dp_noise_goes_on_the_unmasked_sum_with_the_fixed_denominator(pki):
-    from hrc_fl.federated.privacy import DPStrategy
-    from hrc_fl.federated.strategies import FedAvg
+    from hrc_fl.federated.core.privacy import DPStrategy
+    from hrc_fl.federated.core.strategies import FedAvg
 
     config = SecAggConfig(enabled=True, max_dropouts=1)
     params, clients, server = _setup(pki, 5, config)
@@ -439,8 +440,8 @@ def test_client_refuses_to_mask_without_shares_of_a_participating_neighbour(pki)
 
 
 def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominator():
-    from hrc_fl.federated.privacy import DPStrategy
-    from hrc_fl.federated.strategies import FedAvg
+    from hrc_fl.federated.core.privacy import DPStrategy
+    from hrc_fl.federated.core.strategies import FedAvg
 
     dp = DPStrategy(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, expected_clients=3)
     current = {"w": np.zeros(4, np.float32)}
@@ -450,8 +451,8 @@ def test_dp_release_of_a_secure_sum_refuses_more_contributors_than_the_denominat
 
 
 def test_a_workstation_refuses_a_secure_round_announced_without_its_settings(tmp_path):
-    from hrc_fl.federated.fedml_client import secure_round_params
-    from hrc_fl.federated.fl_config import parse_config
+    from hrc_fl.federated.core.fl_config import parse_config
+    from hrc_fl.federated.transport.fedml_client import secure_round_params
 
     # Prepare: the packaged federation (3 workstations) with secure aggregation on
     data = _packaged_config(secure_aggregation={"enabled": True},
@@ -497,7 +498,7 @@ def test_share_batches_and_unmask_answers_travel_compactly_and_malformed_ones_ar
     answer = clients[name].unmask(server.unmask_request())
     assert secagg.decode_message(secagg.encode_message(answer), params) == answer
     # a batch whose columns do not fit, or whose cut points overrun the blob, is refused as malformed
-    from hrc_fl.federated import wire
+    from hrc_fl.federated.core import wire
 
     body = wire.decode(payload)
     body["receivers"] = body["receivers"][:-1]

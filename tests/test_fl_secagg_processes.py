@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hrc_fl.federated import certs, secagg
+from hrc_fl.federated.core import secagg
+from hrc_fl.federated.transport import certs
 
 VECTOR = 4096
 CLIP = 1.0

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from hrc_fl.federated import training
-from hrc_fl.federated.self_supervised import (
+from hrc_fl.federated.core import training
+from hrc_fl.federated.core.self_supervised import (
     VicRegConfig,
     imu_view,
     projected_embedding,
     vicreg_loss,
     vicreg_terms,
 )
-from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
+from hrc_fl.federated.evaluation.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
 
@@ -140,7 +140,7 @@ def test_simulated_personalised_round_with_the_term_sends_only_the_encoders_and_
     ssl = VicRegConfig(min_windows=2)
     spec = MethodSpec("p", personalisation="fedrep", head_epochs=1, self_supervised=ssl)
     sent_names: list[set[str]] = []
-    from hrc_fl.federated import simulator as simulator_module
+    from hrc_fl.federated.evaluation import simulator as simulator_module
 
     real_compress = simulator_module.ErrorFeedbackCompressor.compress
 
@@ -164,7 +164,7 @@ def test_simulated_personalised_round_with_the_term_sends_only_the_encoders_and_
 
 # ------------------------------------------------------------------------------------- unlabelled store
 def test_unlabelled_windows_are_stored_retained_and_loaded_apart_from_labelled_ones(tmp_path):
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core.sample_store import SampleStore
 
     store = SampleStore(tmp_path / "s.sqlite", max_samples_per_worker=10, max_age_s=100.0,
                         max_unlabelled_per_worker=3)
@@ -191,8 +191,8 @@ def test_unlabelled_windows_are_stored_retained_and_loaded_apart_from_labelled_o
 
 # ------------------------------------------------------------------------------------- workstation learner
 def _learner(tmp_path, ssl: VicRegConfig | None, unlabelled: int, projector_dim: int = 16):
-    from hrc_fl.federated.intention_learner import IntentionLearner
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core.intention_learner import IntentionLearner
+    from hrc_fl.federated.core.sample_store import SampleStore
     from hrc_fl.intention.model_store import ModelStore
 
     samples = SampleStore(tmp_path / "s.sqlite", max_samples_per_worker=100, max_age_s=1e6)
@@ -232,7 +232,7 @@ def test_learner_with_too_few_windows_or_no_projector(tmp_path):
 def test_federation_config_reads_the_client_self_supervised_section(tmp_path):
     import yaml
 
-    from hrc_fl.federated.fl_config import load_config
+    from hrc_fl.federated.core.fl_config import load_config
     from hrc_fl.paths import config_file
 
     packaged = load_config()
@@ -266,8 +266,8 @@ def test_a_model_stored_before_the_projector_still_loads_and_the_learner_keeps_i
     assert loaded.model.config.projector_dim == 0 and loaded.model.projector is None
     assert all(torch.equal(old_head[k], v) for k, v in loaded.model.head.state_dict().items())
 
-    from hrc_fl.federated.intention_learner import IntentionLearner
-    from hrc_fl.federated.sample_store import SampleStore
+    from hrc_fl.federated.core.intention_learner import IntentionLearner
+    from hrc_fl.federated.core.sample_store import SampleStore
 
     learner = IntentionLearner(worker_id="w1", labels=["A", "B", "C"],
                                model_config=IntentionModelConfig(num_classes=3, imu_window=32, projector_dim=8),

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hrc_fl.federated import split, training
-from hrc_fl.federated.simulator import ArrayLoader, ClientData, FeatureLoader, MethodSpec, Simulator
-from hrc_fl.federated.strategies import FedAvg
-from hrc_fl.federated.training import PseudoLabelConfig
+from hrc_fl.federated.core import split, training
+from hrc_fl.federated.core.strategies import FedAvg
+from hrc_fl.federated.core.training import PseudoLabelConfig
+from hrc_fl.federated.evaluation.simulator import ArrayLoader, ClientData, FeatureLoader, MethodSpec, Simulator
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

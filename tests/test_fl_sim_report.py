@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from hrc_fl.federated import split
-from hrc_fl.federated.simulator import ClientData, MethodSpec, Simulator
-from hrc_fl.federated.strategies import CoordinateMedian, FedAvg
+from hrc_fl.federated.core import split
+from hrc_fl.federated.core.strategies import CoordinateMedian, FedAvg
+from hrc_fl.federated.evaluation.simulator import ClientData, MethodSpec, Simulator
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -124,7 +124,7 @@ def test_fl_report_reads_the_deployed_rule_and_size_as_the_aggregator_does(tmp_p
 
 
 def test_report_runs_the_robust_rule_with_its_configured_attacker_count():
-    from hrc_fl.federated.report import ReportConfig, rule_at_size, rule_config
+    from hrc_fl.federated.evaluation.report import ReportConfig, rule_at_size, rule_config
 
     assert rule_config(ReportConfig(max_attackers=0), "median_anchored") == {"name": "median_anchored",
                                                                               "max_attackers": 0}
@@ -246,7 +246,7 @@ def _results(flip_losses: dict[str, float]) -> dict:
 
 
 def test_targets_judge_sign_flip_on_every_seed_and_size():
-    from hrc_fl.federated.report import targets
+    from hrc_fl.federated.evaluation.report import targets
 
     good = {f"{s}/{n}": 0.015 for s in ("0", "1", "2") for n in ("10", "3")}
     met = targets(_results(good))
@@ -261,7 +261,7 @@ def test_targets_judge_sign_flip_on_every_seed_and_size():
 
 
 def test_every_method_gets_the_same_budget_and_candidates_differ_only_in_self_supervision():
-    from hrc_fl.federated.report import (
+    from hrc_fl.federated.evaluation.report import (
         BASELINES,
         PERSONALISED,
         ReportConfig,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrc_fl.federated import aggregation
-from hrc_fl.federated.report import rule_at_size
-from hrc_fl.federated.strategies import KEPT_CURRENT, MedianAnchored
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.update import ClientUpdate
+from hrc_fl.federated.core import aggregation
+from hrc_fl.federated.core.strategies import KEPT_CURRENT, MedianAnchored
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import ClientUpdate
+from hrc_fl.federated.evaluation.report import rule_at_size
 
 DIM = 200
 

@@ -44,7 +44,7 @@ def test_the_settings_list_every_labels_key_of_the_packaged_yaml():
 
 
 def test_node_parameter_defaults_and_the_learner_default_are_the_label_space(tmp_path):
-    from hrc_fl.federated.intention_learner import make_learner
+    from hrc_fl.federated.core.intention_learner import make_learner
     from hrc_fl.nodes.fl_client import PARAMETERS as FL_CLIENT
     from hrc_fl.nodes.intention import PARAMETERS as INTENTION
 

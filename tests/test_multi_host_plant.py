@@ -118,7 +118,7 @@ def _federation_config(root: Path) -> Path:
         "client": {"epochs": 1, "lr": 0.01, "batch_size": 32, "uplink_encoding": "int8", "min_samples": 1},
         "transport": {"rpc_timeout_s": 5.0, "retry_initial_s": 0.1, "retry_max_s": 1.0, "send_give_up_s": 120.0,
                       "max_message_bytes": 8_000_000, "server_workers": 4},
-        "learner": {"module": "hrc_fl.federated.synthetic_learner",
+        "learner": {"module": "hrc_fl.federated.core.synthetic_learner",
                     "options": {"snapshot_dir": str(root / "snapshots")}},
         "seed": 5,
     }
@@ -162,8 +162,8 @@ _WRONG_CERTS = textwrap.dedent('''
     import json, sys
     import grpc
     from pathlib import Path
-    from hrc_fl.federated import wire
-    from hrc_fl.federated.transport import METHOD
+    from hrc_fl.federated.core import wire
+    from hrc_fl.federated.transport.grpc_transport import METHOD
     target, ca, rogue, certs = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
     hello = wire.encode({"msg_type": 5, "sender": 2, "receiver": 0, "client_status": "ONLINE"})
     def call(key_dir, name):
@@ -195,7 +195,7 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -
 def _run_plant(root: Path) -> dict:
     from cryptography import x509
 
-    from hrc_fl.federated.certs import certificate_hosts, generate_federation
+    from hrc_fl.federated.transport.certs import certificate_hosts, generate_federation
 
     logs = root / "logs"
     logs.mkdir(parents=True)

@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from hrc_fl.federated.fl_config import load_config
-    from hrc_fl.federated.learner import load_learner_module
+    from hrc_fl.federated.core.fl_config import load_config
+    from hrc_fl.federated.core.learner import load_learner_module
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         force=True)
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     module = load_learner_module(config.learner_module)
     initial = module.initial_shared(config.learner_options, config.seed)
 
-    from hrc_fl.federated.fedml_server import run_server
+    from hrc_fl.federated.transport.fedml_server import run_server
 
     def report(status) -> None:  # one JSON line per status change, for scripts and tests
         print(json.dumps({"status": dataclasses.asdict(status)}), flush=True)

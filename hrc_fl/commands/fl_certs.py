@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hrc_fl.federated.certs import generate_federation
-    from hrc_fl.federated.fl_config import load_config
+    from hrc_fl.federated.core.fl_config import load_config
+    from hrc_fl.federated.transport.certs import generate_federation
 
     config = load_config(args.config or None)
     names = args.nodes if args.nodes else [p.name for _, p in sorted(config.nodes.items())]

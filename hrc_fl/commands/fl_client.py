@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from hrc_fl.federated.fl_config import load_config
-    from hrc_fl.federated.learner import load_learner_module
+    from hrc_fl.federated.core.fl_config import load_config
+    from hrc_fl.federated.core.learner import load_learner_module
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         force=True)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     import threading
 
-    from hrc_fl.federated.fedml_client import run_client
+    from hrc_fl.federated.transport.fedml_client import run_client
 
     def report(status) -> None:
         print(json.dumps({"status": dataclasses.asdict(status)}), flush=True)

@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    from hrc_fl.federated.fl_config import free_loopback_ports
-    from hrc_fl.federated.simulator import MethodSpec, Simulator
-    from hrc_fl.federated.watch_learner import clients_and_factory
+    from hrc_fl.federated.core.fl_config import free_loopback_ports
+    from hrc_fl.federated.evaluation.simulator import MethodSpec, Simulator
+    from hrc_fl.federated.evaluation.watch_learner import clients_and_factory
 
     torch.set_num_threads(1)
     out = Path(args.out).resolve()
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         "client": {"epochs": 1, "lr": 3e-3, "batch_size": 32, "uplink_encoding": "int8", "min_samples": 1},
         "transport": {"rpc_timeout_s": 30.0, "retry_initial_s": 0.1, "retry_max_s": 2.0, "send_give_up_s": 900.0,
                       "max_message_bytes": 64_000_000, "server_workers": 8},
-        "learner": {"module": "hrc_fl.federated.watch_learner", "options": options},
+        "learner": {"module": "hrc_fl.federated.evaluation.watch_learner", "options": options},
         "seed": args.seed,
     }
     if (out / "state").exists():

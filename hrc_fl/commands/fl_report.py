@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def deployed(config_path: str) -> dict:
     """The deployed rule (name, trim fraction or max attackers) and size (workstations) of a federation YAML, read and
     validated as the aggregator reads it ('' = the packaged config/federated.yaml)."""
-    from hrc_fl.federated.fl_config import load_config
+    from hrc_fl.federated.core.fl_config import load_config
 
     config = load_config(config_path or None)
     out = {"deployed_rule": str(config.strategy.get("name", "fedavg"))}
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from hrc_fl.federated.report import ReportConfig, run_report
+    from hrc_fl.federated.evaluation.report import ReportConfig, run_report
 
     if args.rounds < 0 or args.jobs < 1:
         raise SystemExit("--rounds must be >= 0 and --jobs >= 1")

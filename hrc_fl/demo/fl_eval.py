@@ -9,7 +9,7 @@
   Hands and pose are left absent: in the demo they come from a photo that carries no exercise label.
 - Uplink bytes per round: the aggregator's audit file (one line per received update: round, client,
   tensor names, encoding) with the tensor shapes of the run's global model: tensor data in the update's
-  encoding plus one float32 scale per int8 tensor (:func:`hrc_fl.federated.compression.payload_bytes`'s
+  encoding plus one float32 scale per int8 tensor (:func:`hrc_fl.federated.core.compression.payload_bytes`'s
   accounting; wire framing and TLS not included).
 """
 

@@ -11,8 +11,8 @@ import yaml
 from hrc_fl.data.datasets import WATCH_CLASSES
 from hrc_fl.demo.fl_eval import evaluate_store, global_tensor_sizes, uplink_bytes_per_round
 from hrc_fl.demo.options import DemoOptions, DemoRun
-from hrc_fl.federated.certs import generate_federation
-from hrc_fl.federated.fl_config import free_loopback_ports
+from hrc_fl.federated.core.fl_config import free_loopback_ports
+from hrc_fl.federated.transport.certs import generate_federation
 from hrc_fl.graph import FL_AUDIT, replay_subject
 from hrc_fl.intention.labels import FEDERATION_LABELS_KEY, configured_label_spaces, labels_at
 from hrc_fl.intention.model_store import ModelStore, base_store_dir, seed_from

@@ -4,9 +4,9 @@ Contract for transports: :class:`ClientUpdate`, :class:`AggregationResult`, :cla
 :func:`make_strategy`; client side: :mod:`.split`, :mod:`.training`, :mod:`.compression`.
 """
 
-from hrc_fl.federated.strategies import CoordinateMedian, FedAvg, FedProx, Strategy, TrimmedMean
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays
+from hrc_fl.federated.core.strategies import CoordinateMedian, FedAvg, FedProx, Strategy, TrimmedMean
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import AggregationResult, ClientUpdate, NDArrays
 
 __all__ = ["AggregationResult", "ClientUpdate", "CoordinateMedian", "FedAvg", "FedProx", "NDArrays",
            "Strategy", "TrimmedMean", "make_strategy"]

@@ -3,7 +3,7 @@
 The split is visible in the ``state_dict`` keys: everything under ``encoders.`` is shared and moves
 through federated learning; everything under ``head.`` stays on the workstation (FedPer/FedRep style,
 Arivazhagan et al. 2019, Collins et al. 2021). So does ``projector.``: the expander that self-supervised
-training on the worker's unlabelled IMU windows acts through (:mod:`hrc_fl.federated.self_supervised`);
+training on the worker's unlabelled IMU windows acts through (:mod:`hrc_fl.federated.core.self_supervised`);
 inference never uses it.
 
 Inputs (all float32, batch first):

@@ -1,6 +1,6 @@
 """aggregator node (namespace /plant): the plant's federated aggregator, publishing its progress.
 
-Runs the FedML server (:func:`hrc_fl.federated.fedml_server.run_server`) in a background thread with the
+Runs the FedML server (:func:`hrc_fl.federated.transport.fedml_server.run_server`) in a background thread with the
 strategy, quorum, deadline and rounds from the federation config; checkpoints every round and resumes
 after a restart. Publishes ``federated/status`` (hrc_fl_msgs/FederatedStatus, LATCHED_QOS) on every state
 change and ``/diagnostics``. The CLI twin is ``hrc-fl aggregator``.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rclpy.node import Node
 
-from hrc_fl.federated.fl_config import load_config
-from hrc_fl.federated.learner import load_learner_module
+from hrc_fl.federated.core.fl_config import load_config
+from hrc_fl.federated.core.learner import load_learner_module
 from hrc_fl.nodes.common import (
     FL_THREAD_JOIN_S,
     Diagnostics,
@@ -56,7 +56,7 @@ class AggregatorNode(Node):
         self._thread.start()
 
     def _run(self, config) -> None:
-        from hrc_fl.federated.fedml_server import run_server  # FedML only in this (FL) process
+        from hrc_fl.federated.transport.fedml_server import run_server  # FedML only in this (FL) process
 
         try:
             version = run_server(config, self._initial, on_status=self._publish, audit_path=self._audit,

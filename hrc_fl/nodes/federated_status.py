@@ -26,7 +26,7 @@ class FederatedStatusPublisher:
         self._pub = node.create_publisher(FederatedStatus, topic, LATCHED_QOS)
 
     def __call__(self, status) -> None:
-        """``status``: a :class:`hrc_fl.federated.fedml_wire.StatusReport`."""
+        """``status``: a :class:`hrc_fl.federated.transport.fedml_wire.StatusReport`."""
         if self._stop is not None and self._stop.is_set():
             return
         reason = getattr(status, "reason", "")  # e.g. why a secure round failed: the state says it

@@ -4,11 +4,11 @@ Subscribes ``task/events`` (hrc_fl_msgs/TaskEvent, RESULT_QOS: a labelled event;
 ``window_s`` before its stamp carries the label) and the intention node's streams ``wearable/imu``
 (SENSOR_QOS), ``hands/landmarks`` and ``humans/bodies/tracked`` (RESULT_QOS), aligned exactly as the
 intention node does (:mod:`hrc_fl.intention.alignment`, :mod:`hrc_fl.intention.features`). Labelled windows
-go to a local SQLite store (:mod:`hrc_fl.federated.sample_store`), and every ``unlabelled_step_s`` one
+go to a local SQLite store (:mod:`hrc_fl.federated.core.sample_store`), and every ``unlabelled_step_s`` one
 unlabelled IMU window for self-supervised training; they never leave the device.
 
-A background thread runs the FedML client (:func:`hrc_fl.federated.fedml_client.run_client`) with an
-:class:`~hrc_fl.federated.intention_learner.IntentionLearner`: it trains when the aggregator opens a round,
+A background thread runs the FedML client (:func:`hrc_fl.federated.transport.fedml_client.run_client`) with an
+:class:`~hrc_fl.federated.core.intention_learner.IntentionLearner`: it trains when the aggregator opens a round,
 sends only the shared encoders, and writes every new global model (with the local personal head) to the
 local model store. Publishes ``intention/model_available`` (std_msgs/String = version, LATCHED_QOS) so the
 intention node hot-swaps, and ``federated/status`` (hrc_fl_msgs/FederatedStatus, LATCHED_QOS).
@@ -25,9 +25,9 @@ from hrc_fl_msgs.msg import TaskEvent
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from hrc_fl.federated.fl_config import load_config
-from hrc_fl.federated.intention_learner import IntentionLearner
-from hrc_fl.federated.sample_store import SampleStore
+from hrc_fl.federated.core.fl_config import load_config
+from hrc_fl.federated.core.intention_learner import IntentionLearner
+from hrc_fl.federated.core.sample_store import SampleStore
 from hrc_fl.intention.labels import INTENTION_LABELS, INTENTION_LABELS_DESCRIPTION
 from hrc_fl.intention.model import IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, default_store_dir
@@ -126,7 +126,7 @@ class FlClientNode(Node):
     def _run_federation(self, config, learner: IntentionLearner) -> None:
         nice = lower_thread_priority(self._training_nice)  # before the import: FedML's import is CPU-heavy too
         self._diag.set_value("training_nice", "unsupported" if nice is None else nice)
-        from hrc_fl.federated.fedml_client import run_client  # FedML only in this (FL) process
+        from hrc_fl.federated.transport.fedml_client import run_client  # FedML only in this (FL) process
 
         try:
             version = run_client(config, self._ws, learner, on_status=self._publish_status, stop_event=self._stop)

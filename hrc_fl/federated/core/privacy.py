@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from opacus.accountants import RDPAccountant
 
-from hrc_fl.federated import aggregation
-from hrc_fl.federated.strategies import FedAvg, Strategy
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, copy_arrays, difference
+from hrc_fl.federated.core import aggregation
+from hrc_fl.federated.core.strategies import FedAvg, Strategy
+from hrc_fl.federated.core.update import AggregationResult, ClientUpdate, copy_arrays, difference
 
 LOG = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Learner module for the real watch data through the real FedML path: workstation ``ws<k>`` = the k-th
-subject of :func:`hrc_fl.federated.watch_clients.watch_clients` (10 subjects -> 10 workstations).
+subject of :func:`hrc_fl.federated.evaluation.watch_clients.watch_clients` (10 subjects -> 10 workstations).
 
 Everything mirrors the simulator's personalised shared-layer sync (``personalisation="fedper"``) so the
 two can be compared: same clients and label subsets, same model factory and seed, same batch order
@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from hrc_fl.federated.learner import TorchLearner
+from hrc_fl.federated.core.learner import TorchLearner
 
 
 def clients_and_factory(options: Mapping[str, Any], seed: int):
     """The watch-data clients of ``options`` (one per subject, ``ws<k>`` = the k-th) and the model factory
     (``seed -> model``) with the federation's input normalisation: what the simulator and every
     workstation of this learner train."""
-    from hrc_fl.federated.watch_clients import federated_normalisation, model_factory, watch_clients
+    from hrc_fl.federated.evaluation.watch_clients import federated_normalisation, model_factory, watch_clients
     from hrc_fl.intention.windows import WindowSpec
 
     window, step = int(options.get("window", 100)), int(options.get("step", 25))
@@ -37,15 +37,15 @@ def clients_and_factory(options: Mapping[str, Any], seed: int):
 
 
 def initial_shared(options: Mapping[str, Any], seed: int) -> dict[str, np.ndarray]:
-    from hrc_fl.federated.split import shared_state
+    from hrc_fl.federated.core.split import shared_state
 
     _, factory = clients_and_factory(options, seed)
     return shared_state(factory(seed))
 
 
 def make_learner(name: str, options: Mapping[str, Any], seed: int) -> TorchLearner:
-    from hrc_fl.federated.simulator import ArrayLoader
-    from hrc_fl.federated.training import evaluate
+    from hrc_fl.federated.core.training import evaluate
+    from hrc_fl.federated.evaluation.simulator import ArrayLoader
 
     clients, factory = clients_and_factory(options, seed)
     index = int(name.removeprefix("ws")) - 1

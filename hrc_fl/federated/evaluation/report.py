@@ -40,14 +40,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrc_fl.federated import plots
-from hrc_fl.federated.onboarding import AS_IS, choose_per_worker, join, joined_model, score, starting_from
-from hrc_fl.federated.privacy import DPStrategy
-from hrc_fl.federated.self_supervised import VicRegConfig
-from hrc_fl.federated.simulator import ClientData, MethodResult, MethodSpec, Simulator
-from hrc_fl.federated.strategies import FedAvg
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.watch_clients import federated_normalisation, joining_worker, model_factory, watch_clients
+from hrc_fl.federated.core.privacy import DPStrategy
+from hrc_fl.federated.core.self_supervised import VicRegConfig
+from hrc_fl.federated.core.strategies import FedAvg
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.evaluation import plots
+from hrc_fl.federated.evaluation.onboarding import AS_IS, choose_per_worker, join, joined_model, score, starting_from
+from hrc_fl.federated.evaluation.simulator import ClientData, MethodResult, MethodSpec, Simulator
+from hrc_fl.federated.evaluation.watch_clients import (
+    federated_normalisation,
+    joining_worker,
+    model_factory,
+    watch_clients,
+)
 from hrc_fl.intention.windows import TimeSplit, WindowSpec
 
 BASELINES = ("local", "fedavg", "fedavg_ft", "fedprox")
@@ -292,7 +297,7 @@ def _strategy_config(rule: str, trim_fraction: float, max_attackers: int) -> dic
 
 def rule_at_size(rule: str, trim_fraction: float, clients: int, max_attackers: int = 1) -> tuple[str, str]:
     """(``AggregationResult.rule`` that runs, note) for ``clients`` workers, as the strategy itself decides
-    (:meth:`~hrc_fl.federated.strategies.FedAvg.rule_for`): e.g. a trimmed mean that would trim no value
+    (:meth:`~hrc_fl.federated.core.strategies.FedAvg.rule_for`): e.g. a trimmed mean that would trim no value
     (0.2 x 3) runs the coordinate median; the note is empty when the rule runs as itself."""
     config = _strategy_config(rule, trim_fraction, max_attackers)
     strategy = make_strategy(config)
@@ -558,7 +563,7 @@ def _entry(cfg: ReportConfig, run: _Run, result: Any, epsilon: float | None) -> 
 
 def kept_entry(candidates: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The kept row: per worker the candidate entry (:func:`method_entry`) with its best validation macro-F1
-    (:func:`~hrc_fl.federated.onboarding.choose_per_worker`, the first candidate on ties), and the test
+    (:func:`~hrc_fl.federated.evaluation.onboarding.choose_per_worker`, the first candidate on ties), and the test
     figures of the kept models. Reads ``per_client_val_f1`` to choose; test scores only for the figures."""
     names = list(candidates)
     if not names:

@@ -8,7 +8,7 @@ optional simulated attack, clipping to ``clip_norm``, compression with error fee
 the wire form. When a new global model arrives the client loads its shared part IN PLACE and refreshes
 its personal head on it (:func:`receive_global`) before the model is used or trained again.
 
-FedML-free and ROS-free; torch only through :mod:`hrc_fl.federated.training`.
+FedML-free and ROS-free; torch only through :mod:`hrc_fl.federated.core.training`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from hrc_fl.federated import aggregation, split, training
-from hrc_fl.federated.compression import ErrorFeedbackCompressor, QuantizedUpdate
-from hrc_fl.federated.update import NDArrays, difference
+from hrc_fl.federated.core import aggregation, split, training
+from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, QuantizedUpdate
+from hrc_fl.federated.core.update import NDArrays, difference
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def local_round(model: nn.Module, loader: Iterable[training.Batch], plan: LocalR
                 shared_prefixes: Sequence[str], proximal_mu: float = 0.0,
                 shared_reference: Mapping[str, np.ndarray] | None = None, **extra: Any) -> training.TrainResult:
     """One local round of ``plan`` on ``model`` in place. ``extra``: the semi-/self-supervised inputs of
-    :func:`hrc_fl.federated.training.train_local` (``unlabelled``, ``pseudo``, ``ssl_windows``, ``ssl``,
+    :func:`hrc_fl.federated.core.training.train_local` (``unlabelled``, ``pseudo``, ``ssl_windows``, ``ssl``,
     ``generator``)."""
     if plan.head_epochs:
         return training.train_fedrep(model, loader, head_epochs=plan.head_epochs, epochs=plan.epochs, lr=plan.lr,

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from hrc_fl.federated.compression import QuantizedUpdate, dequantize_update
-from hrc_fl.federated.update import ClientUpdate, NDArrays, add, check_same_structure, global_norm
+from hrc_fl.federated.core.compression import QuantizedUpdate, dequantize_update
+from hrc_fl.federated.core.update import ClientUpdate, NDArrays, add, check_same_structure, global_norm
 
 # Message types: FedML's cross-silo numbering, plus one local event.
 MSG_CONNECTION_READY = 0

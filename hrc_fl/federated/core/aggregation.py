@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hrc_fl.federated.update import NDArrays, difference, global_norm
+from hrc_fl.federated.core.update import NDArrays, difference, global_norm
 
 
 def _names(results: Sequence[Mapping[str, np.ndarray]]) -> list[str]:

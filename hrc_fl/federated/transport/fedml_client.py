@@ -2,10 +2,10 @@
 rounds, plain or secure), plus :func:`run_client`.
 
 Only the shared layers move: the trainer (a FedML ``ClientTrainer``) gets and sets only what the
-:class:`~hrc_fl.federated.learner.LocalLearner` shares and refuses to upload anything else; the manager
-translates the server's messages into calls of the FedML-free :func:`~hrc_fl.federated.client_update.
-client_update` and, with secure aggregation on, of its :class:`~hrc_fl.federated.secagg.SecAggClient`.
-FedML comes in through :mod:`hrc_fl.federated.fedml_runtime` (why that is safe: its docstring).
+:class:`~hrc_fl.federated.core.learner.LocalLearner` shares and refuses to upload anything else; the manager
+translates the server's messages into calls of the FedML-free :func:`~hrc_fl.federated.core.client_update.
+client_update` and, with secure aggregation on, of its :class:`~hrc_fl.federated.core.secagg.SecAggClient`.
+FedML comes in through :mod:`hrc_fl.federated.transport.fedml_runtime` (why that is safe: its docstring).
 """
 
 from __future__ import annotations
@@ -19,19 +19,26 @@ from typing import Any
 
 import numpy as np
 
-from hrc_fl.federated import fedml_wire as wire
-from hrc_fl.federated import secagg
-from hrc_fl.federated.certs import NodeCredentials, load_node_credentials
-from hrc_fl.federated.client_update import client_update
-from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update
-from hrc_fl.federated.fedml_comm import SecureGrpcCommManager
-from hrc_fl.federated.fedml_runtime import ClientTrainer, FedMLCommManager, Message, fedml_init, stop_on_event
-from hrc_fl.federated.fedml_wire import StatusCallback, StatusReport, encode_uplink, numbers, secagg_array, secagg_bytes
-from hrc_fl.federated.fl_config import FederationConfig
-from hrc_fl.federated.learner import LocalLearner
-from hrc_fl.federated.round_state import ADVERT, CHECKED, MASKED, SHARES, UNMASKED
-from hrc_fl.federated.transport import SecureTransport
-from hrc_fl.federated.update import NDArrays
+from hrc_fl.federated.core import secagg
+from hrc_fl.federated.core.client_update import client_update
+from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, dequantize_update
+from hrc_fl.federated.core.fl_config import FederationConfig
+from hrc_fl.federated.core.learner import LocalLearner
+from hrc_fl.federated.core.round_state import ADVERT, CHECKED, MASKED, SHARES, UNMASKED
+from hrc_fl.federated.core.update import NDArrays
+from hrc_fl.federated.transport import fedml_wire as wire
+from hrc_fl.federated.transport.certs import NodeCredentials, load_node_credentials
+from hrc_fl.federated.transport.fedml_comm import SecureGrpcCommManager
+from hrc_fl.federated.transport.fedml_runtime import ClientTrainer, FedMLCommManager, Message, fedml_init, stop_on_event
+from hrc_fl.federated.transport.fedml_wire import (
+    StatusCallback,
+    StatusReport,
+    encode_uplink,
+    numbers,
+    secagg_array,
+    secagg_bytes,
+)
+from hrc_fl.federated.transport.grpc_transport import SecureTransport
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hrc_fl.federated.self_supervised import VicRegConfig, channel_std_of, vicreg_loss
-from hrc_fl.federated.split import is_shared
+from hrc_fl.federated.core.self_supervised import VicRegConfig, channel_std_of, vicreg_loss
+from hrc_fl.federated.core.split import is_shared
 from hrc_fl.training_loop import TrainResult, run_epochs
 
 Features = torch.Tensor | Mapping[str, torch.Tensor]
@@ -201,7 +201,7 @@ def train_local(model: nn.Module, loader: Iterable[Batch], *, epochs: int, lr: f
     adds ``pseudo.weight`` x :func:`pseudo_label_loss` on the next unlabelled batch (``generator`` draws the
     augmentations). The caller decides the warm-up (:meth:`PseudoLabelConfig.active`).
     Self-supervised: with ``ssl_windows`` (a loader of features, labelled or not) and ``ssl`` both given,
-    every step adds ``ssl.weight`` x :func:`~hrc_fl.federated.self_supervised.vicreg_loss` on the next
+    every step adds ``ssl.weight`` x :func:`~hrc_fl.federated.core.self_supervised.vicreg_loss` on the next
     batch of them (only useful when the step trains the encoder and the model's projector).
     """
     if epochs < 0:

@@ -4,7 +4,7 @@ What it fixes in FedML 0.9.6's ``GRPCCommManager`` (see docs/federated_fedml.md)
 - TLS with per-node certificates instead of ``add_insecure_port``; a peer must present a certificate from
   the federation CA whose common name is a configured node, and the sender rank it claims in the message
   must belong to that name, else the call is refused (PERMISSION_DENIED) and logged.
-- No pickle: payloads are :mod:`hrc_fl.federated.wire` blobs, decoded in the gRPC handler before they are
+- No pickle: payloads are :mod:`hrc_fl.federated.core.wire` blobs, decoded in the gRPC handler before they are
   queued; anything else is refused (INVALID_ARGUMENT), logged and counted, and the service keeps running.
 - Receiving blocks on a queue (no busy-spin); one long-lived channel per peer instead of one per message.
 - Sending is asynchronous with one ordered sender thread per peer that retries UNAVAILABLE peers with
@@ -24,62 +24,17 @@ from typing import Any
 
 import grpc
 
-from hrc_fl.federated import wire
-from hrc_fl.federated.certs import NodeCredentials
+from hrc_fl.federated.core import wire
+from hrc_fl.federated.core.fl_config import Peer, TransportConfig
+from hrc_fl.federated.transport.certs import NodeCredentials
 
-LOG = logging.getLogger("hrc_fl.federated.transport")
+LOG = logging.getLogger("hrc_fl.federated.transport.grpc_transport")
 METHOD = "/hrcfl.Federation/Send"
 _SERVICE = "hrcfl.Federation"
 #: Parameter holding the sender's rank in every message (FedML's Message uses the same key).
 SENDER_KEY = "sender"
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 QUEUE_FULL = "receive queue full"  # RESOURCE_EXHAUSTED with this detail: retried (an oversized message is not)
-
-
-@dataclass(frozen=True)
-class Peer:
-    """One node of the federation: its certificate name, FedML rank and listening address."""
-
-    name: str
-    rank: int
-    host: str
-    port: int
-
-    def __post_init__(self) -> None:
-        if self.rank < 0:
-            raise ValueError(f"rank must be >= 0, got {self.rank}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port out of range: {self.port}")
-
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class TransportConfig:
-    """Timing and size limits of the transport (values come from config/federated.yaml)."""
-
-    rpc_timeout_s: float
-    retry_initial_s: float
-    retry_max_s: float
-    send_give_up_s: float
-    max_message_bytes: int
-    server_workers: int
-    #: received network messages waiting for the receive loop; more are refused with RESOURCE_EXHAUSTED
-    #: (the sender backs off and retries), so a flooding peer cannot grow the receiver's memory
-    max_queued_messages: int = 64
-
-    def __post_init__(self) -> None:
-        for name in ("rpc_timeout_s", "retry_initial_s", "retry_max_s", "send_give_up_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.retry_max_s < self.retry_initial_s:
-            raise ValueError("retry_max_s must be >= retry_initial_s")
-        if self.max_message_bytes < 1024 or self.server_workers < 1:
-            raise ValueError("max_message_bytes must be >= 1024 and server_workers >= 1")
-        if self.max_queued_messages < 1:
-            raise ValueError(f"max_queued_messages must be >= 1, got {self.max_queued_messages}")
 
 
 @dataclass(frozen=True)

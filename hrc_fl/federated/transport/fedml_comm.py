@@ -1,10 +1,10 @@
 """FedML's comm-manager seam over our mutual-TLS transport: :class:`SecureGrpcCommManager`.
 
 FedML's ``GRPCCommManager`` (insecure port, pickle, busy-spin, a channel per message, a crash when the peer
-is not up yet) is replaced by this drop-in over :class:`hrc_fl.federated.transport.SecureTransport` (mutual
-TLS, safe wire codec, blocking queue, per-peer channels with back-off retries);
-:func:`~hrc_fl.federated.fedml_runtime.fedml_init` installs it. Received envelopes become FedML ``Message``
-records here, and only of the types we handle.
+is not up yet) is replaced by this drop-in over
+:class:`hrc_fl.federated.transport.grpc_transport.SecureTransport` (mutual TLS, safe wire codec, blocking
+queue, per-peer channels with back-off retries); :func:`~hrc_fl.federated.transport.fedml_runtime.fedml_init`
+installs it. Received envelopes become FedML ``Message`` records here, and only of the types we handle.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hrc_fl.federated.fedml_runtime import BaseCommunicationManager, Message
-from hrc_fl.federated.fedml_wire import LOCAL_TYPES, MSG_CONNECTION_READY, NETWORK_TYPES
-from hrc_fl.federated.transport import Envelope, SecureTransport
+from hrc_fl.federated.transport.fedml_runtime import BaseCommunicationManager, Message
+from hrc_fl.federated.transport.fedml_wire import LOCAL_TYPES, MSG_CONNECTION_READY, NETWORK_TYPES
+from hrc_fl.federated.transport.grpc_transport import Envelope, SecureTransport
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 
@@ -23,7 +23,7 @@ class SecureGrpcCommManager(BaseCommunicationManager):
     """Drop-in for FedML's GRPCCommManager (same constructor) over :class:`SecureTransport`.
 
     The transport comes from ``args.hrc_transport`` (set by
-    :func:`~hrc_fl.federated.fedml_runtime.fedml_init` only).
+    :func:`~hrc_fl.federated.transport.fedml_runtime.fedml_init` only).
     """
 
     def __init__(self, grpc_ipconfig_path: str = "", topic: str = "fedml", client_rank: int = 0,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrc_fl.federated.update import NDArrays
+from hrc_fl.federated.core.update import NDArrays
 
 SCHEMES = ("fp32", "fp16", "int8")
 SCALE_BYTES = 4  # one float32 scale per int8 tensor

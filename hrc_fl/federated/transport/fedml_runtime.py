@@ -1,10 +1,10 @@
 """The one place FedML is imported: offline, with every phone-home path disabled; ``fedml.init`` and its args.
 
 Importing this module imports FedML (about 10 CPU-s; numpy/torch/torchvision come with it). That is safe
-because only the FL processes import it: :mod:`hrc_fl.federated.fedml_comm`, ``fedml_server`` and
+because only the FL processes import it: :mod:`hrc_fl.federated.transport.fedml_comm`, ``fedml_server`` and
 ``fedml_client`` import it at their top, and those are imported only by the aggregator and fl_client nodes
 (inside the thread that runs the federation) and their ``hrc-fl`` commands. The pure helpers that tests and
-the benchmark use (:mod:`hrc_fl.federated.fedml_wire`) do not import it. The FedML names the other modules
+the benchmark use (:mod:`hrc_fl.federated.transport.fedml_wire`) do not import it. The FedML names the other modules
 subclass are re-exported from here, so no other module imports ``fedml`` itself (import order would
 otherwise decide whether the offline setup ran first). Importing the fl_client node module did not grow
 with the split (it imports no FedML, before or after; test_fl_fedml_units checks that): measured 6.25 s on
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from hrc_fl.federated.fl_config import FederationConfig
-from hrc_fl.federated.transport import SecureTransport
+from hrc_fl.federated.core.fl_config import FederationConfig
+from hrc_fl.federated.transport.grpc_transport import SecureTransport
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 

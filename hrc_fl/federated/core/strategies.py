@@ -2,8 +2,8 @@
 
 Transport-independent: a strategy never sees gRPC, FedML or torch. A strategy aggregates only what it is
 given; which tensors are shared (personalisation by layer split, FedPer/FedRep) is decided on the client
-by :mod:`hrc_fl.federated.split`. A strategy from configuration (DP included):
-:func:`hrc_fl.federated.strategy_config.make_strategy`.
+by :mod:`hrc_fl.federated.core.split`. A strategy from configuration (DP included):
+:func:`hrc_fl.federated.core.strategy_config.make_strategy`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from hrc_fl.federated import aggregation
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays, add, copy_arrays, difference, global_norm
+from hrc_fl.federated.core import aggregation
+from hrc_fl.federated.core.update import (
+    AggregationResult,
+    ClientUpdate,
+    NDArrays,
+    add,
+    copy_arrays,
+    difference,
+    global_norm,
+)
 
 #: default cap on the self-reported sample count used as a FedAvg weight (config: strategy.max_num_samples);
 #: as large as a workstation's sample store keeps (intention_learner's max_samples_per_worker)

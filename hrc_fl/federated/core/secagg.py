@@ -10,7 +10,7 @@ Phases of one round (pure state objects, no transport; messages are the frozen d
 
 1. advertise keys: each client makes two fresh X25519 key pairs (one to encrypt shares, one for masks) and a
    commitment to a fresh self-mask seed, signs them with its node certificate key (ECDSA, the mTLS
-   certificate from :mod:`hrc_fl.federated.certs`) over the round id, and sends a :class:`KeyAdvert`. The
+   certificate from :mod:`hrc_fl.federated.transport.certs`) over the round id, and sends a :class:`KeyAdvert`. The
    aggregator and every peer check the signature and that the certificate is the sender's, issued by the
    plant CA: the aggregator cannot swap keys.
 2. share keys: each client Shamir-shares its self-mask seed and its mask private key among its neighbours
@@ -53,11 +53,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from hrc_fl.federated import shamir, wire
-from hrc_fl.federated.update import AggregationResult, NDArrays
+from hrc_fl.federated.core import shamir, wire
+from hrc_fl.federated.core.update import AggregationResult, NDArrays
 
 if TYPE_CHECKING:
-    from hrc_fl.federated.privacy import DPStrategy
+    from hrc_fl.federated.core.privacy import DPStrategy
 
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 _DOMAIN = b"hrc_fl secagg v1"
@@ -356,7 +356,7 @@ def _parse(body: object, params: RoundParams) -> Message:
 
 
 def encode_message(message: Message) -> bytes:
-    """A protocol message in the project's safe wire format (:mod:`hrc_fl.federated.wire`: no pickle)."""
+    """A protocol message in the project's safe wire format (:mod:`hrc_fl.federated.core.wire`: no pickle)."""
     return wire.encode(_body(message))
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hrc_fl.federated.simulator import ClientData
+from hrc_fl.federated.evaluation.simulator import ClientData
 from hrc_fl.intention.model import IntentionModel, IntentionModelConfig
 from hrc_fl.intention.windows import TimeSplit, WindowSet, WindowSpec, make_time_split
 
@@ -89,10 +89,10 @@ def watch_clients(*, label_fraction: float = 1.0, seed: int = 0, spec: WindowSpe
 def joining_worker(subject: int, k: int, *, seed: int = 0, spec: WindowSpec | None = None,
                    split: TimeSplit | None = None) -> ClientData:
     """A worker who joins a trained federation (id ``subject-<n>``): labels on its first ``k`` training
-    windows in time (:func:`~hrc_fl.federated.onboarding.first_in_time`, ties in a task order drawn from
+    windows in time (:func:`~hrc_fl.federated.evaluation.onboarding.first_in_time`, ties in a task order drawn from
     ``seed`` and the subject), the rest of its training windows unlabelled; validation and test windows
     as in :func:`watch_clients`. ``k`` >= 1 (a worker with no label trains nothing)."""
-    from hrc_fl.federated.onboarding import first_in_time
+    from hrc_fl.federated.evaluation.onboarding import first_in_time
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

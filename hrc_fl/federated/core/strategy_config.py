@@ -1,5 +1,6 @@
 """A strategy from its configuration (the ``strategy`` section of config/federated.yaml): the rule of
-:mod:`hrc_fl.federated.strategies`, wrapped in :class:`hrc_fl.federated.privacy.DPStrategy` when ``dp`` is set.
+:mod:`hrc_fl.federated.core.strategies`, wrapped in
+:class:`hrc_fl.federated.core.privacy.DPStrategy` when ``dp`` is set.
 
 Sits above both: the rules know nothing of the DP wrapper, and the wrapper (a :class:`Strategy` around a
 rule) knows nothing of configuration.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hrc_fl.federated.strategies import (
+from hrc_fl.federated.core.strategies import (
     DEFAULT_MAX_NUM_SAMPLES,
     CoordinateMedian,
     FedAvg,
@@ -36,7 +37,7 @@ def make_strategy(config: Mapping[str, Any]) -> Strategy:
     weight); ``proximal_mu`` (fedprox); ``trim_fraction`` (trimmed_mean); ``max_attackers`` (median_anchored);
     ``dp``: optional mapping with ``clip_norm``, ``noise_multiplier``, ``delta``, ``expected_clients``
     (required: the fixed denominator m, the number of configured workstations) and ``sample_rate`` (must be
-    1.0); wraps the strategy in :class:`hrc_fl.federated.privacy.DPStrategy` (needs a mean rule). A ``seed``
+    1.0); wraps the strategy in :class:`hrc_fl.federated.core.privacy.DPStrategy` (needs a mean rule). A ``seed``
     is refused: DP noise in a deployment comes from the OS CSPRNG, never from shared configuration.
     Unknown keys raise ValueError so that a typo in a config file is not silently ignored.
     """
@@ -62,7 +63,7 @@ def make_strategy(config: Mapping[str, Any]) -> Strategy:
     dp = config.get("dp")
     if dp:
         # imported only when DP is configured: privacy loads opacus, which a plain rule never needs
-        from hrc_fl.federated.privacy import DPStrategy
+        from hrc_fl.federated.core.privacy import DPStrategy
 
         if "seed" in dp:
             raise ValueError("dp.seed is refused: every workstation holds this configuration, so seeded noise "

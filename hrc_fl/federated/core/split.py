@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrc_fl.federated.update import NDArrays
+from hrc_fl.federated.core.update import NDArrays
 
 ALL_PARAMETERS: tuple[str, ...] = ("",)
 """Prefixes that share the whole model (plain FedAvg / FedProx baselines)."""

@@ -12,7 +12,7 @@ the best macro-F1 on ITS OWN validation windows (the first candidate on ties) - 
 or its local model with self-supervision, so that joining a federation is never worse than staying alone
 by the worker's own measure.
 
-ROS-free and FedML-free: runs the in-process :class:`~hrc_fl.federated.simulator.Simulator`.
+ROS-free and FedML-free: runs the in-process :class:`~hrc_fl.federated.evaluation.simulator.Simulator`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrc_fl.federated import training
-from hrc_fl.federated.simulator import ArrayLoader, ClientData, MethodSpec, Simulator
+from hrc_fl.federated.core import training
+from hrc_fl.federated.evaluation.simulator import ArrayLoader, ClientData, MethodSpec, Simulator
 
 
 def first_in_time(start: np.ndarray, recording: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -2,27 +2,27 @@
 
 Shared part = ``IntentionModel.encoders`` (aggregated across the plant); personal part = ``head`` (never
 leaves the device). Each round trains on the worker's labelled windows from the local
-:class:`~hrc_fl.federated.sample_store.SampleStore` with the one client round of
-:mod:`hrc_fl.federated.client_update` (FedRep: the head ``head_epochs`` with the encoders frozen, then the
+:class:`~hrc_fl.federated.core.sample_store.SampleStore` with the one client round of
+:mod:`hrc_fl.federated.core.client_update` (FedRep: the head ``head_epochs`` with the encoders frozen, then the
 encoders ``epochs`` with the head frozen, FedProx term when the server asks for one; ``head_epochs`` = 0:
 joint training); only the encoders' parameters are sent (their buffers, the IMU input normalisation, stay
 on the workstation). Every new global model is combined with the local head, the head is refreshed on it
-for ``fine_tune_epochs`` with the encoders frozen (:func:`~hrc_fl.federated.client_update.refresh_head`), and
+for ``fine_tune_epochs`` with the encoders frozen (:func:`~hrc_fl.federated.core.client_update.refresh_head`), and
 the result is written as a new version to the local :class:`~hrc_fl.intention.model_store.ModelStore`,
 after which ``on_model(version)`` lets the node tell the intention node to hot-swap. With scarce labels
 this flow beat joint (FedPer) training by 3-4 points in the simulator (docs/federated_core.md).
 
-Self-supervision (``self_supervised``, a :class:`~hrc_fl.federated.self_supervised.VicRegConfig`): the encoder
+Self-supervision (``self_supervised``, a :class:`~hrc_fl.federated.core.self_supervised.VicRegConfig`): the encoder
 phase also learns from every IMU window the store holds, labelled or not (the node stores unlabelled
 windows between task events), through the model's personal projector; nothing of it is sent.
 
-As a learner module (config ``learner.module: hrc_fl.federated.intention_learner``) the options are:
+As a learner module (config ``learner.module: hrc_fl.federated.core.intention_learner``) the options are:
 ``labels`` (label space; default :data:`hrc_fl.intention.labels.INTENTION_LABELS`), ``model``
 (IntentionModelConfig fields other than num_classes), ``epochs``,
 ``lr``, ``batch_size``, ``head_epochs``, ``fine_tune_epochs``,
 ``sample_db`` and ``model_store_dir`` ('' = runtime defaults per workstation),
 ``max_samples_per_worker``, ``max_unlabelled_per_worker``, ``max_age_s``, ``self_supervised`` (a mapping of
-:class:`~hrc_fl.federated.self_supervised.VicRegConfig` fields; absent or ``enabled: false`` = off).
+:class:`~hrc_fl.federated.core.self_supervised.VicRegConfig` fields; absent or ``enabled: false`` = off).
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrc_fl.federated.client_update import LocalRoundPlan, local_round, refresh_head
-from hrc_fl.federated.sample_store import SampleStore
-from hrc_fl.federated.self_supervised import VicRegConfig
-from hrc_fl.federated.split import load_shared, shared_state
+from hrc_fl.federated.core.client_update import LocalRoundPlan, local_round, refresh_head
+from hrc_fl.federated.core.sample_store import SampleStore
+from hrc_fl.federated.core.self_supervised import VicRegConfig
+from hrc_fl.federated.core.split import load_shared, shared_state
 from hrc_fl.intention.labels import INTENTION_LABELS
 from hrc_fl.intention.model import SHARED_PREFIXES, IntentionModel, IntentionModelConfig
 from hrc_fl.intention.model_store import ModelStore, ModelStoreError
@@ -87,7 +87,7 @@ class WindowLoader:
 
 
 class IntentionLearner:
-    """A :class:`~hrc_fl.federated.learner.LocalLearner` over the intention model of one worker."""
+    """A :class:`~hrc_fl.federated.core.learner.LocalLearner` over the intention model of one worker."""
 
     def __init__(self, *, worker_id: str, labels: Sequence[str], model_config: IntentionModelConfig,
                  model_store: ModelStore, sample_store: SampleStore, epochs: int, lr: float, batch_size: int,

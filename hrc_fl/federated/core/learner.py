@@ -52,18 +52,18 @@ def load_learner_module(module_name: str) -> LearnerModule:
 class TorchLearner:
     """A :class:`LocalLearner` over a torch model with ``SHARED_PREFIXES`` and a data loader factory.
 
-    Each round runs :func:`hrc_fl.federated.client_update.local_round` (FedRep when ``head_epochs`` > 0: the
+    Each round runs :func:`hrc_fl.federated.core.client_update.local_round` (FedRep when ``head_epochs`` > 0: the
     personal head with the encoders frozen, then the encoders for ``epochs`` with the head frozen; else
     joint FedPer training), with the server's ``proximal_mu`` as the FedProx term on the shared part. Each
     new global model refreshes the head for ``fine_tune_epochs``
-    (:func:`~hrc_fl.federated.client_update.refresh_head`) before ``on_model`` sees it. Only
-    :func:`hrc_fl.federated.split.shared_state` leaves through :meth:`get_shared`.
+    (:func:`~hrc_fl.federated.core.client_update.refresh_head`) before ``on_model`` sees it. Only
+    :func:`hrc_fl.federated.core.split.shared_state` leaves through :meth:`get_shared`.
     """
 
     def __init__(self, model, loader_factory, *, epochs: int, lr: float, head_epochs: int = 0,
                  fine_tune_epochs: int = 0, on_model=None) -> None:
-        from hrc_fl.federated.client_update import LocalRoundPlan
-        from hrc_fl.federated.split import shared_prefixes_of
+        from hrc_fl.federated.core.client_update import LocalRoundPlan
+        from hrc_fl.federated.core.split import shared_prefixes_of
 
         self.plan = LocalRoundPlan(epochs=epochs, lr=lr, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs)
         self.model = model
@@ -72,17 +72,17 @@ class TorchLearner:
         self.on_model = on_model
 
     def get_shared(self) -> dict[str, np.ndarray]:
-        from hrc_fl.federated.split import shared_state
+        from hrc_fl.federated.core.split import shared_state
 
         return shared_state(self.model, self.prefixes)
 
     def set_shared(self, tensors: Mapping[str, np.ndarray]) -> None:
-        from hrc_fl.federated.split import load_shared
+        from hrc_fl.federated.core.split import load_shared
 
         load_shared(self.model, tensors, self.prefixes)
 
     def train_round(self, server_round: int, config: Mapping[str, float]) -> tuple[int, dict[str, float]]:
-        from hrc_fl.federated.client_update import local_round
+        from hrc_fl.federated.core.client_update import local_round
 
         loader = self.loader_factory(server_round)
         if loader is None:
@@ -93,7 +93,7 @@ class TorchLearner:
         return result.num_samples, {"loss": result.mean_loss}
 
     def on_global_model(self, server_round: int, version: str) -> None:
-        from hrc_fl.federated.client_update import refresh_head
+        from hrc_fl.federated.core.client_update import refresh_head
 
         if self.plan.fine_tune_epochs:
             refresh_head(self.model, self.loader_factory(server_round), self.plan, shared_prefixes=self.prefixes)

@@ -8,7 +8,7 @@ run in one transaction (atomic: a crash leaves the store before or after the ins
 leave the device; only models trained on them do (their shared part).
 
 Unlabelled IMU windows (the worker's motion between task events) go to a second table for
-self-supervised training (:mod:`hrc_fl.federated.self_supervised`), with their own count limit
+self-supervised training (:mod:`hrc_fl.federated.core.self_supervised`), with their own count limit
 ``max_unlabelled_per_worker`` and the same age limit.
 """
 

@@ -2,12 +2,12 @@
 :func:`run_server`, checkpoint resume and the registry metadata of a round.
 
 FedML's ``FedMLServerManager`` waits for every client forever; :class:`RoundServerManager` only translates
-FedML messages and timer events into :class:`~hrc_fl.federated.round_state.RoundState` events and carries
+FedML messages and timer events into :class:`~hrc_fl.federated.core.round_state.RoundState` events and carries
 out the actions it returns (the round logic is there, FedML-free): a round closes at a deadline once a
 quorum of valid updates arrived, late or stale-round updates are ignored, every round is checkpointed
 atomically and a restart resumes from the checkpoint. With ``secure_aggregation.enabled`` the same manager
 carries the SecAgg phases (messages 8 and 9) and only ever holds masked vectors and their sum.
-FedML comes in through :mod:`hrc_fl.federated.fedml_runtime` (why that is safe: its docstring).
+FedML comes in through :mod:`hrc_fl.federated.transport.fedml_runtime` (why that is safe: its docstring).
 """
 
 from __future__ import annotations
@@ -22,16 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from hrc_fl.federated import fedml_wire as wire
-from hrc_fl.federated import secagg
-from hrc_fl.federated.certs import load_node_credentials
-from hrc_fl.federated.fedml_comm import SecureGrpcCommManager, inject_local
-from hrc_fl.federated.fedml_runtime import FedMLCommManager, Message, ServerAggregator, fedml_init, stop_on_event
-from hrc_fl.federated.fedml_wire import StatusCallback, StatusReport, secagg_array, secagg_bytes, uplink_update
-from hrc_fl.federated.fl_config import FederationConfig
-from hrc_fl.federated.privacy import DPStrategy
-from hrc_fl.federated.registry import ModelRegistry
-from hrc_fl.federated.round_state import (
+from hrc_fl.federated.core import secagg
+from hrc_fl.federated.core.fl_config import FederationConfig
+from hrc_fl.federated.core.privacy import DPStrategy
+from hrc_fl.federated.core.registry import ModelRegistry
+from hrc_fl.federated.core.round_state import (
     DEADLINE,
     PHASE,
     SECURE_PHASES,
@@ -48,10 +43,27 @@ from hrc_fl.federated.round_state import (
     SendSync,
     Status,
 )
-from hrc_fl.federated.strategies import Strategy
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.transport import SecureTransport
-from hrc_fl.federated.update import AggregationResult, ClientUpdate, NDArrays
+from hrc_fl.federated.core.strategies import Strategy
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import AggregationResult, ClientUpdate, NDArrays
+from hrc_fl.federated.transport import fedml_wire as wire
+from hrc_fl.federated.transport.certs import load_node_credentials
+from hrc_fl.federated.transport.fedml_comm import SecureGrpcCommManager, inject_local
+from hrc_fl.federated.transport.fedml_runtime import (
+    FedMLCommManager,
+    Message,
+    ServerAggregator,
+    fedml_init,
+    stop_on_event,
+)
+from hrc_fl.federated.transport.fedml_wire import (
+    StatusCallback,
+    StatusReport,
+    secagg_array,
+    secagg_bytes,
+    uplink_update,
+)
+from hrc_fl.federated.transport.grpc_transport import SecureTransport
 
 LOG = logging.getLogger("hrc_fl.federated.fedml")
 
@@ -98,7 +110,7 @@ class StrategyAggregator(ServerAggregator):
 
 
 class RoundServerManager(FedMLCommManager):
-    """Thin translator: FedML messages and timers -> :class:`~hrc_fl.federated.round_state.RoundState`
+    """Thin translator: FedML messages and timers -> :class:`~hrc_fl.federated.core.round_state.RoundState`
     events; its actions -> FedML messages, timers, aggregation + registry commit, status and audit."""
 
     def __init__(self, args: Any, config: FederationConfig, aggregator: StrategyAggregator, registry: ModelRegistry,

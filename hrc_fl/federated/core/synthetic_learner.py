@@ -6,7 +6,7 @@ encoder helps everyone while the heads must differ (the personalised setting in 
 
 Options (config ``learner.options`` or ``hrc-fl fl-client --option``): ``num_samples``, ``in_dim``,
 ``hidden``, ``num_classes``, ``epochs``, ``lr``, ``batch_size``; ``head_epochs`` and ``fine_tune_epochs``
-(the FedRep client flow of :class:`~hrc_fl.federated.learner.TorchLearner`; 0 = joint training);
+(the FedRep client flow of :class:`~hrc_fl.federated.core.learner.TorchLearner`; 0 = joint training);
 ``train_delay_s`` (sleep after training,
 to simulate a slow workstation); ``fault``: ``none`` | ``nan`` | ``scale100`` | ``signflip`` (a faulty or
 malicious client: its uploaded shared tensors are corrupted after training), ``faults``: per-workstation
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrc_fl.federated.learner import TorchLearner
+from hrc_fl.federated.core.learner import TorchLearner
 
 SHARED_PREFIXES = ("encoders.",)
 FAULTS = ("none", "nan", "scale100", "signflip")
@@ -70,7 +70,7 @@ def _model(opts: Mapping[str, object], seed: int) -> SyntheticModel:
 
 def initial_shared(options: Mapping[str, object], seed: int) -> dict[str, np.ndarray]:
     """Round-0 shared tensors (same model init as every client)."""
-    from hrc_fl.federated.split import shared_state
+    from hrc_fl.federated.core.split import shared_state
 
     return shared_state(_model(_options(options), seed), SHARED_PREFIXES)
 

@@ -16,7 +16,7 @@ duplicate updates are ignored. A client that misses a round is still sent every 
 round does not wait for it before closing early.
 
 Secure aggregation (``secure``: docs/federated_secagg.md): a round's clients are the ones online when it
-opens, announced with the round's :class:`~hrc_fl.federated.secagg.RoundParams`; a client that trained
+opens, announced with the round's :class:`~hrc_fl.federated.core.secagg.RoundParams`; a client that trained
 answers with its signed key advert instead of an update (a plain update is refused), and the rules above
 decide when the advert phase ends. Then the phases ``shares``, ``checked`` (each client confirms or
 refuses the shares it received), ``masked`` and ``unmasked`` each end when every asked client answered or
@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from hrc_fl.federated import secagg
-from hrc_fl.federated.fl_config import RoundPlan
-from hrc_fl.federated.secagg import RoundFailed, RoundParams, SecAggConfig, SecAggError, SecAggServer, SecureSum
-from hrc_fl.federated.update import ClientUpdate
+from hrc_fl.federated.core import secagg
+from hrc_fl.federated.core.fl_config import RoundPlan
+from hrc_fl.federated.core.secagg import RoundFailed, RoundParams, SecAggConfig, SecAggError, SecAggServer, SecureSum
+from hrc_fl.federated.core.update import ClientUpdate
 
 LOG = logging.getLogger("hrc_fl.federated.rounds")
 
@@ -54,7 +54,7 @@ _REQUEST = {SHARES: "share", CHECKED: "check", MASKED: "mask", UNMASKED: "unmask
 @dataclass(frozen=True)
 class SendSync:
     """Send round ``round``'s global model (and the strategy's client config) to ``rank``; ``secagg``: the
-    secure round's announcement (:func:`hrc_fl.federated.secagg.encode_params`), empty without it."""
+    secure round's announcement (:func:`hrc_fl.federated.core.secagg.encode_params`), empty without it."""
 
     rank: int
     round: int
@@ -64,7 +64,7 @@ class SendSync:
 @dataclass(frozen=True)
 class SendSecAgg:
     """Send ``rank`` the secure round's request ``phase`` (share | check | mask | unmask): ``payload`` wire
-    bytes from :mod:`hrc_fl.federated.secagg` (adverts, shares, unmask request), ``names`` the participants."""
+    bytes from :mod:`hrc_fl.federated.core.secagg` (adverts, shares, unmask request), ``names`` the participants."""
 
     rank: int
     round: int
@@ -157,7 +157,7 @@ Action = SendSync | SendSecAgg | AskStatus | SendFinish | ArmTimer | CloseRound 
 class SecureSetup:
     """What the aggregator needs for secure rounds: the ``secure_aggregation`` section, the clients' L2
     ``clip_norm``, the plant CA (PEM) that signs every node certificate, and the length of the flat
-    shared-layer vector (:func:`hrc_fl.federated.secagg.flatten` of the global model)."""
+    shared-layer vector (:func:`hrc_fl.federated.core.secagg.flatten` of the global model)."""
 
     config: SecAggConfig
     clip_norm: float

@@ -17,14 +17,59 @@ from typing import Any
 import yaml
 
 from hrc_fl import paths
-from hrc_fl.federated.secagg import SecAggConfig
-from hrc_fl.federated.self_supervised import VicRegConfig
-from hrc_fl.federated.transport import Peer, TransportConfig
+from hrc_fl.federated.core.secagg import SecAggConfig
+from hrc_fl.federated.core.self_supervised import VicRegConfig
 
 UPLINK_ENCODINGS = ("fp32", "fp16", "int8")
 #: rules that need every individual update: impossible when the aggregator sees only the masked sum
 RULES_NEEDING_INDIVIDUAL_UPDATES = ("median", "trimmed_mean", "median_anchored")
 
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One node of the federation: its certificate name, FedML rank and listening address."""
+
+    name: str
+    rank: int
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if self.rank < 0:
+            raise ValueError(f"rank must be >= 0, got {self.rank}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port out of range: {self.port}")
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Timing and size limits of the transport (values come from config/federated.yaml)."""
+
+    rpc_timeout_s: float
+    retry_initial_s: float
+    retry_max_s: float
+    send_give_up_s: float
+    max_message_bytes: int
+    server_workers: int
+    #: received network messages waiting for the receive loop; more are refused with RESOURCE_EXHAUSTED
+    #: (the sender backs off and retries), so a flooding peer cannot grow the receiver's memory
+    max_queued_messages: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("rpc_timeout_s", "retry_initial_s", "retry_max_s", "send_give_up_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be >= retry_initial_s")
+        if self.max_message_bytes < 1024 or self.server_workers < 1:
+            raise ValueError("max_message_bytes must be >= 1024 and server_workers >= 1")
+        if self.max_queued_messages < 1:
+            raise ValueError(f"max_queued_messages must be >= 1, got {self.max_queued_messages}")
 
 @dataclass(frozen=True)
 class RoundPlan:
@@ -53,7 +98,7 @@ class ClientTraining:
     shared encoders (head frozen); after each new global model the head is refreshed ``fine_tune_epochs``
     before the model is used. ``head_epochs`` = 0 trains head and encoders jointly (FedPer).
     ``self_supervised``: the VICReg term on the worker's own IMU windows, labelled and unlabelled, in the
-    encoder epochs (None = labels only; see :mod:`hrc_fl.federated.self_supervised`)."""
+    encoder epochs (None = labels only; see :mod:`hrc_fl.federated.core.self_supervised`)."""
 
     epochs: int
     lr: float

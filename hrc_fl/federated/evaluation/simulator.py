@@ -2,7 +2,7 @@
 
 For fast sweeps without processes or sockets: every client keeps its own model (so personal heads
 persist between rounds), the server keeps the shared tensors, and each round runs exactly what a real
-round does, through the same functions the workstations run (:mod:`hrc_fl.federated.client_update`):
+round does, through the same functions the workstations run (:mod:`hrc_fl.federated.core.client_update`):
 snapshot -> local round -> delta -> compress -> strategy.aggregate -> load the new global model in place
 and refresh the personal head. Seeded:
 the simulator owns a ``np.random.Generator`` and every loader a ``torch.Generator``.
@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrc_fl.federated import split, training
-from hrc_fl.federated.client_update import LocalRoundPlan, client_update, local_round, receive_global, refresh_head
-from hrc_fl.federated.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes
-from hrc_fl.federated.self_supervised import VicRegConfig
-from hrc_fl.federated.strategies import Strategy
-from hrc_fl.federated.strategy_config import make_strategy
-from hrc_fl.federated.update import ClientUpdate, NDArrays, add
+from hrc_fl.federated.core import split, training
+from hrc_fl.federated.core.client_update import LocalRoundPlan, client_update, local_round, receive_global, refresh_head
+from hrc_fl.federated.core.compression import ErrorFeedbackCompressor, dequantize_update, payload_bytes
+from hrc_fl.federated.core.self_supervised import VicRegConfig
+from hrc_fl.federated.core.strategies import Strategy
+from hrc_fl.federated.core.strategy_config import make_strategy
+from hrc_fl.federated.core.update import ClientUpdate, NDArrays, add
 
 METHOD_KINDS = ("local", "federated", "centralised")
 PERSONALISATION = ("none", "fedper", "fedrep")
@@ -88,7 +88,7 @@ class ClientData:
     optionally its validation windows (``val_x``/``val_y``, between training and test in time; default
     none) and its unlabelled training windows (``unlabelled_x``, same time span as the labelled ones,
     never the validation or test span; default none). Unlabelled windows are only ever used for the
-    client's own semi-supervised training (:class:`~hrc_fl.federated.training.PseudoLabelConfig`), never
+    client's own semi-supervised training (:class:`~hrc_fl.federated.core.training.PseudoLabelConfig`), never
     sent. Validation windows are only ever scored: every choice of a comparison is made on them."""
 
     client_id: str
@@ -140,7 +140,7 @@ class MethodSpec:
     and "federated"; the model needs a projector); local training only, never the payload.
     Kind "local" with personalisation "fedrep" trains a round as a FedRep client does (head, then encoders,
     then the head refresh) without communicating: a worker that fine-tunes the encoder it was given when it
-    joined a federation (:mod:`hrc_fl.federated.onboarding`). train_shared False (kind "local" only): the
+    joined a federation (:mod:`hrc_fl.federated.evaluation.onboarding`). train_shared False (kind "local" only): the
     shared encoders stay as the model factory built them and only the personal head trains,
     ``local_epochs`` head epochs per round.
     """
