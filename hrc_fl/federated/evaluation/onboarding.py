@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from torch import nn
 
 from hrc_fl.federated.core import training
 from hrc_fl.federated.evaluation.simulator import ArrayLoader, ClientData, MethodSpec, Simulator
+
+T = TypeVar("T")
 
 
 def first_in_time(start: np.ndarray, recording: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -47,21 +49,26 @@ def first_in_time(start: np.ndarray, recording: np.ndarray, rng: np.random.Gener
     return np.lexsort((np.array([rank[r] for r in recording.tolist()], np.int64), start))
 
 
+def first_best(scores: Sequence[tuple[T, float]]) -> T:
+    """The candidate of ``scores`` ((candidate, validation macro-F1) pairs) with the best score, the first
+    on ties; a NaN score never wins (all NaN: the first candidate). Only validation scores are given to it."""
+    if not scores:
+        raise ValueError("no candidates to choose from")
+    values = [-math.inf if math.isnan(float(v)) else float(v) for _, v in scores]
+    return scores[values.index(max(values))][0]
+
+
 def choose_per_worker(validation: Mapping[str, Sequence[float]]) -> list[str]:
-    """Per worker, the candidate with the best validation macro-F1 (the first in ``validation``'s order on
-    ties; a NaN score never wins). ``validation[name][i]``: worker i's score of candidate ``name``. Only
-    validation scores are given to it."""
+    """Per worker, the candidate with the best validation macro-F1 (:func:`first_best`: the first in
+    ``validation``'s order on ties, a NaN score never wins). ``validation[name][i]``: worker i's score of
+    candidate ``name``."""
     names = list(validation)
     if not names:
         raise ValueError("no candidates to choose from")
     counts = {len(v) for v in validation.values()}
     if len(counts) != 1:
         raise ValueError(f"candidates score different numbers of workers: {sorted(counts)}")
-    out = []
-    for i in range(counts.pop()):
-        scores = [-math.inf if math.isnan(float(validation[n][i])) else float(validation[n][i]) for n in names]
-        out.append(names[scores.index(max(scores))])
-    return out
+    return [first_best([(n, validation[n][i]) for n in names]) for i in range(counts.pop())]
 
 
 def joined_model(states: Sequence[Mapping[str, np.ndarray]], factory: Callable[[int], nn.Module],
@@ -121,4 +128,5 @@ def join(factory: Callable[[int], nn.Module], worker: ClientData, candidates: Ma
     return {"choice": choice, **{k: scores[choice][k] for k in ("val_f1", "f1", "acc")}, "candidates": scores}
 
 
-__all__ = ["AS_IS", "choose_per_worker", "first_in_time", "join", "joined_model", "score", "starting_from"]
+__all__ = ["AS_IS", "choose_per_worker", "first_best", "first_in_time", "join", "joined_model", "score",
+           "starting_from"]

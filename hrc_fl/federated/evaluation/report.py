@@ -45,7 +45,15 @@ from hrc_fl.federated.core.self_supervised import VicRegConfig
 from hrc_fl.federated.core.strategies import FedAvg
 from hrc_fl.federated.core.strategy_config import make_strategy
 from hrc_fl.federated.evaluation import plots
-from hrc_fl.federated.evaluation.onboarding import AS_IS, choose_per_worker, join, joined_model, score, starting_from
+from hrc_fl.federated.evaluation.onboarding import (
+    AS_IS,
+    choose_per_worker,
+    first_best,
+    join,
+    joined_model,
+    score,
+    starting_from,
+)
 from hrc_fl.federated.evaluation.simulator import ClientData, MethodResult, MethodSpec, Simulator
 from hrc_fl.federated.evaluation.watch_clients import (
     federated_normalisation,
@@ -275,11 +283,9 @@ def with_choice(spec: MethodSpec, cfg: ReportConfig, choice: Choice, name: str |
 
 def choose_on_validation(scores: Sequence[tuple[Choice, float]]) -> Choice:
     """The candidate with the best mean validation macro-F1 (the first on ties: labels only, then the
-    grid's order). Only validation scores are given to it."""
-    if not scores:
-        raise ValueError("no candidates to choose from")
-    best = max(score for _, score in scores)
-    return next(choice for choice, score in scores if score == best)
+    grid's order; a NaN score never wins: :func:`~hrc_fl.federated.evaluation.onboarding.first_best`). Only
+    validation scores are given to it."""
+    return first_best(scores)
 
 
 def rule_config(cfg: ReportConfig, rule: str) -> dict[str, Any]:
